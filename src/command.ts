@@ -1,0 +1,40 @@
+// The contract between cli.ts and each command module, and the argument helpers they share.
+import type { ParseArgsConfig } from 'node:util';
+import type { Config } from './config.js';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export type Values = Record<string, string | boolean | undefined>;
+
+export interface CommandArgs {
+  readonly values: Values;
+  readonly positionals: string[];
+  readonly config: Config;
+}
+
+export interface CommandModule {
+  /** the arguments after the command name, for --help and usage errors */
+  readonly usage: string;
+  readonly options: NonNullable<ParseArgsConfig['options']>;
+  readonly allowPositionals?: boolean;
+  /** exit code, or undefined for a command that keeps the process running (serve) */
+  run(args: CommandArgs): Promise<number | undefined>;
+}
+
+/** A whole number option in [min, max], or undefined when absent. */
+export function intOption(values: Values, key: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const raw = values[key];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${key}: ${JSON.stringify(raw)} is not a whole number in ${min}..${max}`);
+  }
+  return n;
+}
+
+export function stringOption(values: Values, key: string): string | undefined {
+  const v = values[key];
+  return typeof v === 'string' ? v : undefined;
+}

@@ -1,0 +1,98 @@
+// The one schema of the config file: config.ts validates with it, and the Helm chart's values.schema.json is generated from it.
+// Patterns stay RE2-compatible (no look-around) because Helm checks values.schema.json with Go's regexp;
+// rules a plain pattern cannot say live in config.ts `refine`.
+
+const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+const envName = '^[-._a-zA-Z][-._a-zA-Z0-9]*$';
+// arn:<partition>:iam::<12-digit account>:role/<optional path/>name
+export const roleArnPattern = '^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([\\x21-\\x2E\\x30-\\x7E]+/)*[\\w+=,.@-]{1,64}$';
+// s3://<bucket>[/prefix]; the bucket's finer rules (no "..", not an IP address, reserved affixes) are in config.ts
+export const s3UriPattern = '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._-]+)*/?$';
+// MLflow tag keys we accept for our own tags: plain characters only, since the key is baked into SQL (quoted all the same)
+const tagKey = '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$';
+
+export const configSchema = {
+  $id: 'https://github.com/mlflow-irsa-webhook/config.schema.json',
+  title: 'mlflow-irsa-webhook configuration',
+  type: 'object',
+  additionalProperties: false,
+  required: ['roleArn', 'artifactsDestination'],
+  properties: {
+    roleArn: {
+      type: 'string',
+      pattern: roleArnPattern,
+      description: 'IAM role MLflow assumes, arn:aws[-cn|-us-gov]:iam::<12-digit account>:role/[path/]name',
+    },
+    artifactsDestination: {
+      type: 'string',
+      pattern: s3UriPattern,
+      description: 'S3 location for artifacts, s3://<bucket>[/prefix]; becomes MLFLOW_ARTIFACTS_DESTINATION',
+    },
+    namespace: { type: 'string', pattern: dnsLabel, maxLength: 63, default: 'domino-platform', description: 'namespace of the MLflow Deployment and ServiceAccount' },
+    deployment: { type: 'string', pattern: dnsSubdomain, maxLength: 253, default: 'mlflow', description: 'name of the MLflow Deployment' },
+    container: { type: 'string', pattern: dnsLabel, maxLength: 63, default: 'mlflow', description: 'container in the Deployment that gets the token mount and env' },
+    serviceAccount: { type: 'string', pattern: dnsSubdomain, maxLength: 253, default: 'mlflow', description: 'name of the MLflow ServiceAccount' },
+    region: {
+      type: 'string',
+      pattern: '^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$',
+      description: 'AWS region; when set adds AWS_REGION, AWS_DEFAULT_REGION, AWS_STS_REGIONAL_ENDPOINTS=regional',
+    },
+    token: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'the projected service-account token volume',
+      properties: {
+        audience: { type: 'string', minLength: 1, maxLength: 253, default: 'sts.amazonaws.com', description: 'token audience; must match the IAM OIDC provider' },
+        expirationSeconds: { type: 'integer', minimum: 600, maximum: 86400, default: 86400, description: 'token lifetime, 600..86400' },
+        volumeName: { type: 'string', pattern: dnsLabel, maxLength: 63, default: 'aws-iam-token', description: 'volume name; aws-iam-token agrees with the EKS pod-identity webhook' },
+        mountPath: { type: 'string', pattern: '^/[^:]*$', maxLength: 1024, default: '/var/run/secrets/eks.amazonaws.com/serviceaccount', description: 'absolute directory the token is mounted in' },
+        defaultMode: { type: 'integer', minimum: 0, maximum: 511, default: 420, description: 'file mode of the token, decimal (420 = 0644)' },
+      },
+    },
+    removeEnv: {
+      type: 'array',
+      items: { type: 'string', pattern: envName, maxLength: 256 },
+      uniqueItems: true,
+      default: ['AWS_CONFIG_FILE'],
+      description: 'env names removed from the container wherever they stand',
+    },
+    trigger: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'the tracking-database trigger that sets each experiment\'s artifact location',
+      properties: {
+        mode: { type: 'string', enum: ['project-id', 'custom-location'], default: 'project-id', description: 'project-id: <artifactsDestination>/<prefix>/<project id>; custom-location: the tag value itself' },
+        projectTag: { type: 'string', pattern: tagKey, maxLength: 250, default: 'mlflow.domino.project_id', description: 'experiment tag holding the Domino project id' },
+        locationTag: { type: 'string', pattern: tagKey, maxLength: 250, default: 'domino.artifacts_location', description: 'experiment tag holding a custom location' },
+        prefix: { type: 'string', pattern: '^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$', maxLength: 128, default: 'mlflow', description: 'path between artifactsDestination and the project id ("" for none)' },
+        allowedLocationPrefixes: {
+          type: 'array',
+          items: { type: 'string', pattern: s3UriPattern },
+          uniqueItems: true,
+          default: [],
+          description: 'custom locations must start with one of these; empty means [<artifactsDestination>/]',
+        },
+        schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'public', description: 'PostgreSQL schema holding MLflow\'s tables' },
+      },
+    },
+    server: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'HTTPS server settings of `serve`',
+      properties: {
+        port: { type: 'integer', minimum: 1, maximum: 65535, default: 8443, description: 'HTTPS port' },
+        host: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'listen address' },
+        tlsMinVersion: { type: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2', description: 'lowest TLS version accepted' },
+        bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 67108864, default: 3145728, description: 'largest AdmissionReview accepted (the API server sends at most 3 MiB)' },
+        requestTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 300, default: 10, description: 'a request (headers and body) must arrive within this' },
+        drainSeconds: { type: 'number', minimum: 0, maximum: 300, default: 5, description: 'on SIGTERM, /readyz answers 503 this long before the listener closes' },
+        certReloadSeconds: { type: 'number', minimum: 0.05, maximum: 3600, default: 5, description: 'how often the cert and key files are checked for rotation' },
+      },
+    },
+    logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level' },
+  },
+} as const;

@@ -1,0 +1,189 @@
+// Reads the config file once, validates it against the one schema, fills defaults and returns a frozen, typed Config.
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { configSchema } from './config-schema.js';
+
+export type TriggerMode = 'project-id' | 'custom-location';
+
+export interface TokenConfig {
+  readonly audience: string;
+  readonly expirationSeconds: number;
+  readonly volumeName: string;
+  readonly mountPath: string;
+  readonly defaultMode: number;
+}
+
+export interface TriggerConfig {
+  readonly mode: TriggerMode;
+  readonly projectTag: string;
+  readonly locationTag: string;
+  readonly prefix: string;
+  /** never empty after loading: defaults to [<artifactsDestination>/] */
+  readonly allowedLocationPrefixes: readonly string[];
+  readonly schema: string;
+}
+
+export interface ServerConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly bodyLimitBytes: number;
+  readonly requestTimeoutSeconds: number;
+  readonly drainSeconds: number;
+  readonly certReloadSeconds: number;
+}
+
+export interface Config {
+  readonly roleArn: string;
+  /** without a trailing slash */
+  readonly artifactsDestination: string;
+  readonly namespace: string;
+  readonly deployment: string;
+  readonly container: string;
+  readonly serviceAccount: string;
+  readonly region?: string;
+  readonly token: TokenConfig;
+  readonly removeEnv: readonly string[];
+  readonly trigger: TriggerConfig;
+  readonly server: ServerConfig;
+  readonly logLevel: string;
+}
+
+/** Env names the Deployment mutator owns; removing one of them would fight the mutation. */
+export const OWNED_ENV = ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'MLFLOW_ARTIFACTS_DESTINATION', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_STS_REGIONAL_ENDPOINTS'];
+
+export class ConfigError extends Error {
+  constructor(readonly source: string, readonly problems: string[]) {
+    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTypes: false, verbose: true });
+const validate = ajv.compile(configSchema);
+
+function keyOf(path: string): string {
+  return path.replace(/^\//, '').replace(/\//g, '.') || '(top level)';
+}
+
+function valueAt(root: unknown, pointer: string): unknown {
+  let cur: unknown = root;
+  for (const part of pointer.split('/').slice(1)) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  return cur;
+}
+
+function show(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) return String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function describe(error: ErrorObject, data: unknown): string {
+  const schema = error.parentSchema as { description?: string } | undefined;
+  const rule = schema?.description ? ` (${schema.description})` : '';
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const extra = (error.params as { additionalProperty: string }).additionalProperty;
+      const base = keyOf(error.instancePath);
+      const key = base === '(top level)' ? extra : `${base}.${extra}`;
+      return `${key}: unknown key; allowed keys here are ${Object.keys((error.parentSchema as { properties: object }).properties).join(', ')}`;
+    }
+    case 'required': {
+      const missing = (error.params as { missingProperty: string }).missingProperty;
+      const base = keyOf(error.instancePath);
+      const props = (error.parentSchema as { properties?: Record<string, { description?: string }> }).properties;
+      const desc = props?.[missing]?.description;
+      return `${base === '(top level)' ? missing : `${base}.${missing}`}: is required${desc ? ` (${desc})` : ''}`;
+    }
+    case 'pattern':
+      return `${keyOf(error.instancePath)}: ${show(valueAt(data, error.instancePath))} is not valid${rule || ` (must match ${(error.params as { pattern: string }).pattern})`}`;
+    default:
+      return `${keyOf(error.instancePath)}: ${show(valueAt(data, error.instancePath))} ${error.message ?? 'is invalid'}${rule}`;
+  }
+}
+
+const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
+
+/** The S3 bucket rules a RE2 pattern cannot say. Returns the problem, or undefined. */
+export function bucketProblem(uri: string): string | undefined {
+  const bucket = uri.slice('s3://'.length).split('/')[0];
+  if (bucket.includes('..')) return `bucket "${bucket}" has two adjacent periods`;
+  if (IPV4.test(bucket)) return `bucket "${bucket}" is formatted as an IP address`;
+  if (bucket.startsWith('xn--') || bucket.startsWith('sthree-')) return `bucket "${bucket}" starts with a reserved prefix (xn--, sthree-)`;
+  if (bucket.endsWith('-s3alias') || bucket.endsWith('--ol-s3')) return `bucket "${bucket}" ends with a reserved suffix (-s3alias, --ol-s3)`;
+  return undefined;
+}
+
+function stripSlash(uri: string): string {
+  return uri.endsWith('/') ? uri.slice(0, -1) : uri;
+}
+
+/** Checks across keys and the rules no schema keyword can express. */
+function refine(raw: Record<string, any>): string[] {
+  const problems: string[] = [];
+  const uris: Array<[string, string]> = [['artifactsDestination', raw.artifactsDestination]];
+  raw.trigger.allowedLocationPrefixes.forEach((p: string, i: number) => uris.push([`trigger.allowedLocationPrefixes.${i}`, p]));
+  for (const [key, uri] of uris) {
+    const problem = bucketProblem(uri);
+    if (problem) problems.push(`${key}: ${show(uri)} is not valid (${problem})`);
+    if (/(^|\/)\.\.?(\/|$)/.test(uri.slice(5))) problems.push(`${key}: ${show(uri)} is not valid (no "." or ".." path segments)`);
+  }
+  for (const name of raw.removeEnv as string[]) {
+    if (OWNED_ENV.includes(name)) problems.push(`removeEnv: ${show(name)} is set by the webhook itself and cannot also be removed`);
+  }
+  if (raw.trigger.projectTag === raw.trigger.locationTag) {
+    problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);
+  }
+  return problems;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Validates an already-parsed config document. Throws ConfigError listing every problem. */
+export function parseConfig(input: unknown, source = '<inline>'): Config {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigError(source, ['(top level): the config must be a mapping of keys to values']);
+  }
+  const raw: any = structuredClone(input);
+  if (!validate(raw as unknown)) {
+    throw new ConfigError(source, (validate.errors ?? []).map((e) => describe(e, raw)));
+  }
+  const problems = refine(raw);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  raw.artifactsDestination = stripSlash(raw.artifactsDestination);
+  if (raw.trigger.allowedLocationPrefixes.length === 0) {
+    raw.trigger.allowedLocationPrefixes = [`${raw.artifactsDestination}/`];
+  }
+  return deepFreeze(raw as Config);
+}
+
+/** Parses YAML or JSON text (JSON is YAML) into a Config. */
+export function parseConfigText(text: string, source = '<inline>'): Config {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(source, [`(file): not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  return parseConfig(doc ?? {}, source);
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`(file): cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
+  return parseConfigText(text, file);
+}

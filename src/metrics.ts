@@ -1,0 +1,43 @@
+// Prometheus metrics of the admission path, on a registry of their own so that each server (and test) starts at zero.
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'kind' | 'operation' | 'outcome'>;
+  readonly patches: Counter<'kind'>;
+  readonly duration: Histogram<'outcome'>;
+  readonly certReloads: Counter<'result'>;
+}
+
+export function createMetrics(defaults = true): Metrics {
+  const registry = new Registry();
+  if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mlflow_irsa_webhook_' });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'mlflow_irsa_webhook_admission_requests_total',
+      help: 'AdmissionReview requests by object kind, operation and outcome (patched, unchanged, ignored, failed-open, invalid)',
+      labelNames: ['kind', 'operation', 'outcome'],
+      registers: [registry],
+    }),
+    patches: new Counter({
+      name: 'mlflow_irsa_webhook_patches_total',
+      help: 'JSON patches returned, by object kind',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'mlflow_irsa_webhook_admission_duration_seconds',
+      help: 'Time to answer an AdmissionReview, from request start to reply',
+      labelNames: ['outcome'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    certReloads: new Counter({
+      name: 'mlflow_irsa_webhook_cert_reloads_total',
+      help: 'Serving certificate reloads from disk, by result (ok, error)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,65 @@
+// Which mutator owns which object: the routing table from (group, version, kind, namespace, name) to a pure mutation.
+import type { Config } from '../config.js';
+import { deploymentPlan, mutateDeployment } from './deployment.js';
+import { mutateServiceAccount, serviceAccountPlan } from './service-account.js';
+import type { JsonObject } from './json.js';
+import fastJsonPatch from 'fast-json-patch';
+
+export type { Json, JsonObject } from './json.js';
+
+export interface MutationResult {
+  /** the mutated copy; the original itself when nothing could be done */
+  readonly object: JsonObject;
+  /** shown to the user by the API server, and logged */
+  readonly warnings: readonly string[];
+}
+
+export interface Target {
+  readonly group: string;
+  readonly version: string;
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export type Mutate = (object: JsonObject) => MutationResult;
+
+export interface Mutators {
+  /** The mutation that owns this object, or undefined for anything that is not ours. */
+  forTarget(target: Target): Mutate | undefined;
+  readonly deployment: Mutate;
+  readonly serviceAccount: Mutate;
+}
+
+export function buildMutators(config: Config): Mutators {
+  const dPlan = deploymentPlan(config);
+  const saPlan = serviceAccountPlan(config);
+  const deployment: Mutate = (o) => mutateDeployment(o, dPlan);
+  const serviceAccount: Mutate = (o) => mutateServiceAccount(o, saPlan);
+  return {
+    deployment,
+    serviceAccount,
+    forTarget(t) {
+      if (t.namespace !== config.namespace) return undefined;
+      if (t.group === 'apps' && t.version === 'v1' && t.kind === 'Deployment' && t.name === config.deployment) return deployment;
+      if (t.group === '' && t.version === 'v1' && t.kind === 'ServiceAccount' && t.name === config.serviceAccount) return serviceAccount;
+      return undefined;
+    },
+  };
+}
+
+export interface PlannedPatch {
+  /** RFC 6902 operations against the original; empty when the object already has the mutation */
+  readonly patch: fastJsonPatch.Operation[];
+  readonly warnings: readonly string[];
+}
+
+/**
+ * Runs a mutation and derives its patch by diffing the original with the mutated copy: the one mechanism every
+ * caller uses (admission, restart-target) to ask "what would change?". Throws what the mutator throws.
+ */
+export function planPatch(mutate: Mutate, original: JsonObject): PlannedPatch {
+  const result = mutate(original);
+  const patch = result.object === original ? [] : fastJsonPatch.compare(original, result.object);
+  return { patch, warnings: result.warnings };
+}

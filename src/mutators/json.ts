@@ -1,0 +1,43 @@
+// Small helpers the mutators share for reading untrusted JSON shapes without throwing.
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type JsonObject = { [key: string]: Json };
+
+export function isObject(value: unknown): value is JsonObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Structural equality for JSON values (key order ignored). */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) {
+    return Array.isArray(b) && a.length === b.length && a.every((v, i) => jsonEqual(v, b[i]));
+  }
+  if (isObject(a) && isObject(b)) {
+    const ka = Object.keys(a);
+    if (ka.length !== Object.keys(b).length) return false;
+    return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && jsonEqual(a[k], b[k]));
+  }
+  return false;
+}
+
+/** Returns obj[key] as an object, creating it when absent. Undefined when something else stands there. */
+export function childObject(obj: JsonObject, key: string): JsonObject | undefined {
+  const cur = obj[key];
+  if (cur === undefined || cur === null) {
+    const created: JsonObject = {};
+    obj[key] = created;
+    return created;
+  }
+  return isObject(cur) ? cur : undefined;
+}
+
+/** Returns obj[key] as an array, creating it when absent. Undefined when something else stands there. */
+export function childArray(obj: JsonObject, key: string): Json[] | undefined {
+  const cur = obj[key];
+  if (cur === undefined || cur === null) {
+    const created: Json[] = [];
+    obj[key] = created;
+    return created;
+  }
+  return Array.isArray(cur) ? cur : undefined;
+}

@@ -1,0 +1,141 @@
+// The fastify HTTPS server: /mutate, probes, metrics, certificate swap and draining. It knows HTTP, not IRSA.
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Server as HttpsServer } from 'node:https';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { review } from './admission.js';
+import { buildMutators, type Mutators } from './mutators/index.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { secureContextOptions, type KeyPair } from './tls.js';
+
+export interface ServerOptions {
+  readonly config: Config;
+  readonly tls: KeyPair;
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+  readonly mutators?: Mutators;
+}
+
+export interface WebhookServer {
+  readonly app: FastifyInstance<HttpsServer>;
+  readonly metrics: Metrics;
+  /** true once draining began: /readyz answers 503 */
+  readonly draining: boolean;
+  /** Swaps the serving certificate for new handshakes; open connections keep theirs. */
+  setKeyPair(pair: KeyPair): void;
+  /** readyz → 503, wait drainSeconds, stop accepting, let in-flight requests finish, close. */
+  drain(drainSeconds?: number): Promise<void>;
+}
+
+const errorReply = {
+  type: 'object',
+  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
+} as const;
+
+const reviewReply = {
+  type: 'object',
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    response: {
+      type: 'object',
+      properties: {
+        uid: { type: 'string' },
+        allowed: { type: 'boolean' },
+        patchType: { type: 'string' },
+        patch: { type: 'string' },
+        warnings: { type: 'array', items: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+
+const statusReply = { type: 'object', properties: { status: { type: 'string' } } } as const;
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type' };
+
+export function buildServer(options: ServerOptions): WebhookServer {
+  const { config, logger } = options;
+  const metrics = options.metrics ?? createMetrics();
+  const mutators = options.mutators ?? buildMutators(config);
+  const s = config.server;
+  const timeoutMs = s.requestTimeoutSeconds * 1000;
+  const app = Fastify({
+    https: {
+      ...secureContextOptions(options.tls, s.tlsMinVersion),
+      // how often Node checks headersTimeout/requestTimeout; its 30 s default lets a slow client linger that long
+      connectionsCheckingInterval: Math.min(1000, timeoutMs),
+    } as never,
+    loggerInstance: logger,
+    disableRequestLogging: true,
+    bodyLimit: s.bodyLimitBytes,
+    requestTimeout: timeoutMs,
+    connectionTimeout: timeoutMs * 3,
+    keepAliveTimeout: 30_000,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance<HttpsServer>;
+  app.server.headersTimeout = timeoutMs;
+  // AdmissionReviews are JSON; fastify's built-in text/plain parser would let other bodies through to the handler.
+  app.removeContentTypeParser('text/plain');
+
+  let draining = false;
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status === 500) request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error');
+    else request.log.warn({ status, code: error.code, url: request.url, reason: error.message }, 'rejected request');
+    metrics.requests.inc({ kind: 'unknown', operation: 'unknown', outcome: 'invalid' });
+    return reply.code(status).send({ statusCode: status, error: REASONS[status] ?? 'Internal Server Error', message: error.message });
+  });
+
+  app.post('/mutate', { schema: { response: { 200: reviewReply, '4xx': errorReply } } }, async (request, reply) => {
+    const result = review(request.body, mutators);
+    if (!result.ok) {
+      metrics.requests.inc({ kind: 'unknown', operation: 'unknown', outcome: 'invalid' });
+      request.log.warn({ reason: result.error }, 'rejected AdmissionReview');
+      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `invalid AdmissionReview: ${result.error}` });
+    }
+    const d = result.decision;
+    const seconds = reply.elapsedTime / 1000;
+    metrics.requests.inc({ kind: d.kind, operation: d.operation, outcome: d.outcome });
+    metrics.duration.observe({ outcome: d.outcome }, seconds);
+    if (d.outcome === 'patched') metrics.patches.inc({ kind: d.kind });
+    const line = {
+      uid: d.uid, kind: d.kind, namespace: d.namespace, name: d.name, operation: d.operation, dryRun: d.dryRun,
+      outcome: d.outcome, patched: d.outcome === 'patched', patchOps: d.patchOps, durationMs: Math.round(seconds * 1e6) / 1e3,
+    };
+    if (d.outcome === 'failed-open') request.log.error({ ...line, error: d.error }, 'mutation failed; admitted unchanged');
+    else if (d.warnings.length > 0) request.log.warn({ ...line, warnings: d.warnings }, 'admission decision');
+    else if (d.outcome === 'ignored') request.log.debug(line, 'admission decision');
+    else request.log.info(line, 'admission decision');
+    return result.review;
+  });
+
+  app.get('/healthz', { schema: { response: { 200: statusReply } } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { response: { 200: statusReply, 503: statusReply } } }, async (_req, reply) =>
+    draining ? reply.code(503).send({ status: 'draining' }) : { status: 'ready' });
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  return {
+    app,
+    metrics,
+    get draining() {
+      return draining;
+    },
+    setKeyPair(pair) {
+      app.server.setSecureContext(secureContextOptions(pair, s.tlsMinVersion));
+      metrics.certReloads.inc({ result: 'ok' });
+    },
+    async drain(drainSeconds = s.drainSeconds) {
+      if (draining) return;
+      draining = true;
+      logger.info({ drainSeconds }, 'draining: /readyz now answers 503');
+      await new Promise((resolve) => setTimeout(resolve, drainSeconds * 1000));
+      await app.close();
+      logger.info('closed: in-flight requests finished');
+    },
+  };
+}

@@ -1,0 +1,100 @@
+// Serving certificates: read and validate a cert/key pair, follow it on disk through rotation, or make one with selfsigned.
+import { readFileSync, watchFile, unwatchFile, type Stats } from 'node:fs';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { generate } from 'selfsigned';
+
+export interface KeyPair {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Reads both files and proves they form a usable pair (createSecureContext throws on a key that does not match). */
+export function readKeyPair(certFile: string, keyFile: string): KeyPair {
+  const pair = { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
+  createSecureContext(pair);
+  return pair;
+}
+
+/**
+ * Polls the files (stat follows the symlink swaps Kubernetes uses for Secret volumes, where fs.watch misses them)
+ * and reports each new valid pair. A half-written pair (new cert, old key) is reported as an error and retried
+ * at the next change, so the old context keeps serving meanwhile.
+ */
+export function watchKeyPair(
+  certFile: string,
+  keyFile: string,
+  intervalMs: number,
+  onPair: (pair: KeyPair) => void,
+  onError: (err: Error) => void,
+  current?: KeyPair,
+): () => void {
+  let last = current;
+  const check = (curr: Stats, prev: Stats) => {
+    if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+    let pair: KeyPair;
+    try {
+      pair = readKeyPair(certFile, keyFile);
+    } catch (err) {
+      onError(err as Error);
+      return;
+    }
+    if (last && last.cert === pair.cert && last.key === pair.key) return;
+    last = pair;
+    onPair(pair);
+  };
+  watchFile(certFile, { interval: intervalMs, persistent: false }, check);
+  watchFile(keyFile, { interval: intervalMs, persistent: false }, check);
+  return () => {
+    unwatchFile(certFile, check);
+    unwatchFile(keyFile, check);
+  };
+}
+
+export function secureContextOptions(pair: KeyPair, minVersion: SecureContextOptions['minVersion']): SecureContextOptions {
+  return { cert: pair.cert, key: pair.key, minVersion };
+}
+
+export interface CertificateAuthority extends KeyPair {}
+
+const DAY_MS = 86_400_000;
+
+/** A CA that signs serving certificates (bootstrap-cert), ECDSA P-256 for speed. */
+export async function createCa(commonName: string, days: number): Promise<CertificateAuthority> {
+  const now = Date.now();
+  const ca = await generate([{ name: 'commonName', value: commonName }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    notBeforeDate: new Date(now - 5 * 60_000),
+    notAfterDate: new Date(now + days * DAY_MS),
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    ],
+  });
+  return { cert: ca.cert, key: ca.private };
+}
+
+/** A serving certificate for these DNS names, signed by `ca`, or self-signed without one. */
+export async function createServingCert(dnsNames: string[], days: number, ca?: CertificateAuthority): Promise<KeyPair> {
+  const now = Date.now();
+  const result = await generate([{ name: 'commonName', value: dnsNames[0] }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    notBeforeDate: new Date(now - 5 * 60_000),
+    notAfterDate: new Date(now + days * DAY_MS),
+    ...(ca ? { ca: { key: ca.key, cert: ca.cert } } : {}),
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames: dnsNames.map((value) => ({ type: 2 as const, value })) },
+    ],
+  });
+  return { cert: result.cert, key: result.private };
+}
+
+/** Days until the certificate expires (negative once expired). */
+export function daysLeft(certPem: string, now = Date.now()): number {
+  return (Date.parse(new X509Certificate(certPem).validTo) - now) / DAY_MS;
+}

@@ -1,5 +1,5 @@
 // AdmissionReview in, AdmissionReview out: checks the envelope, routes to a mutator, derives the JSON patch, echoes uid and version.
-import type fastJsonPatch from 'fast-json-patch';
+import type { Operation } from './patch.js';
 import { planPatch, type Mutators, type JsonObject } from './mutators/index.js';
 import { isObject } from './mutators/json.js';
 
@@ -35,7 +35,7 @@ export interface Decision {
 }
 
 export type ReviewResult =
-  | { ok: true; review: AdmissionResponse; decision: Decision; patch?: fastJsonPatch.Operation[] }
+  | { ok: true; review: AdmissionResponse; decision: Decision; patch?: Operation[] }
   | { ok: false; error: string };
 
 function str(v: unknown): v is string {
@@ -94,7 +94,7 @@ export function review(body: unknown, mutators: Mutators): ReviewResult {
     : undefined;
   if (!mutate || !object) return { ok: true, review: response, decision };
 
-  let patch: fastJsonPatch.Operation[];
+  let patch: Operation[];
   try {
     const planned = planPatch(mutate, object);
     decision.warnings = [...planned.warnings];

@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { deploymentPlan, mutateDeployment } from './deployment.js';
 import { mutateServiceAccount, serviceAccountPlan } from './service-account.js';
 import type { JsonObject } from './json.js';
-import fastJsonPatch from 'fast-json-patch';
+import { diff, type Operation } from '../patch.js';
 
 export type { Json, JsonObject } from './json.js';
 
@@ -50,7 +50,7 @@ export function buildMutators(config: Config): Mutators {
 
 export interface PlannedPatch {
   /** RFC 6902 operations against the original; empty when the object already has the mutation */
-  readonly patch: fastJsonPatch.Operation[];
+  readonly patch: Operation[];
   readonly warnings: readonly string[];
 }
 
@@ -60,6 +60,6 @@ export interface PlannedPatch {
  */
 export function planPatch(mutate: Mutate, original: JsonObject): PlannedPatch {
   const result = mutate(original);
-  const patch = result.object === original ? [] : fastJsonPatch.compare(original, result.object);
+  const patch = result.object === original ? [] : diff(original, result.object);
   return { patch, warnings: result.warnings };
 }

@@ -1,0 +1,273 @@
+// Specification of /mutate: every recorded AdmissionReview fixture against its golden object, and every bad input.
+import t from 'tap';
+import { Writable } from 'node:stream';
+import { loadConfig, parseConfig } from '../src/config.js';
+import { buildServer, type WebhookServer } from '../src/server.js';
+import { buildMutators, type Mutators } from '../src/mutators/index.js';
+import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
+import { createServingCert, type KeyPair } from '../src/tls.js';
+import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
+import { applyStrict } from './helpers/strict-patch.js';
+import { validateK8s } from './helpers/k8s-schema.js';
+
+const config = loadConfig(exampleConfig);
+let pair: KeyPair;
+
+/** A log sink that keeps every line, so tests can read what was logged. */
+function captureLog(level = 'debug') {
+  const lines: any[] = [];
+  const raw: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        raw.push(line);
+        lines.push(JSON.parse(line));
+      }
+      cb();
+    },
+  });
+  return { logger: createLogger(level, sink), lines, raw };
+}
+
+function server(opts: { cfg?: typeof config; mutators?: Mutators } = {}) {
+  const log = captureLog();
+  const s = buildServer({ config: opts.cfg ?? config, tls: pair, logger: log.logger, metrics: createMetrics(false), mutators: opts.mutators });
+  return { s, log };
+}
+
+async function post(s: WebhookServer, payload: unknown, contentType = 'application/json') {
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/mutate',
+    headers: { 'content-type': contentType },
+    payload: typeof payload === 'string' || Buffer.isBuffer(payload) ? payload : JSON.stringify(payload),
+  });
+  return { status: res.statusCode, body: res.json(), headers: res.headers };
+}
+
+function decodePatch(response: any): any[] | undefined {
+  if (response.patch === undefined) return undefined;
+  return JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8'));
+}
+
+t.before(async () => {
+  pair = await createServingCert(['localhost'], 1);
+});
+
+t.test('recorded AdmissionReview fixtures', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const cases = admissionFixtures();
+  t.ok(cases.length >= 15, `fixtures found: ${cases.length}`);
+  for (const c of cases) {
+    t.test(c.name, async (t) => {
+      const req = c.review.request;
+      const { status, body } = await post(s, c.review);
+      t.equal(status, 200);
+      t.equal(body.apiVersion, c.review.apiVersion, 'answers in the request\'s version');
+      t.equal(body.kind, 'AdmissionReview');
+      t.equal(body.response.uid, req.uid, 'echoes the uid');
+      t.equal(body.response.allowed, true);
+      t.same(body.response.warnings ?? [], c.warnings, 'warnings as in the .warnings.json golden');
+      const ops = decodePatch(body.response);
+      const expectPatch = c.patched !== undefined && JSON.stringify(c.patched) !== JSON.stringify(req.object);
+      if (!expectPatch) {
+        t.equal(ops, undefined, 'no patch');
+        t.equal(body.response.patchType, undefined, 'no patchType without a patch');
+        return;
+      }
+      t.equal(body.response.patchType, 'JSONPatch');
+      const patched = applyStrict(req.object, ops!);
+      t.same(patched, c.patched, 'strictly applied patch gives the golden object');
+      t.doesNotThrow(() => validateK8s(patched), 'patched object is a valid Kubernetes object');
+      const again = await post(s, { ...c.review, request: { ...req, uid: `${req.uid}-again`, object: patched } });
+      t.equal(again.body.response.patch, undefined, 'the patched object gets no second patch');
+    });
+  }
+});
+
+t.test('goldens say what the issue asks, independent of the code under test', async (t) => {
+  const created = fixture('deployment-create');
+  const pod = created.patched.spec.template.spec;
+  const mlflow = pod.containers.find((c: any) => c.name === 'mlflow');
+  const env = Object.fromEntries(mlflow.env.map((e: any) => [e.name, e]));
+  t.same(env.AWS_ROLE_ARN, { name: 'AWS_ROLE_ARN', value: config.roleArn });
+  t.same(env.AWS_WEB_IDENTITY_TOKEN_FILE.value, '/var/run/secrets/eks.amazonaws.com/serviceaccount/token');
+  t.same(env.MLFLOW_ARTIFACTS_DESTINATION.value, 's3://sw-domino-project-based-mlflow');
+  t.same(env.POSTGRES_PASSWORD.valueFrom, { secretKeyRef: { name: 'mlflow-postgresql', key: 'postgresql-password' } }, 'secretKeyRef env untouched');
+  t.notOk(env.AWS_CONFIG_FILE, 'AWS_CONFIG_FILE removed from the mlflow container');
+  t.same(mlflow.env.slice(0, 4).map((e: any) => e.name), ['MLFLOW_BACKEND_STORE_URI', 'POSTGRES_PASSWORD', 'MLFLOW_ARTIFACTS_DESTINATION', 'GUNICORN_CMD_ARGS'], 'other env keeps its order');
+  t.same(pod.containers[1], created.review.request.object.spec.template.spec.containers[1], 'the second container is untouched');
+  t.same(pod.initContainers, created.review.request.object.spec.template.spec.initContainers, 'initContainers untouched');
+  t.same(pod.volumes.find((v: any) => v.name === 'aws-iam-token'), {
+    name: 'aws-iam-token',
+    projected: { defaultMode: 420, sources: [{ serviceAccountToken: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, path: 'token' } }] },
+  });
+  t.same(mlflow.volumeMounts.at(-1), { name: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', readOnly: true });
+
+  const partial = fixture('deployment-update-partial').patched.spec.template.spec.containers[0].env;
+  t.same(partial.filter((e: any) => e.name === 'AWS_WEB_IDENTITY_TOKEN_FILE').length, 1, 'duplicates of our env collapse to one');
+  t.same(partial.filter((e: any) => e.name === 'AWS_CONFIG_FILE').length, 0, 'every AWS_CONFIG_FILE removed, duplicates too');
+  t.same(partial.find((e: any) => e.name === 'AWS_ROLE_ARN'), { name: 'AWS_ROLE_ARN', value: config.roleArn }, 'set over a valueFrom');
+
+  const sa = fixture('serviceaccount-update').patched.metadata.annotations;
+  t.equal(sa['eks.amazonaws.com/role-arn'], config.roleArn);
+  t.equal(sa['eks.amazonaws.com/sts-regional-endpoints'], 'true');
+  t.equal(sa['example.com/owner'], 'platform-team', 'other annotations stay');
+});
+
+t.test('patches are minimal and use JSON-pointer escaping', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const sa = await post(s, fixture('serviceaccount-update').review);
+  t.same(decodePatch(sa.body.response), [
+    { op: 'replace', path: '/metadata/annotations/eks.amazonaws.com~1role-arn', value: config.roleArn },
+    { op: 'add', path: '/metadata/annotations/eks.amazonaws.com~1sts-regional-endpoints', value: 'true' },
+  ]);
+  const dep = decodePatch((await post(s, fixture('deployment-create').review)).body.response)!;
+  t.ok(dep.every((op) => op.path.startsWith('/spec/template/spec/')), 'only the pod spec is touched');
+  t.same(dep.filter((op) => op.op === 'remove'), [{ op: 'remove', path: '/spec/template/spec/containers/0/env/2' }], 'AWS_CONFIG_FILE removed by index, later env not rewritten');
+  t.notOk(JSON.stringify(dep).includes('postgresql-password'), 'no other env entry is re-sent');
+});
+
+t.test('dryRun gets the same patch; v1beta1 is answered in v1beta1', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const plain = await post(s, fixture('deployment-create').review);
+  const dry = await post(s, fixture('deployment-create-dryrun').review);
+  const beta = await post(s, fixture('deployment-create-v1beta1').review);
+  t.equal(dry.body.response.patch, plain.body.response.patch);
+  t.equal(beta.body.response.patch, plain.body.response.patch);
+  t.equal(beta.body.apiVersion, 'admission.k8s.io/v1beta1');
+});
+
+t.test('config variations change the mutation', async (t) => {
+  const base = { roleArn: 'arn:aws-cn:iam::123456789012:role/team/mlflow', artifactsDestination: 's3://my-bucket/prefix/' };
+  const noRegion = parseConfig({ ...base, token: { mountPath: '/aws/token-dir/', volumeName: 'irsa', audience: 'sts.amazonaws.com.cn', expirationSeconds: 3600 } });
+  const m = buildMutators(noRegion);
+  const obj = structuredClone(fixture('deployment-create').review.request.object);
+  const out = m.deployment(obj).object as any;
+  const c = out.spec.template.spec.containers[0];
+  t.same(c.env.filter((e: any) => e.name.startsWith('AWS_') && e.name.includes('REGION')), [], 'no region env without region');
+  t.same(c.env.find((e: any) => e.name === 'AWS_WEB_IDENTITY_TOKEN_FILE').value, '/aws/token-dir/token', 'no double slash');
+  t.same(c.env.find((e: any) => e.name === 'MLFLOW_ARTIFACTS_DESTINATION').value, 's3://my-bucket/prefix', 'trailing slash dropped');
+  t.same(c.volumeMounts.at(-1), { name: 'irsa', mountPath: '/aws/token-dir/', readOnly: true });
+  t.same(out.spec.template.spec.volumes.at(-1).projected.sources[0].serviceAccountToken, { audience: 'sts.amazonaws.com.cn', expirationSeconds: 3600, path: 'token' });
+  t.same(obj, fixture('deployment-create').review.request.object, 'the mutator never writes into its input');
+  const sa = m.serviceAccount({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'mlflow', annotations: null } } as any).object as any;
+  t.same(sa.metadata.annotations, { 'eks.amazonaws.com/role-arn': base.roleArn }, 'no regional STS annotation without region');
+
+  const removeMore = buildMutators(parseConfig({ ...base, removeEnv: ['AWS_CONFIG_FILE', 'GUNICORN_CMD_ARGS'] }));
+  const names = (removeMore.deployment(obj).object as any).spec.template.spec.containers[0].env.map((e: any) => e.name);
+  t.notOk(names.includes('GUNICORN_CMD_ARGS'));
+  const keepAll = buildMutators(parseConfig({ ...base, removeEnv: [] }));
+  t.ok((keepAll.deployment(obj).object as any).spec.template.spec.containers[0].env.some((e: any) => e.name === 'AWS_CONFIG_FILE'), 'removeEnv: [] keeps AWS_CONFIG_FILE');
+
+  const otherNs = buildMutators(parseConfig({ ...base, namespace: 'mlflow-ns', deployment: 'tracking' }));
+  t.ok(otherNs.forTarget({ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'mlflow-ns', name: 'tracking' }));
+  t.notOk(otherNs.forTarget({ group: 'apps', version: 'v1', kind: 'Deployment', namespace: 'domino-platform', name: 'mlflow' }));
+  t.notOk(otherNs.forTarget({ group: 'apps', version: 'v1beta2', kind: 'Deployment', namespace: 'mlflow-ns', name: 'tracking' }));
+  t.notOk(otherNs.forTarget({ group: 'extensions', version: 'v1', kind: 'Deployment', namespace: 'mlflow-ns', name: 'tracking' }));
+});
+
+t.test('objects of the target name but unusable shape are admitted unchanged with a warning', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const base = fixture('deployment-create').review;
+  const shapes: Array<[string, (o: any) => void, RegExp]> = [
+    ['containers not a list', (o) => { o.spec.template.spec.containers = { mlflow: {} }; }, /containers is not a list/],
+    ['no spec', (o) => { delete o.spec; }, /containers is not a list/],
+    ['env not a list', (o) => { o.spec.template.spec.containers[0].env = 'A=B'; }, /env is not a list/],
+    ['volumes not a list', (o) => { o.spec.template.spec.volumes = {}; }, /not a list/],
+    ['no container of that name', (o) => { o.spec.template.spec.containers[0].name = 'server'; }, /container "mlflow" not found/],
+  ];
+  for (const [what, edit, warning] of shapes) {
+    const review = structuredClone(base);
+    edit(review.request.object);
+    const { status, body } = await post(s, review);
+    t.equal(status, 200, what);
+    t.equal(body.response.allowed, true, what);
+    t.equal(body.response.patch, undefined, `${what}: no patch`);
+    t.match(body.response.warnings?.[0], warning, `${what}: warning names the problem`);
+  }
+  const noName = structuredClone(base);
+  noName.request.object.spec.template.spec.containers[0].env.push({ value: 'no name' }, 42, null);
+  const res = await post(s, noName);
+  const patched = applyStrict(noName.request.object, decodePatch(res.body.response)!);
+  t.same(patched.spec.template.spec.containers[0].env.slice(-8, -5), [{ value: 'no name' }, 42, null], 'unnamed env entries are kept as they are');
+});
+
+t.test('a mutator exception fails open: allowed, no patch, a warning and an error log', async (t) => {
+  const real = buildMutators(config);
+  const throwing: Mutators = { ...real, forTarget: () => () => { throw new TypeError('boom'); } };
+  const { s, log } = server({ mutators: throwing });
+  t.teardown(() => s.app.close());
+  const { status, body } = await post(s, fixture('deployment-create').review);
+  t.equal(status, 200);
+  t.equal(body.response.allowed, true);
+  t.equal(body.response.patch, undefined);
+  t.match(body.response.warnings[0], /could not mutate apps\/v1\/Deployment domino-platform\/mlflow/);
+  const line = log.lines.find((l) => l.level === 'error');
+  t.match(line, { outcome: 'failed-open', error: 'TypeError: boom', uid: fixture('deployment-create').review.request.uid });
+});
+
+t.test('bad input gets a clear 4xx naming the problem', async (t) => {
+  const small = parseConfig({ ...JSON.parse(JSON.stringify(config)), server: { ...config.server, bodyLimitBytes: 4096 } });
+  const { s } = server({ cfg: small });
+  t.teardown(() => s.app.close());
+  const ok = fixture('serviceaccount-create').review;
+  const cases: Array<[string, unknown, string, number, RegExp]> = [
+    ['not JSON', '{"kind": "AdmissionRev', 'application/json', 400, /not valid JSON/i],
+    ['empty body', '', 'application/json', 400, /empty/i],
+    ['a JSON array', '[]', 'application/json', 400, /body must be a JSON object/],
+    ['not an AdmissionReview', { kind: 'Pod', apiVersion: 'v1' }, 'application/json', 400, /kind must be "AdmissionReview"/],
+    ['unsupported apiVersion', { ...ok, apiVersion: 'admission.k8s.io/v2' }, 'application/json', 400, /apiVersion "admission.k8s.io\/v2" is not supported/],
+    ['request: null', { ...ok, request: null }, 'application/json', 400, /request must be an object/],
+    ['no uid', { ...ok, request: { ...ok.request, uid: undefined } }, 'application/json', 400, /request.uid must be a non-empty string/],
+    ['numeric uid', { ...ok, request: { ...ok.request, uid: 7 } }, 'application/json', 400, /request.uid/],
+    ['no kind', { ...ok, request: { ...ok.request, kind: 'ServiceAccount' } }, 'application/json', 400, /request.kind must be an object/],
+    ['bad operation', { ...ok, request: { ...ok.request, operation: 'PATCH' } }, 'application/json', 400, /request.operation must be one of/],
+    ['object: null on CREATE', { ...ok, request: { ...ok.request, object: null } }, 'application/json', 400, /request.object must be an object for CREATE/],
+    ['name not a string', { ...ok, request: { ...ok.request, name: ['mlflow'] } }, 'application/json', 400, /request.name must be a string/],
+    ['prototype pollution', '{"kind":"AdmissionReview","__proto__":{"x":1}}', 'application/json', 400, /prototype/i],
+    ['text/plain', JSON.stringify(ok), 'text/plain', 415, /Unsupported Media Type|content-type/i],
+    ['form', 'a=b', 'application/x-www-form-urlencoded', 415, /Unsupported Media Type|content-type/i],
+    ['over the body limit', JSON.stringify({ ...ok, pad: 'x'.repeat(5000) }), 'application/json', 413, /too large/i],
+  ];
+  for (const [what, payload, type, code, message] of cases) {
+    const res = await post(s, payload, type);
+    t.equal(res.status, code, `${what} → ${code}`);
+    t.equal(res.headers['content-type']?.toString().split(';')[0], 'application/json', `${what}: JSON error body`);
+    t.match(res.body.message, message, `${what}: message names the problem (${res.body.message})`);
+  }
+  const wrongMethod = await s.app.inject({ method: 'GET', url: '/mutate' });
+  t.equal(wrongMethod.statusCode, 404);
+});
+
+t.test('metrics, probes and one log line per decision without object content', async (t) => {
+  const { s, log } = server();
+  t.teardown(() => s.app.close());
+  const secretReview = structuredClone(fixture('deployment-create').review);
+  secretReview.request.object.spec.template.spec.containers[0].env.push({ name: 'DB_PASSWORD', value: 'MARKER-s3cr3t-9f2' });
+  await post(s, secretReview);
+  await post(s, fixture('deployment-update-restart-mutated').review);
+  await post(s, fixture('nontarget-other-name').review);
+  await post(s, 'nope');
+  const metrics = (await s.app.inject({ url: '/metrics' })).body;
+  t.match(metrics, /mlflow_irsa_webhook_admission_requests_total\{kind="apps\/v1\/Deployment",operation="CREATE",outcome="patched"\} 1/);
+  t.match(metrics, /mlflow_irsa_webhook_admission_requests_total\{kind="apps\/v1\/Deployment",operation="UPDATE",outcome="unchanged"\} 1/);
+  t.match(metrics, /mlflow_irsa_webhook_admission_requests_total\{kind="apps\/v1\/Deployment",operation="CREATE",outcome="ignored"\} 1/);
+  t.match(metrics, /outcome="invalid"\} 1/);
+  t.match(metrics, /mlflow_irsa_webhook_patches_total\{kind="apps\/v1\/Deployment"\} 1/);
+  t.match(metrics, /mlflow_irsa_webhook_admission_duration_seconds_bucket\{le="0\.0001",outcome="patched"\}/, 'sub-millisecond buckets');
+  const decisions = log.lines.filter((l) => l.msg === 'admission decision');
+  t.equal(decisions.length, 3);
+  t.match(decisions[0], { uid: secretReview.request.uid, kind: 'apps/v1/Deployment', namespace: 'domino-platform', name: 'mlflow', operation: 'CREATE', patched: true, outcome: 'patched' });
+  t.type(decisions[0].durationMs, 'number');
+  t.notOk(log.raw.join('\n').includes('MARKER-s3cr3t-9f2'), 'env values never reach the log');
+  t.notOk(log.raw.join('\n').includes('postgresql-password'), 'object content never reaches the log');
+
+  t.same((await s.app.inject({ url: '/healthz' })).json(), { status: 'ok' });
+  t.same((await s.app.inject({ url: '/readyz' })).json(), { status: 'ready' });
+});

@@ -64,6 +64,7 @@ export async function createCa(commonName: string, days: number): Promise<Certif
   const now = Date.now();
   const ca = await generate([{ name: 'commonName', value: commonName }], {
     keyType: 'ec',
+    algorithm: 'sha256',
     curve: 'P-256',
     notBeforeDate: new Date(now - 5 * 60_000),
     notAfterDate: new Date(now + days * DAY_MS),
@@ -80,6 +81,7 @@ export async function createServingCert(dnsNames: string[], days: number, ca?: C
   const now = Date.now();
   const result = await generate([{ name: 'commonName', value: dnsNames[0] }], {
     keyType: 'ec',
+    algorithm: 'sha256',
     curve: 'P-256',
     notBeforeDate: new Date(now - 5 * 60_000),
     notAfterDate: new Date(now + days * DAY_MS),

@@ -1,0 +1,164 @@
+// Specification of the config file, the CLI's argument handling, and the patch diff that every caller shares.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, parseConfig, parseConfigText } from '../src/config.js';
+import { diff } from '../src/patch.js';
+import { applyStrict } from './helpers/strict-patch.js';
+import { exampleConfig, root } from './helpers/fixtures.js';
+
+const base = { roleArn: 'arn:aws:iam::111122223333:role/sw-mlflow-full-access', artifactsDestination: 's3://sw-domino-project-based-mlflow' };
+
+function problems(input: unknown): string[] {
+  try {
+    parseConfig(input);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+t.test('defaults fill every optional key and the result is frozen', async (t) => {
+  const c = parseConfig(base);
+  t.match(c, {
+    namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow',
+    token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
+    removeEnv: ['AWS_CONFIG_FILE'],
+    trigger: { mode: 'project-id', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public' },
+    server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
+    logLevel: 'info',
+  });
+  t.equal(c.region, undefined);
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.token) && Object.isFrozen(c.removeEnv), 'deeply frozen');
+  const input = { ...base };
+  parseConfig(input);
+  t.same(input, base, 'the input document is not written to');
+});
+
+t.test('the example config is valid and holds the procedure\'s values', async (t) => {
+  const c = loadConfig(exampleConfig);
+  t.equal(c.roleArn, 'arn:aws:iam::111122223333:role/sw-mlflow-full-access');
+  t.equal(c.artifactsDestination, 's3://sw-domino-project-based-mlflow');
+  t.equal(c.region, 'us-west-2');
+});
+
+t.test('valid variants are accepted', async (t) => {
+  for (const roleArn of ['arn:aws-cn:iam::123456789012:role/x', 'arn:aws-us-gov:iam::123456789012:role/path/to/name+=,.@-_', 'arn:aws:iam::123456789012:role/a/b/c']) {
+    t.same(problems({ ...base, roleArn }), [], roleArn);
+  }
+  for (const dest of ['s3://abc', 's3://my.bucket-1/some/prefix', 's3://my-bucket/prefix/', 's3://a1b2c3/x_y.z-w']) {
+    t.same(problems({ ...base, artifactsDestination: dest }), [], dest);
+  }
+  t.same(problems({ ...base, region: 'us-gov-west-1', token: { expirationSeconds: 600 }, removeEnv: [] }), []);
+  t.same(problems(parseConfigText(JSON.stringify(base))), [], 'JSON is accepted (JSON is YAML)');
+});
+
+t.test('each invalid value is reported with key, value and rule, all at once', async (t) => {
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['missing roleArn', { artifactsDestination: base.artifactsDestination }, /^roleArn: is required \(IAM role/],
+    ['missing artifactsDestination', { roleArn: base.roleArn }, /^artifactsDestination: is required/],
+    ['short account', { ...base, roleArn: 'arn:aws:iam::12345:role/x' }, /^roleArn: "arn:aws:iam::12345:role\/x" is not valid \(IAM role .*12-digit account/],
+    ['user not role', { ...base, roleArn: 'arn:aws:iam::123456789012:user/x' }, /^roleArn: .* is not valid/],
+    ['other partition', { ...base, roleArn: 'arn:aws-xx:iam::123456789012:role/x' }, /^roleArn: /],
+    ['http destination', { ...base, artifactsDestination: 'https://bucket' }, /^artifactsDestination: "https:\/\/bucket" is not valid \(S3 location/],
+    ['uppercase bucket', { ...base, artifactsDestination: 's3://Bucket' }, /^artifactsDestination: /],
+    ['bucket too short', { ...base, artifactsDestination: 's3://ab' }, /^artifactsDestination: /],
+    ['adjacent periods', { ...base, artifactsDestination: 's3://my..bucket' }, /^artifactsDestination: "s3:\/\/my..bucket" is not valid \(bucket "my..bucket" has two adjacent periods\)/],
+    ['IP address bucket', { ...base, artifactsDestination: 's3://192.168.5.4' }, /formatted as an IP address/],
+    ['reserved prefix', { ...base, artifactsDestination: 's3://xn--bucket' }, /reserved prefix/],
+    ['reserved suffix', { ...base, artifactsDestination: 's3://bucket-s3alias' }, /reserved suffix/],
+    ['dot segment', { ...base, artifactsDestination: 's3://bucket/a/../b' }, /no "\." or "\.\." path segments/],
+    ['expiration too low', { ...base, token: { expirationSeconds: 599 } }, /^token\.expirationSeconds: 599 must be >= 600 \(token lifetime, 600\.\.86400\)/],
+    ['expiration too high', { ...base, token: { expirationSeconds: 86401 } }, /^token\.expirationSeconds: 86401 must be <= 86400/],
+    ['expiration not an integer', { ...base, token: { expirationSeconds: '1h' } }, /^token\.expirationSeconds: "1h" must be integer/],
+    ['unknown key', { ...base, rolArn: 'x' }, /^rolArn: unknown key; allowed keys here are roleArn, artifactsDestination/],
+    ['unknown nested key', { ...base, token: { audiance: 'x' } }, /^token\.audiance: unknown key; allowed keys here are audience/],
+    ['relative mountPath', { ...base, token: { mountPath: 'var/run' } }, /^token\.mountPath: "var\/run" is not valid/],
+    ['bad namespace', { ...base, namespace: 'Domino_Platform' }, /^namespace: "Domino_Platform" is not valid/],
+    ['removing our own env', { ...base, removeEnv: ['AWS_ROLE_ARN'] }, /^removeEnv: "AWS_ROLE_ARN" is set by the webhook itself/],
+    ['bad env name', { ...base, removeEnv: ['A B'] }, /^removeEnv\.0: "A B" is not valid/],
+    ['bad region', { ...base, region: 'uswest2' }, /^region: "uswest2" is not valid/],
+    ['bad trigger mode', { ...base, trigger: { mode: 'both' } }, /^trigger\.mode: "both" must be equal to one of the allowed values/],
+    ['tag with a quote', { ...base, trigger: { projectTag: "x'; drop table experiments; --" } }, /^trigger\.projectTag: .* is not valid/],
+    ['same tag twice', { ...base, trigger: { projectTag: 'a.b', locationTag: 'a.b' } }, /^trigger\.locationTag: "a.b" must differ from trigger\.projectTag/],
+    ['bad allowed prefix', { ...base, trigger: { allowedLocationPrefixes: ['s3://OK'] } }, /^trigger\.allowedLocationPrefixes\.0: /],
+    ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" must be equal to one of/],
+  ];
+  for (const [what, input, expected] of cases) {
+    const found = problems(input);
+    t.equal(found.length, 1, `${what}: one problem (${found.join(' | ')})`);
+    t.match(found[0], expected, what);
+  }
+  const many = problems({ roleArn: 'nope', artifactsDestination: 'nope', extra: 1, token: { defaultMode: 9999 } });
+  t.equal(many.length, 4, `every problem is listed: ${many.join(' | ')}`);
+  t.same(problems(null), ['(top level): the config must be a mapping of keys to values']);
+  t.same(problems(['a']), ['(top level): the config must be a mapping of keys to values']);
+  t.throws(() => parseConfigText('roleArn: [unclosed'), /not valid YAML or JSON/);
+  t.throws(() => loadConfig('/nonexistent/config.yaml'), /cannot read: ENOENT/);
+});
+
+t.test('the CLI exits 2 before listening, one line per problem', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'roleArn: arn:aws:iam::1:role/x\nartifactsDestination: s3://Bad\nfoo: 1\n');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [join(root, 'dist/cli.js'), ...args], { encoding: 'utf8', timeout: 20_000 });
+  const r = cli('serve', '--config', bad, '--port', '0');
+  t.equal(r.status, 2);
+  t.equal(r.stdout, '', 'nothing on stdout: it never started');
+  const lines = r.stderr.trim().split('\n');
+  t.match(lines[0], /^invalid config .*bad\.yaml:$/);
+  t.equal(lines.length, 4, 'a header and three problems');
+  t.match(r.stderr, /foo: unknown key/);
+  t.match(r.stderr, /roleArn: "arn:aws:iam::1:role\/x" is not valid/);
+  t.match(r.stderr, /artifactsDestination: "s3:\/\/Bad" is not valid/);
+
+  const usage: Array<[string[], RegExp]> = [
+    [['serve'], /--config FILE is required/],
+    [['serve', '--config', exampleConfig, '--port', 'abc'], /--port: "abc" is not a whole number in 1\.\.65535/],
+    [['serve', '--config', exampleConfig, '--port', '70000'], /--port: "70000" is not a whole number/],
+    [['serve', '--config', exampleConfig, '--tls-cert', 'a.pem'], /--tls-cert and --tls-key go together/],
+    [['serve', '--config', exampleConfig, '--bogus'], /Unknown option '--bogus'/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [[], /usage: mlflow-irsa-webhook <command>/],
+  ];
+  for (const [args, message] of usage) {
+    const res = cli(...args);
+    t.equal(res.status, 2, `${args.join(' ')} → exit 2`);
+    t.match(res.stderr, message, args.join(' '));
+  }
+  const help = cli('--help');
+  t.equal(help.status, 0);
+  t.match(help.stdout, /serve\s+run the admission webhook over HTTPS/);
+  t.match(cli('serve', '--help').stdout, /--tls-cert FILE --tls-key FILE/);
+  const missingCert = cli('serve', '--config', exampleConfig, '--port', '1', '--tls-cert', join(dir, 'none.pem'), '--tls-key', join(dir, 'none.key'));
+  t.equal(missingCert.status, 1);
+  t.match(missingCert.stderr, /ENOENT.*none\.pem/);
+});
+
+t.test('diff: the patch mechanism', async (t) => {
+  const cases: Array<[string, any, any, any[]]> = [
+    ['equal', { a: [1, { name: 'x' }] }, { a: [1, { name: 'x' }] }, []],
+    ['add key with escaping', { m: {} }, { m: { 'a/b~c': 1 } }, [{ op: 'add', path: '/m/a~1b~0c', value: 1 }]],
+    ['remove key', { a: 1, b: 2 }, { a: 1 }, [{ op: 'remove', path: '/b' }]],
+    ['replace scalar', { a: 1 }, { a: '1' }, [{ op: 'replace', path: '/a', value: '1' }]],
+    ['object to array', { a: {} }, { a: [] }, [{ op: 'replace', path: '/a', value: [] }]],
+    ['remove from the middle of a named list', { env: [{ name: 'A' }, { name: 'B', value: 's' }, { name: 'C' }] }, { env: [{ name: 'A' }, { name: 'C' }] }, [{ op: 'remove', path: '/env/1' }]],
+    ['edit inside a kept entry after a removal', { env: [{ name: 'X' }, { name: 'A', value: '1' }] }, { env: [{ name: 'A', value: '2' }] },
+      [{ op: 'remove', path: '/env/0' }, { op: 'replace', path: '/env/0/value', value: '2' }]],
+    ['append', { v: [{ name: 'a' }] }, { v: [{ name: 'a' }, { name: 'b' }] }, [{ op: 'add', path: '/v/1', value: { name: 'b' } }]],
+    ['scalar lists by value', { args: ['a', 'b', 'c'] }, { args: ['a', 'c', 'd'] }, [{ op: 'remove', path: '/args/1' }, { op: 'add', path: '/args/2', value: 'd' }]],
+    ['undefined means absent', { a: 1 }, { a: 1, b: undefined }, []],
+  ];
+  for (const [what, a, b, expected] of cases) {
+    const ops = diff(a, b);
+    t.same(ops, expected, what);
+    t.same(applyStrict(a, ops), JSON.parse(JSON.stringify(b)), `${what}: applies strictly`);
+  }
+  // reorders, duplicates and insertions in the middle still give a correct (if longer) patch
+  const a = { l: [{ name: 'a' }, { name: 'b' }, { name: 'a', v: 2 }, { name: 'c' }, 5, 'x'] };
+  const b = { l: [{ name: 'c' }, { name: 'new' }, { name: 'a', v: 3 }, 'x', { name: 'b' }] };
+  t.same(applyStrict(a, diff(a, b)), b, 'arbitrary list edits apply strictly to the target');
+});

@@ -162,3 +162,10 @@ t.test('diff: the patch mechanism', async (t) => {
   const b = { l: [{ name: 'c' }, { name: 'new' }, { name: 'a', v: 3 }, 'x', { name: 'b' }] };
   t.same(applyStrict(a, diff(a, b)), b, 'arbitrary list edits apply strictly to the target');
 });
+
+t.test('the README\'s config reference is the schema\'s', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { configReferenceTable } = await import('../src/config-reference.js');
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  t.ok(readme.includes(`<!-- config-reference:start -->\n${configReferenceTable()}\n<!-- config-reference:end -->`), 'run `npm run docs` after changing src/config-schema.ts');
+});

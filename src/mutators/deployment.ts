@@ -9,9 +9,14 @@ export interface DeploymentPlan {
   readonly container: string;
   readonly volume: JsonObject;
   readonly mount: JsonObject;
+  /** the mount's directory, normalised once here rather than per request */
+  readonly mountDir: string;
   readonly env: readonly JsonObject[];
   readonly removeEnv: ReadonlySet<string>;
 }
+
+const normPath = (p: unknown) => (typeof p === 'string' ? posix.normalize(p).replace(/\/+$/, '') : p);
+const nameOf = (entry: Json) => (isObject(entry) ? entry.name : undefined);
 
 export function deploymentPlan(config: Config): DeploymentPlan {
   const { token } = config;
@@ -37,13 +42,11 @@ export function deploymentPlan(config: Config): DeploymentPlan {
       },
     },
     mount: { name: token.volumeName, mountPath: token.mountPath, readOnly: true },
+    mountDir: normPath(token.mountPath) as string,
     env,
     removeEnv: new Set(config.removeEnv),
   };
 }
-
-const normPath = (p: unknown) => (typeof p === 'string' ? posix.normalize(p).replace(/\/+$/, '') : p);
-const nameOf = (entry: Json) => (isObject(entry) ? entry.name : undefined);
 
 /** Puts `desired` where an entry of its name stands (first one), drops later ones of that name, else appends. */
 function upsertByName(list: Json[], desired: JsonObject): void {
@@ -71,11 +74,16 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): Mu
   if (!podSpec.containers.some((c) => nameOf(c) === plan.container)) {
     return unchanged(original, `${where}: container "${plan.container}" not found; not mutated`);
   }
-  // Only the pod template is copied: metadata and managedFields are shared with the original, never written.
-  const newTemplate = structuredClone(template);
-  const object: JsonObject = { ...original, spec: { ...spec, template: newTemplate } };
-  const pod = newTemplate.spec as JsonObject;
-  const container = (pod.containers as Json[]).find((c) => nameOf(c) === plan.container) as JsonObject;
+  // Only the path to what we write is copied (template, pod spec, our container, and the three lists); everything
+  // else, managedFields included, is shared with the original and never written. The diff skips shared subtrees
+  // without a walk, so the patch costs what changed rather than the size of the pod template.
+  const pod: JsonObject = { ...podSpec };
+  const object: JsonObject = { ...original, spec: { ...spec, template: { ...template, spec: pod } } };
+  const containers = [...podSpec.containers];
+  pod.containers = containers;
+  const at = containers.findIndex((c) => nameOf(c) === plan.container);
+  const container: JsonObject = { ...(containers[at] as JsonObject) };
+  containers[at] = container;
 
   const volumes = childArray(pod, 'volumes');
   const mounts = childArray(container, 'volumeMounts');
@@ -88,10 +96,9 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): Mu
   upsertByName(volumes, plan.volume);
 
   // A mount of another volume on our directory (the manual procedure's aws-user-token) would make the pod invalid.
-  const ourPath = normPath(plan.mount.mountPath);
   for (let i = mounts.length - 1; i >= 0; i--) {
     const m = mounts[i];
-    if (isObject(m) && m.name !== plan.mount.name && normPath(m.mountPath) === ourPath) {
+    if (isObject(m) && m.name !== plan.mount.name && normPath(m.mountPath) === plan.mountDir) {
       warnings.push(`${where}: removed volumeMount "${String(m.name)}" of container "${plan.container}", which used the token's mountPath ${String(plan.mount.mountPath)}`);
       mounts.splice(i, 1);
     }

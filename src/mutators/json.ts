@@ -31,13 +31,15 @@ export function childObject(obj: JsonObject, key: string): JsonObject | undefine
   return isObject(cur) ? cur : undefined;
 }
 
-/** Returns obj[key] as an array, creating it when absent. Undefined when something else stands there. */
+/**
+ * Puts a shallow copy of obj[key] (or a new list when absent) in its place and returns it, so that a mutator may
+ * push, splice and replace entries of a copied object without touching the original's list. Undefined when
+ * something else stands there.
+ */
 export function childArray(obj: JsonObject, key: string): Json[] | undefined {
   const cur = obj[key];
-  if (cur === undefined || cur === null) {
-    const created: Json[] = [];
-    obj[key] = created;
-    return created;
-  }
-  return Array.isArray(cur) ? cur : undefined;
+  if (cur !== undefined && cur !== null && !Array.isArray(cur)) return undefined;
+  const copy: Json[] = cur ? [...cur] : [];
+  obj[key] = copy;
+  return copy;
 }

@@ -1,0 +1,264 @@
+// A stand-in Kubernetes API server over real TLS: the real paths, verbs, patch content types, resourceVersion conflicts and recorded Status bodies.
+import { createServer, request as httpsRequest, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import fastJsonPatch from 'fast-json-patch';
+import { stringify } from 'yaml';
+import { createCa, createServingCert } from '../../src/tls.js';
+import { root } from './fixtures.js';
+
+const fixtureDir = join(root, 'test/fixtures/k8s');
+
+/** A recorded API response body from test/fixtures/k8s. */
+export function k8sFixture(name: string): any {
+  return JSON.parse(readFileSync(join(fixtureDir, `${name}.json`), 'utf8'));
+}
+
+/** A recorded Status body (404, 409, 415) with the resource, group and name of this request filled in. */
+function statusBody(fixture: string, resource = '', group = '', name = ''): any {
+  const text = readFileSync(join(fixtureDir, `${fixture}.json`), 'utf8')
+    .replaceAll('{{resource}}', resource).replaceAll('{{group}}', group).replaceAll('{{name}}', name);
+  const body = JSON.parse(text);
+  if (body.details && !group) delete body.details.group;
+  return body;
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  /** the Content-Type without parameters, or undefined when none was sent */
+  contentType?: string;
+  body?: any;
+}
+
+interface Route {
+  group: string;
+  resource: string;
+  kind: string;
+  apiVersion: string;
+  namespace?: string;
+  name?: string;
+  /** the object's own path, for items; the collection's for POST */
+  path: string;
+}
+
+// The three kinds the commands touch, at the paths the real API serves them.
+const ROUTES: Array<{ re: RegExp; group: string; resource: string; kind: string; apiVersion: string; namespaced: boolean }> = [
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/, group: '', resource: 'secrets', kind: 'Secret', apiVersion: 'v1', namespaced: true },
+  { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments(?:\/([^/]+))?$/, group: 'apps', resource: 'deployments', kind: 'Deployment', apiVersion: 'apps/v1', namespaced: true },
+  {
+    re: /^\/apis\/admissionregistration\.k8s\.io\/v1\/mutatingwebhookconfigurations(?:\/([^/]+))?$/,
+    group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', kind: 'MutatingWebhookConfiguration',
+    apiVersion: 'admissionregistration.k8s.io/v1', namespaced: false,
+  },
+];
+
+function route(pathname: string): Route | undefined {
+  for (const r of ROUTES) {
+    const m = r.re.exec(pathname);
+    if (!m) continue;
+    const [namespace, name] = r.namespaced ? [m[1], m[2]] : [undefined, m[1]];
+    return { group: r.group, resource: r.resource, kind: r.kind, apiVersion: r.apiVersion, namespace, name, path: pathname };
+  }
+  return undefined;
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: any, patch: any): any {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+const hasArray = (v: unknown): boolean =>
+  Array.isArray(v) || (v !== null && typeof v === 'object' && Object.values(v).some(hasArray));
+
+export interface AdmissionHook {
+  /** https URL of the webhook's /mutate, called for Deployment writes like the API server calls it */
+  url: string;
+  ca: string;
+}
+
+export interface K8sStub {
+  /** https://127.0.0.1:PORT */
+  readonly url: string;
+  /** a kubeconfig file naming this server, its CA and a bearer token */
+  readonly kubeconfig: string;
+  readonly requests: RecordedRequest[];
+  /** stores an object at its item path, as if created earlier */
+  seed(path: string, object: any): void;
+  object(path: string): any;
+  /** answers the next `times` requests of this method and path with the recorded Status fixture, before any other logic */
+  failNext(method: string, path: string, fixture: string, times?: number): void;
+  /** the API server calls this webhook on Deployment writes (unset: none is called, as with failurePolicy Ignore and no webhook) */
+  admission?: AdmissionHook;
+  close(): Promise<void>;
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+/** Posts an AdmissionReview to the webhook and applies its JSON patch, as the API server's mutating admission does. */
+async function admit(hook: AdmissionHook, object: any, oldObject: any, operation: string): Promise<any> {
+  const review = {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: randomUUID(),
+      kind: { group: 'apps', version: 'v1', kind: 'Deployment' },
+      resource: { group: 'apps', version: 'v1', resource: 'deployments' },
+      requestKind: { group: 'apps', version: 'v1', kind: 'Deployment' },
+      requestResource: { group: 'apps', version: 'v1', resource: 'deployments' },
+      name: object.metadata?.name,
+      namespace: object.metadata?.namespace,
+      operation,
+      userInfo: { username: 'system:serviceaccount:mlflow-irsa-webhook:mlflow-irsa-webhook-hooks' },
+      object,
+      oldObject,
+      dryRun: false,
+      options: { kind: 'UpdateOptions', apiVersion: 'meta.k8s.io/v1' },
+    },
+  };
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = httpsRequest(hook.url, { method: 'POST', ca: hook.ca, headers: { 'content-type': 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`webhook answered ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(review));
+  });
+  const answer = JSON.parse(text).response;
+  if (!answer.patch) return object;
+  const ops = JSON.parse(Buffer.from(answer.patch, 'base64').toString('utf8'));
+  return fastJsonPatch.applyPatch(structuredClone(object), ops, true, false).newDocument;
+}
+
+export async function startK8sStub(): Promise<K8sStub> {
+  const ca = await createCa('k8s-stub-ca', 1);
+  const serving = await createServingCert(['localhost'], 1, ca);
+  const objects = new Map<string, any>();
+  const failures: Array<{ method: string; path: string; fixture: string; times: number }> = [];
+  const requests: RecordedRequest[] = [];
+  let resourceVersion = 1000;
+  const nextVersion = () => String(++resourceVersion);
+
+  const stub: K8sStub = {
+    url: '',
+    kubeconfig: '',
+    requests,
+    seed(path, object) {
+      objects.set(path, structuredClone(object));
+    },
+    object: (path) => objects.get(path),
+    failNext(method, path, fixture, times = 1) {
+      failures.push({ method, path, fixture, times });
+    },
+    close: async () => {},
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'https://stub');
+    const text = await readBody(req);
+    const contentType = req.headers['content-type']?.split(';')[0].trim();
+    let body: any;
+    if (text) body = JSON.parse(text);
+    requests.push({ method: req.method ?? '', path: url.pathname + url.search, contentType, body });
+
+    const r = route(url.pathname);
+    if (!r) return send(res, 404, statusBody('status-path-not-found'));
+    const failure = failures.find((f) => f.method === req.method && f.path === url.pathname && f.times > 0);
+    if (failure) {
+      failure.times--;
+      return send(res, 409, statusBody(failure.fixture, r.resource, r.group, r.name ?? body?.metadata?.name));
+    }
+    const current = r.name ? objects.get(r.path) : undefined;
+    const notFound = () => send(res, 404, statusBody('status-not-found', r.resource, r.group, r.name));
+
+    const store = async (next: any, operation: string, code: number, path: string) => {
+      let admitted = structuredClone(next);
+      if (r.kind === 'Deployment' && stub.admission) admitted = await admit(stub.admission, next, current ?? null, operation);
+      admitted.metadata = { ...admitted.metadata, resourceVersion: nextVersion() };
+      objects.set(path, admitted);
+      send(res, code, admitted);
+    };
+
+    switch (req.method) {
+      case 'GET':
+        return current ? send(res, 200, current) : notFound();
+      case 'POST': {
+        if (r.name) return send(res, 405, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'MethodNotAllowed', code: 405 });
+        const path = `${r.path}/${body.metadata.name}`;
+        if (objects.has(path)) return send(res, 409, statusBody('status-already-exists', r.resource, r.group, body.metadata.name));
+        return store({ ...body, metadata: { ...body.metadata, uid: randomUUID(), creationTimestamp: '2024-06-03T08:21:29Z' } }, 'CREATE', 201, path);
+      }
+      case 'PUT': {
+        if (!current) return notFound();
+        // Optimistic concurrency: a PUT naming an old resourceVersion is refused, as the real API server does.
+        if (body.metadata?.resourceVersion && body.metadata.resourceVersion !== current.metadata.resourceVersion) {
+          return send(res, 409, statusBody('status-conflict', r.resource, r.group, r.name));
+        }
+        return store(body, 'UPDATE', 200, r.path);
+      }
+      case 'PATCH': {
+        if (!current) return notFound();
+        let next: any;
+        if (contentType === 'application/json-patch+json') next = fastJsonPatch.applyPatch(structuredClone(current), body, true, false).newDocument;
+        else if (contentType === 'application/merge-patch+json') next = mergePatch(current, body);
+        else if (contentType === 'application/strategic-merge-patch+json') {
+          // Strategic merge equals merge patch for maps; list merge keys are not modelled, so refuse lists loudly.
+          if (hasArray(body)) return send(res, 400, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'stub: strategic-merge patches with lists are not modelled', code: 400 });
+          next = mergePatch(current, body);
+        } else return send(res, 415, statusBody('status-unsupported-media-type'));
+        return store(next, 'UPDATE', 200, r.path);
+      }
+      default:
+        return send(res, 405, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'MethodNotAllowed', code: 405 });
+    }
+  }
+
+  const server: Server = createServer({ cert: serving.cert, key: serving.key }, (req, res) => {
+    handle(req, res).catch((err: Error) => send(res, 500, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `stub: ${err.message}`, code: 500 }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const dir = mkdtempSync(join(tmpdir(), 'k8s-stub-'));
+  const kubeconfig = join(dir, 'kubeconfig');
+  const url = `https://127.0.0.1:${port}`;
+  writeFileSync(kubeconfig, stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'stub', cluster: { server: url, 'certificate-authority-data': Buffer.from(ca.cert).toString('base64'), 'tls-server-name': 'localhost' } }],
+    users: [{ name: 'hooks', user: { token: 'stub-token' } }],
+    contexts: [{ name: 'stub', context: { cluster: 'stub', user: 'hooks' } }],
+    'current-context': 'stub',
+  }));
+  return Object.assign(stub, {
+    url,
+    kubeconfig,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}

@@ -1,0 +1,195 @@
+{{/* Names, labels and the shared pieces of the webhook and its hook Jobs. */}}
+
+{{- define "mlflow-irsa-webhook.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object name prefix; kept to 52 characters so suffixes like -bootstrap-cert-create stay within 63. */}}
+{{- define "mlflow-irsa-webhook.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlflow-irsa-webhook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mlflow-irsa-webhook.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "mlflow-irsa-webhook.fullname" .)) .Values.tls.secretName -}}
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.hooksServiceAccount" -}}
+{{- printf "%s-hooks" (include "mlflow-irsa-webhook.fullname" .) -}}
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.triggerNamespace" -}}
+{{- default .Values.namespace .Values.jobs.trigger.namespace -}}
+{{- end -}}
+
+{{/* Hook Jobs that talk to the Kubernetes API: bootstrap-cert (self-managed TLS) and restart-target. */}}
+{{- define "mlflow-irsa-webhook.apiHooks" -}}
+{{- if or (not .Values.certManager.enabled) .Values.jobs.restart.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The webhook's config file: exactly the config keys (listed in _config-keys.tpl, generated from the program's schema)
+that are set in the values, so the file validates against the same schema as values.schema.json.
+*/}}
+{{- define "mlflow-irsa-webhook.config" -}}
+{{- $config := dict -}}
+{{- range $key := splitList " " (include "mlflow-irsa-webhook.configKeys" .) -}}
+{{- if and (hasKey $.Values $key) (not (kindIs "invalid" (get $.Values $key))) -}}
+{{- $_ := set $config $key (get $.Values $key) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Fails rendering with a clear message for combinations values.schema.json cannot express. */}}
+{{- define "mlflow-irsa-webhook.checks" -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int (ceil .Values.server.drainSeconds)) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed server.drainSeconds (%v): a pod must finish draining before it is killed" .Values.terminationGracePeriodSeconds .Values.server.drainSeconds) -}}
+{{- end -}}
+{{- if ge (int .Values.jobs.bootstrapCert.renewDays) (int .Values.jobs.bootstrapCert.days) -}}
+{{- fail (printf "jobs.bootstrapCert.renewDays (%v) must be below jobs.bootstrapCert.days (%v), or every upgrade would renew" .Values.jobs.bootstrapCert.renewDays .Values.jobs.bootstrapCert.days) -}}
+{{- end -}}
+{{- $self := include "mlflow-irsa-webhook.fullname" . -}}
+{{- if and (eq .Release.Namespace .Values.namespace) (or (eq $self .Values.deployment) (eq $self .Values.serviceAccount)) -}}
+{{- fail (printf "the release's objects are named %q in namespace %q, the same as the mlflow Deployment/ServiceAccount the webhook mutates; use another release name or namespace" $self .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod and container security settings shared by the webhook and every hook Job. */}}
+{{- define "mlflow-irsa-webhook.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.containerSecurityContext" -}}
+runAsNonRoot: true
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Common spec of the hook Jobs; call with (dict "root" $ "name" ... "args" (list ...) ...). */}}
+{{- define "mlflow-irsa-webhook.hookJob" -}}
+{{- $root := .root -}}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ printf "%s-%s" (include "mlflow-irsa-webhook.fullname" $root) .name }}
+  namespace: {{ default $root.Release.Namespace .namespace }}
+  labels:
+    {{- include "mlflow-irsa-webhook.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .name }}
+  annotations:
+    helm.sh/hook: {{ .hook }}
+    helm.sh/hook-weight: {{ .weight | quote }}
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  backoffLimit: {{ $root.Values.jobs.backoffLimit }}
+  ttlSecondsAfterFinished: {{ $root.Values.jobs.ttlSecondsAfterFinished }}
+  activeDeadlineSeconds: {{ $root.Values.jobs.activeDeadlineSeconds }}
+  template:
+    metadata:
+      labels:
+        {{- include "mlflow-irsa-webhook.labels" $root | nindent 8 }}
+        app.kubernetes.io/component: {{ .name }}
+    spec:
+      restartPolicy: Never
+      {{- if .serviceAccount }}
+      serviceAccountName: {{ .serviceAccount }}
+      automountServiceAccountToken: true
+      {{- else }}
+      automountServiceAccountToken: false
+      {{- end }}
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- include "mlflow-irsa-webhook.podSecurityContext" $root | nindent 8 }}
+      containers:
+        - name: {{ .name }}
+          image: {{ include "mlflow-irsa-webhook.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args:
+            {{- toYaml .args | nindent 12 }}
+          {{- with .env }}
+          env:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          securityContext:
+            {{- include "mlflow-irsa-webhook.containerSecurityContext" $root | nindent 12 }}
+          resources:
+            {{- toYaml $root.Values.jobs.resources | nindent 12 }}
+          volumeMounts:
+            - name: config
+              mountPath: /etc/mlflow-irsa-webhook
+              readOnly: true
+            {{- if .caSecret }}
+            - name: ca
+              mountPath: /etc/mlflow-irsa-webhook-ca
+              readOnly: true
+            {{- end }}
+      volumes:
+        - name: config
+          configMap:
+            name: {{ printf "%s-hooks" (include "mlflow-irsa-webhook.fullname" $root) }}
+        {{- if .caSecret }}
+        - name: ca
+          secret:
+            secretName: {{ .caSecret }}
+            items:
+              - key: ca.crt
+                path: ca.crt
+        {{- end }}
+{{- end -}}
+
+{{/* Hook annotations of the hook Jobs' identity: created before the Jobs of each phase, removed once it succeeds. */}}
+{{- define "mlflow-irsa-webhook.hookRbacAnnotations" -}}
+helm.sh/hook: pre-install,pre-upgrade,post-install,post-upgrade
+helm.sh/hook-weight: "-10"
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}

@@ -1,0 +1,419 @@
+// The Helm chart rendered by the real helm binary: lint, every object against the Kubernetes schema, security, scope,
+// RBAC, hooks, the config file it renders, values.schema.json against the program's schema; and the Dockerfile.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { Job } from 'kubernetes-models/batch/v1/Job';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
+import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { configSchema } from '../src/config-schema.js';
+import { parseConfigText } from '../src/config.js';
+import { root } from './helpers/fixtures.js';
+
+const exec = promisify(execFile);
+const helm = join(root, '.cache/helm/helm');
+const chart = join(root, 'charts/mlflow-irsa-webhook');
+const ciValues = join(chart, 'ci/test-values.yaml');
+const RELEASE = 'wh';
+const NS = 'mlflow-irsa-webhook';
+const FULL = 'wh-mlflow-irsa-webhook';
+const TARGET_NS = 'domino-platform';
+
+type Obj = any;
+
+async function helmRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return exec(helm, args, { maxBuffer: 16 << 20 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }));
+}
+
+/** `helm template` with the CI values plus --set pairs; the rendered objects, or the failure. */
+async function render(set: string[] = [], extra: string[] = []): Promise<Obj[]> {
+  const r = await helmRun(['template', RELEASE, chart, '--namespace', NS, '-f', ciValues, ...set.flatMap((s) => ['--set', s]), ...extra]);
+  if (r.code !== 0) throw new Error(`helm template failed: ${r.stderr}`);
+  return parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((o) => o !== null);
+}
+
+// The core kinds the chart renders, checked against the Kubernetes OpenAPI schema that kubernetes-models ships.
+const MODELS: Record<string, new (o: Obj) => { validate(): void }> = {
+  'v1/ConfigMap': ConfigMap,
+  'v1/Service': Service,
+  'v1/ServiceAccount': ServiceAccount,
+  'apps/v1/Deployment': Deployment,
+  'batch/v1/Job': Job,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
+  'rbac.authorization.k8s.io/v1/Role': Role,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+};
+
+/** cert-manager kinds have no model in kubernetes-models; they get structural checks in their own test. */
+const CERT_MANAGER = new Set(['cert-manager.io/v1/Issuer', 'cert-manager.io/v1/Certificate']);
+
+function validateAll(t: any, objects: Obj[]): void {
+  for (const o of objects) {
+    const key = `${o.apiVersion}/${o.kind}`;
+    const label = `${key} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
+    if (CERT_MANAGER.has(key)) continue;
+    const Model = MODELS[key];
+    if (!Model) {
+      t.fail(`${label}: no schema for this kind`);
+      continue;
+    }
+    t.doesNotThrow(() => new Model(o).validate(), label);
+  }
+}
+
+const find = (objects: Obj[], kind: string, name?: string, namespace?: string): Obj[] =>
+  objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name) && (namespace === undefined || o.metadata.namespace === namespace));
+const one = (objects: Obj[], kind: string, name?: string, namespace?: string): Obj => {
+  const found = find(objects, kind, name, namespace);
+  if (found.length !== 1) throw new Error(`expected one ${kind} ${namespace ?? ''}/${name ?? '*'}, found ${found.length}`);
+  return found[0];
+};
+const hook = (o: Obj) => o.metadata.annotations?.['helm.sh/hook'] as string | undefined;
+const weight = (o: Obj) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
+const jobNamed = (objects: Obj[], suffix: string) => one(objects, 'Job', `${FULL}-${suffix}`);
+const podSpec = (o: Obj) => o.spec.template.spec;
+
+// Command modules by CLI command name, to check that every rendered command line parses with the program's own options.
+const COMMANDS: Record<string, () => Promise<{ options: object; allowPositionals?: boolean }>> = {
+  serve: () => import('../src/serve.js'),
+  'bootstrap-cert': () => import('../src/k8s/bootstrap-cert.js'),
+  'restart-target': () => import('../src/k8s/restart-target.js'),
+  'install-trigger': () => import('../src/db/command.js'),
+};
+
+async function parseCommandLine(args: string[]) {
+  const [command, ...rest] = args;
+  const module = await COMMANDS[command]();
+  return parseArgs({ args: rest, options: { config: { type: 'string' }, ...module.options } as never, strict: true, allowPositionals: module.allowPositionals ?? false });
+}
+
+function assertSecure(t: any, label: string, pod: Obj): void {
+  t.match(pod.securityContext, { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } }, `${label}: pod securityContext`);
+  t.ok(Number.isInteger(pod.securityContext.runAsUser) && pod.securityContext.runAsUser > 0, `${label}: numeric non-root uid`);
+  for (const c of pod.containers) {
+    t.match(c.securityContext, {
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    }, `${label}/${c.name}: container securityContext`);
+    t.notOk(c.securityContext.capabilities.add, `${label}/${c.name}: no added capabilities`);
+    t.ok(c.resources?.requests && c.resources?.limits, `${label}/${c.name}: resources set`);
+  }
+}
+
+t.test('helm lint --strict is clean', async (t) => {
+  const r = await helmRun(['lint', '--strict', chart, '-f', ciValues]);
+  t.equal(r.code, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  t.notMatch(r.stdout, /\[(WARNING|ERROR)\]/);
+});
+
+t.test('values.schema.json refuses missing or malformed required values with a clear message', async (t) => {
+  const base = ['template', RELEASE, chart, '--namespace', NS];
+  const cases: Array<[string[], RegExp]> = [
+    [['--set', 'artifactsDestination=s3://my-bucket'], /roleArn is required/],
+    [['--set', 'roleArn=arn:aws:iam::111122223333:role/r'], /artifactsDestination is required/],
+    [['-f', ciValues, '--set', 'roleArn=arn:aws:iam::1:role/r'], /roleArn: Does not match pattern/],
+    [['-f', ciValues, '--set', 'failurePolicy=Sometimes'], /failurePolicy: failurePolicy must be one of the following: "Ignore", "Fail"/],
+    [['-f', ciValues, '--set', 'trigger.mode=everything'], /trigger\.mode: trigger\.mode must be one of the following/],
+    [['-f', ciValues, '--set', 'tokne.audience=x'], /Additional property tokne is not allowed/],
+    [['-f', ciValues, '--set', 'terminationGracePeriodSeconds=5'], /terminationGracePeriodSeconds \(5\) must exceed server.drainSeconds \(5\)/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => helmRun([...base, ...args])));
+  results.forEach((r, i) => {
+    t.not(r.code, 0, cases[i][0].join(' '));
+    t.match(r.stderr, cases[i][1]);
+  });
+  const lint = await helmRun(['lint', '--strict', chart]);
+  t.not(lint.code, 0, 'lint without the required values fails');
+  t.match(lint.stdout + lint.stderr, /roleArn is required/);
+});
+
+t.test('values.schema.json carries the program\'s config schema unchanged', async (t) => {
+  const schema = JSON.parse(readFileSync(join(chart, 'values.schema.json'), 'utf8'));
+  for (const [key, property] of Object.entries(configSchema.properties)) t.same(schema.properties[key], property, `config key ${key}`);
+  t.same(schema.required, configSchema.required);
+  t.equal(schema.additionalProperties, false, 'unknown top-level values are refused');
+  const keys = readFileSync(join(chart, 'templates/_config-keys.tpl'), 'utf8');
+  t.match(keys, `{{- define "mlflow-irsa-webhook.configKeys" -}}${Object.keys(configSchema.properties).join(' ')}{{- end -}}`);
+  const check = await exec('node', [join(root, 'scripts/gen-chart-schema.mjs'), '--check']).then(() => 0, (e) => e.code as number);
+  t.equal(check, 0, 'scripts/gen-chart-schema.mjs --check: generated files are current');
+
+  // values.yaml writes config defaults out for readers; they must be the defaults the program itself applies.
+  const values = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8'));
+  const props = configSchema.properties as Record<string, any>;
+  for (const key of Object.keys(props).filter((k) => k in values)) {
+    const p = props[key];
+    if (p.type === 'object') {
+      for (const [sub, v] of Object.entries(values[key])) t.same(v, p.properties[sub].default, `values.yaml ${key}.${sub} is the program's default`);
+    } else {
+      t.same(values[key], p.default, `values.yaml ${key} is the program's default`);
+    }
+  }
+});
+
+t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (t) => {
+  const objects = await render();
+  validateAll(t, objects);
+
+  t.test('the ConfigMap is the webhook\'s config file, loaded by the program\'s own loader', async (t) => {
+    const cm = one(objects, 'ConfigMap', FULL, NS);
+    const text = cm.data['config.yaml'];
+    const config = parseConfigText(text, 'ConfigMap config.yaml');
+    t.equal(config.roleArn, 'arn:aws:iam::111122223333:role/sw-mlflow-full-access');
+    t.equal(config.artifactsDestination, 's3://sw-domino-project-based-mlflow');
+    t.equal(config.namespace, TARGET_NS);
+    t.equal(config.server.port, 8443);
+    t.same(Object.keys(parseYaml(text)).filter((k) => !(k in configSchema.properties)), [], 'only config keys');
+    for (const hookCm of find(objects, 'ConfigMap', `${FULL}-hooks`)) t.equal(hookCm.data['config.yaml'], text, `hook copy in ${hookCm.metadata.namespace}`);
+    t.same(find(objects, 'ConfigMap', `${FULL}-hooks`).map((c) => c.metadata.namespace).sort(), [TARGET_NS, NS]);
+  });
+
+  t.test('webhook Deployment: replicas, spread, probes, security, drain, config and TLS mounts', async (t) => {
+    const d = one(objects, 'Deployment', FULL, NS);
+    const pod = podSpec(d);
+    t.equal(d.spec.replicas, 2);
+    t.match(pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0], {
+      podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: d.spec.selector.matchLabels } },
+    });
+    assertSecure(t, 'webhook', pod);
+    t.equal(pod.automountServiceAccountToken, false, 'the webhook never calls the API');
+    const c = pod.containers[0];
+    t.match(c.readinessProbe.httpGet, { path: '/readyz', port: 'https', scheme: 'HTTPS' });
+    t.match(c.livenessProbe.httpGet, { path: '/healthz', port: 'https', scheme: 'HTTPS' });
+    t.same(c.ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }]);
+    t.ok(pod.terminationGracePeriodSeconds > 5, 'grace period exceeds server.drainSeconds');
+    const args = await parseCommandLine(c.args);
+    t.same(args.values, { config: '/etc/mlflow-irsa-webhook/config.yaml', 'tls-cert': '/etc/mlflow-irsa-webhook-tls/tls.crt', 'tls-key': '/etc/mlflow-irsa-webhook-tls/tls.key' });
+    const volumes = Object.fromEntries(pod.volumes.map((v: Obj) => [v.name, v]));
+    t.equal(volumes.config.configMap.name, FULL);
+    t.equal(volumes.tls.secret.secretName, `${FULL}-tls`);
+    t.ok(d.spec.template.metadata.annotations['checksum/config'], 'config changes roll the pods');
+    const pdb = one(objects, 'PodDisruptionBudget', FULL, NS);
+    t.same(pdb.spec.selector.matchLabels, d.spec.selector.matchLabels);
+    t.equal(pdb.spec.minAvailable, 1);
+    const svc = one(objects, 'Service', FULL, NS);
+    t.same(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' }]);
+    t.same(svc.spec.selector, d.spec.selector.matchLabels);
+  });
+
+  t.test('MutatingWebhookConfiguration: rules, scope, policy, and never its own objects', async (t) => {
+    const mwc = one(objects, 'MutatingWebhookConfiguration', FULL);
+    t.equal(mwc.webhooks.length, 2);
+    const expected = [['apps', 'deployments', 'mlflow'], ['', 'serviceaccounts', 'mlflow']];
+    mwc.webhooks.forEach((w: Obj, i: number) => {
+      const [group, resource, name] = expected[i];
+      t.same(w.rules, [{ operations: ['CREATE', 'UPDATE'], apiGroups: [group], apiVersions: ['v1'], resources: [resource], scope: 'Namespaced' }], `${resource}: no subresources`);
+      t.match(w, { sideEffects: 'None', admissionReviewVersions: ['v1'], timeoutSeconds: 5, reinvocationPolicy: 'IfNeeded', failurePolicy: 'Ignore' });
+      t.same(w.clientConfig, { service: { name: FULL, namespace: NS, path: '/mutate', port: 443 } }, 'no caBundle rendered without a Secret to look up');
+      t.same(w.namespaceSelector, { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [TARGET_NS] }] });
+      t.same(w.matchConditions, [{ name: 'target-name', expression: `object.metadata.name == '${name}'` }]);
+      t.same(w.objectSelector, { matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'NotIn', values: ['mlflow-irsa-webhook'] }] });
+    });
+    // Every Deployment and ServiceAccount of the chart carries the label the objectSelector excludes.
+    for (const o of [...find(objects, 'Deployment'), ...find(objects, 'ServiceAccount')]) {
+      t.equal(o.metadata.labels['app.kubernetes.io/name'], 'mlflow-irsa-webhook', `${o.kind} ${o.metadata.name} is excluded by the objectSelector`);
+    }
+    t.ok(find(objects, 'Deployment').every((o) => o.metadata.namespace !== TARGET_NS), 'its own Deployment is outside the selected namespace');
+  });
+
+  t.test('RBAC: named objects only, no wildcards, nothing cluster-wide beyond its own webhook configuration', async (t) => {
+    const roles = [...find(objects, 'Role'), ...find(objects, 'ClusterRole')];
+    const rules = roles.flatMap((r) => r.rules.map((rule: Obj) => ({ ...rule, role: `${r.kind}/${r.metadata.namespace ?? ''}/${r.metadata.name}` })));
+    for (const rule of rules) {
+      for (const field of ['verbs', 'resources', 'apiGroups', 'resourceNames']) {
+        t.notOk((rule[field] ?? []).some((v: string) => v.includes('*')), `${rule.role}: no wildcard in ${field}`);
+      }
+      // RBAC cannot restrict create by name; that one rule is limited to Secrets in the release namespace.
+      if (!(rule.verbs.length === 1 && rule.verbs[0] === 'create')) t.ok(rule.resourceNames?.length > 0, `${rule.role}: ${rule.verbs} by resourceNames`);
+    }
+    t.same(rules.map(({ role, ...r }) => [role, r]).sort(), [
+      [`ClusterRole//${FULL}-hooks`, { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [FULL], verbs: ['get', 'update'] }],
+      [`Role/${NS}/${FULL}-hooks`, { apiGroups: [''], resources: ['secrets'], resourceNames: [`${FULL}-tls`], verbs: ['get', 'update'] }],
+      [`Role/${NS}/${FULL}-hooks`, { apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
+      [`Role/${TARGET_NS}/${FULL}-hooks-restart`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
+    ].sort());
+    const bindings = [...find(objects, 'RoleBinding'), ...find(objects, 'ClusterRoleBinding')];
+    t.equal(bindings.length, 3);
+    for (const b of bindings) {
+      t.same(b.subjects, [{ kind: 'ServiceAccount', name: `${FULL}-hooks`, namespace: NS }], `${b.kind} ${b.metadata.name} binds the hooks' ServiceAccount only`);
+      t.ok(roles.some((r) => r.kind === b.roleRef.kind && r.metadata.name === b.roleRef.name), `${b.metadata.name} refers to a rendered role`);
+    }
+    // The identity exists before the pre-install Job and for every later phase that uses it.
+    for (const o of [...roles, ...bindings, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS)]) {
+      t.equal(hook(o), 'pre-install,pre-upgrade,post-install,post-upgrade', `${o.kind} ${o.metadata.name} is a hook`);
+      t.ok(weight(o) < 0, `${o.kind} ${o.metadata.name} comes before the Jobs`);
+    }
+  });
+
+  t.test('hook Jobs: phases, order, flags the commands accept, security, database password from the Secret', async (t) => {
+    const jobs = find(objects, 'Job');
+    t.same(jobs.map((j) => [j.metadata.name, hook(j), weight(j)]).sort(), [
+      [`${FULL}-bootstrap-cert-create`, 'pre-install,pre-upgrade', 0],
+      [`${FULL}-bootstrap-cert-patch`, 'post-install,post-upgrade', 0],
+      [`${FULL}-install-trigger`, 'post-install,post-upgrade', 5],
+      [`${FULL}-restart-target`, 'post-install,post-upgrade', 10],
+      [`${FULL}-uninstall-trigger`, 'pre-delete', 0],
+    ].sort());
+    t.ok(weight(jobNamed(objects, 'restart-target')) > weight(jobNamed(objects, 'bootstrap-cert-patch')), 'restart runs after the caBundle patch');
+    for (const j of jobs) {
+      const pod = podSpec(j);
+      t.equal(j.metadata.annotations['helm.sh/hook-delete-policy'], 'before-hook-creation');
+      t.ok(Number.isInteger(j.spec.backoffLimit) && Number.isInteger(j.spec.ttlSecondsAfterFinished), `${j.metadata.name}: backoffLimit and ttl`);
+      t.equal(pod.restartPolicy, 'Never');
+      assertSecure(t, j.metadata.name, pod);
+      const parsed = await parseCommandLine(pod.containers[0].args);
+      t.equal(parsed.values.config, '/etc/mlflow-irsa-webhook/config.yaml', `${j.metadata.name}: flags parse with the command's own options`);
+      t.equal(pod.volumes.find((v: Obj) => v.name === 'config').configMap.name, `${FULL}-hooks`);
+    }
+    const create = await parseCommandLine(podSpec(jobNamed(objects, 'bootstrap-cert-create')).containers[0].args);
+    t.same(create.positionals, ['create']);
+    t.match(create.values, { namespace: NS, secret: `${FULL}-tls`, service: FULL, days: '3650', 'renew-days': '30' });
+    const patch = await parseCommandLine(podSpec(jobNamed(objects, 'bootstrap-cert-patch')).containers[0].args);
+    t.same(patch.positionals, ['patch']);
+    t.match(patch.values, { namespace: NS, secret: `${FULL}-tls`, 'webhook-config': FULL });
+    const restartPod = podSpec(jobNamed(objects, 'restart-target'));
+    const restart = await parseCommandLine(restartPod.containers[0].args);
+    t.match(restart.values, { 'ca-file': '/etc/mlflow-irsa-webhook-ca/ca.crt', service: FULL, 'service-namespace': NS, wait: '180' });
+    t.same(restartPod.volumes.find((v: Obj) => v.name === 'ca').secret, { secretName: `${FULL}-tls`, items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    for (const name of ['bootstrap-cert-create', 'bootstrap-cert-patch', 'restart-target']) {
+      t.equal(podSpec(jobNamed(objects, name)).serviceAccountName, `${FULL}-hooks`, `${name} runs as the hooks' ServiceAccount`);
+    }
+    for (const name of ['install-trigger', 'uninstall-trigger']) {
+      const j = jobNamed(objects, name);
+      t.equal(j.metadata.namespace, TARGET_NS, `${name} runs beside the database password Secret`);
+      t.equal(podSpec(j).automountServiceAccountToken, false, `${name} has no API token`);
+      t.notOk(podSpec(j).serviceAccountName);
+      const env = Object.fromEntries(podSpec(j).containers[0].env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+      t.same(env, {
+        PGHOST: 'mlflow-postgresql.domino-platform.svc', PGPORT: '5432', PGDATABASE: 'mlflow', PGUSER: 'mlflow', PGSSLMODE: 'prefer',
+        PGPASSWORD: { secretKeyRef: { name: 'mlflow-postgresql', key: 'postgresql-password' } },
+      });
+    }
+    t.equal((await parseCommandLine(podSpec(jobNamed(objects, 'uninstall-trigger')).containers[0].args)).values.uninstall, true);
+  });
+});
+
+t.test('other renders', async (t) => {
+  const [certManager, noTrigger, noMatch, failClosed, sameNs] = await Promise.all([
+    render(['certManager.enabled=true']),
+    render(['jobs.trigger.enabled=false']),
+    render(['matchConditions.enabled=false']),
+    render(['failurePolicy=Fail', 'jobs.restart.enabled=false', 'certManager.enabled=true']),
+    helmRun(['template', 'mlflow', chart, '--namespace', TARGET_NS, '-f', ciValues, '--set', 'fullnameOverride=mlflow']),
+  ]);
+
+  t.test('cert-manager on: Issuer chain, Certificate for the Service names, CA injection, no bootstrap Jobs', async (t) => {
+    validateAll(t, certManager);
+    const certs = find(certManager, 'Certificate');
+    const serving = one(certManager, 'Certificate', FULL, NS);
+    t.same(serving.spec.dnsNames, [FULL, `${FULL}.${NS}`, `${FULL}.${NS}.svc`]);
+    t.equal(serving.spec.secretName, `${FULL}-tls`);
+    t.same(serving.spec.issuerRef, { name: `${FULL}-ca`, kind: 'Issuer', group: 'cert-manager.io' });
+    const ca = certs.find((c) => c.spec.isCA);
+    t.equal(ca.spec.issuerRef.name, `${FULL}-selfsigned`);
+    t.same(find(certManager, 'Issuer').map((i) => [i.metadata.name, Object.keys(i.spec)[0]]).sort(), [[`${FULL}-ca`, 'ca'], [`${FULL}-selfsigned`, 'selfSigned']]);
+    t.equal(one(certManager, 'Issuer', `${FULL}-ca`).spec.ca.secretName, ca.spec.secretName);
+    const mwc = one(certManager, 'MutatingWebhookConfiguration', FULL);
+    t.equal(mwc.metadata.annotations['cert-manager.io/inject-ca-from'], `${NS}/${FULL}`);
+    t.ok(mwc.webhooks.every((w: Obj) => w.clientConfig.caBundle === undefined));
+    t.same(find(certManager, 'Job').map((j) => j.metadata.name).filter((n) => n.includes('bootstrap-cert')), []);
+    t.notOk(find(certManager, 'ClusterRole').length, 'no cluster-wide rights when cert-manager injects the CA');
+    t.same(find(certManager, 'Role').map((r) => r.metadata.name), [`${FULL}-hooks-restart`]);
+    t.equal(podSpec(one(certManager, 'Deployment', FULL, NS)).volumes.find((v: Obj) => v.name === 'tls').secret.secretName, serving.spec.secretName);
+  });
+
+  t.test('trigger Jobs off: none rendered, no hook ConfigMap in the target namespace', async (t) => {
+    validateAll(t, noTrigger);
+    t.same(find(noTrigger, 'Job').map((j) => j.metadata.name).sort(), [`${FULL}-bootstrap-cert-create`, `${FULL}-bootstrap-cert-patch`, `${FULL}-restart-target`]);
+    t.same(find(noTrigger, 'ConfigMap').map((c) => c.metadata.namespace), [NS, NS]);
+  });
+
+  t.test('matchConditions off (clusters before 1.28): none rendered, the namespace scope stays', async (t) => {
+    validateAll(t, noMatch);
+    for (const w of one(noMatch, 'MutatingWebhookConfiguration', FULL).webhooks) {
+      t.equal(w.matchConditions, undefined);
+      t.same(w.namespaceSelector.matchExpressions[0].values, [TARGET_NS]);
+    }
+  });
+
+  t.test('failurePolicy Fail, no restart Job, cert-manager: no hook identity at all', async (t) => {
+    validateAll(t, failClosed);
+    t.ok(one(failClosed, 'MutatingWebhookConfiguration', FULL).webhooks.every((w: Obj) => w.failurePolicy === 'Fail'));
+    t.same([...find(failClosed, 'Role'), ...find(failClosed, 'ClusterRole'), ...find(failClosed, 'ServiceAccount', `${FULL}-hooks`)], []);
+  });
+
+  t.test('objects named like the mlflow Deployment in its namespace are refused', async (t) => {
+    t.not(sameNs.code, 0);
+    t.match(sameNs.stderr, /the release's objects are named "mlflow" in namespace "domino-platform", the same as the mlflow Deployment\/ServiceAccount/);
+  });
+});
+
+t.test('NOTES.txt renders the verification commands for the values given', async (t) => {
+  // helm template does not print NOTES.txt, so a copy of the chart renders it through tpl into a ConfigMap.
+  const dir = mkdtempSync(join(tmpdir(), 'chart-notes-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(chart, dir, { recursive: true });
+  cpSync(join(chart, 'templates/NOTES.txt'), join(dir, 'notes.src'));
+  writeFileSync(join(dir, 'templates/notes.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n{{ tpl (.Files.Get "notes.src") . | indent 4 }}\n');
+  const r = await helmRun(['template', RELEASE, dir, '--namespace', NS, '-f', ciValues, '--set', 'deployment=tracking', '--show-only', 'templates/notes.yaml']);
+  t.equal(r.code, 0, r.stderr);
+  const notes = parseYaml(r.stdout).data.notes;
+  t.match(notes, 'kubectl -n domino-platform get deploy tracking -o jsonpath=');
+  t.match(notes, `kubectl get mutatingwebhookconfiguration ${FULL}`);
+  t.match(notes, 'psql -h localhost -U mlflow -d mlflow');
+});
+
+t.test('Dockerfile: multi-stage, production dependencies only at runtime, numeric non-root USER, entrypoint', async (t) => {
+  const lines = readFileSync(join(root, 'Dockerfile'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const stages: Array<{ from: string; name?: string; lines: string[] }> = [];
+  for (const line of lines) {
+    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?$/i.exec(line);
+    if (from) stages.push({ from: from[1], name: from[2], lines: [] });
+    else stages.at(-1)!.lines.push(line);
+  }
+  t.ok(stages.length >= 2, 'multi-stage');
+  const final = stages.at(-1)!;
+  t.match(final.from, /^(node:20-slim|node:20(\.\d+)*-slim|gcr\.io\/distroless\/nodejs20[-\w]*(:\w+)?)$/, 'slim or distroless Node 20 base');
+  const build = stages.find((s) => s.lines.some((l) => /npm run build/.test(l)))!;
+  t.ok(build.lines.some((l) => /^RUN npm ci(?!.*--omit=dev)/.test(l)), 'the build stage installs dev dependencies');
+  // Whatever the final stage copies from another stage must come from a stage that installed with --omit=dev, or be dist/.
+  const copies = final.lines.filter((l) => /^COPY --from=/.test(l));
+  t.ok(copies.length > 0);
+  for (const c of copies) {
+    const [, from, src] = /^COPY --from=(\S+)\s+(\S+)/.exec(c)!;
+    const stage = stages.find((s) => s.name === from)!;
+    if (/node_modules/.test(src)) t.ok(stage.lines.some((l) => /npm ci .*--omit=dev/.test(l)), `${src} comes from a production-only install`);
+    else t.match(src, /dist\/?$/, `only the compiled dist/ comes from ${from}`);
+  }
+  t.notOk(final.lines.some((l) => /^RUN npm (ci|install)(?!.*--omit=dev)/.test(l)), 'no dev install in the final stage');
+  t.notOk(final.lines.some((l) => /^COPY (?!--from)\S*\s*(\.|src|test)\b/.test(l) && !/package\.json/.test(l)), 'no sources or tests copied in');
+  const user = final.lines.filter((l) => l.startsWith('USER ')).at(-1);
+  t.match(user, /^USER [1-9]\d*(:[1-9]\d*)?$/, 'numeric non-root USER');
+  t.equal(final.lines.filter((l) => l.startsWith('ENTRYPOINT')).at(-1), 'ENTRYPOINT ["node", "dist/cli.js"]');
+  const cmd = JSON.parse(final.lines.filter((l) => l.startsWith('CMD')).at(-1)!.slice(4));
+  t.equal(cmd[0], 'serve');
+  const serve = await parseCommandLine(cmd);
+  t.ok(serve.values.config && serve.values['tls-cert'] && serve.values['tls-key'], 'CMD flags parse with serve\'s options');
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  for (const p of ['node_modules', '.cache', '.tap', 'dist', 'test', '.git']) t.ok(ignore.includes(p), `.dockerignore excludes ${p}`);
+});

@@ -19,34 +19,49 @@ function entryKey(v: unknown): string {
   return `value:${JSON.stringify(v)}`;
 }
 
-/** Index pairs (i in a, j in b) of the longest common subsequence of entry keys. */
+/**
+ * Index pairs (i in a, j in b) of the longest common subsequence of entry keys. The common head and tail are paired
+ * without a table (a mutation usually appends or edits a few entries), and the table for the middle is one flat array.
+ */
 function lcs(a: string[], b: string[]): Array<[number, number]> {
-  const n = a.length;
-  const m = b.length;
-  const len: Uint32Array[] = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  let head = 0;
+  while (head < a.length && head < b.length && a[head] === b[head]) head++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > head && endB > head && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  const n = endA - head;
+  const m = endB - head;
+  const w = m + 1;
+  const len = new Uint32Array((n + 1) * w);
   for (let i = n - 1; i >= 0; i--) {
     for (let j = m - 1; j >= 0; j--) {
-      len[i][j] = a[i] === b[j] ? len[i + 1][j + 1] + 1 : Math.max(len[i + 1][j], len[i][j + 1]);
+      len[i * w + j] = a[head + i] === b[head + j] ? len[(i + 1) * w + j + 1] + 1 : Math.max(len[(i + 1) * w + j], len[i * w + j + 1]);
     }
   }
   const pairs: Array<[number, number]> = [];
+  for (let k = 0; k < head; k++) pairs.push([k, k]);
   for (let i = 0, j = 0; i < n && j < m;) {
-    if (a[i] === b[j]) pairs.push([i++, j++]);
-    else if (len[i + 1][j] >= len[i][j + 1]) i++;
+    if (a[head + i] === b[head + j]) pairs.push([head + i++, head + j++]);
+    else if (len[(i + 1) * w + j] >= len[i * w + j + 1]) i++;
     else j++;
   }
+  for (let k = 0; k < a.length - endA; k++) pairs.push([endA + k, endB + k]);
   return pairs;
 }
 
 function diffArray(a: unknown[], b: unknown[], path: string, ops: Operation[]): void {
   const pairs = lcs(a.map(entryKey), b.map(entryKey));
-  const keptA = new Set(pairs.map(([i]) => i));
-  const keptB = new Set(pairs.map(([, j]) => j));
+  const keptA = new Uint8Array(a.length);
+  const keptB = new Uint8Array(b.length);
+  for (const [i, j] of pairs) keptA[i] = keptB[j] = 1;
   // Removes from the highest index down keep every lower index valid; then kept entries sit at their rank.
-  for (let i = a.length - 1; i >= 0; i--) if (!keptA.has(i)) ops.push({ op: 'remove', path: `${path}/${i}` });
+  for (let i = a.length - 1; i >= 0; i--) if (!keptA[i]) ops.push({ op: 'remove', path: `${path}/${i}` });
   pairs.forEach(([i, j], rank) => diffValue(a[i], b[j], `${path}/${rank}`, ops));
   // Adding in ascending order of the target index puts each new entry exactly where it ends up.
-  for (let j = 0; j < b.length; j++) if (!keptB.has(j)) ops.push({ op: 'add', path: `${path}/${j}`, value: structuredClone(b[j]) });
+  for (let j = 0; j < b.length; j++) if (!keptB[j]) ops.push({ op: 'add', path: `${path}/${j}`, value: structuredClone(b[j]) });
 }
 
 function diffValue(a: unknown, b: unknown, path: string, ops: Operation[]): void {

@@ -1,10 +1,45 @@
-// Placeholder until its issue lands: the command exists so the CLI's table is complete, and says so when run.
-import type { CommandArgs } from '../command.js';
+// The `install-trigger` command: prints the SQL (--dry-run), or installs / uninstalls the trigger in MLflow's tracking database.
+import { intOption, stringOption, UsageError, type CommandArgs } from '../command.js';
+import { createLogger } from '../log.js';
+import { TriggerError, withDatabase } from './connect.js';
+import { installTrigger, uninstallTrigger } from './install.js';
+import { script } from './sql.js';
 
-export const usage = '--config FILE';
-export const options = {};
+export const DEFAULT_WAIT_SECONDS = 300;
 
-export async function run(_args: CommandArgs): Promise<number> {
-  process.stderr.write('command is not implemented yet\n');
-  return 1;
+export const usage = '--config FILE [--dry-run] [--uninstall] [--wait SECONDS] [--database-url URL]\n'
+  + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, or --database-url postgres://user@host:port/db\n'
+  + `  --dry-run    print the SQL it would run, without connecting\n`
+  + `  --uninstall  remove our trigger and function\n`
+  + `  --wait       keep retrying an unreachable database this many seconds (default ${DEFAULT_WAIT_SECONDS})`;
+
+export const options = {
+  'dry-run': { type: 'boolean' as const },
+  uninstall: { type: 'boolean' as const },
+  wait: { type: 'string' as const },
+  'database-url': { type: 'string' as const },
+};
+
+export async function run({ values, config }: CommandArgs): Promise<number> {
+  const waitSeconds = intOption(values, 'wait', 0, 86_400) ?? DEFAULT_WAIT_SECONDS;
+  const databaseUrl = stringOption(values, 'database-url');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    // the value itself may hold a password, so it is not echoed
+    throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+  }
+  const action = values.uninstall ? 'uninstall' : 'install';
+  if (values['dry-run']) {
+    process.stdout.write(script(config, action));
+    return 0;
+  }
+  const logger = createLogger(config.logLevel);
+  try {
+    await withDatabase({ databaseUrl, waitSeconds }, logger, (client) =>
+      action === 'install' ? installTrigger(client, config, logger) : uninstallTrigger(client, config, logger));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof TriggerError)) throw err;
+    logger.error({ reason: err.message }, `install-trigger failed (${action})`);
+    return 1;
+  }
 }

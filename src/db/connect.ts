@@ -1,0 +1,109 @@
+// Connects to MLflow's tracking database (libpq variables or a URL), retries what is transient until a deadline, and keeps the password out of every message.
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { Logger } from '../log.js';
+
+export const APPLICATION_NAME = 'mlflow-irsa-webhook install-trigger';
+
+/** A failure that retrying cannot fix (bad password, wrong database, missing tables): reported at once, exit 1. */
+export class TriggerError extends Error {
+  override name = 'TriggerError';
+}
+
+export interface ConnectionOptions {
+  /** postgres://user:password@host:port/database?sslmode=...; without it pg reads PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE */
+  readonly databaseUrl?: string;
+  /** give up on transient failures after this long; 0 means one attempt */
+  readonly waitSeconds: number;
+  /** the environment the secrets come from (process.env in the CLI) */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Every string that must never appear in output: the password in every spelling, and the URL that carries it. */
+export function secretsOf(opts: ConnectionOptions): string[] {
+  const env = opts.env ?? process.env;
+  const secrets = [env.PGPASSWORD ?? ''];
+  if (opts.databaseUrl) {
+    secrets.push(opts.databaseUrl);
+    const match = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]*)@/i.exec(opts.databaseUrl);
+    if (match) {
+      secrets.push(match[1]);
+      // pg decodes %-escapes in the password, so the decoded spelling is a secret too (when it decodes at all)
+      if (!/%(?![0-9a-f]{2})/i.test(match[1])) secrets.push(decodeURIComponent(match[1]));
+    }
+  }
+  // Longest first, so a URL is blanked whole before its password inside it.
+  return [...new Set(secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
+}
+
+/** Blanks each secret, and any user:password@ in a URL, out of a message. */
+export function scrub(message: string, secrets: readonly string[]): string {
+  let out = message;
+  for (const secret of secrets) out = out.split(secret).join('[redacted]');
+  return out.replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s]*:)[^@\s]*@/gi, '$1[redacted]@');
+}
+
+/** SQLSTATE classes and codes worth another attempt: the server is starting, full, going away, or the lock is busy. */
+const RETRYABLE_SQLSTATE = new Set(['57P01', '57P02', '57P03', '53300', '55P03', '40001', '40P01']);
+const RETRYABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+const RETRYABLE_MESSAGE = /^(Connection terminated|timeout expired|Query read timeout)/;
+
+/** What an operator should do about failures that will not go away by waiting. */
+const FATAL_HINTS: Record<string, string> = {
+  '28P01': 'authentication failed: check PGUSER and PGPASSWORD (secret mlflow-postgresql, key postgresql-password)',
+  '28000': 'the server refused this user or host (pg_hba.conf): check PGUSER, PGHOST and PGSSLMODE',
+  '3D000': 'the database does not exist: check PGDATABASE (MLflow\'s is "mlflow")',
+  '42501': 'permission denied: the user must own MLflow\'s tables (connect as MLflow\'s own user)',
+};
+
+export interface Classified {
+  readonly retryable: boolean;
+  readonly message: string;
+}
+
+export function classify(err: unknown, secrets: readonly string[]): Classified {
+  const e = err as Error & { code?: string };
+  const raw = e instanceof Error ? e.message : String(err);
+  const message = scrub(raw, secrets);
+  if (err instanceof TriggerError) return { retryable: false, message };
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  if (code && FATAL_HINTS[code]) return { retryable: false, message: `${FATAL_HINTS[code]} (${message})` };
+  const retryable = Boolean(code && (RETRYABLE_SQLSTATE.has(code) || code.startsWith('08') || RETRYABLE_ERRNO.has(code))) || RETRYABLE_MESSAGE.test(raw);
+  return { retryable, message: code ? `${message} [${code}]` : message };
+}
+
+/**
+ * Connects and runs `work`, retrying the whole of it on transient failures with doubling backoff until `waitSeconds` have passed.
+ * Each attempt gets a fresh connection; `work` runs its changes in one transaction, so a connection lost mid-way leaves nothing behind.
+ */
+export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const secrets = secretsOf(opts);
+  const deadline = Date.now() + opts.waitSeconds * 1000;
+  let delay = 500;
+  for (let attempt = 1; ; attempt++) {
+    const remaining = deadline - Date.now();
+    const client = new pg.Client({
+      connectionString: opts.databaseUrl,
+      application_name: APPLICATION_NAME,
+      connectionTimeoutMillis: Math.min(10_000, Math.max(1_000, remaining)),
+    });
+    // A connection that dies while idle emits 'error'; without a listener that would crash the process instead of failing the attempt.
+    client.on('error', (err) => logger.debug({ reason: scrub(err.message, secrets) }, 'database connection error'));
+    if (attempt === 1) logger.info({ host: client.host, port: client.port, database: client.database, user: client.user }, 'connecting to the tracking database');
+    try {
+      await client.connect();
+      return await work(client);
+    } catch (err) {
+      const { retryable, message } = classify(err, secrets);
+      const left = deadline - Date.now();
+      if (!retryable) throw new TriggerError(message);
+      if (left <= 0) throw new TriggerError(`gave up after ${attempt} attempt(s) over ${opts.waitSeconds} s (--wait): ${message}`);
+      const wait = Math.min(delay, left);
+      logger.warn({ attempt, retryInMs: wait, reason: message }, 'tracking database not ready; retrying');
+      await sleep(wait);
+      delay = Math.min(delay * 2, 10_000);
+    } finally {
+      await client.end().catch((err: Error) => logger.debug({ reason: scrub(err.message, secrets) }, 'closing the connection failed'));
+    }
+  }
+}

@@ -12,6 +12,6 @@ export function requiredOption(values: Values, key: string, what: string): strin
 }
 
 /** --kubeconfig FILE, else $KUBECONFIG, ~/.kube/config, or the in-cluster service account. */
-export function clientFromArgs(values: Values): KubeClient {
+export function clientFromArgs(values: Values): Promise<KubeClient> {
   return kubeClient(stringOption(values, 'kubeconfig'));
 }

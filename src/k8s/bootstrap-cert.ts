@@ -168,10 +168,10 @@ export async function run({ values, positionals, config }: CommandArgs): Promise
     const days = intOption(values, 'days', 2, 36500) ?? 3650;
     const renewDays = intOption(values, 'renew-days', 0, 36500) ?? 30;
     if (renewDays >= days) throw new UsageError(`--renew-days ${renewDays} must be below --days ${days}, or every run would renew`);
-    await createCert(clientFromArgs(values), { namespace, secret, service, days, renewDays, retries }, log);
+    await createCert(await clientFromArgs(values), { namespace, secret, service, days, renewDays, retries }, log);
   } else {
     const webhookConfig = requiredOption(values, 'webhook-config', 'name of the MutatingWebhookConfiguration');
-    await patchCaBundle(clientFromArgs(values), { namespace, secret, webhookConfig, retries }, log);
+    await patchCaBundle(await clientFromArgs(values), { namespace, secret, webhookConfig, retries }, log);
   }
   return 0;
 }

@@ -1,15 +1,7 @@
 // The few Kubernetes API calls bootstrap-cert and restart-target make, on @kubernetes/client-node 1.x, and nothing else.
-import {
-  AdmissionregistrationV1Api,
-  ApiException,
-  AppsV1Api,
-  CoreV1Api,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1MutatingWebhookConfiguration,
-  type V1Secret,
-} from '@kubernetes/client-node';
+// The client itself is imported when a client is made, not with this module: it is large (seconds to load on a busy
+// node), and usage errors, --help and the option tables must not wait for it.
+import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import type { JsonObject } from '../mutators/index.js';
 
 /** An API call that failed, with the API server's own Status reason and message (never the request body). */
@@ -28,8 +20,10 @@ export class KubeApiError extends Error {
 export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.status === 404;
 export const isConflict = (err: unknown): boolean => err instanceof KubeApiError && err.status === 409;
 
+type ApiExceptionClass = typeof import('@kubernetes/client-node').ApiException;
+
 /** Turns the generated client's ApiException (whose message embeds the raw body and headers) into one clear line. */
-function apiError(what: string, err: unknown): Error {
+function apiError(ApiException: ApiExceptionClass, what: string, err: unknown): Error {
   if (!(err instanceof ApiException)) return err as Error;
   let status: { reason?: string; message?: string } = {};
   if (typeof err.body === 'string') {
@@ -45,13 +39,6 @@ function apiError(what: string, err: unknown): Error {
   return new KubeApiError(err.code, reason, `${what}: ${err.code} ${reason}${status.message ? `: ${status.message}` : ''}`);
 }
 
-async function call<T>(what: string, request: () => Promise<T>): Promise<T> {
-  try {
-    return await request();
-  } catch (err) {
-    throw apiError(what, err);
-  }
-}
 
 /** The generated models hold Dates and class instances; the mutators reason about the API's plain JSON. */
 const plain = (obj: object): JsonObject => JSON.parse(JSON.stringify(obj)) as JsonObject;
@@ -74,7 +61,15 @@ export interface KubeClient {
  * A client from an explicit kubeconfig file, else the usual search: $KUBECONFIG, ~/.kube/config, then the in-cluster
  * service account (what the hook Jobs use).
  */
-export function kubeClient(kubeconfig?: string): KubeClient {
+export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
+  const { AdmissionregistrationV1Api, ApiException, AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import('@kubernetes/client-node');
+  const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
+    try {
+      return await request();
+    } catch (err) {
+      throw apiError(ApiException, what, err);
+    }
+  };
   const kc = new KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();

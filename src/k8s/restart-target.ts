@@ -127,6 +127,6 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
     throw new UsageError(`--ca-file: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const log = createLogger(config.logLevel);
-  await restartTarget(clientFromArgs(values), config, { readyUrl, ca, waitSeconds }, log);
+  await restartTarget(await clientFromArgs(values), config, { readyUrl, ca, waitSeconds }, log);
   return 0;
 }

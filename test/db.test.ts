@@ -415,6 +415,25 @@ t.test('the procedure\'s original trigger fails MLflow\'s replays; ours, install
   t.ok(await findLegacy(c), 'the procedure\'s objects are not ours and were left in place');
 });
 
+t.test('--backfill applies the rule to experiments tagged before the install, and skips refused values', async (t) => {
+  const { name, c } = await freshDatabase('old');
+  const ok = await createExperiment(c, 'pre-ok', { [PROJECT_TAG]: 'proj-old' });
+  const bad = await createExperiment(c, 'pre-bad', { [PROJECT_TAG]: '../escape' });
+  const untagged = await createExperiment(c, 'pre-untagged', { 'mlflow.note.content': 'x' });
+  const log = capture();
+  const installed = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
+  t.match(installed.backfill, { tagged: 2, changed: 1, refused: [{ experimentId: bad, reason: /'\.\.\/escape' refused/ }] });
+  t.equal(await locationOf(c, ok), `${BUCKET}/mlflow/proj-old`);
+  t.equal(await locationOf(c, bad), `${DEFAULT_ROOT}${bad}`, 'a refused value leaves its experiment as it was');
+  t.equal(await locationOf(c, untagged), `${DEFAULT_ROOT}${untagged}`);
+  t.match(log.records().find((r) => r.msg === 'backfill applied the rule to existing experiments'), { tagged: 2, changed: 1, refused: 1 });
+  const again = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
+  t.match(again.backfill, { tagged: 2, changed: 0 }, 'a second backfill changes nothing');
+  t.same(await ourObjects(c), { triggers: 1, functions: 1 });
+  const later = await createExperiment(c, 'post', { [PROJECT_TAG]: 'proj-new' });
+  t.equal(await locationOf(c, later), `${BUCKET}/mlflow/proj-new`, 'the trigger is deferred again after the backfill');
+});
+
 t.test('two installers at once never interleave', async (t) => {
   const { name, c } = await freshDatabase();
   const configs = [projectMode, customMode, projectMode, customMode];
@@ -531,7 +550,7 @@ t.test('the install-trigger CLI', async (t) => {
   });
 
   t.test('usage errors exit 2', async (t) => {
-    for (const args of [['--wait', 'soon'], ['--database-url', `mysql://mlflow:${MARKER}@h/db`]]) {
+    for (const args of [['--wait', 'soon'], ['--uninstall', '--backfill'], ['--database-url', `mysql://mlflow:${MARKER}@h/db`]]) {
       const r = await cli(['--config', configFile, ...args]);
       t.equal(r.code, 2, args.join(' '));
       t.match(r.stderr, /usage: mlflow-irsa-webhook install-trigger/);

@@ -7,15 +7,17 @@ import { script } from './sql.js';
 
 export const DEFAULT_WAIT_SECONDS = 300;
 
-export const usage = '--config FILE [--dry-run] [--uninstall] [--wait SECONDS] [--database-url URL]\n'
+export const usage = '--config FILE [--dry-run] [--uninstall] [--backfill] [--wait SECONDS] [--database-url URL]\n'
   + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, or --database-url postgres://user@host:port/db\n'
   + `  --dry-run    print the SQL it would run, without connecting\n`
   + `  --uninstall  remove our trigger and function\n`
+  + `  --backfill   also apply the rule to experiments that already carry the tag, and report how many changed\n`
   + `  --wait       keep retrying an unreachable database this many seconds (default ${DEFAULT_WAIT_SECONDS})`;
 
 export const options = {
   'dry-run': { type: 'boolean' as const },
   uninstall: { type: 'boolean' as const },
+  backfill: { type: 'boolean' as const },
   wait: { type: 'string' as const },
   'database-url': { type: 'string' as const },
 };
@@ -28,6 +30,7 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
     throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
   }
   const action = values.uninstall ? 'uninstall' : 'install';
+  if (values.uninstall && values.backfill) throw new UsageError('--backfill goes with an install, not with --uninstall');
   if (values['dry-run']) {
     process.stdout.write(script(config, action));
     return 0;
@@ -35,7 +38,7 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
   const logger = createLogger(config.logLevel);
   try {
     await withDatabase({ databaseUrl, waitSeconds }, logger, (client) =>
-      action === 'install' ? installTrigger(client, config, logger) : uninstallTrigger(client, config, logger));
+      action === 'install' ? installTrigger(client, config, logger, { backfill: Boolean(values.backfill) }) : uninstallTrigger(client, config, logger));
     return 0;
   } catch (err) {
     if (!(err instanceof TriggerError)) throw err;

@@ -129,10 +129,56 @@ function warnLegacy(logger: Logger, legacy: Legacy | undefined): void {
   );
 }
 
-/** Installs (or replaces) our function and trigger for the configured mode, and returns what was read back inside the same transaction. */
-export async function installTrigger(client: pg.Client, config: Config, logger: Logger): Promise<Installed> {
+export interface Backfill {
+  /** experiments that carry the mode's tag */
+  readonly tagged: number;
+  /** of those, how many got a new artifact_location */
+  readonly changed: number;
+  /** tag values the rule refuses; those experiments were left as they were */
+  readonly refused: ReadonlyArray<{ readonly experimentId: number; readonly reason: string }>;
+}
+
+/**
+ * Applies the rule to experiments that already carry the tag, by firing our own trigger on each (a same-value UPDATE of the tag row),
+ * so the rule lives in one place. Each experiment gets a savepoint: a refused value is reported and skipped, not fatal.
+ */
+async function backfill(client: pg.Client, config: Config): Promise<Backfill> {
   const s = triggerSql(config);
-  const { installed, legacy } = await locked(client, async () => {
+  const { rows } = await client.query<{ experiment_id: number; artifact_location: string | null }>(
+    `SELECT e.experiment_id, e.artifact_location FROM ${s.experimentsTable} e JOIN ${s.tagsTable} t ON t.experiment_id = e.experiment_id
+      WHERE t.key = $1 ORDER BY e.experiment_id`,
+    [s.tag],
+  );
+  // Fire at the end of each statement instead of at commit, so each experiment's refusal can be caught at its savepoint.
+  await client.query(`SET CONSTRAINTS ${s.constraintName} IMMEDIATE`);
+  let changed = 0;
+  const refused: Array<{ experimentId: number; reason: string }> = [];
+  for (const row of rows) {
+    await client.query('SAVEPOINT mlflow_irsa_backfill');
+    try {
+      await client.query(`UPDATE ${s.tagsTable} SET value = value WHERE key = $1 AND experiment_id = $2`, [s.tag, row.experiment_id]);
+      const after = await client.query<{ artifact_location: string | null }>(`SELECT artifact_location FROM ${s.experimentsTable} WHERE experiment_id = $1`, [row.experiment_id]);
+      if (after.rows[0].artifact_location !== row.artifact_location) changed++;
+      await client.query('RELEASE SAVEPOINT mlflow_irsa_backfill');
+    } catch (err) {
+      if ((err as { code?: string }).code !== '23514') throw err;
+      await client.query('ROLLBACK TO SAVEPOINT mlflow_irsa_backfill');
+      refused.push({ experimentId: row.experiment_id, reason: (err as Error).message });
+    }
+  }
+  await client.query(`SET CONSTRAINTS ${s.constraintName} DEFERRED`);
+  return { tagged: rows.length, changed, refused };
+}
+
+export interface InstallOptions {
+  /** also apply the rule to experiments that already carry the tag */
+  readonly backfill?: boolean;
+}
+
+/** Installs (or replaces) our function and trigger for the configured mode, and returns what was read back inside the same transaction. */
+export async function installTrigger(client: pg.Client, config: Config, logger: Logger, opts: InstallOptions = {}): Promise<Installed & { backfill?: Backfill }> {
+  const s = triggerSql(config);
+  const { installed, legacy, filled } = await locked(client, async () => {
     await requireTables(client, s.schema);
     const before = await readInstalled(client, s.schema);
     for (const statement of installStatements(config)) await client.query(statement);
@@ -142,14 +188,18 @@ export async function installTrigger(client: pg.Client, config: Config, logger: 
       throw new TriggerError(`the trigger read back from pg_trigger/pg_proc is not what was installed: ${JSON.stringify(after)}`);
     }
     if (before.mode && before.mode !== s.mode) logger.info({ from: before.mode, to: s.mode }, 'replacing the installed mode');
-    return { installed: after, legacy: await findLegacy(client) };
+    return { installed: after, legacy: await findLegacy(client), filled: opts.backfill ? await backfill(client, config) : undefined };
   });
   logger.info(
     { mode: installed.mode, tag: installed.tag, trigger: TRIGGER_NAME, table: installed.trigger?.table, function: installed.function?.signature, definition: installed.trigger?.definition },
     'trigger installed',
   );
+  if (filled) {
+    logger.info({ tagged: filled.tagged, changed: filled.changed, refused: filled.refused.length }, 'backfill applied the rule to existing experiments');
+    for (const r of filled.refused) logger.warn({ experimentId: r.experimentId, reason: r.reason }, 'backfill left an experiment unchanged: its tag value is refused');
+  }
   warnLegacy(logger, legacy);
-  return installed;
+  return { ...installed, ...(filled && { backfill: filled }) };
 }
 
 /** Removes exactly our trigger and function, and checks nothing of ours remains. */

@@ -28,6 +28,9 @@ export interface TriggerSql {
   readonly schema: string;
   /** schema-qualified, quoted names */
   readonly functionName: string;
+  readonly triggerName: string;
+  /** the trigger as SET CONSTRAINTS names it (schema-qualified) */
+  readonly constraintName: string;
   readonly tagsTable: string;
   readonly experimentsTable: string;
   /** the tag our trigger reacts to in this mode */
@@ -42,6 +45,8 @@ export function triggerSql(config: Config): TriggerSql {
   return {
     schema: t.schema,
     functionName: `${schema}.${ident(FUNCTION_NAME)}`,
+    triggerName: ident(TRIGGER_NAME),
+    constraintName: `${schema}.${ident(TRIGGER_NAME)}`,
     tagsTable: `${schema}.${ident('experiment_tags')}`,
     experimentsTable: `${schema}.${ident('experiments')}`,
     tag: t.mode === 'project-id' ? t.projectTag : t.locationTag,
@@ -72,7 +77,7 @@ function refuse(rule: string, indent = '    '): string {
 function ruleBody(config: Config): string {
   if (config.trigger.mode === 'project-id') {
     return [
-      `  -- project-id: the value becomes one path segment under ${projectBase(config)}`,
+      '  -- project-id: the value becomes one path segment under the configured base',
       `  IF tag_value IS NULL OR tag_value !~ '^[A-Za-z0-9._-]+$' OR strpos(tag_value, '..') > 0 OR tag_value = '.' THEN`,
       refuse('a project id must be one or more of the characters A-Z a-z 0-9 . _ - with no "/" and no ".."'),
       '  END IF;',
@@ -131,9 +136,9 @@ export function installStatements(config: Config): string[] {
   return [
     functionDefinition(config),
     `COMMENT ON FUNCTION ${s.functionName}() IS ${lit(s.comment)}`,
-    `DROP TRIGGER IF EXISTS ${ident(TRIGGER_NAME)} ON ${s.tagsTable}`,
+    `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
     [
-      `CREATE CONSTRAINT TRIGGER ${ident(TRIGGER_NAME)}`,
+      `CREATE CONSTRAINT TRIGGER ${s.triggerName}`,
       `  AFTER INSERT OR UPDATE ON ${s.tagsTable}`,
       '  DEFERRABLE INITIALLY DEFERRED',
       '  FOR EACH ROW',
@@ -147,7 +152,7 @@ export function installStatements(config: Config): string[] {
 export function uninstallStatements(config: Config): string[] {
   const s = triggerSql(config);
   return [
-    `DROP TRIGGER IF EXISTS ${ident(TRIGGER_NAME)} ON ${s.tagsTable}`,
+    `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
     `DROP FUNCTION IF EXISTS ${s.functionName}()`,
   ];
 }
@@ -160,6 +165,7 @@ export function preamble(): string[] {
 /** A psql-runnable script of exactly what an install or uninstall runs, for --dry-run. */
 export function script(config: Config, action: 'install' | 'uninstall'): string {
   const ddl = action === 'install' ? installStatements(config) : uninstallStatements(config);
-  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install' ? `install, mode ${config.trigger.mode}` : 'uninstall'}, schema ${config.trigger.schema}`;
+  // Only the mode (an enum) goes into the comment line: configured strings appear in SQL as quoted literals and identifiers only.
+  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install' ? `install, mode ${config.trigger.mode}` : 'uninstall'}`;
   return [header, ...['BEGIN', ...preamble(), ...ddl, 'COMMIT'].map((s) => `${s};`)].join('\n') + '\n';
 }

@@ -314,8 +314,9 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
 });
 
 t.test('other renders', async (t) => {
-  const [certManager, noTrigger, noMatch, failClosed, sameNs] = await Promise.all([
+  const [certManager, ownIssuer, noTrigger, noMatch, failClosed, sameNs] = await Promise.all([
     render(['certManager.enabled=true']),
+    render(['certManager.enabled=true', 'certManager.issuerRef.name=corp-ca', 'certManager.issuerRef.kind=ClusterIssuer']),
     render(['jobs.trigger.enabled=false']),
     render(['matchConditions.enabled=false']),
     render(['failurePolicy=Fail', 'jobs.restart.enabled=false', 'certManager.enabled=true']),
@@ -340,6 +341,10 @@ t.test('other renders', async (t) => {
     t.notOk(find(certManager, 'ClusterRole').length, 'no cluster-wide rights when cert-manager injects the CA');
     t.same(find(certManager, 'Role').map((r) => r.metadata.name), [`${FULL}-hooks-restart`]);
     t.equal(podSpec(one(certManager, 'Deployment', FULL, NS)).volumes.find((v: Obj) => v.name === 'tls').secret.secretName, serving.spec.secretName);
+
+    validateAll(t, ownIssuer);
+    t.same(find(ownIssuer, 'Issuer'), [], 'an existing issuer: no Issuers of our own');
+    t.same(find(ownIssuer, 'Certificate').map((c) => c.spec.issuerRef), [{ name: 'corp-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' }]);
   });
 
   t.test('trigger Jobs off: none rendered, no hook ConfigMap in the target namespace', async (t) => {

@@ -56,7 +56,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
       process.stderr.write(`${err.message}\n`);
       return 2;
     }
-    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+    const code = (err as { code?: unknown }).code;
+    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       process.stderr.write(`${name}: ${(err as Error).message}\nusage: mlflow-irsa-webhook ${name} ${command.usage}\n`);
       return 2;
     }

@@ -93,6 +93,20 @@ export const configSchema = {
         certReloadSeconds: { type: 'number', minimum: 0.05, maximum: 3600, default: 5, description: 'how often the cert and key files are checked for rotation' },
       },
     },
+    reconcile: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'self-healing inside `serve`: restarts an mlflow Deployment that rolled out without the mutation',
+      properties: {
+        enabled: { type: 'boolean', default: true, description: 'watch the target Deployment and ServiceAccount and repair them (needs cluster credentials)' },
+        intervalSeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 60, description: 'poll interval, beside the watch' },
+        minRestartIntervalSeconds: { type: 'integer', minimum: 1, maximum: 604800, default: 600, description: 'at most one restart per this; doubles while restarts do not stick' },
+        maxRestartIntervalSeconds: { type: 'integer', minimum: 1, maximum: 604800, default: 21600, description: 'the doubling backoff stops growing here' },
+        leaseName: { type: 'string', pattern: dnsSubdomain, maxLength: 253, default: 'mlflow-irsa-webhook-reconcile', description: 'coordination.k8s.io Lease that elects the one replica that acts' },
+        leaseDurationSeconds: { type: 'integer', minimum: 2, maximum: 300, default: 15, description: 'how long a leader holds the Lease without renewing' },
+      },
+    },
     logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level' },
   },
 } as const;

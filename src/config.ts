@@ -34,6 +34,15 @@ export interface ServerConfig {
   readonly certReloadSeconds: number;
 }
 
+export interface ReconcileConfig {
+  readonly enabled: boolean;
+  readonly intervalSeconds: number;
+  readonly minRestartIntervalSeconds: number;
+  readonly maxRestartIntervalSeconds: number;
+  readonly leaseName: string;
+  readonly leaseDurationSeconds: number;
+}
+
 export interface Config {
   readonly roleArn: string;
   /** without a trailing slash */
@@ -47,6 +56,7 @@ export interface Config {
   readonly removeEnv: readonly string[];
   readonly trigger: TriggerConfig;
   readonly server: ServerConfig;
+  readonly reconcile: ReconcileConfig;
   readonly logLevel: string;
 }
 
@@ -134,6 +144,9 @@ function refine(raw: Record<string, any>): string[] {
   }
   for (const name of raw.removeEnv as string[]) {
     if (OWNED_ENV.includes(name)) problems.push(`removeEnv: ${show(name)} is set by the webhook itself and cannot also be removed`);
+  }
+  if (raw.reconcile.maxRestartIntervalSeconds < raw.reconcile.minRestartIntervalSeconds) {
+    problems.push(`reconcile.maxRestartIntervalSeconds: ${raw.reconcile.maxRestartIntervalSeconds} must be >= reconcile.minRestartIntervalSeconds (${raw.reconcile.minRestartIntervalSeconds})`);
   }
   if (raw.trigger.projectTag === raw.trigger.locationTag) {
     problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);

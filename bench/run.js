@@ -14,10 +14,16 @@ import { buildMixes } from './mixes.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2.5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const WARMUP_SECONDS = 1;
-const STARTS = 5;
+const STARTS = Number(process.env.BENCH_STARTS ?? 5);
+// BENCH_MIXES=target-create,not-ours runs only those; BENCH_COMPARE_DIST=DIR adds a webhook built into DIR (an
+// earlier build, say) to every mix, measured in the same interleaved rounds: the A/B behind each optimisation commit.
+const ONLY = process.env.BENCH_MIXES ? process.env.BENCH_MIXES.split(',') : undefined;
+const COMPARE_DIST = process.env.BENCH_COMPARE_DIST;
+// BENCH_WARN=1 adds the webhook at logLevel warn on the target mix (32 connections): pino's share, at ~15 s more
+const WARN = process.env.BENCH_WARN === '1';
 const CONNECTIONS = [1, 32];
 export const TARGETS = { ratio: 0.85, p99Ms: 2, rssMiB: 80, readyMs: 400, triggerForeign: 1.1 };
 
@@ -148,9 +154,11 @@ export async function makeTls(dir) {
 
 export function serverDefs(dir) {
   return {
-    webhook: { name: 'webhook', args: ['dist/cli.js', 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true },
+    // BENCH_WEBHOOK_NODE_ARGS="--max-semi-space-size=2" tries a V8 flag on the webhook (say, for peak RSS)
+    webhook: { name: 'webhook', nodeArgs: (process.env.BENCH_WEBHOOK_NODE_ARGS ?? '').split(' ').filter(Boolean), args: ['dist/cli.js', 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true },
     webhookWarn: { name: 'webhook (logLevel warn)', args: ['dist/cli.js', 'serve', '--config', writeConfig(dir, 'warn')], checksPatch: true },
     baseline: { name: 'bare node:https', args: [join(here, 'baseline.js')], checksPatch: false },
+    ...(COMPARE_DIST ? { compare: { name: `webhook from ${COMPARE_DIST}`, args: [join(COMPARE_DIST, 'cli.js'), 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true } } : {}),
   };
 }
 
@@ -166,40 +174,49 @@ async function measureStartup(defs, tls) {
   return Object.fromEntries(Object.entries(times).map(([k, xs]) => [k, { medianMs: median(xs), samplesMs: xs.map((x) => Math.round(x)) }]));
 }
 
-/**
- * One mix: a fresh baseline and webhook (so peak RSS belongs to this mix), warmed up, then ROUNDS rounds in which
- * the order of servers alternates, so that drift in the machine's load falls on both sides alike.
- */
-async function measureMix(mix, defs, tls, load) {
+/** Which servers each mix drives, and at which connection counts. */
+function sidesFor(mix, defs) {
   const sides = [{ key: 'baseline', conns: CONNECTIONS }, { key: 'webhook', conns: CONNECTIONS }];
-  if (mix.id === 'target-create') sides.push({ key: 'webhookWarn', conns: [32] });
-  const servers = {};
-  for (const side of sides) servers[side.key] = await startServer(defs[side.key], tls);
-  try {
-    for (const side of sides) {
-      await checkAnswer(servers[side.key], mix, tls);
-      await load.run({ key: `warmup:${side.key}:${mix.id}`, url: servers[side.key].url, body: mix.body, connections: 32, seconds: WARMUP_SECONDS, ca: tls.ca });
-    }
-    const figures = {};
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? sides : [...sides].reverse();
-      for (const side of order) {
-        for (const connections of side.conns) {
-          const key = `${side.key}:${mix.id}:${connections}`;
-          figures[side.key] ??= {};
-          figures[side.key][connections] = await load.run({ key, url: servers[side.key].url, body: mix.body, connections, seconds: SECONDS, ca: tls.ca });
-        }
+  if (WARN && mix.id === 'target-create') sides.push({ key: 'webhookWarn', conns: [32] });
+  if (defs.compare) sides.push({ key: 'compare', conns: CONNECTIONS });
+  return sides;
+}
+
+/**
+ * One mix, on servers that live through all mixes (starting fresh ones per mix cost more of the 3-minute budget than
+ * it told): ROUNDS rounds in which the order of servers alternates, so that drift in the machine's load falls on both
+ * sides alike. Peak RSS (VmHWM) is read after each mix, so it is the peak up to and including that mix.
+ */
+async function measureMix(mix, sides, servers, tls, load) {
+  for (const side of sides) await checkAnswer(servers[side.key], mix, tls);
+  const figures = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? sides : [...sides].reverse();
+    for (const side of order) {
+      for (const connections of side.conns) {
+        const key = `${side.key}:${mix.id}:${connections}`;
+        figures[side.key] ??= {};
+        figures[side.key][connections] = await load.run({ key, url: servers[side.key].url, body: mix.body, connections, seconds: SECONDS, ca: tls.ca });
       }
     }
-    for (const side of sides) {
-      figures[side.key].peakRssMiB = peakRssMiB(servers[side.key].child.pid);
-      const f = figures[side.key];
-      for (const c of side.conns) if (f[c].non2xx || f[c].errors || f[c].timeouts) throw new Error(`${side.key} ${mix.id} ${c} conns: ${f[c].non2xx} non-2xx, ${f[c].errors} errors, ${f[c].timeouts} timeouts`);
-    }
-    return figures;
-  } finally {
-    for (const s of Object.values(servers)) await stopServer(s);
   }
+  for (const side of sides) {
+    figures[side.key].peakRssMiB = peakRssMiB(servers[side.key].child.pid);
+    const f = figures[side.key];
+    for (const c of side.conns) if (f[c].non2xx || f[c].errors || f[c].timeouts) throw new Error(`${side.key} ${mix.id} ${c} conns: ${f[c].non2xx} non-2xx, ${f[c].errors} errors, ${f[c].timeouts} timeouts`);
+  }
+  return figures;
+}
+
+/** Starts every server the mixes need and warms each up once (JIT, TLS sessions) on the first mix's body. */
+async function startAll(mixes, defs, tls, load) {
+  const keys = new Set(mixes.flatMap((m) => sidesFor(m, defs).map((s) => s.key)));
+  const servers = {};
+  for (const key of keys) {
+    servers[key] = await startServer(defs[key], tls);
+    await load.run({ key: `warmup:${key}`, url: servers[key].url, body: mixes[0].body, connections: 32, seconds: WARMUP_SECONDS, ca: tls.ca });
+  }
+  return servers;
 }
 
 /** The trigger's per-row cost comes from bench/trigger-cost.mjs (another module owns it); absent, the row says so. */
@@ -236,6 +253,11 @@ export function table(results) {
       const b = m.baseline[c];
       out.push(`| ${m.label} | ${f1(m.bodyBytes / 1024)} KiB | ${c} | ${Math.round(w.rps)} | ${Math.round(b.rps)} | **${f2(w.rps / b.rps)}** | ${lat(w.latencyMs)} | ${lat(b.latencyMs)} |`);
     }
+    for (const c of m.compare ? CONNECTIONS : []) {
+      const w = m.compare[c];
+      const b = m.baseline[c];
+      out.push(`| ${m.label}, build in ${COMPARE_DIST} | ${f1(m.bodyBytes / 1024)} KiB | ${c} | ${Math.round(w.rps)} | ${Math.round(b.rps)} | ${f2(w.rps / b.rps)} | ${lat(w.latencyMs)} | ${lat(b.latencyMs)} |`);
+    }
     if (m.webhookWarn) {
       const w = m.webhookWarn[32];
       const b = m.baseline[32];
@@ -243,11 +265,11 @@ export function table(results) {
     }
   }
   out.push('');
-  out.push('| mix | webhook peak RSS | baseline peak RSS |');
+  out.push('| peak RSS (VmHWM) after | webhook | bare node:https |');
   out.push('|---|---:|---:|');
-  for (const m of mixes) out.push(`| ${m.label} | ${f1(m.webhook.peakRssMiB)} MiB | ${f1(m.baseline.peakRssMiB)} MiB |`);
+  for (const m of mixes) out.push(`| ${m.label} (and every mix above it) | ${f1(m.webhook.peakRssMiB)} MiB | ${f1(m.baseline.peakRssMiB)} MiB |`);
   out.push('');
-  out.push(`Spawn → first 200 on /readyz, median of ${STARTS} starts: webhook ${f1(startup.webhook.medianMs)} ms (${startup.webhook.samplesMs.join(', ')}), bare node:https ${f1(startup.baseline.medianMs)} ms (${startup.baseline.samplesMs.join(', ')}).`);
+  out.push(`Spawn → first 200 on /readyz, median of ${STARTS} starts: webhook ${f1(startup.webhook.medianMs)} ms (${startup.webhook.samplesMs.join(', ')}), bare node:https ${f1(startup.baseline.medianMs)} ms (${startup.baseline.samplesMs.join(', ')}); webhook ÷ bare ${f2(startup.webhook.medianMs / startup.baseline.medianMs)}.`);
   out.push('');
   if (trigger.skipped) out.push(`Trigger cost: not measured (${trigger.skipped}).`);
   else {
@@ -255,18 +277,18 @@ export function table(results) {
     out.push('');
     out.push('| figure | value |');
     out.push('|---|---:|');
-    for (const [k, v] of Object.entries(trigger)) out.push(`| ${k} | ${typeof v === 'number' ? f3(v) : typeof v === 'object' ? JSON.stringify(v) : v} |`);
+    for (const [k, v] of Object.entries(trigger)) out.push(`| ${k} | ${typeof v === 'number' ? (Number.isInteger(v) ? v : f3(v)) : typeof v === 'object' ? JSON.stringify(v) : v} |`);
   }
   out.push('');
   const ratios32 = mixes.map((m) => ({ label: m.label, r: m.webhook[32].rps / m.baseline[32].rps }));
-  const target = mixes.find((m) => m.id === 'target-create');
+  const target = mixes.find((m) => m.id === 'target-create') ?? mixes[0];
   const rss = Math.max(...mixes.map((m) => m.webhook.peakRssMiB ?? 0));
   const fr = foreignRatio(trigger);
   out.push('| target | goal | measured | |');
   out.push('|---|---|---|---|');
   for (const { label, r } of ratios32) out.push(`| throughput ÷ baseline, ${label}, 32 conns | ≥ ${TARGETS.ratio} | ${f2(r)} | ${yes(r >= TARGETS.ratio)} |`);
   out.push(`| p99 latency, target Deployment, 1 conn | ≤ ${TARGETS.p99Ms} ms | ${f3(target.webhook[1].latencyMs.p99)} ms | ${yes(target.webhook[1].latencyMs.p99 <= TARGETS.p99Ms)} |`);
-  out.push(`| peak RSS under load (worst mix) | ≤ ${TARGETS.rssMiB} MiB | ${f1(rss)} MiB | ${yes(rss <= TARGETS.rssMiB)} |`);
+  out.push(`| peak RSS under load (all mixes) | ≤ ${TARGETS.rssMiB} MiB | ${f1(rss)} MiB | ${yes(rss <= TARGETS.rssMiB)} |`);
   out.push(`| spawn → ready (median of ${STARTS}) | ≤ ${TARGETS.readyMs} ms | ${f1(startup.webhook.medianMs)} ms | ${yes(startup.webhook.medianMs <= TARGETS.readyMs)} |`);
   out.push(`| trigger overhead, foreign-tag insert | ≤ ${TARGETS.triggerForeign}× | ${fr === undefined ? 'n/a' : `${f3(fr)}×`} | ${yes(fr === undefined ? undefined : fr <= TARGETS.triggerForeign)} |`);
   return out.join('\n');
@@ -293,10 +315,16 @@ async function main() {
     log(`start-up: ${STARTS} starts each`);
     const startup = await measureStartup(defs, tls);
     const mixes = [];
-    for (const mix of buildMixes()) {
-      log(`mix ${mix.id} (${mix.body.length} bytes)`);
-      const figures = await measureMix(mix, defs, tls, load);
-      mixes.push({ id: mix.id, label: mix.label, bodyBytes: mix.body.length, ...figures });
+    const chosen = buildMixes().filter((m) => !ONLY || ONLY.includes(m.id));
+    const servers = await startAll(chosen, defs, tls, load);
+    try {
+      for (const mix of chosen) {
+        log(`mix ${mix.id} (${mix.body.length} bytes)`);
+        const figures = await measureMix(mix, sidesFor(mix, defs), servers, tls, load);
+        mixes.push({ id: mix.id, label: mix.label, bodyBytes: mix.body.length, ...figures });
+      }
+    } finally {
+      for (const s of Object.values(servers)) await stopServer(s);
     }
     log('trigger cost');
     const trigger = await measureTrigger();
@@ -309,7 +337,7 @@ async function main() {
         platform: `${process.platform}-${process.arch}`,
         date: new Date().toISOString(),
       },
-      settings: { seconds: SECONDS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, connections: CONNECTIONS, starts: STARTS, tls: 'self-signed ECDSA P-256, TLSv1.2 floor' },
+      settings: { seconds: SECONDS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, serversLiveThroughAllMixes: true, connections: CONNECTIONS, starts: STARTS, tls: 'self-signed ECDSA P-256, TLSv1.2 floor' },
       targets: TARGETS,
       startup,
       mixes,
@@ -317,9 +345,13 @@ async function main() {
       elapsedSeconds: (Date.now() - started) / 1000,
     };
     const markdown = table(results);
+    process.stdout.write(`${markdown}\n`);
+    if (ONLY || COMPARE_DIST || process.env.BENCH_WEBHOOK_NODE_ARGS) {
+      log(`done in ${results.elapsedSeconds.toFixed(1)} s; a partial or A/B run, so bench/results.json and bench/RESULTS.md are left as they were`);
+      return;
+    }
     writeFileSync(join(here, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     writeResultsMd(markdown);
-    process.stdout.write(`${markdown}\n`);
     log(`done in ${results.elapsedSeconds.toFixed(1)} s; wrote bench/results.json and bench/RESULTS.md`);
   } finally {
     load.close();

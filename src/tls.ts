@@ -1,7 +1,7 @@
 // Serving certificates: read and validate a cert/key pair, follow it on disk through rotation, or make one with selfsigned.
 import { readFileSync, watchFile, unwatchFile, type Stats } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { generate } from 'selfsigned';
 
 export interface KeyPair {
@@ -9,10 +9,23 @@ export interface KeyPair {
   readonly key: string;
 }
 
-/** Reads both files and proves they form a usable pair (createSecureContext throws on a key that does not match). */
+/**
+ * Reads both files and proves they form a usable pair. Each check names the file and the rule, since OpenSSL's own
+ * messages ("PEM routines::no start line") say neither; none quotes file content, as the key is a secret.
+ */
 export function readKeyPair(certFile: string, keyFile: string): KeyPair {
   const pair = { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
-  createSecureContext(pair);
+  const check = (what: string, fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      throw new Error(`${what} (${(err as Error).message})`);
+    }
+  };
+  check(`${certFile} is not a PEM certificate`, () => new X509Certificate(pair.cert));
+  check(`${keyFile} is not a PEM private key`, () => createPrivateKey(pair.key));
+  // createSecureContext throws on a key that does not belong to the certificate
+  check(`${keyFile} is not the private key of the certificate in ${certFile}`, () => createSecureContext(pair));
   return pair;
 }
 

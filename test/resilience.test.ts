@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { Agent, request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo } from 'node:net';
-import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -246,7 +246,7 @@ t.test('serve under load, bad input and bad clients (server settings: body limit
     t.equal(control.protocol, 'TLSv1.1', 'the test client negotiates TLS 1.1 where allowed');
     const refused = await handshake({ ...client, port: served.port });
     t.equal(refused.error, 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'the webhook answers with a protocol_version alert');
-    const ok = await handshake({ ...client, maxVersion: 'TLSv1.2', ciphers: 'DEFAULT', port: served.port });
+    const ok = await handshake({ ...client, maxVersion: 'TLSv1.2' as const, ciphers: 'DEFAULT', port: served.port });
     t.equal(ok.protocol, 'TLSv1.2', 'TLS 1.2 is accepted');
   });
 
@@ -266,7 +266,7 @@ t.test('serve under load, bad input and bad clients (server settings: body limit
 });
 
 /** Connects with these TLS options; reports the negotiated protocol or the error code. */
-function handshake(o: Parameters<typeof tlsConnect>[0] & { port: number }): Promise<{ protocol?: string; error?: string }> {
+function handshake(o: ConnectionOptions & { port: number }): Promise<{ protocol?: string; error?: string }> {
   return new Promise((resolve) => {
     const socket = tlsConnect({ host: '127.0.0.1', ...o }, () => {
       const protocol = socket.getProtocol() ?? undefined;
@@ -397,7 +397,7 @@ t.test('TLS 1.3 minimum, and slow or silent clients are cut off (requestTimeoutS
   const served = await startServe('serve (tls1.3, timeouts)', { tlsMinVersion: 'TLSv1.3', requestTimeoutSeconds: 1 }, writePair(pairA));
   t.teardown(() => { served.child.kill('SIGKILL'); });
 
-  const v12 = await handshake({ port: served.port, maxVersion: 'TLSv1.2', ca: [pairA.cert], servername: 'localhost' });
+  const v12 = await handshake({ port: served.port, maxVersion: 'TLSv1.2' as const, ca: [pairA.cert], servername: 'localhost' });
   t.equal(v12.error, 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'a TLS 1.2 client is refused');
   const v13 = await handshake({ port: served.port, ca: [pairA.cert], servername: 'localhost' });
   t.equal(v13.protocol, 'TLSv1.3', 'TLS 1.3 is accepted');

@@ -55,6 +55,9 @@ export const chartProperties = {
   }),
   failurePolicy: { type: 'string', enum: ['Ignore', 'Fail'], description: 'what the API server does when the webhook cannot be reached' },
   matchConditions: obj('CEL matchConditions on the object name (Kubernetes 1.28+)', { enabled: bool('render matchConditions') }),
+  validatingPolicy: obj('ValidatingAdmissionPolicy that warns when mlflow runs unmutated (Kubernetes 1.30+)', {
+    enabled: bool('render the policy and its binding (only where the cluster serves the API)'),
+  }),
   tls: obj('the TLS Secret', { secretName: str('Secret with tls.crt, tls.key, ca.crt; empty means <fullname>-tls', { pattern: `^(${dnsSubdomain.slice(1, -1)})?$`, maxLength: 253 }) }),
   certManager: obj('cert-manager instead of the bootstrap-cert Jobs', {
     enabled: bool('use cert-manager'),

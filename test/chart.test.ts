@@ -6,85 +6,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Service } from 'kubernetes-models/v1/Service';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { Job } from 'kubernetes-models/batch/v1/Job';
-import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
-import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
-import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
-import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
-import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
-import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../src/config-schema.js';
 import { parseConfigText } from '../src/config.js';
 import { root } from './helpers/fixtures.js';
+import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, type Obj } from './helpers/chart.js';
 
 const exec = promisify(execFile);
-const helm = join(root, '.cache/helm/helm');
-const chart = join(root, 'charts/mlflow-irsa-webhook');
-const ciValues = join(chart, 'ci/test-values.yaml');
-const RELEASE = 'wh';
-const NS = 'mlflow-irsa-webhook';
-const FULL = 'wh-mlflow-irsa-webhook';
-const TARGET_NS = 'domino-platform';
 
-type Obj = any;
-
-async function helmRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return exec(helm, args, { maxBuffer: 16 << 20 }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }));
-}
-
-/** `helm template` with the CI values plus --set pairs; the rendered objects, or the failure. */
-async function render(set: string[] = [], extra: string[] = []): Promise<Obj[]> {
-  const r = await helmRun(['template', RELEASE, chart, '--namespace', NS, '-f', ciValues, ...set.flatMap((s) => ['--set', s]), ...extra]);
-  if (r.code !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  return parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((o) => o !== null);
-}
-
-// The core kinds the chart renders, checked against the Kubernetes OpenAPI schema that kubernetes-models ships.
-const MODELS: Record<string, new (o: Obj) => { validate(): void }> = {
-  'v1/ConfigMap': ConfigMap,
-  'v1/Service': Service,
-  'v1/ServiceAccount': ServiceAccount,
-  'apps/v1/Deployment': Deployment,
-  'batch/v1/Job': Job,
-  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
-  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
-  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
-  'rbac.authorization.k8s.io/v1/Role': Role,
-  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
-};
-
-/** cert-manager kinds have no model in kubernetes-models; they get structural checks in their own test. */
-const CERT_MANAGER = new Set(['cert-manager.io/v1/Issuer', 'cert-manager.io/v1/Certificate']);
-
-function validateAll(t: any, objects: Obj[]): void {
-  for (const o of objects) {
-    const key = `${o.apiVersion}/${o.kind}`;
-    const label = `${key} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
-    if (CERT_MANAGER.has(key)) continue;
-    const Model = MODELS[key];
-    if (!Model) {
-      t.fail(`${label}: no schema for this kind`);
-      continue;
-    }
-    t.doesNotThrow(() => new Model(o).validate(), label);
-  }
-}
-
-const find = (objects: Obj[], kind: string, name?: string, namespace?: string): Obj[] =>
-  objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name) && (namespace === undefined || o.metadata.namespace === namespace));
-const one = (objects: Obj[], kind: string, name?: string, namespace?: string): Obj => {
-  const found = find(objects, kind, name, namespace);
-  if (found.length !== 1) throw new Error(`expected one ${kind} ${namespace ?? ''}/${name ?? '*'}, found ${found.length}`);
-  return found[0];
-};
 const hook = (o: Obj) => o.metadata.annotations?.['helm.sh/hook'] as string | undefined;
 const weight = (o: Obj) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
 const jobNamed = (objects: Obj[], suffix: string) => one(objects, 'Job', `${FULL}-${suffix}`);
@@ -196,8 +125,14 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: d.spec.selector.matchLabels } },
     });
     assertSecure(t, 'webhook', pod);
-    t.equal(pod.automountServiceAccountToken, false, 'the webhook never calls the API');
+    t.equal(pod.automountServiceAccountToken, true, 'the reconcile loop (on by default) calls the API');
     const c = pod.containers[0];
+    // the reconcile loop's Lease holder identity and the Lease's namespace, from the downward API
+    t.same(c.env, [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    ]);
+    t.equal(one(objects, 'ServiceAccount', FULL, NS).automountServiceAccountToken, false, 'no token for other pods that might use the ServiceAccount');
     t.match(c.readinessProbe.httpGet, { path: '/readyz', port: 'https', scheme: 'HTTPS' });
     t.match(c.livenessProbe.httpGet, { path: '/healthz', port: 'https', scheme: 'HTTPS' });
     t.same(c.ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }]);
@@ -251,18 +186,48 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       [`Role/${NS}/${FULL}-hooks`, { apiGroups: [''], resources: ['secrets'], resourceNames: [`${FULL}-tls`], verbs: ['get', 'update'] }],
       [`Role/${NS}/${FULL}-hooks`, { apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
       [`Role/${TARGET_NS}/${FULL}-hooks-restart`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
+      // the reconcile loop: list/watch by name work because it sends fieldSelector metadata.name=<name>
+      [`Role/${TARGET_NS}/${FULL}-reconcile`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'list', 'watch', 'patch'] }],
+      [`Role/${TARGET_NS}/${FULL}-reconcile`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get', 'list', 'watch', 'patch'] }],
+      // no create: the chart makes the Lease, since RBAC cannot limit create by name
+      [`Role/${NS}/${FULL}-reconcile-lease`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mlflow-irsa-webhook-reconcile'], verbs: ['get', 'update'] }],
     ].sort());
     const bindings = [...find(objects, 'RoleBinding'), ...find(objects, 'ClusterRoleBinding')];
-    t.equal(bindings.length, 3);
+    t.same(bindings.map((b) => `${b.kind}/${b.metadata.namespace ?? ''}/${b.metadata.name}`).sort(), [
+      `ClusterRoleBinding//${FULL}-hooks`, `RoleBinding/${NS}/${FULL}-hooks`, `RoleBinding/${TARGET_NS}/${FULL}-hooks-restart`,
+      `RoleBinding/${TARGET_NS}/${FULL}-reconcile`, `RoleBinding/${NS}/${FULL}-reconcile-lease`,
+    ].sort());
     for (const b of bindings) {
-      t.same(b.subjects, [{ kind: 'ServiceAccount', name: `${FULL}-hooks`, namespace: NS }], `${b.kind} ${b.metadata.name} binds the hooks' ServiceAccount only`);
-      t.ok(roles.some((r) => r.kind === b.roleRef.kind && r.metadata.name === b.roleRef.name), `${b.metadata.name} refers to a rendered role`);
+      // the hooks' rights go to the hook Jobs' identity, the reconcile rights to the webhook pods' own
+      const sa = b.metadata.name.includes('-reconcile') ? FULL : `${FULL}-hooks`;
+      t.same(b.subjects, [{ kind: 'ServiceAccount', name: sa, namespace: NS }], `${b.kind} ${b.metadata.name} binds ${sa} only`);
+      t.ok(roles.some((r) => r.kind === b.roleRef.kind && r.metadata.name === b.roleRef.name && (r.metadata.namespace === b.metadata.namespace)), `${b.metadata.name} refers to a rendered role in its namespace`);
     }
-    // The identity exists before the pre-install Job and for every later phase that uses it.
-    for (const o of [...roles, ...bindings, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS)]) {
+    // The hooks' identity exists before the pre-install Job and for every later phase that uses it.
+    const hookIdentity = [...roles, ...bindings].filter((o) => o.metadata.name.startsWith(`${FULL}-hooks`));
+    for (const o of [...hookIdentity, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS)]) {
       t.equal(hook(o), 'pre-install,pre-upgrade,post-install,post-upgrade', `${o.kind} ${o.metadata.name} is a hook`);
       t.ok(weight(o) < 0, `${o.kind} ${o.metadata.name} comes before the Jobs`);
     }
+    // The webhook's own rights live as long as the release, not just a hook phase.
+    for (const o of [...roles, ...bindings].filter((o) => o.metadata.name.includes('-reconcile'))) t.equal(hook(o), undefined, `${o.kind} ${o.metadata.name} is no hook`);
+  });
+
+  t.test('reconcile Lease: made by the chart in the release namespace, with no holder', async (t) => {
+    const lease = one(objects, 'Lease');
+    t.same({ name: lease.metadata.name, namespace: lease.metadata.namespace }, { name: 'mlflow-irsa-webhook-reconcile', namespace: NS }, 'the Lease sits where POD_NAMESPACE points');
+    // only the duration the loop writes itself: a holder set by the chart would be reset by every upgrade
+    t.same(lease.spec, { leaseDurationSeconds: 15 });
+    t.equal(hook(lease), undefined, 'an ordinary release object, so upgrades three-way-merge it instead of recreating it');
+    const config = parseConfigText(one(objects, 'ConfigMap', FULL, NS).data['config.yaml'], 'ConfigMap config.yaml');
+    t.same(config.reconcile, {
+      enabled: true, intervalSeconds: 60, minRestartIntervalSeconds: 600, maxRestartIntervalSeconds: 21600,
+      leaseName: lease.metadata.name, leaseDurationSeconds: lease.spec.leaseDurationSeconds,
+    }, 'the config file names the Lease the chart made');
+  });
+
+  t.test('no ValidatingAdmissionPolicy without the API in the capabilities (helm 3.17 client-only lists no kinds)', async (t) => {
+    t.same([...find(objects, 'ValidatingAdmissionPolicy'), ...find(objects, 'ValidatingAdmissionPolicyBinding')], []);
   });
 
   t.test('hook Jobs: phases, order, flags the commands accept, security, database password from the Secret', async (t) => {
@@ -314,13 +279,17 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
 });
 
 t.test('other renders', async (t) => {
-  const [certManager, ownIssuer, noTrigger, noMatch, failClosed, sameNs] = await Promise.all([
+  const [certManager, ownIssuer, noTrigger, noMatch, failClosed, sameNs, noReconcile, renamed, policyApi, policyOff] = await Promise.all([
     render(['certManager.enabled=true']),
     render(['certManager.enabled=true', 'certManager.issuerRef.name=corp-ca', 'certManager.issuerRef.kind=ClusterIssuer']),
     render(['jobs.trigger.enabled=false']),
     render(['matchConditions.enabled=false']),
     render(['failurePolicy=Fail', 'jobs.restart.enabled=false', 'certManager.enabled=true']),
     helmRun(['template', 'mlflow', chart, '--namespace', TARGET_NS, '-f', ciValues, '--set', 'fullnameOverride=mlflow']),
+    render(['reconcile.enabled=false']),
+    render(['deployment=tracking', 'serviceAccount=tracking-sa', 'reconcile.leaseName=tracking-leader', 'reconcile.leaseDurationSeconds=40']),
+    render([], WITH_POLICY_API),
+    render(['validatingPolicy.enabled=false'], WITH_POLICY_API),
   ]);
 
   t.test('cert-manager on: Issuer chain, Certificate for the Service names, CA injection, no bootstrap Jobs', async (t) => {
@@ -339,7 +308,7 @@ t.test('other renders', async (t) => {
     t.ok(mwc.webhooks.every((w: Obj) => w.clientConfig.caBundle === undefined));
     t.same(find(certManager, 'Job').map((j) => j.metadata.name).filter((n) => n.includes('bootstrap-cert')), []);
     t.notOk(find(certManager, 'ClusterRole').length, 'no cluster-wide rights when cert-manager injects the CA');
-    t.same(find(certManager, 'Role').map((r) => r.metadata.name), [`${FULL}-hooks-restart`]);
+    t.same(find(certManager, 'Role').map((r) => r.metadata.name).filter((n) => n.includes('-hooks')), [`${FULL}-hooks-restart`]);
     t.equal(podSpec(one(certManager, 'Deployment', FULL, NS)).volumes.find((v: Obj) => v.name === 'tls').secret.secretName, serving.spec.secretName);
 
     validateAll(t, ownIssuer);
@@ -364,7 +333,48 @@ t.test('other renders', async (t) => {
   t.test('failurePolicy Fail, no restart Job, cert-manager: no hook identity at all', async (t) => {
     validateAll(t, failClosed);
     t.ok(one(failClosed, 'MutatingWebhookConfiguration', FULL).webhooks.every((w: Obj) => w.failurePolicy === 'Fail'));
-    t.same([...find(failClosed, 'Role'), ...find(failClosed, 'ClusterRole'), ...find(failClosed, 'ServiceAccount', `${FULL}-hooks`)], []);
+    const hooksIdentity = [...find(failClosed, 'Role'), ...find(failClosed, 'RoleBinding'), ...find(failClosed, 'ClusterRole'), ...find(failClosed, 'ServiceAccount')]
+      .filter((o) => o.metadata.name.startsWith(`${FULL}-hooks`));
+    t.same(hooksIdentity, []);
+  });
+
+  t.test('reconcile off: no API token, no downward-API env, no RBAC for the webhook, no Lease', async (t) => {
+    validateAll(t, noReconcile);
+    const pod = podSpec(one(noReconcile, 'Deployment', FULL, NS));
+    t.equal(pod.automountServiceAccountToken, false, 'the admission path never calls the API');
+    t.equal(pod.containers[0].env, undefined);
+    t.same([...find(noReconcile, 'Role'), ...find(noReconcile, 'RoleBinding')].map((o) => o.metadata.name).filter((n) => !n.startsWith(`${FULL}-hooks`)), []);
+    t.same(find(noReconcile, 'Lease'), []);
+    t.equal(parseConfigText(one(noReconcile, 'ConfigMap', FULL, NS).data['config.yaml']).reconcile.enabled, false, 'the loop is off in the config file too');
+    // ...and the default render has all of it, so these assertions can fail
+    t.equal(find(await render(), 'Lease').length, 1);
+  });
+
+  t.test('reconcile RBAC and Lease follow the target names and the Lease values', async (t) => {
+    validateAll(t, renamed);
+    const rules = one(renamed, 'Role', `${FULL}-reconcile`, TARGET_NS).rules;
+    t.same(rules.map((r: Obj) => [r.resources, r.resourceNames]), [[['deployments'], ['tracking']], [['serviceaccounts'], ['tracking-sa']]]);
+    t.same(one(renamed, 'Role', `${FULL}-reconcile-lease`, NS).rules[0].resourceNames, ['tracking-leader']);
+    t.same(one(renamed, 'Lease', 'tracking-leader', NS).spec, { leaseDurationSeconds: 40 });
+  });
+
+  t.test('ValidatingAdmissionPolicy: rendered when the cluster serves the API, unless switched off', async (t) => {
+    validateAll(t, policyApi);
+    const policy = one(policyApi, 'ValidatingAdmissionPolicy', FULL);
+    const binding = one(policyApi, 'ValidatingAdmissionPolicyBinding', FULL);
+    t.equal(binding.spec.policyName, policy.metadata.name);
+    t.same(binding.spec.validationActions, ['Warn', 'Audit'], 'warns and audits, never denies');
+    const selector = { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [TARGET_NS] }] };
+    t.same(binding.spec.matchResources, { namespaceSelector: selector }, 'bound to the target namespace');
+    t.same(policy.spec.matchConstraints, {
+      resourceRules: [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments'], scope: 'Namespaced' }],
+      namespaceSelector: selector,
+    }, 'apps/v1 deployments only, no subresources, in the target namespace');
+    t.equal(policy.spec.failurePolicy, 'Fail', 'evaluation errors surface through Warn/Audit instead of vanishing');
+    t.ok(policy.spec.validations.length >= 5);
+    for (const v of policy.spec.validations) t.notMatch(v.message, /\n/, 'messages hold no line break (the API refuses them)');
+    t.same([...find(policyOff, 'ValidatingAdmissionPolicy'), ...find(policyOff, 'ValidatingAdmissionPolicyBinding')], [], 'validatingPolicy.enabled=false');
+    t.equal(find(policyOff, 'Deployment').length, 1, 'the rest still renders');
   });
 
   t.test('objects named like the mlflow Deployment in its namespace are refused', async (t) => {

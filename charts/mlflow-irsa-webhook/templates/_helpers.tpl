@@ -193,3 +193,12 @@ helm.sh/hook: pre-install,pre-upgrade,post-install,post-upgrade
 helm.sh/hook-weight: "-10"
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end -}}
+
+{{/*
+"true" when the reconcile loop runs in `serve`. A reconcile.enabled removed from the values (set to null) leaves the
+key out of the config file, where the program's default (on) applies, so the chart must agree.
+*/}}
+{{- define "mlflow-irsa-webhook.reconcileEnabled" -}}
+{{- $r := .Values.reconcile | default dict -}}
+{{- if or (not (hasKey $r "enabled")) $r.enabled -}}true{{- end -}}
+{{- end -}}

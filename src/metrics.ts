@@ -1,5 +1,5 @@
 // Prometheus metrics of the admission path, on a registry of their own so that each server (and test) starts at zero.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -7,6 +7,9 @@ export interface Metrics {
   readonly patches: Counter<'kind'>;
   readonly duration: Histogram<'outcome'>;
   readonly certReloads: Counter<'result'>;
+  readonly repairs: Counter<'object'>;
+  readonly lastCheck: Gauge;
+  readonly leader: Gauge;
 }
 
 export function createMetrics(defaults = true): Metrics {
@@ -37,6 +40,22 @@ export function createMetrics(defaults = true): Metrics {
       name: 'mlflow_irsa_webhook_cert_reloads_total',
       help: 'Serving certificate reloads from disk, by result (ok, error)',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    repairs: new Counter({
+      name: 'mlflow_irsa_webhook_reconcile_repairs_total',
+      help: 'Repairs the reconcile loop sent: a restart of the Deployment, or the role annotation on the ServiceAccount',
+      labelNames: ['object'],
+      registers: [registry],
+    }),
+    lastCheck: new Gauge({
+      name: 'mlflow_irsa_webhook_reconcile_last_success_timestamp_seconds',
+      help: 'When the reconcile loop last read the target objects and decided without error (Unix time)',
+      registers: [registry],
+    }),
+    leader: new Gauge({
+      name: 'mlflow_irsa_webhook_reconcile_leader',
+      help: '1 while this replica holds the reconcile Lease and acts, else 0',
       registers: [registry],
     }),
   };

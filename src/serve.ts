@@ -4,17 +4,71 @@ import { intOption, stringOption, UsageError, type CommandArgs } from './command
 import { createLogger, type Logger } from './log.js';
 import { buildServer, type WebhookServer } from './server.js';
 import { createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Reconciler } from './reconcile/loop.js';
 
 export interface ServeOptions {
   port?: number;
   host?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** a kubeconfig for the reconcile loop; else $KUBECONFIG, ~/.kube/config or the in-cluster service account */
+  kubeconfig?: string;
+}
+
+const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** Where the reconcile loop gets cluster credentials, or undefined when there are none (a local trial). */
+function clusterCredentials(opts: ServeOptions): { kubeconfig?: string } | undefined {
+  if (opts.kubeconfig) return { kubeconfig: opts.kubeconfig };
+  if (process.env.KUBECONFIG) return {};
+  if (process.env.KUBERNETES_SERVICE_HOST && existsSync(join(SA_DIR, 'token'))) return {};
+  if (existsSync(join(homedir(), '.kube', 'config'))) return {};
+  return undefined;
+}
+
+/** The webhook's own namespace, where its Lease lives: the downward API's POD_NAMESPACE, else the mounted one. */
+function ownNamespace(config: Config): string {
+  if (process.env.POD_NAMESPACE) return process.env.POD_NAMESPACE;
+  try {
+    return readFileSync(join(SA_DIR, 'namespace'), 'utf8').trim();
+  } catch {
+    return config.namespace; // outside a pod (a kubeconfig): the target namespace is as good a home as any
+  }
+}
+
+async function startReconciler(config: Config, opts: ServeOptions, server: WebhookServer, logger: Logger): Promise<Reconciler | undefined> {
+  if (!config.reconcile.enabled) {
+    logger.info('reconcile loop disabled (reconcile.enabled: false)');
+    return undefined;
+  }
+  const credentials = clusterCredentials(opts);
+  if (!credentials) {
+    logger.warn('reconcile loop not started: no cluster credentials (not in a pod, no KUBECONFIG, no ~/.kube/config); an mlflow that rolls out while the webhook is down will not be repaired');
+    return undefined;
+  }
+  const [{ kubeClient }, { Reconciler }, { buildMutators }] = await Promise.all([
+    import('./k8s/client.js'), import('./reconcile/loop.js'), import('./mutators/index.js'),
+  ]);
+  const reconciler = new Reconciler({
+    config,
+    mutators: buildMutators(config),
+    api: await kubeClient(credentials.kubeconfig),
+    logger,
+    metrics: server.metrics,
+    identity: process.env.POD_NAME || hostname(),
+    leaseNamespace: ownNamespace(config),
+  });
+  reconciler.start();
+  return reconciler;
 }
 
 export interface Running {
   readonly server: WebhookServer;
   readonly port: number;
+  readonly reconciler?: Reconciler;
   stop(): Promise<void>;
 }
 
@@ -44,12 +98,14 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
       logger.warn({ certFile: opts.tlsCert, reason: err.message }, 'certificate files changed but are not a valid pair yet; keeping the current one');
     }, pair);
   }
+  const reconciler = await startReconciler(config, opts, server, logger);
   return {
     server,
     port,
+    reconciler,
     async stop() {
       unwatch();
-      await server.drain();
+      await Promise.all([reconciler?.stop(), server.drain()]);
     },
   };
 }
@@ -75,8 +131,9 @@ export async function serveUntilSignal(config: Config, opts: ServeOptions): Prom
   process.on('SIGINT', onSignal);
 }
 
-export const usage = '--config FILE [--port 8443] [--host 0.0.0.0] [--tls-cert FILE --tls-key FILE]';
+export const usage = '--config FILE [--port 8443] [--host 0.0.0.0] [--tls-cert FILE --tls-key FILE] [--kubeconfig FILE]';
 export const options = {
+  kubeconfig: { type: 'string' as const },
   port: { type: 'string' as const },
   host: { type: 'string' as const },
   'tls-cert': { type: 'string' as const },
@@ -87,6 +144,6 @@ export async function run({ values, config }: CommandArgs): Promise<undefined> {
   const tlsCert = stringOption(values, 'tls-cert');
   const tlsKey = stringOption(values, 'tls-key');
   if (Boolean(tlsCert) !== Boolean(tlsKey)) throw new UsageError('--tls-cert and --tls-key go together');
-  await serveUntilSignal(config, { port: intOption(values, 'port', 1, 65535), host: stringOption(values, 'host'), tlsCert, tlsKey });
+  await serveUntilSignal(config, { port: intOption(values, 'port', 1, 65535), host: stringOption(values, 'host'), tlsCert, tlsKey, kubeconfig: stringOption(values, 'kubeconfig') });
   return undefined;
 }

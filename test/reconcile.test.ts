@@ -1,6 +1,16 @@
 // Specification of the self-healing decisions: needs repair?, rollout in progress?, and the restart backoff.
-import t from 'tap';
-import { loadConfig } from '../src/config.js';
+import t, { type Test } from 'tap';
+import { Writable } from 'node:stream';
+import { loadConfig, parseConfig } from '../src/config.js';
+import { buildServer } from '../src/server.js';
+import { serve } from '../src/serve.js';
+import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
+import { createCa, createServingCert } from '../src/tls.js';
+import { kubeClient } from '../src/k8s/client.js';
+import { Reconciler } from '../src/reconcile/loop.js';
+import { serviceAccountPlan } from '../src/mutators/service-account.js';
+import { startK8sStub, k8sFixture } from './helpers/k8s-stub.js';
 import { buildMutators } from '../src/mutators/index.js';
 import { backoffInterval, decideRepair, initialRepairState, lacksMutation, rolloutInProgress, type RepairState } from '../src/reconcile/decide.js';
 import { exampleConfig, fixture } from './helpers/fixtures.js';
@@ -77,4 +87,196 @@ t.test('the backoff state machine', async (t) => {
   let restarts = 0;
   for (let minute = 0; minute < 24 * 60; minute++) if (step(unmutated, minute * 60_000).action === 'restart') restarts++;
   t.equal(restarts, 5 + Math.floor((24 * 60 - 1 - 150) / 80), 'a day of 1-minute checks: restarts at 0, 10, 30, 70, 150 min, then every 80 min');
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The loop over the real @kubernetes/client-node client, against the local API stub (real paths, verbs, content
+// types, recorded bodies) whose admission calls the real webhook server, as the API server would.
+
+const DEP = '/apis/apps/v1/namespaces/domino-platform/deployments/mlflow';
+const SA = '/api/v1/namespaces/domino-platform/serviceaccounts/mlflow';
+const LEASE = '/apis/coordination.k8s.io/v1/namespaces/mlflow-irsa-webhook/leases/mlflow-irsa-webhook-reconcile';
+
+const loopConfig = parseConfig({
+  ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))),
+  reconcile: { intervalSeconds: 1, leaseDurationSeconds: 2, minRestartIntervalSeconds: 600 },
+  server: { drainSeconds: 0 },
+});
+
+async function world(t: Test, opts: { webhook?: boolean } = {}) {
+  const stub = await startK8sStub();
+  t.teardown(() => stub.close());
+  if (opts.webhook !== false) {
+    const ca = await createCa('webhook-ca', 1);
+    const pair = await createServingCert(['localhost'], 1, ca);
+    const hook = buildServer({ config: loopConfig, tls: pair, logger: quiet(), metrics: createMetrics(false) });
+    await hook.app.listen({ port: 0, host: '127.0.0.1' });
+    t.teardown(() => hook.app.close());
+    stub.admission = { url: `https://localhost:${(hook.app.server.address() as any).port}/mutate`, ca: ca.cert };
+  }
+  stub.seed(DEP, k8sFixture('deployment-mlflow'));
+  stub.seed(SA, {
+    ...k8sFixture('serviceaccount-mlflow'),
+    metadata: { ...k8sFixture('serviceaccount-mlflow').metadata, annotations: { ...k8sFixture('serviceaccount-mlflow').metadata.annotations, ...serviceAccountPlan(loopConfig).annotations } },
+  });
+  stub.seed(LEASE, k8sFixture('lease'));
+  const client = await kubeClient(stub.kubeconfig);
+  const make = (identity: string) => {
+    const log = logSink();
+    const metrics = createMetrics(false);
+    const r = new Reconciler({ config: loopConfig, mutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook' });
+    t.teardown(() => r.stop());
+    return { r, log, metrics };
+  };
+  const patches = (path = DEP) => stub.requests.filter((q) => q.method === 'PATCH' && q.path === path);
+  return { stub, client, make, patches };
+}
+
+function quiet() {
+  return createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
+}
+
+function logSink() {
+  const lines: any[] = [];
+  const logger = createLogger('debug', new Writable({ write: (c, _e, cb) => { for (const l of c.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l)); cb(); } }));
+  return { logger, lines };
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+t.test('loop: a watch delivering an unmutated Deployment leads to exactly one restart patch', async (t) => {
+  const w = await world(t);
+  const { r, log, metrics } = w.make('pod-a');
+  r.start();
+  await until('a restart patch', () => w.patches().length > 0);
+  await until('the watch to see the mutated result', () => log.lines.some((l) => /restarted: the new pod template carries the mutation/.test(l.msg)));
+  await new Promise((res) => setTimeout(res, 2500)); // two more poll intervals and lease renewals
+  t.equal(w.patches().length, 1, 'exactly one restart');
+  const p = w.patches()[0];
+  t.equal(p.contentType, 'application/strategic-merge-patch+json');
+  t.match(p.body, { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/ } } } } });
+  t.same(Object.keys(p.body), ['spec'], 'the restart patch holds nothing else');
+  t.ok(w.stub.requests.some((q) => q.method === 'GET' && q.path.startsWith('/apis/apps/v1/namespaces/domino-platform/deployments?') && q.path.includes('watch=true') && q.path.includes('fieldSelector=metadata.name%3Dmlflow')), 'watch limited to the one object by fieldSelector');
+  t.equal(lacksMutation(mutators.deployment, w.stub.object(DEP)), false, 'the live Deployment now carries the mutation');
+  t.equal(r.isLeader, true);
+  const text = await metrics.registry.metrics();
+  t.match(text, /mlflow_irsa_webhook_reconcile_repairs_total\{object="deployment"\} 1/);
+  t.match(text, /mlflow_irsa_webhook_reconcile_leader 1/);
+  t.match(text, /mlflow_irsa_webhook_reconcile_last_success_timestamp_seconds [1-9]/);
+  t.ok(log.lines.some((l) => l.decision === 'restart' && /lacks the mutation/.test(l.reason)), 'the decision is logged with its reason');
+  const lease = w.stub.object(LEASE);
+  t.equal(lease.spec.holderIdentity, 'pod-a');
+  t.match(lease.spec.renewTime, /\.\d{6}Z$/, 'MicroTime with six fraction digits');
+  await r.stop();
+  t.equal(w.stub.object(LEASE).spec.holderIdentity, '', 'the Lease is released on stop');
+});
+
+t.test('loop: a mutated Deployment, a rollout in progress, and a Lease held elsewhere lead to no restart', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  t.equal(a.r.isLeader, true);
+  t.equal(w.patches().length, 0, 'mutated: no patch');
+
+  const rolling = k8sFixture('deployment-mlflow');
+  rolling.metadata.generation = 9;
+  w.stub.seed(DEP, rolling);
+  await a.r.checkNow();
+  t.equal(w.patches().length, 0, 'rollout in progress: no patch');
+  t.ok(a.log.lines.some((l) => l.decision === 'wait' && /rollout is in progress \(generation 9 not yet observed/.test(l.reason)));
+
+  // another replica holds a fresh Lease: pod-b must not act, whatever it sees
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
+  const b = w.make('pod-b');
+  await b.r.checkNow();
+  t.equal(b.r.isLeader, false, 'pod-b follows');
+  t.equal(w.patches().length, 0, 'a follower never restarts');
+  t.equal(w.stub.object(LEASE).spec.holderIdentity, 'pod-a');
+});
+
+t.test('loop: only one of two replicas acts, and a lost Lease stops the old leader', async (t) => {
+  const w = await world(t, { webhook: false });
+  const a = w.make('pod-a');
+  const b = w.make('pod-b');
+  await Promise.all([a.r.checkNow(), b.r.checkNow()]);
+  t.equal([a.r.isLeader, b.r.isLeader].filter(Boolean).length, 1, 'exactly one leader after racing for the Lease');
+  t.equal(w.patches().length, 1, 'one restart between them');
+  const [leader, follower] = a.r.isLeader ? [a, b] : [b, a];
+  // the leader loses the Lease: someone else's write since its last read makes its renewal conflict
+  const lease = w.stub.object(LEASE);
+  w.stub.seed(LEASE, { ...lease, metadata: { ...lease.metadata, resourceVersion: '99999' }, spec: { ...lease.spec, holderIdentity: 'pod-c', renewTime: new Date().toISOString().replace('Z', '000Z') } });
+  await leader.r.checkNow();
+  t.equal(leader.r.isLeader, false, 'the old leader steps down');
+  await follower.r.checkNow();
+  t.equal(follower.r.isLeader, false, 'pod-c\'s fresh claim is respected');
+  t.equal(w.patches().length, 1, 'no action without the Lease');
+});
+
+t.test('loop: a 409 on the restart patch is retried; the ServiceAccount is re-annotated', async (t) => {
+  const w = await world(t);
+  w.stub.seed(SA, k8sFixture('serviceaccount-mlflow'));
+  w.stub.failNext('PATCH', DEP, 'status-conflict');
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  t.equal(w.patches().length, 2, 'the conflicted patch was sent again');
+  t.equal(lacksMutation(mutators.deployment, w.stub.object(DEP)), false, 'and went through');
+  const sa = w.patches(SA);
+  t.equal(sa.length, 1);
+  t.equal(sa[0].contentType, 'application/merge-patch+json');
+  t.same(sa[0].body, { metadata: { annotations: serviceAccountPlan(loopConfig).annotations } });
+  t.equal(w.stub.object(SA).metadata.annotations['meta.helm.sh/release-name'], 'mlflow', 'other annotations stay');
+  t.match(await a.metrics.registry.metrics(), /repairs_total\{object="serviceaccount"\} 1/);
+});
+
+t.test('loop: a restart that does not stick backs off instead of looping', async (t) => {
+  const w = await world(t, { webhook: false }); // failurePolicy Ignore and an unreachable webhook: admitted unmutated
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  await a.r.checkNow();
+  await a.r.checkNow();
+  t.equal(w.patches().length, 1, 'one restart, then the backoff holds');
+  t.ok(a.log.lines.some((l) => /admitted without the mutation/.test(l.msg)));
+  t.ok(a.log.lines.some((l) => l.decision === 'wait' && /backing off until/.test(l.reason)));
+});
+
+t.test('loop: the API server going away and coming back makes the loop resume', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  const a = w.make('pod-a');
+  a.r.start();
+  await until('leadership', () => a.r.isLeader);
+  await w.stub.pause();
+  await until('the loop to notice', () => a.log.lines.some((l) => /could not read or renew the Lease|watch ended|check failed/.test(l.msg)));
+  // meanwhile the platform re-applied an unmutated mlflow (the webhook was bypassed)
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
+  await w.stub.resume();
+  await until('the repair after the API came back', () => !lacksMutation(mutators.deployment, w.stub.object(DEP)), 15_000);
+  t.equal(w.patches().length, 1, 'repaired with one restart');
+});
+
+t.test('serve starts the loop only with credentials and reconcile.enabled', async (t) => {
+  const stub = await startK8sStub();
+  t.teardown(() => stub.close());
+  stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  stub.seed(SA, k8sFixture('serviceaccount-mlflow'));
+  stub.seed(LEASE, k8sFixture('lease'));
+  const log = logSink();
+  process.env.POD_NAMESPACE = 'mlflow-irsa-webhook';
+  process.env.POD_NAME = 'mlflow-irsa-webhook-7d9c-abcde';
+  t.teardown(() => { delete process.env.POD_NAMESPACE; delete process.env.POD_NAME; });
+  const running = await serve(loopConfig, { port: 0, host: '127.0.0.1', kubeconfig: stub.kubeconfig }, log.logger);
+  t.teardown(() => running.stop());
+  t.ok(running.reconciler, 'started with --kubeconfig');
+  await until('the ServiceAccount repair', () => stub.requests.some((q) => q.method === 'PATCH' && q.path === SA));
+  t.equal(stub.object(LEASE).spec.holderIdentity, 'mlflow-irsa-webhook-7d9c-abcde', 'POD_NAME holds the Lease in POD_NAMESPACE');
+  const off = await serve(parseConfig({ ...JSON.parse(JSON.stringify(loopConfig)), reconcile: { enabled: false } }), { port: 0, host: '127.0.0.1', kubeconfig: stub.kubeconfig }, quiet());
+  t.teardown(() => off.stop());
+  t.equal(off.reconciler, undefined, 'reconcile.enabled: false');
 });

@@ -108,7 +108,10 @@ t.test('SIGTERM: /readyz turns 503, in-flight work finishes, exit 0', async (t) 
   child.stdout.on('data', (d) => { out += d; });
   child.stderr.on('data', (d) => { out += d; });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  for (let i = 0; i < 100 && !out.includes('listening (HTTPS)'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  // a loaded CI machine can take many seconds to start node; wait for the line rather than a fixed time
+  for (let i = 0; i < 1200 && !out.includes('listening (HTTPS)'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.match(out, /listening \(HTTPS\)/, 'started');
   t.equal((await https(probe, '/readyz', { rejectUnauthorized: false })).status, 200, 'ready before the signal');
   child.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 300));

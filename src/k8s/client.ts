@@ -55,6 +55,27 @@ export interface KubeClient {
   readDeployment(namespace: string, name: string): Promise<JsonObject>;
   /** strategic-merge patch, the content type `kubectl rollout restart` sends; returns the object as admitted */
   patchDeployment(namespace: string, name: string, patch: JsonObject): Promise<JsonObject>;
+  readServiceAccount(namespace: string, name: string): Promise<JsonObject>;
+  /** JSON merge patch (annotations are a map, so merge and strategic merge agree) */
+  patchServiceAccount(namespace: string, name: string, patch: JsonObject): Promise<JsonObject>;
+  readLease(namespace: string, name: string): Promise<LeaseRecord>;
+  /** PUT with the record's resourceVersion: another replica that wrote meanwhile makes it fail with 409 Conflict */
+  replaceLease(namespace: string, name: string, record: LeaseRecord): Promise<LeaseRecord>;
+  /**
+   * Watches the one Deployment (fieldSelector metadata.name, which RBAC by resourceName allows) and reports each
+   * event's object as plain JSON; `onEnd` runs once when the stream ends or fails. Returns a stop function.
+   */
+  watchDeployment(namespace: string, name: string, onObject: (type: string, object: JsonObject) => void, onEnd: (err?: Error) => void): Promise<() => void>;
+}
+
+/** The coordination.k8s.io/v1 Lease fields leader election uses; times are epoch milliseconds. */
+export interface LeaseRecord {
+  readonly holderIdentity?: string;
+  readonly leaseDurationSeconds?: number;
+  readonly acquireTime?: number;
+  readonly renewTime?: number;
+  readonly leaseTransitions?: number;
+  readonly resourceVersion?: string;
 }
 
 /**
@@ -62,7 +83,9 @@ export interface KubeClient {
  * service account (what the hook Jobs use).
  */
 export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
-  const { AdmissionregistrationV1Api, ApiException, AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } = await import('@kubernetes/client-node');
+  const {
+    AdmissionregistrationV1Api, ApiException, AppsV1Api, CoordinationV1Api, CoreV1Api, KubeConfig, PatchStrategy, V1MicroTime, Watch, setHeaderOptions,
+  } = await import('@kubernetes/client-node');
   const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
     try {
       return await request();
@@ -76,6 +99,20 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+  const coordination = kc.makeApiClient(CoordinationV1Api);
+  const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  // The generated deserialiser leaves MicroTime fields as the API's strings (its type is unknown to it), Dates elsewhere.
+  const ms = (d: Date | string | undefined) => (d === undefined || d === null ? undefined : new Date(d).getTime());
+  // Lease times are MicroTime: the API server refuses them without six fraction digits, which V1MicroTime writes.
+  const micro = (t: number | undefined) => (t === undefined ? undefined : new V1MicroTime(t));
+  const leaseRecord = (l: import('@kubernetes/client-node').V1Lease): LeaseRecord => ({
+    holderIdentity: l.spec?.holderIdentity || undefined,
+    leaseDurationSeconds: l.spec?.leaseDurationSeconds,
+    acquireTime: ms(l.spec?.acquireTime),
+    renewTime: ms(l.spec?.renewTime),
+    leaseTransitions: l.spec?.leaseTransitions,
+    resourceVersion: l.metadata?.resourceVersion,
+  });
   // The generated patch call picks application/json-patch+json by default; this header option overrides it.
   const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
   return {
@@ -92,6 +129,37 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
       plain(await call(`get deployment ${namespace}/${name}`, () => apps.readNamespacedDeployment({ namespace, name }))),
     patchDeployment: async (namespace, name, body) =>
       plain(await call(`patch deployment ${namespace}/${name}`, () => apps.patchNamespacedDeployment({ namespace, name, body }, strategicMerge))),
+    readServiceAccount: async (namespace, name) =>
+      plain(await call(`get serviceaccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name }))),
+    patchServiceAccount: async (namespace, name, body) =>
+      plain(await call(`patch serviceaccount ${namespace}/${name}`, () => core.patchNamespacedServiceAccount({ namespace, name, body }, mergePatch))),
+    readLease: async (namespace, name) => leaseRecord(await call(`get lease ${namespace}/${name}`, () => coordination.readNamespacedLease({ namespace, name }))),
+    replaceLease: async (namespace, name, r) =>
+      leaseRecord(await call(`update lease ${namespace}/${name}`, () => coordination.replaceNamespacedLease({
+        namespace,
+        name,
+        body: {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name, namespace, resourceVersion: r.resourceVersion },
+          spec: {
+            holderIdentity: r.holderIdentity,
+            leaseDurationSeconds: r.leaseDurationSeconds,
+            acquireTime: micro(r.acquireTime),
+            renewTime: micro(r.renewTime),
+            leaseTransitions: r.leaseTransitions,
+          },
+        },
+      }))),
+    watchDeployment: async (namespace, name, onObject, onEnd) => {
+      const controller = await new Watch(kc).watch(
+        `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`,
+        { fieldSelector: `metadata.name=${name}`, allowWatchBookmarks: false },
+        (type: string, object: unknown) => onObject(type, object as JsonObject),
+        (err: unknown) => onEnd(err ? (err instanceof Error ? err : new Error(String(err))) : undefined),
+      );
+      return () => controller.abort();
+    },
   };
 }
 

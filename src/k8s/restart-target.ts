@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
 import { intOption, stringOption, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
-import { buildMutators, planPatch } from '../mutators/index.js';
+import { buildMutators, planPatch, type JsonObject } from '../mutators/index.js';
 import { clientFromArgs, kubeconfigOption, requiredOption } from './args.js';
 import { isNotFound, type KubeClient } from './client.js';
 
@@ -61,6 +61,12 @@ export async function waitForWebhook(url: string, ca: string, waitSeconds: numbe
 /** RFC 3339 in UTC without fractions, the shape `kubectl rollout restart` writes. */
 const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
+/** The strategic-merge patch `kubectl rollout restart` sends: a new template annotation, so a new ReplicaSet rolls out. */
+export function restartPatch(at: Date): { patch: JsonObject; restartedAt: string } {
+  const restartedAt = rfc3339(at);
+  return { patch: { spec: { template: { metadata: { annotations: { [RESTARTED_AT]: restartedAt } } } } }, restartedAt };
+}
+
 export async function restartTarget(client: KubeClient, config: Config, o: RestartOptions, log: Logger): Promise<RestartOutcome> {
   const where = { namespace: config.namespace, deployment: config.deployment };
   let deployment;
@@ -81,10 +87,8 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
   }
   log.info({ ...where, missing: plan.patch.map((op) => `${op.op} ${op.path}`) }, 'Deployment lacks the mutation; restarting once the webhook answers');
   await waitForWebhook(o.readyUrl, o.ca, o.waitSeconds, log);
-  const restartedAt = rfc3339((o.now ?? (() => new Date()))());
-  const admitted = await client.patchDeployment(config.namespace, config.deployment, {
-    spec: { template: { metadata: { annotations: { [RESTARTED_AT]: restartedAt } } } },
-  });
+  const { patch, restartedAt } = restartPatch((o.now ?? (() => new Date()))());
+  const admitted = await client.patchDeployment(config.namespace, config.deployment, patch);
   // The PATCH answer is the object as admitted, after the webhook ran: proof that the mutation went in.
   const after = planPatch(mutate, admitted);
   if (after.patch.length > 0) {

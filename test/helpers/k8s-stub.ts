@@ -49,6 +49,8 @@ interface Route {
 const ROUTES: Array<{ re: RegExp; group: string; resource: string; kind: string; apiVersion: string; namespaced: boolean }> = [
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/, group: '', resource: 'secrets', kind: 'Secret', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments(?:\/([^/]+))?$/, group: 'apps', resource: 'deployments', kind: 'Deployment', apiVersion: 'apps/v1', namespaced: true },
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts(?:\/([^/]+))?$/, group: '', resource: 'serviceaccounts', kind: 'ServiceAccount', apiVersion: 'v1', namespaced: true },
+  { re: /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/, group: 'coordination.k8s.io', resource: 'leases', kind: 'Lease', apiVersion: 'coordination.k8s.io/v1', namespaced: true },
   {
     re: /^\/apis\/admissionregistration\.k8s\.io\/v1\/mutatingwebhookconfigurations(?:\/([^/]+))?$/,
     group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', kind: 'MutatingWebhookConfiguration',
@@ -99,6 +101,10 @@ export interface K8sStub {
   failNext(method: string, path: string, fixture: string, times?: number): void;
   /** the API server calls this webhook on Deployment writes (unset: none is called, as with failurePolicy Ignore and no webhook) */
   admission?: AdmissionHook;
+  /** stops answering (connections refused, watches cut), keeping its objects */
+  pause(): Promise<void>;
+  /** answers again on the same port */
+  resume(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -158,6 +164,13 @@ export async function startK8sStub(): Promise<K8sStub> {
   const objects = new Map<string, any>();
   const failures: Array<{ method: string; path: string; fixture: string; times: number }> = [];
   const requests: RecordedRequest[] = [];
+  // open watch streams: collection path + the one name their fieldSelector names
+  const watchers = new Set<{ collection: string; name?: string; res: ServerResponse }>();
+  const notify = (path: string, type: string, object: any) => {
+    for (const w of watchers) {
+      if (`${w.collection}/${object.metadata.name}` === path && (!w.name || w.name === object.metadata.name)) w.res.write(`${JSON.stringify({ type, object })}\n`);
+    }
+  };
   let resourceVersion = 1000;
   const nextVersion = () => String(++resourceVersion);
 
@@ -199,10 +212,31 @@ export async function startK8sStub(): Promise<K8sStub> {
       admitted.metadata = { ...admitted.metadata, resourceVersion: nextVersion() };
       objects.set(path, admitted);
       send(res, code, admitted);
+      notify(path, operation === 'CREATE' ? 'ADDED' : 'MODIFIED', admitted);
     };
+    // The API server stores Lease times as MicroTime and refuses other precisions.
+    const micro = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
+    if (r.kind === 'Lease' && body?.spec) {
+      for (const key of ['acquireTime', 'renewTime']) {
+        if (body.spec[key] !== undefined && !micro.test(body.spec[key])) {
+          return send(res, 400, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'BadRequest', code: 400,
+            message: `Lease in version "v1" cannot be handled as a Lease: parsing time "${body.spec[key]}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse` });
+        }
+      }
+    }
 
     switch (req.method) {
       case 'GET':
+        if (!r.name && url.searchParams.get('watch') === 'true') {
+          // A watch: the current object as ADDED, then every change as MODIFIED, one JSON object per line.
+          const name = /^metadata\.name=(.+)$/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
+          const w = { collection: r.path, name, res };
+          res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+          for (const [path, obj] of objects) if (path.startsWith(`${r.path}/`) && (!name || obj.metadata.name === name)) res.write(`${JSON.stringify({ type: 'ADDED', object: obj })}\n`);
+          watchers.add(w);
+          res.on('close', () => watchers.delete(w));
+          return;
+        }
         return current ? send(res, 200, current) : notFound();
       case 'POST': {
         if (r.name) return send(res, 405, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'MethodNotAllowed', code: 405 });
@@ -241,6 +275,20 @@ export async function startK8sStub(): Promise<K8sStub> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
+  // every socket, also those still in their TLS handshake, which closeAllConnections does not know about
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  const pause = async () => {
+    for (const w of watchers) w.res.destroy();
+    watchers.clear();
+    server.closeAllConnections();
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  const resume = () => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const dir = mkdtempSync(join(tmpdir(), 'k8s-stub-'));
   const kubeconfig = join(dir, 'kubeconfig');
   const url = `https://127.0.0.1:${port}`;
@@ -255,9 +303,10 @@ export async function startK8sStub(): Promise<K8sStub> {
   return Object.assign(stub, {
     url,
     kubeconfig,
+    pause,
+    resume,
     close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (server.listening) await pause();
       rmSync(dir, { recursive: true, force: true });
     },
   });

@@ -1,0 +1,242 @@
+// The reconcile loop inside `serve`: while this replica leads, it watches (and polls) the target Deployment and
+// ServiceAccount and repairs what rolled out without the mutation. Decisions come from decide.ts; this file only
+// schedules, calls the API and logs.
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Mutators, JsonObject } from '../mutators/index.js';
+import { isConflict, isNotFound, retryOnConflict, type KubeClient } from '../k8s/client.js';
+import { restartPatch } from '../k8s/restart-target.js';
+import { serviceAccountPlan } from '../mutators/service-account.js';
+import { decideRepair, initialRepairState, lacksMutation, rolloutInProgress, type RepairState } from './decide.js';
+import { LeaseElector } from './lease.js';
+
+export type ReconcileApi = Pick<KubeClient,
+  'readDeployment' | 'patchDeployment' | 'readServiceAccount' | 'patchServiceAccount' | 'readLease' | 'replaceLease' | 'watchDeployment'>;
+
+export interface ReconcilerOptions {
+  readonly config: Config;
+  readonly mutators: Mutators;
+  readonly api: ReconcileApi;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Lease holder identity: the pod name */
+  readonly identity: string;
+  /** where the Lease lives: the webhook's own namespace */
+  readonly leaseNamespace: string;
+  readonly now?: () => number;
+}
+
+export class Reconciler {
+  private state: RepairState = initialRepairState;
+  private readonly elector: LeaseElector;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private timers: NodeJS.Timeout[] = [];
+  private stopWatch?: () => void;
+  private watchRetry?: NodeJS.Timeout;
+  private running = false;
+  private pending?: JsonObject | 'read';
+  private checking?: Promise<void>;
+  private started = false;
+  private stopped = false;
+  private readonly annotations: Readonly<Record<string, string>>;
+
+  constructor(private readonly o: ReconcilerOptions) {
+    this.now = o.now ?? Date.now;
+    this.annotations = serviceAccountPlan(o.config).annotations;
+    this.log = o.logger.child({ component: 'reconcile' });
+    this.elector = new LeaseElector(o.api, {
+      namespace: o.leaseNamespace,
+      name: o.config.reconcile.leaseName,
+      identity: o.identity,
+      durationMs: o.config.reconcile.leaseDurationSeconds * 1000,
+      now: this.now,
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.elector.isLeader;
+  }
+
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    const r = this.o.config.reconcile;
+    this.log.info({ identity: this.o.identity, lease: `${this.o.leaseNamespace}/${r.leaseName}`, intervalSeconds: r.intervalSeconds }, 'reconcile loop started');
+    // client-go renews at about a third of the duration, leaving two more tries before the claim lapses
+    const renewMs = Math.max(500, (r.leaseDurationSeconds * 1000) / 3);
+    this.timers.push(setInterval(() => void this.leaseTick(), renewMs), setInterval(() => this.request('read'), r.intervalSeconds * 1000));
+    for (const t of this.timers) t.unref();
+    void this.leaseTick();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.endWatch();
+    // a check stuck on an unanswered API call must not hold up shutdown: the drain has its own deadline
+    await Promise.race([this.checking, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    try {
+      await this.elector.release();
+    } catch (err) {
+      this.log.warn({ reason: (err as Error).message }, 'could not release the Lease; another replica takes over when it expires');
+    }
+    this.o.metrics.leader.set(0);
+    this.log.info('reconcile loop stopped');
+  }
+
+  private async leaseTick(): Promise<void> {
+    if (this.stopped) return;
+    const was = this.elector.isLeader;
+    try {
+      await this.elector.tick();
+    } catch (err) {
+      if (isConflict(err)) this.elector.stepDown();
+      const r = this.o.config.reconcile;
+      const msg = isConflict(err) ? 'lost the race for the Lease'
+        : isNotFound(err) ? `Lease ${this.o.leaseNamespace}/${r.leaseName} does not exist (the Helm chart creates it); not acting until it does`
+          : 'could not read or renew the Lease';
+      this.log.warn({ reason: (err as Error).message }, msg);
+    }
+    const is = this.elector.isLeader;
+    this.o.metrics.leader.set(is ? 1 : 0);
+    if (is && !was) {
+      this.log.info({ identity: this.o.identity }, 'leading: this replica now checks and repairs the target');
+      this.beginWatch();
+      this.request('read');
+    } else if (!is && was) {
+      this.log.info({ holder: this.elector.holder ?? null }, 'no longer leading: not acting');
+      this.endWatch();
+    }
+  }
+
+  private beginWatch(): void {
+    if (this.stopWatch || this.stopped) return;
+    const { namespace, deployment } = this.o.config;
+    const stopper = { stop: (() => {}) as () => void, ended: false };
+    this.stopWatch = () => {
+      stopper.ended = true;
+      stopper.stop();
+    };
+    this.o.api.watchDeployment(namespace, deployment, (type, object) => {
+      if (type === 'ADDED' || type === 'MODIFIED') this.request(object);
+    }, (err) => {
+      if (stopper.ended) return;
+      this.stopWatch = undefined;
+      this.log.info({ reason: err?.message ?? 'stream closed' }, 'watch ended; the poll covers meanwhile, and the watch restarts');
+      this.scheduleWatch();
+    }).then((stop) => {
+      stopper.stop = stop;
+      if (stopper.ended) stop();
+    }, (err: Error) => {
+      this.stopWatch = undefined;
+      this.log.warn({ reason: err.message }, 'could not start the watch; polling meanwhile');
+      this.scheduleWatch();
+    });
+  }
+
+  private scheduleWatch(): void {
+    if (this.stopped || this.watchRetry) return;
+    this.watchRetry = setTimeout(() => {
+      this.watchRetry = undefined;
+      if (this.elector.isLeader) this.beginWatch();
+    }, Math.min(5000, this.o.config.reconcile.intervalSeconds * 1000));
+    this.watchRetry.unref();
+  }
+
+  private endWatch(): void {
+    if (this.watchRetry) clearTimeout(this.watchRetry);
+    this.watchRetry = undefined;
+    this.stopWatch?.();
+    this.stopWatch = undefined;
+  }
+
+  /** Queues a check; checks never overlap, and a burst of events collapses into one more check with the newest object. */
+  private request(what: JsonObject | 'read'): void {
+    if (this.stopped || !this.elector.isLeader) return;
+    this.pending = what;
+    if (this.running) return;
+    this.running = true;
+    this.checking = (async () => {
+      while (this.pending !== undefined && !this.stopped) {
+        const next = this.pending;
+        this.pending = undefined;
+        await this.check(next === 'read' ? undefined : next);
+      }
+      this.running = false;
+    })();
+  }
+
+  /** One pass over both objects. Exposed for tests through `checkNow`. */
+  private async check(seen?: JsonObject): Promise<void> {
+    if (!this.elector.isLeader) return;
+    try {
+      await this.checkDeployment(seen);
+      await this.checkServiceAccount();
+      this.o.metrics.lastCheck.set(this.now() / 1000);
+    } catch (err) {
+      this.log.warn({ reason: (err as Error).message }, 'reconcile check failed; retrying at the next event or interval');
+    }
+  }
+
+  private async checkDeployment(seen?: JsonObject): Promise<void> {
+    const { namespace, deployment: name, reconcile } = this.o.config;
+    const where = { object: `deployment ${namespace}/${name}` };
+    const live = seen ?? await this.readLive(() => this.o.api.readDeployment(namespace, name), where);
+    if (!live) return;
+    const rollout = rolloutInProgress(live);
+    const decision = decideRepair(this.state, {
+      lacksMutation: lacksMutation(this.o.mutators.deployment, live),
+      rolloutInProgress: rollout.inProgress,
+      rolloutReason: rollout.reason,
+    }, this.now(), { minRestartIntervalMs: reconcile.minRestartIntervalSeconds * 1000, maxRestartIntervalMs: reconcile.maxRestartIntervalSeconds * 1000 });
+    if (decision.action === 'none') {
+      this.state = decision.state;
+      this.log.debug({ ...where, decision: 'none', reason: decision.reason }, 'reconcile decision');
+      return;
+    }
+    this.log.info({ ...where, decision: decision.action, reason: decision.reason }, 'reconcile decision');
+    if (decision.action === 'wait') return;
+    const { patch, restartedAt } = restartPatch(new Date(this.now()));
+    const admitted = await retryOnConflict(3, () => this.o.api.patchDeployment(namespace, name, patch), (err, n) =>
+      this.log.info({ ...where, attempt: n, reason: err.message }, 'restart patch conflicted; retrying'));
+    // Counted as a try whether or not it sticks: the backoff must grow when the webhook is still unreachable.
+    this.state = decision.state;
+    this.o.metrics.repairs.inc({ object: 'deployment' });
+    const stuck = !lacksMutation(this.o.mutators.deployment, admitted);
+    this.log.info({ ...where, restartedAt, mutated: stuck }, stuck
+      ? 'restarted: the new pod template carries the mutation'
+      : 'restarted, but admitted without the mutation (the API server did not reach the webhook); backing off');
+  }
+
+  private async checkServiceAccount(): Promise<void> {
+    const { namespace, serviceAccount: name } = this.o.config;
+    const where = { object: `serviceaccount ${namespace}/${name}` };
+    const live = await this.readLive(() => this.o.api.readServiceAccount(namespace, name), where);
+    if (!live || !lacksMutation(this.o.mutators.serviceAccount, live)) return;
+    this.log.info({ ...where, decision: 'annotate', reason: 'the role-arn annotation is missing or names another role' }, 'reconcile decision');
+    await this.o.api.patchServiceAccount(namespace, name, { metadata: { annotations: { ...this.annotations } } });
+    this.o.metrics.repairs.inc({ object: 'serviceaccount' });
+  }
+
+  /** The live object, or undefined when it does not exist (yet): nothing to repair then. */
+  private async readLive(read: () => Promise<JsonObject>, where: object): Promise<JsonObject | undefined> {
+    try {
+      return await read();
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.log.debug(where, 'not found; nothing to check');
+      return undefined;
+    }
+  }
+
+  /** Runs the lease round and one check now, and waits for both: tests drive the loop with this instead of timers. */
+  async checkNow(): Promise<void> {
+    await this.leaseTick();
+    this.request('read');
+    await this.checking;
+  }
+}

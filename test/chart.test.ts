@@ -390,12 +390,26 @@ t.test('NOTES.txt renders the verification commands for the values given', async
   cpSync(chart, dir, { recursive: true });
   cpSync(join(chart, 'templates/NOTES.txt'), join(dir, 'notes.src'));
   writeFileSync(join(dir, 'templates/notes.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n{{ tpl (.Files.Get "notes.src") . | indent 4 }}\n');
-  const r = await helmRun(['template', RELEASE, dir, '--namespace', NS, '-f', ciValues, '--set', 'deployment=tracking', '--show-only', 'templates/notes.yaml']);
-  t.equal(r.code, 0, r.stderr);
-  const notes = parseYaml(r.stdout).data.notes;
+  const notesFor = async (args: string[]) => {
+    const r = await helmRun(['template', RELEASE, dir, '--namespace', NS, '-f', ciValues, '--show-only', 'templates/notes.yaml', ...args]);
+    t.equal(r.code, 0, r.stderr);
+    return parseYaml(r.stdout).data.notes as string;
+  };
+  const [notes, withPolicy, quiet] = await Promise.all([
+    notesFor(['--set', 'deployment=tracking']),
+    notesFor(WITH_POLICY_API),
+    notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false']),
+  ]);
   t.match(notes, 'kubectl -n domino-platform get deploy tracking -o jsonpath=');
   t.match(notes, `kubectl get mutatingwebhookconfiguration ${FULL}`);
   t.match(notes, 'psql -h localhost -U mlflow -d mlflow');
+  t.match(notes, `kubectl -n ${NS} get lease mlflow-irsa-webhook-reconcile -o jsonpath='{.spec.holderIdentity}`, 'where to see the reconcile leader');
+  t.match(notes, 'The ValidatingAdmissionPolicy was NOT installed', 'says when the cluster lacks the policy API');
+  t.match(withPolicy, `Warning: Validation failed for ValidatingAdmissionPolicy '${FULL}' with binding '${FULL}'`, 'how the warning looks');
+  t.match(withPolicy, 'validation.policy.admission.k8s.io/validation_failure', 'where the audit annotation is');
+  t.notMatch(withPolicy, 'NOT installed');
+  t.match(quiet, 'Self-healing is off');
+  t.notMatch(quiet, /ValidatingAdmissionPolicy/, 'nothing about a policy switched off');
 });
 
 t.test('Dockerfile: multi-stage, production dependencies only at runtime, numeric non-root USER, entrypoint', async (t) => {

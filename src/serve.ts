@@ -5,7 +5,7 @@ import { createLogger, type Logger } from './log.js';
 import { buildServer, type WebhookServer } from './server.js';
 import { createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Reconciler } from './reconcile/loop.js';
 
@@ -14,18 +14,20 @@ export interface ServeOptions {
   host?: string;
   tlsCert?: string;
   tlsKey?: string;
-  /** a kubeconfig for the reconcile loop; else $KUBECONFIG, ~/.kube/config or the in-cluster service account */
+  /** a kubeconfig for the reconcile loop; else only the in-cluster service account */
   kubeconfig?: string;
 }
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-/** Where the reconcile loop gets cluster credentials, or undefined when there are none (a local trial). */
+/**
+ * Where the reconcile loop gets cluster credentials: an explicit --kubeconfig, else the pod's own service account.
+ * Never $KUBECONFIG or ~/.kube/config on its own: a local `npm start` must not start restarting the mlflow of
+ * whatever cluster the developer's current context names.
+ */
 function clusterCredentials(opts: ServeOptions): { kubeconfig?: string } | undefined {
   if (opts.kubeconfig) return { kubeconfig: opts.kubeconfig };
-  if (process.env.KUBECONFIG) return {};
   if (process.env.KUBERNETES_SERVICE_HOST && existsSync(join(SA_DIR, 'token'))) return {};
-  if (existsSync(join(homedir(), '.kube', 'config'))) return {};
   return undefined;
 }
 
@@ -46,7 +48,7 @@ async function startReconciler(config: Config, opts: ServeOptions, server: Webho
   }
   const credentials = clusterCredentials(opts);
   if (!credentials) {
-    logger.warn('reconcile loop not started: no cluster credentials (not in a pod, no KUBECONFIG, no ~/.kube/config); an mlflow that rolls out while the webhook is down will not be repaired');
+    logger.warn('reconcile loop not started: not in a pod, and no --kubeconfig given; an mlflow that rolls out while the webhook is down will not be repaired');
     return undefined;
   }
   const [{ kubeClient }, { Reconciler }, { buildMutators }] = await Promise.all([

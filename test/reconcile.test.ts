@@ -279,4 +279,31 @@ t.test('serve starts the loop only with credentials and reconcile.enabled', asyn
   const off = await serve(parseConfig({ ...JSON.parse(JSON.stringify(loopConfig)), reconcile: { enabled: false } }), { port: 0, host: '127.0.0.1', kubeconfig: stub.kubeconfig }, quiet());
   t.teardown(() => off.stop());
   t.equal(off.reconciler, undefined, 'reconcile.enabled: false');
+
+  // outside a pod, a developer's KUBECONFIG alone must not start restarting some cluster's mlflow
+  process.env.KUBECONFIG = stub.kubeconfig;
+  t.teardown(() => { delete process.env.KUBECONFIG; });
+  const local = logSink();
+  const trial = await serve(loopConfig, { port: 0, host: '127.0.0.1' }, local.logger);
+  t.teardown(() => trial.stop());
+  t.equal(trial.reconciler, undefined, 'no --kubeconfig, not in a pod: no loop');
+  t.ok(local.lines.some((l) => /reconcile loop not started: not in a pod, and no --kubeconfig given/.test(l.msg)));
+});
+
+t.test('loop: a missing Lease is reported once, then quietly, and nothing is done', async (t) => {
+  const w = await world(t, { webhook: false });
+  const lease = w.stub.object(LEASE);
+  w.stub.seed(LEASE, undefined);
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  await a.r.checkNow();
+  await a.r.checkNow();
+  const missing = a.log.lines.filter((l) => /Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile does not exist/.test(l.msg));
+  t.equal(missing.length, 3, 'every round notices');
+  t.same(missing.map((l) => l.level), ['warn', 'debug', 'debug'], 'but only the first is a warning');
+  t.equal(w.patches().length, 0, 'no action without the Lease');
+  w.stub.seed(LEASE, lease);
+  await a.r.checkNow();
+  t.equal(a.r.isLeader, true, 'acts once the Lease exists');
+  t.equal(w.patches().length, 1);
 });

@@ -41,6 +41,7 @@ export class Reconciler {
   private started = false;
   private stopped = false;
   private readonly annotations: Readonly<Record<string, string>>;
+  private lastLeaseError?: string;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.now = o.now ?? Date.now;
@@ -93,14 +94,23 @@ export class Reconciler {
     const was = this.elector.isLeader;
     try {
       await this.elector.tick();
+      this.lastLeaseError = undefined;
     } catch (err) {
       if (isConflict(err)) this.elector.stepDown();
       const r = this.o.config.reconcile;
       const msg = isConflict(err) ? 'lost the race for the Lease'
         : isNotFound(err) ? `Lease ${this.o.leaseNamespace}/${r.leaseName} does not exist (the Helm chart creates it); not acting until it does`
           : 'could not read or renew the Lease';
-      this.log.warn({ reason: (err as Error).message }, msg);
+      // the same failure every few seconds (no RBAC, API down) is logged once at warn, then at debug until it changes
+      const reason = (err as Error).message;
+      if (reason !== this.lastLeaseError) this.log.warn({ reason }, msg);
+      else this.log.debug({ reason }, msg);
+      this.lastLeaseError = reason;
     }
+    this.afterLeaseTick(was);
+  }
+
+  private afterLeaseTick(was: boolean): void {
     const is = this.elector.isLeader;
     this.o.metrics.leader.set(is ? 1 : 0);
     if (is && !was) {

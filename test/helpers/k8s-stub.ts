@@ -94,7 +94,7 @@ export interface K8sStub {
   /** a kubeconfig file naming this server, its CA and a bearer token */
   readonly kubeconfig: string;
   readonly requests: RecordedRequest[];
-  /** stores an object at its item path, as if created earlier */
+  /** stores an object at its item path, as if created earlier (undefined: deletes it) */
   seed(path: string, object: any): void;
   object(path: string): any;
   /** answers the next `times` requests of this method and path with the recorded Status fixture, before any other logic */
@@ -179,7 +179,8 @@ export async function startK8sStub(): Promise<K8sStub> {
     kubeconfig: '',
     requests,
     seed(path, object) {
-      objects.set(path, structuredClone(object));
+      if (object === undefined) objects.delete(path);
+      else objects.set(path, structuredClone(object));
     },
     object: (path) => objects.get(path),
     failNext(method, path, fixture, times = 1) {

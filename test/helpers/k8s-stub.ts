@@ -97,10 +97,12 @@ export interface K8sStub {
   /** stores an object at its item path, as if created earlier (undefined: deletes it) */
   seed(path: string, object: any): void;
   object(path: string): any;
-  /** answers the next `times` requests of this method and path with the recorded Status fixture, before any other logic */
+  /** answers the next `times` requests of this method and path (query included) with the recorded Status fixture, before any other logic */
   failNext(method: string, path: string, fixture: string, times?: number): void;
   /** the API server calls this webhook on Deployment writes (unset: none is called, as with failurePolicy Ignore and no webhook) */
   admission?: AdmissionHook;
+  /** call the webhook only for dry-run requests (a webhook reachable for the rehearsal, gone for the real write) */
+  admitDryRunOnly?: boolean;
   /** stops answering (connections refused, watches cut), keeping its objects */
   pause(): Promise<void>;
   /** answers again on the same port */
@@ -123,7 +125,7 @@ function send(res: ServerResponse, code: number, body: unknown): void {
 }
 
 /** Posts an AdmissionReview to the webhook and applies its JSON patch, as the API server's mutating admission does. */
-async function admit(hook: AdmissionHook, object: any, oldObject: any, operation: string): Promise<any> {
+async function admit(hook: AdmissionHook, object: any, oldObject: any, operation: string, dryRun = false): Promise<any> {
   const review = {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
@@ -139,7 +141,7 @@ async function admit(hook: AdmissionHook, object: any, oldObject: any, operation
       userInfo: { username: 'system:serviceaccount:mlflow-irsa-webhook:mlflow-irsa-webhook-hooks' },
       object,
       oldObject,
-      dryRun: false,
+      dryRun,
       options: { kind: 'UpdateOptions', apiVersion: 'meta.k8s.io/v1' },
     },
   };
@@ -199,7 +201,8 @@ export async function startK8sStub(): Promise<K8sStub> {
 
     const r = route(url.pathname);
     if (!r) return send(res, 404, statusBody('status-path-not-found'));
-    const failure = failures.find((f) => f.method === req.method && f.path === url.pathname && f.times > 0);
+    // a failure registered for a path with a query (…?dryRun=All) hits only that request; one without, any query-less one
+    const failure = failures.find((f) => f.method === req.method && f.path === url.pathname + url.search && f.times > 0);
     if (failure) {
       failure.times--;
       return send(res, 409, statusBody(failure.fixture, r.resource, r.group, r.name ?? body?.metadata?.name));
@@ -207,9 +210,13 @@ export async function startK8sStub(): Promise<K8sStub> {
     const current = r.name ? objects.get(r.path) : undefined;
     const notFound = () => send(res, 404, statusBody('status-not-found', r.resource, r.group, r.name));
 
+    const dryRun = url.searchParams.get('dryRun') === 'All';
     const store = async (next: any, operation: string, code: number, path: string) => {
       let admitted = structuredClone(next);
-      if (r.kind === 'Deployment' && stub.admission) admitted = await admit(stub.admission, next, current ?? null, operation);
+      const hook = stub.admission && (dryRun || !stub.admitDryRunOnly) ? stub.admission : undefined;
+      if (r.kind === 'Deployment' && hook) admitted = await admit(hook, next, current ?? null, operation, dryRun);
+      // a dry run is admitted like the real request and answered, but never stored nor seen by watches
+      if (dryRun) return send(res, code, admitted);
       admitted.metadata = { ...admitted.metadata, resourceVersion: nextVersion() };
       objects.set(path, admitted);
       send(res, code, admitted);

@@ -169,3 +169,9 @@ t.test('the README\'s config reference is the schema\'s', async (t) => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
   t.ok(readme.includes(`<!-- config-reference:start -->\n${configReferenceTable()}\n<!-- config-reference:end -->`), 'run `npm run docs` after changing src/config-schema.ts');
 });
+
+t.test('the precompiled validator is the schema\'s', async (t) => {
+  // scripts/gen-config-validator.mjs reads dist/config-schema.js, which `npm test` builds first
+  const r = spawnSync(process.execPath, [join(root, 'scripts/gen-config-validator.mjs'), '--check'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 0, `run \`npm run gen:validator\` after changing src/config-schema.ts: ${r.stderr}`);
+});

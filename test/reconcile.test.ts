@@ -276,6 +276,19 @@ t.test('loop: the API server going away and coming back makes the loop resume', 
   t.equal(w.patches().length, 1, 'repaired with one restart');
 });
 
+t.test('loop: stopping does not wait for an API server that hangs', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  t.equal(a.r.isLeader, true);
+  w.stub.hang = true;
+  await a.r.stop(); // the test's own timeout is the assertion: stop() must return
+  t.ok(a.log.lines.some((l) => /releasing the Lease took too long/.test(l.msg)), 'says why the Lease is left to expire');
+  t.ok(a.log.lines.some((l) => l.msg === 'reconcile loop stopped'));
+  w.stub.hang = false;
+});
+
 t.test('serve starts the loop only with credentials and reconcile.enabled', async (t) => {
   const stub = await startK8sStub();
   t.teardown(() => stub.close());

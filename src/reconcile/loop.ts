@@ -80,11 +80,13 @@ export class Reconciler {
     this.endWatch();
     // a check stuck on an unanswered API call must not hold up shutdown: the drain has its own deadline
     await Promise.race([this.checking, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
-    try {
-      await this.elector.release();
-    } catch (err) {
-      this.log.warn({ reason: (err as Error).message }, 'could not release the Lease; another replica takes over when it expires');
-    }
+    // Releasing lets another replica take over at once; an API server that does not answer must not hold up the exit.
+    const released = this.elector.release().then(() => true, (err: Error) => {
+      this.log.warn({ reason: err.message }, 'could not release the Lease; another replica takes over when it expires');
+      return true;
+    });
+    const gaveUp = new Promise<false>((resolve) => setTimeout(() => resolve(false), 3000).unref());
+    if (!(await Promise.race([released, gaveUp]))) this.log.warn('releasing the Lease took too long; another replica takes over when it expires');
     this.o.metrics.leader.set(0);
     this.log.info('reconcile loop stopped');
   }

@@ -124,7 +124,7 @@ async function world(t: Test, opts: { webhook?: boolean } = {}) {
   const make = (identity: string) => {
     const log = logSink();
     const metrics = createMetrics(false);
-    const r = new Reconciler({ config: loopConfig, mutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook' });
+    const r = new Reconciler({ config: loopConfig, mutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook', checkTimeoutMs: 1000 });
     t.teardown(() => r.stop());
     return { r, log, metrics };
   };
@@ -276,17 +276,26 @@ t.test('loop: the API server going away and coming back makes the loop resume', 
   t.equal(w.patches().length, 1, 'repaired with one restart');
 });
 
-t.test('loop: stopping does not wait for an API server that hangs', async (t) => {
+t.test('loop: an API server that hangs blocks neither later checks nor stopping', async (t) => {
   const w = await world(t);
   w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
   const a = w.make('pod-a');
   await a.r.checkNow();
   t.equal(a.r.isLeader, true);
-  w.stub.hang = true;
+  // a read of the Deployment that never returns: the check is given up, and the next one is not blocked by it
+  w.stub.hang = (method, path) => method === 'GET' && path === DEP;
+  await a.r.checkNow();
+  t.ok(a.log.lines.some((l) => /reconcile check did not finish/.test(l.msg)), 'a hung check is given up');
+  w.stub.hang = undefined;
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
+  await a.r.checkNow();
+  t.equal(w.patches().length, 1, 'later checks still run and repair');
+  // then nothing answers at all
+  w.stub.hang = () => true;
   await a.r.stop(); // the test's own timeout is the assertion: stop() must return
   t.ok(a.log.lines.some((l) => /releasing the Lease took too long/.test(l.msg)), 'says why the Lease is left to expire');
   t.ok(a.log.lines.some((l) => l.msg === 'reconcile loop stopped'));
-  w.stub.hang = false;
+  w.stub.hang = undefined;
 });
 
 t.test('serve starts the loop only with credentials and reconcile.enabled', async (t) => {

@@ -25,6 +25,8 @@ export interface ReconcilerOptions {
   /** where the Lease lives: the webhook's own namespace */
   readonly leaseNamespace: string;
   readonly now?: () => number;
+  /** a check that takes longer (an API call that never returns) is given up, so later checks are not blocked */
+  readonly checkTimeoutMs?: number;
 }
 
 export class Reconciler {
@@ -176,7 +178,13 @@ export class Reconciler {
       while (this.pending !== undefined && !this.stopped) {
         const next = this.pending;
         this.pending = undefined;
-        await this.check(next === 'read' ? undefined : next);
+        const limit = this.o.checkTimeoutMs ?? 30_000;
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), limit); });
+        if (await Promise.race([this.check(next === 'read' ? undefined : next), timedOut]) === 'timeout') {
+          this.log.warn({ timeoutMs: limit }, 'reconcile check did not finish (the API server does not answer); going on without it');
+        }
+        clearTimeout(timer);
       }
       this.running = false;
     })();

@@ -103,8 +103,8 @@ export interface K8sStub {
   admission?: AdmissionHook;
   /** call the webhook only for dry-run requests (a webhook reachable for the rehearsal, gone for the real write) */
   admitDryRunOnly?: boolean;
-  /** accepts requests but never answers them (an API server that hangs) */
-  hang?: boolean;
+  /** accepts the requests it matches but never answers them (an API server that hangs) */
+  hang?: (method: string, path: string) => boolean;
   /** stops answering (connections refused, watches cut), keeping its objects */
   pause(): Promise<void>;
   /** answers again on the same port */
@@ -200,7 +200,7 @@ export async function startK8sStub(): Promise<K8sStub> {
     let body: any;
     if (text) body = JSON.parse(text);
     requests.push({ method: req.method ?? '', path: url.pathname + url.search, contentType, body });
-    if (stub.hang) return;
+    if (stub.hang?.(req.method ?? '', url.pathname + url.search)) return;
 
     const r = route(url.pathname);
     if (!r) return send(res, 404, statusBody('status-path-not-found'));

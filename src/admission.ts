@@ -38,6 +38,12 @@ export type ReviewResult =
   | { ok: true; review: AdmissionResponse; decision: Decision; patch?: Operation[] }
   | { ok: false; error: string };
 
+/** A value quoted into an error message, cut short: the message goes to the log and back to the caller. */
+function shown(v: unknown): string {
+  const text = JSON.stringify(v) ?? 'nothing';
+  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
+}
+
 function str(v: unknown): v is string {
   return typeof v === 'string';
 }
@@ -45,16 +51,16 @@ function str(v: unknown): v is string {
 /** Checks the envelope; returns the problem as one sentence, or undefined when the review is usable. */
 export function envelopeProblem(body: unknown): string | undefined {
   if (!isObject(body)) return 'body must be a JSON object (an AdmissionReview)';
-  if (body.kind !== 'AdmissionReview') return `kind must be "AdmissionReview", got ${JSON.stringify(body.kind) ?? 'nothing'}`;
+  if (body.kind !== 'AdmissionReview') return `kind must be "AdmissionReview", got ${shown(body.kind)}`;
   if (!SUPPORTED_VERSIONS.includes(body.apiVersion as never)) {
-    return `apiVersion ${JSON.stringify(body.apiVersion) ?? '(missing)'} is not supported; send ${SUPPORTED_VERSIONS.join(' or ')}`;
+    return `apiVersion ${body.apiVersion === undefined ? '(missing)' : shown(body.apiVersion)} is not supported; send ${SUPPORTED_VERSIONS.join(' or ')}`;
   }
   const req = body.request;
   if (!isObject(req)) return 'request must be an object';
   if (!str(req.uid) || req.uid.length === 0) return 'request.uid must be a non-empty string';
   const k = req.kind;
   if (!isObject(k) || !str(k.group) || !str(k.version) || !str(k.kind)) return 'request.kind must be an object with string group, version and kind';
-  if (!str(req.operation) || !OPERATIONS.has(req.operation)) return `request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, got ${JSON.stringify(req.operation) ?? 'nothing'}`;
+  if (!str(req.operation) || !OPERATIONS.has(req.operation)) return `request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, got ${shown(req.operation)}`;
   if ((req.operation === 'CREATE' || req.operation === 'UPDATE') && !isObject(req.object)) return `request.object must be an object for ${req.operation}`;
   for (const key of ['name', 'namespace', 'subResource'] as const) {
     if (req[key] !== undefined && req[key] !== null && !str(req[key])) return `request.${key} must be a string`;

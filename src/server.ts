@@ -128,11 +128,8 @@ export function buildServer(options: ServerOptions): WebhookServer {
 
   app.post('/mutate', { schema: { response: { 200: reviewReply, '4xx': errorReply } } }, async (request, reply) => {
     const result = review(request.body, mutators);
-    if (!result.ok) {
-      metrics.requests.inc({ kind: 'unknown', operation: 'unknown', outcome: 'invalid' });
-      request.log.warn({ reason: result.error }, 'rejected AdmissionReview');
-      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `invalid AdmissionReview: ${result.error}` });
-    }
+    // one path for every rejection (parser, limits, envelope): the error handler logs, counts and answers it
+    if (!result.ok) throw badRequest(`invalid AdmissionReview: ${result.error}`);
     const d = result.decision;
     const seconds = reply.elapsedTime / 1000;
     metrics.requests.inc({ kind: kindLabel(d.kind), operation: d.operation, outcome: d.outcome });

@@ -241,7 +241,7 @@ t.test('bad input gets a clear 4xx naming the problem', async (t) => {
     t.equal(res.headers['content-type']?.toString().split(';')[0], 'application/json', `${what}: JSON error body`);
     t.match(res.body.message, message, `${what}: message names the problem (${res.body.message})`);
   }
-  const long = await post(s, { ...ok, kind: 'K'.repeat(3000) });
+  const long = await post(s, { ...ok, kind: 'K'.repeat(1000) }); // under this server's 4 KiB body limit
   t.equal(long.status, 400);
   t.ok(long.body.message.length < 200, 'a value quoted into the message is cut short');
   t.match(long.body.message, /got "KKKK.*\.\.\./);

@@ -8,6 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Reconciler } from './reconcile/loop.js';
+import type { LeaseMetadata } from './k8s/client.js';
+import { LEASE_METADATA_ENV, parseLeaseMetadata } from './reconcile/lease.js';
 
 export interface ServeOptions {
   port?: number;
@@ -41,7 +43,7 @@ function ownNamespace(config: Config): string {
   }
 }
 
-async function startReconciler(config: Config, opts: ServeOptions, server: WebhookServer, logger: Logger): Promise<Reconciler | undefined> {
+async function startReconciler(config: Config, opts: ServeOptions, server: WebhookServer, logger: Logger, leaseMetadata: LeaseMetadata): Promise<Reconciler | undefined> {
   if (!config.reconcile.enabled) {
     logger.info('reconcile loop disabled (reconcile.enabled: false)');
     return undefined;
@@ -62,6 +64,7 @@ async function startReconciler(config: Config, opts: ServeOptions, server: Webho
     metrics: server.metrics,
     identity: process.env.POD_NAME || hostname(),
     leaseNamespace: ownNamespace(config),
+    leaseMetadata,
   });
   reconciler.start();
   return reconciler;
@@ -75,6 +78,8 @@ export interface Running {
 }
 
 export async function serve(config: Config, opts: ServeOptions, logger: Logger = createLogger(config.logLevel)): Promise<Running> {
+  // read before listening, so a malformed value stops the start with its message instead of after the port is open
+  const leaseMetadata = parseLeaseMetadata(process.env[LEASE_METADATA_ENV]);
   let pair: KeyPair;
   if (opts.tlsCert && opts.tlsKey) {
     pair = readKeyPair(opts.tlsCert, opts.tlsKey);
@@ -100,7 +105,7 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
       logger.warn({ certFile: opts.tlsCert, reason: err.message }, 'certificate files changed but are not a valid pair yet; keeping the current one');
     }, pair);
   }
-  const reconciler = await startReconciler(config, opts, server, logger);
+  const reconciler = await startReconciler(config, opts, server, logger, leaseMetadata);
   return {
     server,
     port,

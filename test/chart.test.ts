@@ -9,6 +9,7 @@ import { parseArgs, promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../src/config-schema.js';
 import { parseConfigText } from '../src/config.js';
+import { parseLeaseMetadata } from '../src/reconcile/lease.js';
 import { root } from './helpers/fixtures.js';
 import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, type Obj } from './helpers/chart.js';
 
@@ -127,11 +128,17 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     assertSecure(t, 'webhook', pod);
     t.equal(pod.automountServiceAccountToken, true, 'the reconcile loop (on by default) calls the API');
     const c = pod.containers[0];
-    // the reconcile loop's Lease holder identity and the Lease's namespace, from the downward API
-    t.same(c.env, [
+    // the reconcile loop's Lease holder identity and the Lease's namespace, from the downward API; and the metadata of a
+    // Lease it has to recreate: the very labels the chart's Lease carries, and Helm's ownership annotations
+    t.same(c.env.slice(0, 2), [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     ]);
+    t.same(c.env.slice(2).map((e: Obj) => e.name), ['RECONCILE_LEASE_METADATA']);
+    t.same(parseLeaseMetadata(c.env[2].value), {
+      labels: one(objects, 'Lease').metadata.labels,
+      annotations: { 'meta.helm.sh/release-name': RELEASE, 'meta.helm.sh/release-namespace': NS },
+    });
     t.equal(one(objects, 'ServiceAccount', FULL, NS).automountServiceAccountToken, false, 'no token for other pods that might use the ServiceAccount');
     t.match(c.readinessProbe.httpGet, { path: '/readyz', port: 'https', scheme: 'HTTPS' });
     t.match(c.livenessProbe.httpGet, { path: '/healthz', port: 'https', scheme: 'HTTPS' });
@@ -178,7 +185,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       for (const field of ['verbs', 'resources', 'apiGroups', 'resourceNames']) {
         t.notOk((rule[field] ?? []).some((v: string) => v.includes('*')), `${rule.role}: no wildcard in ${field}`);
       }
-      // RBAC cannot restrict create by name; that one rule is limited to Secrets in the release namespace.
+      // RBAC cannot restrict create by name; those rules are limited to Secrets and Leases in the release namespace.
       if (!(rule.verbs.length === 1 && rule.verbs[0] === 'create')) t.ok(rule.resourceNames?.length > 0, `${rule.role}: ${rule.verbs} by resourceNames`);
     }
     t.same(rules.map(({ role, ...r }) => [role, r]).sort(), [
@@ -189,8 +196,9 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       // the reconcile loop: list/watch by name work because it sends fieldSelector metadata.name=<name>
       [`Role/${TARGET_NS}/${FULL}-reconcile`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'list', 'watch', 'patch'] }],
       [`Role/${TARGET_NS}/${FULL}-reconcile`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get', 'list', 'watch', 'patch'] }],
-      // no create: the chart makes the Lease, since RBAC cannot limit create by name
       [`Role/${NS}/${FULL}-reconcile-lease`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mlflow-irsa-webhook-reconcile'], verbs: ['get', 'update'] }],
+      // create only to recreate a deleted Lease: the chart makes it, and RBAC cannot limit create by name
+      [`Role/${NS}/${FULL}-reconcile-lease`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] }],
     ].sort());
     const bindings = [...find(objects, 'RoleBinding'), ...find(objects, 'ClusterRoleBinding')];
     t.same(bindings.map((b) => `${b.kind}/${b.metadata.namespace ?? ''}/${b.metadata.name}`).sort(), [

@@ -8,7 +8,8 @@ import { createLogger } from '../src/log.js';
 import { createMetrics } from '../src/metrics.js';
 import { createCa, createServingCert } from '../src/tls.js';
 import { kubeClient } from '../src/k8s/client.js';
-import { Reconciler } from '../src/reconcile/loop.js';
+import { Reconciler, type ReconcilerOptions } from '../src/reconcile/loop.js';
+import { LeaseElector, parseLeaseMetadata } from '../src/reconcile/lease.js';
 import { serviceAccountPlan } from '../src/mutators/service-account.js';
 import { startK8sStub, k8sFixture } from './helpers/k8s-stub.js';
 import { buildMutators } from '../src/mutators/index.js';
@@ -121,10 +122,10 @@ async function world(t: Test, opts: { webhook?: boolean } = {}) {
   });
   stub.seed(LEASE, k8sFixture('lease'));
   const client = await kubeClient(stub.kubeconfig);
-  const make = (identity: string) => {
+  const make = (identity: string, extra: Partial<ReconcilerOptions> = {}) => {
     const log = logSink();
     const metrics = createMetrics(false);
-    const r = new Reconciler({ config: loopConfig, mutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook', checkTimeoutMs: 1000 });
+    const r = new Reconciler({ config: loopConfig, mutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook', checkTimeoutMs: 1000, ...extra });
     t.teardown(() => r.stop());
     return { r, log, metrics };
   };
@@ -327,20 +328,180 @@ t.test('serve starts the loop only with credentials and reconcile.enabled', asyn
   t.ok(local.lines.some((l) => /reconcile loop not started: not in a pod, and no --kubeconfig given/.test(l.msg)));
 });
 
-t.test('loop: a missing Lease is reported once, then quietly, and nothing is done', async (t) => {
+// ---------------------------------------------------------------------------------------------------------------
+// The Lease: written back whole (labels and Helm's annotations survive), created when missing, and its loss noticed.
+
+const LEASES = '/apis/coordination.k8s.io/v1/namespaces/mlflow-irsa-webhook/leases';
+const chartLease = k8sFixture('lease');
+const leaseMetadata = { labels: chartLease.metadata.labels, annotations: chartLease.metadata.annotations };
+const metadataOf = (o: any) => ({ labels: o.metadata.labels, annotations: o.metadata.annotations });
+
+t.test('the stub replaces the whole object on PUT, as the API server does', async (t) => {
+  // the proof that the Lease tests below can fail: a PUT that leaves labels out loses them
   const w = await world(t);
-  const lease = w.stub.object(LEASE);
-  w.stub.seed(LEASE, undefined);
+  const res = await fetchStub(w.stub, 'PUT', LEASE, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: chartLease.metadata.name, resourceVersion: chartLease.metadata.resourceVersion }, spec: { holderIdentity: 'x' } });
+  t.equal(res.status, 200);
+  const stored = w.stub.object(LEASE);
+  t.same(stored.metadata.labels, undefined, 'labels left out are gone');
+  t.same(stored.metadata.annotations, undefined, 'annotations left out are gone');
+  t.equal(stored.metadata.uid, chartLease.metadata.uid, 'the system fields stay');
+  t.equal((await fetchStub(w.stub, 'PUT', LEASE, { ...stored, metadata: { ...stored.metadata, resourceVersion: '1' } })).status, 409, 'a stale resourceVersion conflicts');
+  t.equal((await fetchStub(w.stub, 'PUT', LEASE, { ...stored, metadata: { ...stored.metadata, name: 'other' } })).status, 400, 'the name must match the URL');
+});
+
+t.test('Lease: labels and annotations survive 10 renewals, a release, and takeovers by other identities', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  const a = w.make('pod-a');
+  const puts = () => w.stub.requests.filter((q) => q.method === 'PUT' && q.path === LEASE);
+  for (let i = 0; i < 10; i++) {
+    await a.r.checkNow();
+    t.same(metadataOf(w.stub.object(LEASE)), leaseMetadata, `renewal ${i + 1} keeps them`);
+  }
+  t.equal(puts().length, 10, 'ten renewals, each a PUT');
+  t.equal(puts()[9].body.metadata.uid, chartLease.metadata.uid, 'the PUT sends back the object as read, not a new one');
+  t.equal(w.stub.object(LEASE).spec.holderIdentity, 'pod-a');
+  t.equal(w.stub.object(LEASE).spec.leaseTransitions, 0, 'taking a Lease nobody held is no transition');
+  await a.r.stop();
+  t.equal(w.stub.object(LEASE).spec.holderIdentity, '', 'released');
+  t.same(metadataOf(w.stub.object(LEASE)), leaseMetadata, 'the release keeps them');
+
+  const b = w.make('pod-b');
+  await b.r.checkNow();
+  t.equal(b.r.isLeader, true, 'pod-b takes the released Lease at once');
+  t.same(metadataOf(w.stub.object(LEASE)), leaseMetadata, 'the takeover keeps them');
+
+  // pod-c takes over from pod-b once pod-b stops renewing, on pod-c's own clock
+  let clock = Date.now();
+  const c = new LeaseElector(w.client, { namespace: 'mlflow-irsa-webhook', name: chartLease.metadata.name, identity: 'pod-c', durationMs: 2000, now: () => clock });
+  t.equal(await c.tick(), 'follow', 'pod-b\'s claim is fresh');
+  clock += 2000;
+  t.equal(await c.tick(), 'acquire', 'and lapses after the lease duration without a change');
+  const taken = w.stub.object(LEASE);
+  t.equal(taken.spec.holderIdentity, 'pod-c');
+  t.equal(taken.spec.leaseTransitions, 1, 'a takeover from another holder counts as a transition');
+  t.same(metadataOf(taken), leaseMetadata, 'the takeover by expiry keeps them');
+  t.equal(taken.metadata.creationTimestamp, chartLease.metadata.creationTimestamp);
+});
+
+t.test('Lease: a 409 on renewal re-reads and retries; only a persistent conflict costs the lead', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
   const a = w.make('pod-a');
   await a.r.checkNow();
+  w.stub.failNext('PUT', LEASE, 'status-conflict');
   await a.r.checkNow();
+  t.equal(a.r.isLeader, true, 'one conflict: read again and renewed');
+  t.notOk(a.log.lines.some((l) => /lost/.test(l.msg)), 'nothing lost');
+  const reads = w.stub.requests.filter((q) => q.method === 'GET' && q.path === LEASE).length;
+  t.equal(reads, 3, 'a read per round, and one more after the conflict');
+  w.stub.failNext('PUT', LEASE, 'status-conflict', 3);
   await a.r.checkNow();
-  const missing = a.log.lines.filter((l) => /Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile does not exist/.test(l.msg));
-  t.equal(missing.length, 3, 'every round notices');
-  t.same(missing.map((l) => l.level), ['warn', 'debug', 'debug'], 'but only the first is a warning');
-  t.equal(w.patches().length, 0, 'no action without the Lease');
-  w.stub.seed(LEASE, lease);
-  await a.r.checkNow();
-  t.equal(a.r.isLeader, true, 'acts once the Lease exists');
-  t.equal(w.patches().length, 1);
+  t.equal(a.r.isLeader, false, 'three conflicts in a row: step down');
+  t.ok(a.log.lines.some((l) => l.level === 'warn' && /lost the race for the Lease/.test(l.msg)));
+  t.ok(a.log.lines.some((l) => l.level === 'warn' && /lost the Lease \(the renewal failed: update lease .*409 Conflict/.test(l.msg)), 'the loss is logged with its cause');
+  t.same(metadataOf(w.stub.object(LEASE)), leaseMetadata);
 });
+
+t.test('Lease: a missing Lease is created with the chart\'s labels; one that may not be created is reported once', async (t) => {
+  const w = await world(t);
+  w.stub.seed(LEASE, undefined);
+  w.stub.failNext('POST', LEASES, 'status-forbidden', 3);
+  const a = w.make('pod-a', { leaseMetadata });
+  for (let i = 0; i < 3; i++) await a.r.checkNow();
+  const denied = a.log.lines.filter((l) => /not allowed to read, renew or create the Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile/.test(l.msg));
+  t.same(denied.map((l) => l.level), ['warn', 'debug', 'debug'], 'every round notices, only the first warns');
+  t.match(denied[0].reason, /create lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile: 403 Forbidden/);
+  t.equal(a.r.isLeader, false);
+  t.equal(w.patches().length, 0, 'no action without the Lease');
+
+  await a.r.checkNow();
+  t.equal(a.r.isLeader, true, 'allowed now: created and leading');
+  const created = w.stub.object(LEASE);
+  t.same(metadataOf(created), leaseMetadata, 'with the chart\'s labels and Helm\'s ownership annotations');
+  t.match(created.spec, { holderIdentity: 'pod-a', leaseDurationSeconds: 2, leaseTransitions: 0, renewTime: /\.\d{6}Z$/, acquireTime: /\.\d{6}Z$/ });
+  t.equal(w.patches().length, 1, 'and acting');
+  await a.r.checkNow();
+  t.same(metadataOf(w.stub.object(LEASE)), leaseMetadata, 'which the next renewal keeps');
+
+  // two replicas finding it missing at once: one creates it, the other's create conflicts, and it reads and follows
+  w.stub.seed(LEASE, undefined);
+  const b = w.make('pod-b', { leaseMetadata });
+  const c = w.make('pod-c', { leaseMetadata });
+  await Promise.all([b.r.checkNow(), c.r.checkNow()]);
+  t.equal([b.r.isLeader, c.r.isLeader].filter(Boolean).length, 1, 'exactly one of them leads');
+});
+
+t.test('Lease: a leader that loses it to another holder logs it, drops the gauge, stops its watch and acting', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  const a = w.make('pod-a');
+  a.r.start();
+  await until('leadership and a watch', () => a.r.isLeader && w.stub.watching('/apis/apps/v1/namespaces/domino-platform/deployments') === 1);
+  t.match(await a.metrics.registry.metrics(), /reconcile_leader 1/);
+  const lease = w.stub.object(LEASE);
+  w.stub.seed(LEASE, { ...lease, metadata: { ...lease.metadata, resourceVersion: '99999' }, spec: { ...lease.spec, holderIdentity: 'pod-c', renewTime: new Date().toISOString().replace('Z', '000Z') } });
+  await until('the loss to be logged', () => a.log.lines.some((l) => /lost the Lease/.test(l.msg)));
+  const lost = a.log.lines.find((l) => /lost the Lease/.test(l.msg));
+  t.equal(lost.level, 'warn');
+  t.match(lost.msg, /taken by pod-c/);
+  t.equal(lost.holder, 'pod-c');
+  t.match(await a.metrics.registry.metrics(), /reconcile_leader 0/);
+  await until('the watch to stop', () => w.stub.watching('/apis/apps/v1/namespaces/domino-platform/deployments') === 0);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
+  await new Promise((res) => setTimeout(res, 1500)); // a poll interval and more
+  t.equal(w.patches().length, 0, 'no longer acting');
+  t.equal(w.stub.object(LEASE).spec.holderIdentity, 'pod-c', 'pod-c\'s fresh claim is respected');
+});
+
+t.test('Lease: a leader whose renewals hang notices the claim lapse, and leads again when they go through', async (t) => {
+  const w = await world(t);
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  const a = w.make('pod-a');
+  a.r.start();
+  const collection = '/apis/apps/v1/namespaces/domino-platform/deployments';
+  await until('leadership and a watch', () => a.r.isLeader && w.stub.watching(collection) === 1);
+  w.stub.hang = (_method, path) => path === LEASE; // the Lease calls never answer: no error, no renewal
+  await until('the loss to be logged', () => a.log.lines.some((l) => /lost the Lease/.test(l.msg)), 5000);
+  const lost = a.log.lines.find((l) => /lost the Lease/.test(l.msg));
+  t.equal(lost.level, 'warn');
+  t.match(lost.msg, /expired: not renewed within 2 s/);
+  t.match(await a.metrics.registry.metrics(), /reconcile_leader 0/);
+  t.equal(a.r.isLeader, false);
+  await until('the watch to stop', () => w.stub.watching(collection) === 0);
+  w.stub.hang = undefined;
+  await until('leading again', () => a.log.lines.filter((l) => /^leading/.test(l.msg)).length === 2, 5000);
+  await until('the watch to resume', () => w.stub.watching(collection) === 1);
+  t.match(await a.metrics.registry.metrics(), /reconcile_leader 1/);
+});
+
+t.test('RECONCILE_LEASE_METADATA: parsed, or refused with the variable, key and rule', async (t) => {
+  t.same(parseLeaseMetadata(undefined), {});
+  t.same(parseLeaseMetadata(''), {});
+  t.same(parseLeaseMetadata(JSON.stringify(leaseMetadata)), leaseMetadata);
+  t.throws(() => parseLeaseMetadata('{'), /RECONCILE_LEASE_METADATA: not valid JSON/);
+  t.throws(() => parseLeaseMetadata('[]'), /RECONCILE_LEASE_METADATA: must be a JSON object/);
+  t.throws(() => parseLeaseMetadata('{"owner":{}}'), /unknown key "owner"/);
+  t.throws(() => parseLeaseMetadata('{"labels":[]}'), /labels must be an object/);
+  t.throws(() => parseLeaseMetadata('{"labels":{"a":1}}'), /labels\.a must be a string/);
+  process.env.RECONCILE_LEASE_METADATA = '{"labels":{"a":1}}';
+  t.teardown(() => { delete process.env.RECONCILE_LEASE_METADATA; });
+  await t.rejects(serve(loopConfig, { port: 0, host: '127.0.0.1' }, quiet()), /RECONCILE_LEASE_METADATA: labels\.a must be a string/, 'serve refuses to start with it');
+});
+
+/** A raw request to the stub, as any API client would send it. */
+async function fetchStub(stub: { url: string }, method: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
+  const { request } = await import('node:https');
+  const { readFileSync } = await import('node:fs');
+  const { parse } = await import('yaml');
+  const ca = Buffer.from(parse(readFileSync((stub as any).kubeconfig, 'utf8')).clusters[0].cluster['certificate-authority-data'], 'base64').toString();
+  return new Promise((resolve, reject) => {
+    const req = request(`${stub.url}${path}`, { method, ca, servername: 'localhost', headers: { 'content-type': 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}

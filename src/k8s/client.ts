@@ -19,6 +19,7 @@ export class KubeApiError extends Error {
 
 export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.status === 404;
 export const isConflict = (err: unknown): boolean => err instanceof KubeApiError && err.status === 409;
+export const isForbidden = (err: unknown): boolean => err instanceof KubeApiError && err.status === 403;
 
 type ApiExceptionClass = typeof import('@kubernetes/client-node').ApiException;
 
@@ -61,9 +62,14 @@ export interface KubeClient {
   readServiceAccount(namespace: string, name: string): Promise<JsonObject>;
   /** JSON merge patch (annotations are a map, so merge and strategic merge agree) */
   patchServiceAccount(namespace: string, name: string, patch: JsonObject): Promise<JsonObject>;
-  readLease(namespace: string, name: string): Promise<LeaseRecord>;
-  /** PUT with the record's resourceVersion: another replica that wrote meanwhile makes it fail with 409 Conflict */
-  replaceLease(namespace: string, name: string, record: LeaseRecord): Promise<LeaseRecord>;
+  readLease(namespace: string, name: string): Promise<Lease>;
+  /**
+   * PUT of the Lease as read with only its spec's election fields replaced, as client-go's LeaseLock does: labels,
+   * annotations, owner references and every other field survive. 409 Conflict when another writer came first.
+   */
+  updateLease(read: Lease, record: LeaseRecord): Promise<Lease>;
+  /** POST of a new Lease with these labels and annotations; 409 AlreadyExists when another replica made it first */
+  createLease(namespace: string, name: string, metadata: LeaseMetadata, record: LeaseRecord): Promise<Lease>;
   /**
    * Watches the one Deployment (fieldSelector metadata.name, which RBAC by resourceName allows) and reports each
    * event's object as plain JSON; `onEnd` runs once when the stream ends or fails. Returns a stop function.
@@ -71,14 +77,31 @@ export interface KubeClient {
   watchDeployment(namespace: string, name: string, onObject: (type: string, object: JsonObject) => void, onEnd: (err?: Error) => void): Promise<() => void>;
 }
 
-/** The coordination.k8s.io/v1 Lease fields leader election uses; times are epoch milliseconds. */
+/** The coordination.k8s.io/v1 Lease spec fields leader election uses; times are epoch milliseconds. */
 export interface LeaseRecord {
   readonly holderIdentity?: string;
   readonly leaseDurationSeconds?: number;
   readonly acquireTime?: number;
   readonly renewTime?: number;
   readonly leaseTransitions?: number;
+}
+
+/** A Lease as read: its election record, and the whole object, which an update writes back with only the record changed. */
+export interface Lease {
+  readonly namespace: string;
+  readonly name: string;
   readonly resourceVersion?: string;
+  readonly record: LeaseRecord;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** the object as the client read it; only the client looks inside */
+  readonly object: unknown;
+}
+
+/** What a Lease the loop creates carries besides its spec: the chart's labels and Helm's ownership annotations. */
+export interface LeaseMetadata {
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -108,13 +131,31 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
   const ms = (d: Date | string | undefined) => (d === undefined || d === null ? undefined : new Date(d).getTime());
   // Lease times are MicroTime: the API server refuses them without six fraction digits, which V1MicroTime writes.
   const micro = (t: number | undefined) => (t === undefined ? undefined : new V1MicroTime(t));
-  const leaseRecord = (l: import('@kubernetes/client-node').V1Lease): LeaseRecord => ({
-    holderIdentity: l.spec?.holderIdentity || undefined,
-    leaseDurationSeconds: l.spec?.leaseDurationSeconds,
-    acquireTime: ms(l.spec?.acquireTime),
-    renewTime: ms(l.spec?.renewTime),
-    leaseTransitions: l.spec?.leaseTransitions,
+  type V1Lease = import('@kubernetes/client-node').V1Lease;
+  const lease = (l: V1Lease): Lease => ({
+    namespace: l.metadata?.namespace ?? '',
+    name: l.metadata?.name ?? '',
     resourceVersion: l.metadata?.resourceVersion,
+    record: {
+      holderIdentity: l.spec?.holderIdentity || undefined,
+      leaseDurationSeconds: l.spec?.leaseDurationSeconds,
+      acquireTime: ms(l.spec?.acquireTime),
+      renewTime: ms(l.spec?.renewTime),
+      leaseTransitions: l.spec?.leaseTransitions,
+    },
+    labels: { ...l.metadata?.labels },
+    annotations: { ...l.metadata?.annotations },
+    object: l,
+  });
+  // The record's fields replace the spec's election fields (an absent one is cleared, as client-go does); other spec
+  // fields (strategy, preferredHolder) stay as read.
+  const leaseSpec = (spec: V1Lease['spec'], r: LeaseRecord): V1Lease['spec'] => ({
+    ...spec,
+    holderIdentity: r.holderIdentity,
+    leaseDurationSeconds: r.leaseDurationSeconds,
+    acquireTime: micro(r.acquireTime),
+    renewTime: micro(r.renewTime),
+    leaseTransitions: r.leaseTransitions,
   });
   // The generated patch call picks application/json-patch+json by default; this header option overrides it.
   const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
@@ -137,22 +178,23 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
       plain(await call(`get serviceaccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name }))),
     patchServiceAccount: async (namespace, name, body) =>
       plain(await call(`patch serviceaccount ${namespace}/${name}`, () => core.patchNamespacedServiceAccount({ namespace, name, body }, mergePatch))),
-    readLease: async (namespace, name) => leaseRecord(await call(`get lease ${namespace}/${name}`, () => coordination.readNamespacedLease({ namespace, name }))),
-    replaceLease: async (namespace, name, r) =>
-      leaseRecord(await call(`update lease ${namespace}/${name}`, () => coordination.replaceNamespacedLease({
+    readLease: async (namespace, name) => lease(await call(`get lease ${namespace}/${name}`, () => coordination.readNamespacedLease({ namespace, name }))),
+    updateLease: async (read, r) => {
+      const object = read.object as V1Lease;
+      return lease(await call(`update lease ${read.namespace}/${read.name}`, () => coordination.replaceNamespacedLease({
+        namespace: read.namespace,
+        name: read.name,
+        body: { ...object, spec: leaseSpec(object.spec, r) },
+      })));
+    },
+    createLease: async (namespace, name, metadata, r) =>
+      lease(await call(`create lease ${namespace}/${name}`, () => coordination.createNamespacedLease({
         namespace,
-        name,
         body: {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
-          metadata: { name, namespace, resourceVersion: r.resourceVersion },
-          spec: {
-            holderIdentity: r.holderIdentity,
-            leaseDurationSeconds: r.leaseDurationSeconds,
-            acquireTime: micro(r.acquireTime),
-            renewTime: micro(r.renewTime),
-            leaseTransitions: r.leaseTransitions,
-          },
+          metadata: { name, namespace, labels: { ...metadata.labels }, annotations: { ...metadata.annotations } },
+          spec: leaseSpec({}, r),
         },
       }))),
     watchDeployment: async (namespace, name, onObject, onEnd) => {

@@ -5,14 +5,15 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Mutators, JsonObject } from '../mutators/index.js';
-import { isConflict, isNotFound, retryOnConflict, type KubeClient } from '../k8s/client.js';
+import type { LeaseMetadata } from '../k8s/client.js';
+import { isConflict, isForbidden, isNotFound, retryOnConflict, type KubeClient } from '../k8s/client.js';
 import { restartPatch } from '../k8s/restart-target.js';
 import { serviceAccountPlan } from '../mutators/service-account.js';
 import { decideRepair, initialRepairState, lacksMutation, rolloutInProgress, type RepairState } from './decide.js';
 import { LeaseElector } from './lease.js';
 
 export type ReconcileApi = Pick<KubeClient,
-  'readDeployment' | 'patchDeployment' | 'readServiceAccount' | 'patchServiceAccount' | 'readLease' | 'replaceLease' | 'watchDeployment'>;
+  'readDeployment' | 'patchDeployment' | 'readServiceAccount' | 'patchServiceAccount' | 'readLease' | 'updateLease' | 'createLease' | 'watchDeployment'>;
 
 export interface ReconcilerOptions {
   readonly config: Config;
@@ -24,6 +25,8 @@ export interface ReconcilerOptions {
   readonly identity: string;
   /** where the Lease lives: the webhook's own namespace */
   readonly leaseNamespace: string;
+  /** labels and annotations of the Lease when the loop has to create it (the chart's, so Helm can adopt it) */
+  readonly leaseMetadata?: LeaseMetadata;
   readonly now?: () => number;
   /** a check that takes longer (an API call that never returns) is given up, so later checks are not blocked */
   readonly checkTimeoutMs?: number;
@@ -44,6 +47,10 @@ export class Reconciler {
   private stopped = false;
   private readonly annotations: Readonly<Record<string, string>>;
   private lastLeaseError?: string;
+  /** what the loop last acted on: leading (watch running, checks acting) or not */
+  private leading = false;
+  /** fires when our claim would lapse, so a leader whose renewals hang notices it stopped leading */
+  private expiry?: NodeJS.Timeout;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.now = o.now ?? Date.now;
@@ -54,6 +61,7 @@ export class Reconciler {
       name: o.config.reconcile.leaseName,
       identity: o.identity,
       durationMs: o.config.reconcile.leaseDurationSeconds * 1000,
+      metadata: o.leaseMetadata,
       now: this.now,
     });
   }
@@ -79,6 +87,8 @@ export class Reconciler {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    clearTimeout(this.expiry);
+    this.leading = false;
     this.endWatch();
     // a check stuck on an unanswered API call must not hold up shutdown: the drain has its own deadline
     await Promise.race([this.checking, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
@@ -95,15 +105,13 @@ export class Reconciler {
 
   private async leaseTick(): Promise<void> {
     if (this.stopped) return;
-    const was = this.elector.isLeader;
     try {
       await this.elector.tick();
       this.lastLeaseError = undefined;
     } catch (err) {
       if (isConflict(err)) this.elector.stepDown();
-      const r = this.o.config.reconcile;
       const msg = isConflict(err) ? 'lost the race for the Lease'
-        : isNotFound(err) ? `Lease ${this.o.leaseNamespace}/${r.leaseName} does not exist (the Helm chart creates it); not acting until it does`
+        : isForbidden(err) ? `not allowed to read, renew or create the Lease ${this.leaseRef} (the chart's Role grants it: helm upgrade restores it); not acting`
           : 'could not read or renew the Lease';
       // the same failure every few seconds (no RBAC, API down) is logged once at warn, then at debug until it changes
       const reason = (err as Error).message;
@@ -111,18 +119,36 @@ export class Reconciler {
       else this.log.debug({ reason }, msg);
       this.lastLeaseError = reason;
     }
-    this.afterLeaseTick(was);
+    this.noteLeadership();
   }
 
-  private afterLeaseTick(was: boolean): void {
+  private get leaseRef(): string {
+    return `${this.o.leaseNamespace}/${this.o.config.reconcile.leaseName}`;
+  }
+
+  /** Acts on a change of leadership: after every Lease round, and when our claim lapses without a renewal. */
+  private noteLeadership(): void {
+    if (this.stopped) return;
     const is = this.elector.isLeader;
     this.o.metrics.leader.set(is ? 1 : 0);
-    if (is && !was) {
+    clearTimeout(this.expiry);
+    if (is) {
+      // +1 ms: at exactly leaderUntil the claim has lapsed (isLeader compares with <)
+      this.expiry = setTimeout(() => this.noteLeadership(), Math.max(0, (this.elector.leaderUntil ?? 0) - this.now()) + 1);
+      this.expiry.unref();
+    }
+    if (is && !this.leading) {
       this.log.info({ identity: this.o.identity }, 'leading: this replica now checks and repairs the target');
+      this.leading = true;
       this.beginWatch();
       this.request('read');
-    } else if (!is && was) {
-      this.log.info({ holder: this.elector.holder ?? null }, 'no longer leading: not acting');
+    } else if (!is && this.leading) {
+      this.leading = false;
+      const holder = this.elector.holder;
+      const how = holder && holder !== this.o.identity ? `taken by ${holder}`
+        : this.lastLeaseError ? `the renewal failed: ${this.lastLeaseError}`
+          : `expired: not renewed within ${this.o.config.reconcile.leaseDurationSeconds} s, the API server did not answer`;
+      this.log.warn({ lease: this.leaseRef, holder: holder ?? null }, `lost the Lease (${how}); not acting until it is regained`);
       this.endWatch();
     }
   }

@@ -97,12 +97,14 @@ export interface K8sStub {
   /** stores an object at its item path, as if created earlier (undefined: deletes it) */
   seed(path: string, object: any): void;
   object(path: string): any;
-  /** answers the next `times` requests of this method and path (query included) with the recorded Status fixture, before any other logic */
+  /** answers the next `times` requests of this method and path (query included) with the recorded Status fixture (and its code), before any other logic */
   failNext(method: string, path: string, fixture: string, times?: number): void;
   /** the API server calls this webhook on Deployment writes (unset: none is called, as with failurePolicy Ignore and no webhook) */
   admission?: AdmissionHook;
   /** call the webhook only for dry-run requests (a webhook reachable for the rehearsal, gone for the real write) */
   admitDryRunOnly?: boolean;
+  /** open watch streams on this collection path */
+  watching(collection: string): number;
   /** accepts the requests it matches but never answers them (an API server that hangs) */
   hang?: (method: string, path: string) => boolean;
   /** stops answering (connections refused, watches cut), keeping its objects */
@@ -190,6 +192,7 @@ export async function startK8sStub(): Promise<K8sStub> {
     failNext(method, path, fixture, times = 1) {
       failures.push({ method, path, fixture, times });
     },
+    watching: (collection) => [...watchers].filter((w) => w.collection === collection).length,
     close: async () => {},
   };
 
@@ -208,7 +211,8 @@ export async function startK8sStub(): Promise<K8sStub> {
     const failure = failures.find((f) => f.method === req.method && f.path === url.pathname + url.search && f.times > 0);
     if (failure) {
       failure.times--;
-      return send(res, 409, statusBody(failure.fixture, r.resource, r.group, r.name ?? body?.metadata?.name));
+      const status = statusBody(failure.fixture, r.resource, r.group, r.name ?? body?.metadata?.name);
+      return send(res, status.code, status);
     }
     const current = r.name ? objects.get(r.path) : undefined;
     const notFound = () => send(res, 404, statusBody('status-not-found', r.resource, r.group, r.name));
@@ -257,11 +261,18 @@ export async function startK8sStub(): Promise<K8sStub> {
       }
       case 'PUT': {
         if (!current) return notFound();
+        if (body?.metadata?.name !== r.name) {
+          return send(res, 400, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'BadRequest', code: 400,
+            message: `the name of the object (${body?.metadata?.name}) does not match the name on the URL (${r.name})` });
+        }
         // Optimistic concurrency: a PUT naming an old resourceVersion is refused, as the real API server does.
-        if (body.metadata?.resourceVersion && body.metadata.resourceVersion !== current.metadata.resourceVersion) {
+        if (body.metadata.resourceVersion && body.metadata.resourceVersion !== current.metadata.resourceVersion) {
           return send(res, 409, statusBody('status-conflict', r.resource, r.group, r.name));
         }
-        return store(body, 'UPDATE', 200, r.path);
+        // A PUT replaces the whole object: labels, annotations and spec fields it leaves out are gone. Only the system
+        // fields the API server owns (uid, creationTimestamp) are kept from the stored object, as the real one does.
+        const { uid, creationTimestamp } = current.metadata;
+        return store({ ...body, metadata: { ...body.metadata, uid, creationTimestamp } }, 'UPDATE', 200, r.path);
       }
       case 'PATCH': {
         if (!current) return notFound();

@@ -79,8 +79,12 @@ function readValuesFile(file: string): Values {
   return doc;
 }
 
-/** The Config the chart would render from these values files (in `helm -f` order), validated like any config file. */
-export function loadChartValues(files: readonly string[]): Config {
+/**
+ * The config file the chart renders from these values files (in `helm -f` order), as a document: the merged values
+ * coalesced over the chart's defaults, its config keys that are set. Refuses what Helm's schema check would refuse
+ * before rendering: unknown top-level keys, and a null left where there was no default to remove.
+ */
+export function renderChartConfig(files: readonly string[]): Values {
   const source = files.join(', ');
   const merged = files.map(readValuesFile).reduce(mergeValues, {});
   const unknown = Object.keys(merged).filter((k) => !chartValueKeys.includes(k));
@@ -88,15 +92,20 @@ export function loadChartValues(files: readonly string[]): Config {
     throw new ValuesError(source, unknown.map((k) => `${k}: unknown key; neither a config key nor one of the chart's values (charts/mlflow-irsa-webhook/values.yaml lists them)`));
   }
   const values = coalesceValues(merged, chartConfigDefaults);
-  // a null that removed no default is still there, and Helm's schema check refuses it before the chart renders
   const nulls = Object.keys(configSchema.properties).filter((k) => values[k] === null);
   if (nulls.length > 0) {
     throw new ValuesError(source, nulls.map((k) => `${k}: null is not allowed here (null removes a chart default, and the chart has none for ${k}; leave the key out)`));
   }
+  return renderedConfig(values);
+}
+
+/** The Config the chart would render from these values files, validated like any config file. */
+export function loadChartValues(files: readonly string[]): Config {
+  const document = renderChartConfig(files);
   try {
-    return parseConfig(renderedConfig(values), source);
+    return parseConfig(document, files.join(', '));
   } catch (err) {
-    if (err instanceof ConfigError) throw new ValuesError(source, err.problems);
+    if (err instanceof ConfigError) throw new ValuesError(files.join(', '), err.problems);
     throw err;
   }
 }

@@ -10,9 +10,9 @@ import { ConfigError, parseConfig, type Config } from './config.js';
 import { configSchema } from './config-schema.js';
 import { chartConfigDefaults, chartValueKeys } from './chart-values.gen.js';
 
-export type Values = Record<string, unknown>;
+export type HelmValues = Record<string, unknown>;
 
-const isTable = (v: unknown): v is Values => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isTable = (v: unknown): v is HelmValues => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** A problem in the values files, worded for them (the keys are the values' keys, which the config keys are too). */
 export class ValuesError extends ConfigError {
@@ -26,8 +26,8 @@ export class ValuesError extends ConfigError {
  * `helm -f a -f b`: b over a, tables merged key by key, anything else (lists too) replaced. A null is kept here;
  * coalescing over the defaults then removes the key, so a later file can unset a default.
  */
-export function mergeValues(a: Values, b: Values): Values {
-  const out: Values = { ...a };
+export function mergeValues(a: HelmValues, b: HelmValues): HelmValues {
+  const out: HelmValues = { ...a };
   for (const [key, value] of Object.entries(b)) {
     const prev = out[key];
     out[key] = isTable(value) && isTable(prev) ? mergeValues(prev, value) : value;
@@ -41,26 +41,26 @@ export function mergeValues(a: Values, b: Values): Values {
  * all; a default table the user replaced by a scalar (or the reverse) keeps the user's value, as Helm does (with a
  * warning there). Returns a new object; neither input is changed.
  */
-export function coalesceValues(user: Values, defaults: Values): Values {
-  const out: Values = { ...user };
+export function coalesceValues(user: HelmValues, defaults: HelmValues): HelmValues {
+  const out: HelmValues = { ...user };
   for (const [key, fallback] of Object.entries(defaults)) {
     if (!(key in out)) out[key] = structuredClone(fallback);
     else if (out[key] === null) delete out[key];
-    else if (isTable(out[key]) && isTable(fallback)) out[key] = coalesceValues(out[key] as Values, fallback);
+    else if (isTable(out[key]) && isTable(fallback)) out[key] = coalesceValues(out[key] as HelmValues, fallback);
   }
   return out;
 }
 
 /** The chart's config file (templates/_helpers.tpl "mlflow-irsa-webhook.config"): the config keys set and not null. */
-export function renderedConfig(values: Values): Values {
-  const config: Values = {};
+export function renderedConfig(values: HelmValues): HelmValues {
+  const config: HelmValues = {};
   for (const key of Object.keys(configSchema.properties)) {
     if (values[key] !== undefined && values[key] !== null) config[key] = values[key];
   }
   return config;
 }
 
-function readValuesFile(file: string): Values {
+function readValuesFile(file: string): HelmValues {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -84,7 +84,7 @@ function readValuesFile(file: string): Values {
  * coalesced over the chart's defaults, its config keys that are set. Refuses what Helm's schema check would refuse
  * before rendering: unknown top-level keys, and a null left where there was no default to remove.
  */
-export function renderChartConfig(files: readonly string[]): Values {
+export function renderChartConfig(files: readonly string[]): HelmValues {
   const source = files.join(', ');
   const merged = files.map(readValuesFile).reduce(mergeValues, {});
   const unknown = Object.keys(merged).filter((k) => !chartValueKeys.includes(k));

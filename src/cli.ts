@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Command-line entry: parses arguments, loads the one config, and hands over to the command's module.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config.js';
-import { UsageError, type CommandModule } from './command.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { loadChartValues } from './chart-values.js';
+import { UsageError, type CommandModule, type Values } from './command.js';
 
 /** Each command lives in its own module, loaded only when run, so `serve` never loads pg or the Kubernetes client. */
 const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
@@ -17,11 +18,26 @@ function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
   return [
     'usage: mlflow-irsa-webhook <command> --config FILE [options]',
+    '       mlflow-irsa-webhook iam-policy --values FILE [options]   (the Helm chart\'s values instead of --config)',
     '       mlflow-irsa-webhook <command> --help',
     '',
     'commands:',
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
   ].join('\n');
+}
+
+/**
+ * The one config: from --config FILE, or, for a command that reads the chart's values, from --values FILE... rendered
+ * as the chart renders its config file. Never both: two sources that could disagree are refused, not merged.
+ */
+function commandConfig(values: Values, valuesFiles: string[] | undefined, readsChartValues: boolean): Config {
+  const configFile = values.config as string | undefined;
+  if (configFile !== undefined && valuesFiles !== undefined) {
+    throw new UsageError('--config and --values are mutually exclusive: give the program\'s config file, or the chart\'s values file(s) it is rendered from, not both');
+  }
+  if (valuesFiles !== undefined) return loadChartValues(valuesFiles);
+  if (configFile === undefined) throw new UsageError(readsChartValues ? '--config FILE or --values FILE is required' : '--config FILE is required');
+  return loadConfig(configFile);
 }
 
 /** Returns the exit code (0 ok, 1 failure, 2 bad usage or config), or undefined for a command that keeps running. */
@@ -42,15 +58,20 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return 0;
   }
   try {
-    const { values, positionals } = parseArgs({
+    const readsChartValues = command.readsChartValues === true;
+    const { values: parsed, positionals } = parseArgs({
       args: rest,
-      options: { config: { type: 'string', short: 'c' }, ...command.options },
+      options: {
+        config: { type: 'string', short: 'c' },
+        ...(readsChartValues ? { values: { type: 'string', short: 'f', multiple: true } } : {}),
+        ...command.options,
+      },
       strict: true,
       allowPositionals: command.allowPositionals ?? false,
     });
-    if (!values.config) throw new UsageError('--config FILE is required');
-    const config = loadConfig(values.config as string);
-    return await command.run({ values: values as Record<string, string | boolean | undefined>, positionals, config });
+    const { values: valuesFiles, ...values } = parsed as Values & { values?: string[] };
+    const config = commandConfig(values, valuesFiles, readsChartValues);
+    return await command.run({ values, positionals, config });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

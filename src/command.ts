@@ -19,6 +19,8 @@ export interface CommandModule {
   readonly usage: string;
   readonly options: NonNullable<ParseArgsConfig['options']>;
   readonly allowPositionals?: boolean;
+  /** true when the command also takes its config from the Helm chart's values files (--values), as iam-policy does */
+  readonly readsChartValues?: boolean;
   /** exit code, or undefined for a command that keeps the process running (serve) */
   run(args: CommandArgs): Promise<number | undefined>;
 }

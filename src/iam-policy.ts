@@ -1,7 +1,7 @@
 // The `iam-policy` command: the least-privilege IAM trust policy, S3 permissions policy and `aws iam` commands for the role.
 //
-// The documents are built by pure functions from (config, OIDC provider, prefix) so tests compare them with hand-written
-// expectations; printing (JSON or a shell script) is a separate step.
+// The documents are built by pure functions from (config, OIDC provider, prefix, KMS key) so tests compare them with
+// hand-written expectations and judge them with an IAM policy evaluator; printing (JSON or a shell script) is a separate step.
 import { stringOption, UsageError, type CommandArgs } from './command.js';
 import type { Config } from './config.js';
 
@@ -34,6 +34,15 @@ export interface RoleRef {
   readonly name: string;
 }
 
+/** The SSE-KMS key of the bucket, from --kms-key-arn. */
+export interface KmsKeyRef {
+  readonly arn: string;
+  readonly partition: string;
+  /** the key's region, which is the bucket's: S3 uses only keys in the bucket's own region */
+  readonly region: string;
+  readonly account: string;
+}
+
 export interface IamPlan {
   readonly role: RoleRef;
   /** host/path without scheme, e.g. oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE */
@@ -41,6 +50,7 @@ export interface IamPlan {
   readonly bucket: string;
   /** the key prefix objects are confined to, without slashes at either end; "" for the whole bucket */
   readonly objectPrefix: string;
+  readonly kmsKey?: KmsKeyRef;
   readonly trustPolicy: PolicyDocument;
   readonly permissionsPolicy: PolicyDocument;
   readonly policyName: string;
@@ -50,13 +60,42 @@ export interface IamPlan {
   readonly notes: readonly string[];
 }
 
-/** A bad --oidc-provider or --prefix: the CLI turns it into exit 2 with the usage line. */
+/** A bad --oidc-provider, --prefix or --kms-key-arn: the CLI turns it into exit 2 with the usage line. */
 export class IamInputError extends UsageError {}
 
 const PROVIDER_RULE = 'oidc.eks.<region>.amazonaws.com[.cn]/id/<32 upper-case letters or digits>, optionally with https://';
 const PROVIDER = /^oidc\.eks\.([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-[0-9]+)\.(amazonaws\.com(?:\.cn)?)\/id\/([0-9A-Z]{32})$/;
 const ROLE_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role(\/(?:.*\/)?)([^/]+)$/;
 const PREFIX = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const KMS_KEY_RULE = 'arn:<partition>:kms:<region>:<12-digit account>:key/<key id>, the id a UUID or mrk-<32 hex digits>';
+const KMS_ARN = /^arn:(aws|aws-cn|aws-us-gov):kms:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-[0-9]+):([0-9]{12}):(key|alias)\/(.+)$/;
+const KMS_KEY_ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
+
+/**
+ * Every action the policies grant, with the client calls that need it (S3 authorises several API calls by one
+ * action: the multipart calls by s3:PutObject, HeadObject by s3:GetObject, DeleteObjects by s3:DeleteObject per key).
+ * docs/security.md lists the same, and a test keeps the two in step.
+ */
+export const ACTION_CALLS = {
+  's3:ListBucket': 'ListObjectsV2: MLflow list_artifacts (Prefix <run>/artifacts/, Delimiter /) and delete_artifacts (Prefix <run>/artifacts, no trailing /)',
+  's3:GetBucketLocation': 'GetBucketLocation: clients that look up the bucket\'s region before the first request (aws s3, boto3 without a region)',
+  's3:ListBucketMultipartUploads': 'ListMultipartUploads: finding incomplete uploads to abort (aws s3api list-multipart-uploads); whole-bucket grants only',
+  's3:GetObject': 'GetObject, HeadObject: boto3 download_file (MLflow download_artifacts, the UI\'s artifact view, model loading)',
+  's3:PutObject': 'PutObject, and CreateMultipartUpload, UploadPart, CompleteMultipartUpload: boto3 upload_file (multipart above 8 MB) and MLflow\'s proxied multipart upload',
+  's3:DeleteObject': 'DeleteObjects: MLflow delete_artifacts (run deletion, mlflow gc)',
+  's3:AbortMultipartUpload': 'AbortMultipartUpload: boto3 upload_file after a failed part, MLflow abort_multipart_upload; without it the parts stay, billed and invisible',
+  's3:ListMultipartUploadParts': 'ListParts: the parts of one upload, to resume or inspect it (aws s3api list-parts)',
+  'kms:GenerateDataKey': 'with --kms-key-arn, via S3 only: PutObject and CreateMultipartUpload on an SSE-KMS bucket (a new data key per object)',
+  'kms:Decrypt': 'with --kms-key-arn, via S3 only: GetObject, and UploadPart/CompleteMultipartUpload (later parts reuse the upload\'s data key)',
+} as const;
+
+export type GrantedAction = keyof typeof ACTION_CALLS;
+
+// The actions per resource. kms:Encrypt, kms:ReEncrypt* and kms:DescribeKey are not among them: S3 encrypts with the
+// data key it generated and never calls them for object reads and writes.
+const BUCKET_ACTIONS: GrantedAction[] = ['s3:ListBucket', 's3:GetBucketLocation', 's3:ListBucketMultipartUploads'];
+const OBJECT_ACTIONS: GrantedAction[] = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'];
+const KMS_ACTIONS: GrantedAction[] = ['kms:Decrypt', 'kms:GenerateDataKey'];
 
 /** The partition a region belongs to, for the regions the config schema's roleArn pattern can name. */
 function partitionOf(region: string, domain: string): string {
@@ -87,6 +126,22 @@ export function normaliseOidcProvider(value: string, partition?: string): string
     throw new IamInputError(`--oidc-provider ${JSON.stringify(value)} is in partition ${own}, but roleArn is in ${partition}; the provider and the role must be in one partition`);
   }
   return provider;
+}
+
+/**
+ * Parses --kms-key-arn: a key ARN (an alias ARN in an IAM policy's Resource never matches the key it names), in the
+ * role's partition.
+ */
+export function parseKmsKeyArn(value: string, partition: string): KmsKeyRef {
+  const m = KMS_ARN.exec(value.trim());
+  if (m && m[4] === 'alias') {
+    throw new IamInputError(`--kms-key-arn ${JSON.stringify(value)} is an alias ARN; an IAM policy grants a key only by its key ARN (aws kms describe-key --key-id ${m[4]}/${m[5]} --query KeyMetadata.Arn)`);
+  }
+  if (!m || !KMS_KEY_ID.test(m[5])) throw new IamInputError(`--kms-key-arn ${JSON.stringify(value)} is not a KMS key ARN (${KMS_KEY_RULE})`);
+  if (m[1] !== partition) {
+    throw new IamInputError(`--kms-key-arn ${JSON.stringify(value)} is in partition ${m[1]}, but roleArn is in ${partition}; the key and the role must be in one partition`);
+  }
+  return { arn: value.trim(), partition: m[1], region: m[2], account: m[3] };
 }
 
 /** Bucket and key prefix (no slashes at the ends) of an s3:// URI. */
@@ -138,26 +193,34 @@ export function trustPolicy(role: RoleRef, oidcProvider: string, config: Config)
 /**
  * What the role may do in S3, split by resource: bucket-level actions match only the bucket ARN, object actions only
  * object ARNs (the procedure's `s3:*` on the bucket ARN matched no object at all). When objects are confined to a
- * prefix, listing is confined to it too (s3:prefix); GetBucketLocation does not carry s3:prefix, so it gets its own
- * unconditioned statement rather than being denied by the condition.
+ * prefix, listing is confined to it too (s3:prefix). GetBucketLocation and ListBucketMultipartUploads carry no
+ * s3:prefix, so the condition would deny them always: GetBucketLocation (harmless, it names a region) gets its own
+ * unconditioned statement, and ListBucketMultipartUploads (it would list in-progress keys of the whole bucket) is left
+ * out; the lifecycle rule in the operator guide cleans incomplete uploads instead. With an SSE-KMS key, S3 may use it
+ * on the role's behalf, and only S3 in the key's (the bucket's) region: kms:ViaService keeps a stolen session from
+ * decrypting with the key directly.
  */
-export function permissionsPolicy(partition: string, bucket: string, prefix: string): PolicyDocument {
+export function permissionsPolicy(partition: string, bucket: string, prefix: string, kmsKey?: KmsKeyRef): PolicyDocument {
   const bucketArn = `arn:${partition}:s3:::${bucket}`;
-  const objects = { Sid: 'ReadWriteArtifactObjects', Effect: 'Allow' as const, Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], Resource: `${bucketArn}/${prefix ? `${prefix}/` : ''}*` };
-  if (prefix === '') {
-    return {
-      Version: POLICY_VERSION,
-      Statement: [{ Sid: 'ListArtifactBucket', Effect: 'Allow', Action: ['s3:ListBucket', 's3:GetBucketLocation'], Resource: bucketArn }, objects],
-    };
-  }
-  return {
-    Version: POLICY_VERSION,
-    Statement: [
+  const objects: PolicyStatement = { Sid: 'ReadWriteArtifactObjects', Effect: 'Allow', Action: [...OBJECT_ACTIONS], Resource: `${bucketArn}/${prefix ? `${prefix}/` : ''}*` };
+  const statements: PolicyStatement[] = prefix === ''
+    ? [{ Sid: 'ListArtifactBucket', Effect: 'Allow', Action: [...BUCKET_ACTIONS], Resource: bucketArn }, objects]
+    : [
       { Sid: 'LocateArtifactBucket', Effect: 'Allow', Action: 's3:GetBucketLocation', Resource: bucketArn },
       { Sid: 'ListArtifactPrefix', Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn, Condition: { StringLike: { 's3:prefix': `${prefix}/*` } } },
       objects,
-    ],
-  };
+    ];
+  if (kmsKey) {
+    statements.push({
+      Sid: 'UseArtifactBucketKeyViaS3',
+      Effect: 'Allow',
+      Action: [...KMS_ACTIONS],
+      Resource: kmsKey.arn,
+      // "<service>.<region>.amazonaws.com" in every partition, China's included (AWS KMS developer guide, kms:ViaService)
+      Condition: { StringEquals: { 'kms:ViaService': `s3.${kmsKey.region}.amazonaws.com` } },
+    });
+  }
+  return { Version: POLICY_VERSION, Statement: statements };
 }
 
 /** The aws CLI calls that create the role with the trust policy and attach the S3 policy inline. */
@@ -171,12 +234,26 @@ export function awsCommands(role: RoleRef, policyName: string): string[][] {
   ];
 }
 
-export function iamPlan(config: Config, oidcProvider: string, prefix?: string): IamPlan {
+export interface IamOptions {
+  /** --prefix */
+  readonly prefix?: string;
+  /** --kms-key-arn */
+  readonly kmsKeyArn?: string;
+}
+
+export function iamPlan(config: Config, oidcProvider: string, options: IamOptions = {}): IamPlan {
   const role = parseRoleArn(config.roleArn);
   const provider = normaliseOidcProvider(oidcProvider, role.partition);
   const { bucket } = splitS3Uri(config.artifactsDestination);
-  const objPrefix = objectPrefix(config, prefix);
+  const objPrefix = objectPrefix(config, options.prefix);
+  const kmsKey = options.kmsKeyArn === undefined ? undefined : parseKmsKeyArn(options.kmsKeyArn, role.partition);
   const notes: string[] = [];
+  if (kmsKey && kmsKey.account !== role.account) {
+    notes.push(`the KMS key is in account ${kmsKey.account}, the role in ${role.account}: the key's own key policy must also allow ${role.arn} kms:Decrypt and kms:GenerateDataKey`);
+  }
+  if (kmsKey && config.region !== undefined && config.region !== kmsKey.region) {
+    notes.push(`the KMS key is in ${kmsKey.region} but region is ${config.region}; S3 encrypts only with a key in the bucket's own region, so check which region the bucket is in`);
+  }
   if (config.trigger.mode === 'custom-location') {
     const reach = `s3://${bucket}/${objPrefix ? `${objPrefix}/` : ''}`;
     for (const allowed of config.trigger.allowedLocationPrefixes) {
@@ -190,8 +267,9 @@ export function iamPlan(config: Config, oidcProvider: string, prefix?: string): 
     oidcProvider: provider,
     bucket,
     objectPrefix: objPrefix,
+    kmsKey,
     trustPolicy: trustPolicy(role, provider, config),
-    permissionsPolicy: permissionsPolicy(role.partition, bucket, objPrefix),
+    permissionsPolicy: permissionsPolicy(role.partition, bucket, objPrefix, kmsKey),
     policyName: POLICY_NAME,
     commands: awsCommands(role, POLICY_NAME),
     notes,
@@ -242,15 +320,23 @@ export function renderAwsCli(plan: IamPlan): string {
   return `${lines.join('\n')}\n`;
 }
 
-export const usage = '--config FILE --oidc-provider oidc.eks.<region>.amazonaws.com/id/<ID> [--format json|aws-cli] [--prefix PREFIX]\n'
+export const usage = '(--config FILE | --values FILE...) --oidc-provider oidc.eks.<region>.amazonaws.com/id/<ID> [--prefix PREFIX] [--kms-key-arn ARN] [--format json|aws-cli]\n'
+  + '  --config, -c     the program\'s config file\n'
+  + '  --values, -f     instead of --config: the Helm chart\'s values file, as given to helm install -f; repeat it for\n'
+  + '                   several files (later ones win), and the policies match the config the chart renders from them\n'
   + '  --oidc-provider  the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer), https:// optional\n'
-  + '  --format         json (default): both policies, the role and the commands; aws-cli: a sh script that creates the role\n'
-  + '  --prefix         confine object access (and listing) to <bucket>/<PREFIX>/; must lie inside artifactsDestination';
+  + '  --prefix         confine object access (and listing) to <bucket>/<PREFIX>/; must lie inside artifactsDestination\n'
+  + '  --kms-key-arn    the bucket\'s SSE-KMS key (arn:<partition>:kms:<region>:<account>:key/<id>): grants kms:Decrypt and\n'
+  + '                   kms:GenerateDataKey on that key, only through S3 in the key\'s region\n'
+  + '  --format         json (default): both policies, the role and the commands; aws-cli: a sh script that creates the role';
+
+export const readsChartValues = true;
 
 export const options = {
   'oidc-provider': { type: 'string' as const },
   format: { type: 'string' as const },
   prefix: { type: 'string' as const },
+  'kms-key-arn': { type: 'string' as const },
 };
 
 export async function run({ values, config }: CommandArgs): Promise<number> {
@@ -258,7 +344,7 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
   if (provider === undefined) throw new UsageError('--oidc-provider is required');
   const format = stringOption(values, 'format') ?? 'json';
   if (format !== 'json' && format !== 'aws-cli') throw new UsageError(`--format ${JSON.stringify(format)} is not one of json, aws-cli`);
-  const plan = iamPlan(config, provider, stringOption(values, 'prefix'));
+  const plan = iamPlan(config, provider, { prefix: stringOption(values, 'prefix'), kmsKeyArn: stringOption(values, 'kms-key-arn') });
   for (const note of plan.notes) process.stderr.write(`iam-policy: note: ${note}\n`);
   process.stdout.write(format === 'json' ? renderJson(plan) : renderAwsCli(plan));
   return 0;

@@ -34,8 +34,9 @@ export const chartProperties = {
   nameOverride: str('overrides the chart name in object names and labels', { pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$', maxLength: 40 }),
   fullnameOverride: str('overrides the full object name prefix', { pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$', maxLength: 52 }),
   image: obj('webhook and job image', {
-    repository: str('image repository', { minLength: 1 }),
-    tag: str('image tag; empty means the chart appVersion'),
+    // no minLength: an empty repository reaches the template's `required`, whose message says what to set
+    repository: str('repository you pushed the image to (there is no public image); rendering fails while empty'),
+    tag: str('image tag; empty means the chart\'s appVersion'),
     digest: str('sha256 digest; pins the image when set', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
     pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'], description: 'image pull policy' },
   }, { required: ['repository'] }),

@@ -34,11 +34,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-tls" (include "mlflow-irsa-webhook.fullname" .)) .Values.tls.secretName -}}
 {{- end -}}
 
+{{/* The image reference; there is no public image, so the repository must be given. The tag defaults to appVersion. */}}
 {{- define "mlflow-irsa-webhook.image" -}}
+{{- $repository := required "image.repository is required: set it to the repository you pushed this project's image to, e.g. --set image.repository=111122223333.dkr.ecr.us-west-2.amazonaws.com/mlflow-irsa-webhook (the README says how to build and push it)" .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 

@@ -59,6 +59,15 @@ export const chartProperties = {
   validatingPolicy: obj('ValidatingAdmissionPolicy that warns when mlflow runs unmutated (Kubernetes 1.30+)', {
     enabled: bool('render the policy and its binding (only where the cluster serves the API)'),
   }),
+  metrics: obj('Prometheus scraping of server.metricsPort', {
+    serviceMonitor: obj('prometheus-operator ServiceMonitor', {
+      enabled: bool('render a ServiceMonitor for server.metricsPort (where the cluster serves monitoring.coreos.com/v1)'),
+      force: bool('render it even when the cluster does not report that API (helm template without --api-versions)'),
+      interval: str('scrape interval, a Prometheus duration', { pattern: '^[0-9]+(ms|s|m|h)$' }),
+      scrapeTimeout: str('scrape timeout, at most the interval; empty for Prometheus\' default', { pattern: '^([0-9]+(ms|s|m|h))?$' }),
+      labels: k8s('extra labels on the ServiceMonitor, for a Prometheus serviceMonitorSelector'),
+    }),
+  }),
   tls: obj('the TLS Secret', { secretName: str('Secret with tls.crt, tls.key, ca.crt; empty means <fullname>-tls', { pattern: `^(${dnsSubdomain.slice(1, -1)})?$`, maxLength: 253 }) }),
   certManager: obj('cert-manager instead of the bootstrap-cert Jobs', {
     enabled: bool('use cert-manager'),

@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { configSchema } from '../src/config-schema.js';
 import { parseConfigText } from '../src/config.js';
 import { root } from './helpers/fixtures.js';
-import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, type Obj } from './helpers/chart.js';
+import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, WITH_SERVICE_MONITOR_API, type Obj } from './helpers/chart.js';
 
 const exec = promisify(execFile);
 
@@ -69,6 +69,8 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     // there is no public image: without a repository the render stops and says what to set
     [['--set', 'roleArn=arn:aws:iam::111122223333:role/r', '--set', 'artifactsDestination=s3://my-bucket'], /image\.repository is required: set it to the repository you pushed this project's image to, e\.g\. --set image\.repository=/],
     [['-f', ciValues, '--set', 'image.repository='], /image\.repository is required/],
+    [['-f', ciValues, '--set', 'metrics.serviceMonitor.enabled=true'], /metrics\.serviceMonitor\.enabled needs server\.metricsPort \(e\.g\. 9090\)/],
+    [['-f', ciValues, '--set', 'server.metricsPort=8443'], /server\.metricsPort \(8443\) must differ from server\.port/],
   ];
   const results = await Promise.all(cases.map(([args]) => helmRun([...base, ...args])));
   results.forEach((r, i) => {
@@ -397,6 +399,35 @@ t.test('image: the repository given, the tag defaulting to the chart\'s appVersi
   t.same(images(pinned), [`registry.example.com/mlflow-irsa-webhook@${digest}`], 'a digest wins over the tag');
 });
 
+t.test('metrics port: on the pods, the Service and in the config; a ServiceMonitor where the API is served, or forced', async (t) => {
+  const on = ['server.metricsPort=9090', 'metrics.serviceMonitor.enabled=true'];
+  const [withApi, withoutApi, forced, portOnly, labelled] = await Promise.all([
+    render(on, WITH_SERVICE_MONITOR_API),
+    render(on),
+    render([...on, 'metrics.serviceMonitor.force=true']),
+    render(['server.metricsPort=9090'], WITH_SERVICE_MONITOR_API),
+    render([...on, 'metrics.serviceMonitor.labels.release=kps', 'metrics.serviceMonitor.scrapeTimeout=', 'metrics.serviceMonitor.interval=15s'], WITH_SERVICE_MONITOR_API),
+  ]);
+  validateAll(t, withApi);
+  const c = podSpec(one(withApi, 'Deployment', FULL, NS)).containers[0];
+  t.same(c.ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }]);
+  const svc = one(withApi, 'Service', FULL, NS);
+  t.same(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' }, { name: 'metrics', port: 9090, targetPort: 'metrics', protocol: 'TCP' }]);
+  t.equal(parseConfigText(one(withApi, 'ConfigMap', FULL, NS).data['config.yaml']).server.metricsPort, 9090, 'the program gets the port');
+  const sm = one(withApi, 'ServiceMonitor', FULL, NS);
+  for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) t.equal(svc.metadata.labels[k], v, `the ServiceMonitor selects the Service by ${k}`);
+  t.same(sm.spec.namespaceSelector, { matchNames: [NS] });
+  t.same(sm.spec.endpoints, [{ port: 'metrics', path: '/metrics', scheme: 'http', interval: '30s', scrapeTimeout: '10s' }], 'the Service port named metrics, plain HTTP');
+  t.same(find(withoutApi, 'ServiceMonitor'), [], 'no ServiceMonitor where the cluster lacks the CRD: the install would fail');
+  t.equal(find(withoutApi, 'Service')[0].spec.ports.length, 2, 'the port is there all the same');
+  validateAll(t, forced);
+  t.equal(find(forced, 'ServiceMonitor').length, 1, 'force renders it without the API');
+  t.same(find(portOnly, 'ServiceMonitor'), [], 'the port alone renders no ServiceMonitor');
+  const custom = one(labelled, 'ServiceMonitor', FULL, NS);
+  t.equal(custom.metadata.labels.release, 'kps', 'extra labels for a Prometheus serviceMonitorSelector');
+  t.same(custom.spec.endpoints, [{ port: 'metrics', path: '/metrics', scheme: 'http', interval: '15s' }], 'no scrapeTimeout when empty');
+});
+
 t.test('NOTES.txt renders the verification commands for the values given', async (t) => {
   // helm template does not print NOTES.txt, so a copy of the chart renders it through tpl into a ConfigMap.
   const dir = mkdtempSync(join(tmpdir(), 'chart-notes-'));
@@ -409,11 +440,18 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     t.equal(r.code, 0, r.stderr);
     return parseYaml(r.stdout).data.notes as string;
   };
-  const [notes, withPolicy, quiet] = await Promise.all([
+  const metricsOn = ['--set', 'server.metricsPort=9090', '--set', 'metrics.serviceMonitor.enabled=true'];
+  const [notes, withPolicy, quiet, metrics, metricsNoApi] = await Promise.all([
     notesFor(['--set', 'deployment=tracking']),
     notesFor(WITH_POLICY_API),
     notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false']),
+    notesFor([...metricsOn, ...WITH_SERVICE_MONITOR_API]),
+    notesFor(metricsOn),
   ]);
+  t.notMatch(notes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
+  t.match(metrics, `kubectl -n ${NS} port-forward svc/${FULL} 9090:9090`);
+  t.match(metrics, `ServiceMonitor ${NS}/${FULL} has prometheus-operator scrape it`);
+  t.match(metricsNoApi, 'The ServiceMonitor was NOT installed', 'says when the cluster lacks the CRD');
   t.match(notes, 'kubectl -n domino-platform get deploy tracking -o jsonpath=');
   t.match(notes, `kubectl get mutatingwebhookconfiguration ${FULL}`);
   t.match(notes, 'psql -h localhost -U mlflow -d mlflow');

@@ -79,6 +79,13 @@ that are set in the values, so the file validates against the same schema as val
 {{- if ge (int .Values.jobs.bootstrapCert.renewDays) (int .Values.jobs.bootstrapCert.days) -}}
 {{- fail (printf "jobs.bootstrapCert.renewDays (%v) must be below jobs.bootstrapCert.days (%v), or every upgrade would renew" .Values.jobs.bootstrapCert.renewDays .Values.jobs.bootstrapCert.days) -}}
 {{- end -}}
+{{- $metricsPort := int (.Values.server.metricsPort | default 0) -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not $metricsPort) -}}
+{{- fail "metrics.serviceMonitor.enabled needs server.metricsPort (e.g. 9090): the ServiceMonitor scrapes that plain-HTTP port" -}}
+{{- end -}}
+{{- if and $metricsPort (eq $metricsPort (int .Values.server.port)) -}}
+{{- fail (printf "server.metricsPort (%v) must differ from server.port: the metrics listener is a second port (0 turns it off)" $metricsPort) -}}
+{{- end -}}
 {{- $self := include "mlflow-irsa-webhook.fullname" . -}}
 {{- if and (eq .Release.Namespace .Values.namespace) (or (eq $self .Values.deployment) (eq $self .Values.serviceAccount)) -}}
 {{- fail (printf "the release's objects are named %q in namespace %q, the same as the mlflow Deployment/ServiceAccount the webhook mutates; use another release name or namespace" $self .Release.Namespace) -}}

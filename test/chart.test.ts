@@ -6,7 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { parse as parseYaml } from 'yaml';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { configSchema } from '../src/config-schema.js';
 import { parseConfigText } from '../src/config.js';
 import { root } from './helpers/fixtures.js';
@@ -426,6 +426,32 @@ t.test('metrics port: on the pods, the Service and in the config; a ServiceMonit
   const custom = one(labelled, 'ServiceMonitor', FULL, NS);
   t.equal(custom.metadata.labels.release, 'kps', 'extra labels for a Prometheus serviceMonitorSelector');
   t.same(custom.spec.endpoints, [{ port: 'metrics', path: '/metrics', scheme: 'http', interval: '15s' }], 'no scrapeTimeout when empty');
+});
+
+t.test('examples/values-domino.yaml: lints, and renders valid objects for a Domino install from that file alone', async (t) => {
+  const example = join(root, 'examples/values-domino.yaml');
+  const lint = await helmRun(['lint', '--strict', chart, '-f', example]);
+  t.equal(lint.code, 0, lint.stdout + lint.stderr);
+  t.notMatch(lint.stdout, /\[(WARNING|ERROR)\]/);
+  // as the docs install it: release mlflow-irsa-webhook in its own namespace, no --set
+  const r = await helmRun(['template', 'mlflow-irsa-webhook', chart, '--namespace', 'mlflow-irsa-webhook', '-f', example]);
+  t.equal(r.code, 0, r.stderr);
+  const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((o) => o !== null);
+  validateAll(t, objects);
+  const config = parseConfigText(one(objects, 'ConfigMap', 'mlflow-irsa-webhook', 'mlflow-irsa-webhook').data['config.yaml'], 'values-domino.yaml config');
+  t.match(config, {
+    roleArn: 'arn:aws:iam::111122223333:role/sw-mlflow-full-access', artifactsDestination: 's3://sw-domino-project-based-mlflow', region: 'us-west-2',
+    namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow', server: { metricsPort: 9090 },
+  });
+  const appVersion = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')).appVersion;
+  const pods = objects.filter((o) => o.spec?.template).map(podSpec);
+  t.ok(pods.length >= 5, 'the webhook and the hook Jobs');
+  for (const pod of pods) {
+    t.equal(pod.containers[0].image, `111122223333.dkr.ecr.us-west-2.amazonaws.com/mlflow-irsa-webhook:${appVersion}`);
+    t.same(pod.nodeSelector, { 'dominodatalab.com/node-pool': 'platform' });
+  }
+  const env = Object.fromEntries(podSpec(one(objects, 'Job', 'mlflow-irsa-webhook-install-trigger')).containers[0].env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+  t.match(env, { PGHOST: 'mlflow-postgresql.domino-platform.svc', PGPASSWORD: { secretKeyRef: { name: 'mlflow-postgresql', key: 'postgresql-password' } } });
 });
 
 t.test('NOTES.txt renders the verification commands for the values given', async (t) => {

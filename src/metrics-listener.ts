@@ -1,6 +1,7 @@
 // The optional plain-HTTP listener for Prometheus (server.metricsPort): GET /metrics and nothing else, so a scraper
 // needs neither TLS nor the webhook's private CA. The admission path stays on the HTTPS port alone.
 import Fastify from 'fastify';
+import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
 export interface MetricsListenerOptions {
@@ -26,9 +27,9 @@ export async function listenMetrics(registry: Registry, options: MetricsListener
     return registry.metrics();
   });
   await app.listen({ host: options.host, port: options.port });
-  const address = app.server.address();
   return {
-    port: typeof address === 'object' && address ? address.port : options.port,
+    // a TCP listener's address is always an AddressInfo
+    port: (app.server.address() as AddressInfo).port,
     close: () => app.close(),
   };
 }

@@ -96,7 +96,13 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
   logger.info({ host, port, namespace: config.namespace, deployment: config.deployment, serviceAccount: config.serviceAccount }, 'listening (HTTPS)');
   let metrics: MetricsListener | undefined;
   if (config.server.metricsPort > 0) {
-    metrics = await listenMetrics(server.metrics.registry, { host, port: config.server.metricsPort, requestTimeoutSeconds: config.server.requestTimeoutSeconds });
+    try {
+      metrics = await listenMetrics(server.metrics.registry, { host, port: config.server.metricsPort, requestTimeoutSeconds: config.server.requestTimeoutSeconds });
+    } catch (err) {
+      // the HTTPS listener would otherwise keep a process that failed to start alive
+      await server.app.close();
+      throw new Error(`server.metricsPort ${config.server.metricsPort}: ${(err as Error).message}`);
+    }
     logger.info({ host, port: metrics.port }, 'listening (plain HTTP, GET /metrics only)');
   }
 

@@ -146,6 +146,17 @@ t.test('server.metricsPort: plain HTTP that serves GET /metrics and nothing else
   await t.rejects(http(metricsPort, 'GET', '/metrics'), /ECONNREFUSED/, 'closed with the server');
 });
 
+t.test('a metrics port already taken: serve fails naming the key, and leaves nothing listening', async (t) => {
+  const taken = createNetServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => taken.once('listening', resolve));
+  t.teardown(() => taken.close());
+  const metricsPort = (taken.address() as AddressInfo).port;
+  const httpsPort = await freePort();
+  const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))), server: { drainSeconds: 0, metricsPort } });
+  await t.rejects(serve(config, { port: httpsPort, host: '127.0.0.1' }, silent()), new RegExp(`^server\\.metricsPort ${metricsPort}: listen EADDRINUSE`));
+  await t.rejects(https(httpsPort, '/healthz', { rejectUnauthorized: false }), /ECONNREFUSED/, 'the HTTPS port was closed again, so the process can exit');
+});
+
 t.test('SIGTERM: /readyz turns 503, in-flight work finishes, exit 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'term-'));
   const cfg = join(dir, 'config.yaml');

@@ -34,8 +34,9 @@ export const chartProperties = {
   nameOverride: str('overrides the chart name in object names and labels', { pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$', maxLength: 40 }),
   fullnameOverride: str('overrides the full object name prefix', { pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$', maxLength: 52 }),
   image: obj('webhook and job image', {
-    repository: str('image repository', { minLength: 1 }),
-    tag: str('image tag; empty means the chart appVersion'),
+    // no minLength: an empty repository reaches the template's `required`, whose message says what to set
+    repository: str('repository you pushed the image to (there is no public image); rendering fails while empty'),
+    tag: str('image tag; empty means the chart\'s appVersion'),
     digest: str('sha256 digest; pins the image when set', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
     pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'], description: 'image pull policy' },
   }, { required: ['repository'] }),
@@ -57,6 +58,15 @@ export const chartProperties = {
   matchConditions: obj('CEL matchConditions on the object name (Kubernetes 1.28+)', { enabled: bool('render matchConditions') }),
   validatingPolicy: obj('ValidatingAdmissionPolicy that warns when mlflow runs unmutated (Kubernetes 1.30+)', {
     enabled: bool('render the policy and its binding (only where the cluster serves the API)'),
+  }),
+  metrics: obj('Prometheus scraping of server.metricsPort', {
+    serviceMonitor: obj('prometheus-operator ServiceMonitor', {
+      enabled: bool('render a ServiceMonitor for server.metricsPort (where the cluster serves monitoring.coreos.com/v1)'),
+      force: bool('render it even when the cluster does not report that API (helm template without --api-versions)'),
+      interval: str('scrape interval, a Prometheus duration', { pattern: '^[0-9]+(ms|s|m|h)$' }),
+      scrapeTimeout: str('scrape timeout, at most the interval; empty for Prometheus\' default', { pattern: '^([0-9]+(ms|s|m|h))?$' }),
+      labels: k8s('extra labels on the ServiceMonitor, for a Prometheus serviceMonitorSelector'),
+    }),
   }),
   tls: obj('the TLS Secret', { secretName: str('Secret with tls.crt, tls.key, ca.crt; empty means <fullname>-tls', { pattern: `^(${dnsSubdomain.slice(1, -1)})?$`, maxLength: 253 }) }),
   certManager: obj('cert-manager instead of the bootstrap-cert Jobs', {

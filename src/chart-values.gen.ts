@@ -27,7 +27,8 @@ export const chartConfigDefaults: Record<string, unknown> = {
   },
   "server": {
     "port": 8443,
-    "drainSeconds": 5
+    "drainSeconds": 5,
+    "metricsPort": 0
   },
   "reconcile": {
     "enabled": true,
@@ -41,4 +42,4 @@ export const chartConfigDefaults: Record<string, unknown> = {
 };
 
 /** Every top-level key values.schema.json admits: the config keys and the chart's own. */
-export const chartValueKeys: readonly string[] = ["roleArn","artifactsDestination","namespace","deployment","container","serviceAccount","region","token","removeEnv","trigger","server","reconcile","logLevel","global","nameOverride","fullnameOverride","image","imagePullSecrets","replicas","resources","terminationGracePeriodSeconds","podAnnotations","podLabels","nodeSelector","tolerations","affinity","priorityClassName","podDisruptionBudget","failurePolicy","matchConditions","validatingPolicy","tls","certManager","jobs","database"];
+export const chartValueKeys: readonly string[] = ["roleArn","artifactsDestination","namespace","deployment","container","serviceAccount","region","token","removeEnv","trigger","server","reconcile","logLevel","global","nameOverride","fullnameOverride","image","imagePullSecrets","replicas","resources","terminationGracePeriodSeconds","podAnnotations","podLabels","nodeSelector","tolerations","affinity","priorityClassName","podDisruptionBudget","failurePolicy","matchConditions","validatingPolicy","metrics","tls","certManager","jobs","database"];

@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { loadChartValues } from './chart-values.js';
-import { UsageError, type CommandModule, type Values } from './command.js';
+import { UsageError, usageText, type CommandModule, type Values } from './command.js';
+import { version } from './version.js';
 
 /** Each command lives in its own module, loaded only when run, so `serve` never loads pg or the Kubernetes client. */
 const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
@@ -14,12 +15,19 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
   'iam-policy': { summary: 'print the least-privilege IAM trust and S3 policies and the aws commands', load: () => import('./iam-policy.js') },
 };
 
+/** The options every command takes, after each command's own in its --help. */
+const COMMON_HELP = usageText('every command:', [
+  ['--config, -c', 'the config file, YAML or JSON (the chart mounts it at /etc/mlflow-irsa-webhook/config.yaml)'],
+  ['--help, -h', 'this text'],
+]);
+
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
   return [
     'usage: mlflow-irsa-webhook <command> --config FILE [options]',
     '       mlflow-irsa-webhook iam-policy --values FILE [options]   (the Helm chart\'s values instead of --config)',
     '       mlflow-irsa-webhook <command> --help',
+    '       mlflow-irsa-webhook --version',
     '',
     'commands:',
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
@@ -43,6 +51,10 @@ function commandConfig(values: Values, valuesFiles: string[] | undefined, readsC
 /** Returns the exit code (0 ok, 1 failure, 2 bad usage or config), or undefined for a command that keeps running. */
 export async function main(argv: string[]): Promise<number | undefined> {
   const [name, ...rest] = argv;
+  if (name === '--version') {
+    process.stdout.write(`${version}\n`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     (name ? process.stdout : process.stderr).write(`${usage()}\n`);
     return name ? 0 : 2;
@@ -54,7 +66,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
   }
   const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`usage: mlflow-irsa-webhook ${name} ${command.usage}\n`);
+    process.stdout.write(`usage: mlflow-irsa-webhook ${name} ${command.usage}\n${COMMON_HELP}\n`);
     return 0;
   }
   try {

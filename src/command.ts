@@ -36,6 +36,12 @@ export function intOption(values: Values, key: string, min = 0, max = Number.MAX
   return n;
 }
 
+/** --help text: the synopsis, then one aligned line per option saying what it is for. */
+export function usageText(synopsis: string, options: ReadonlyArray<readonly [flag: string, meaning: string]>): string {
+  const width = Math.max(...options.map(([flag]) => flag.length));
+  return [synopsis, ...options.map(([flag, meaning]) => `  ${flag.padEnd(width)}  ${meaning}`)].join('\n');
+}
+
 export function stringOption(values: Values, key: string): string | undefined {
   const v = values[key];
   return typeof v === 'string' ? v : undefined;

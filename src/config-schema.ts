@@ -91,6 +91,7 @@ export const configSchema = {
         requestTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 300, default: 10, description: 'a request (headers and body) must arrive within this' },
         drainSeconds: { type: 'number', minimum: 0, maximum: 300, default: 5, description: 'on SIGTERM, /readyz answers 503 this long before the listener closes' },
         certReloadSeconds: { type: 'number', minimum: 0.05, maximum: 3600, default: 5, description: 'how often the cert and key files are checked for rotation' },
+        metricsPort: { type: 'integer', minimum: 0, maximum: 65535, default: 0, description: 'plain-HTTP port serving only GET /metrics, for Prometheus without the webhook\'s CA; 0 = off' },
       },
     },
     reconcile: {

@@ -34,6 +34,8 @@ export interface ServerConfig {
   readonly requestTimeoutSeconds: number;
   readonly drainSeconds: number;
   readonly certReloadSeconds: number;
+  /** 0: no plain-HTTP metrics listener */
+  readonly metricsPort: number;
 }
 
 export interface ReconcileConfig {
@@ -147,6 +149,9 @@ function refine(raw: Record<string, any>): string[] {
   }
   if (raw.reconcile.maxRestartIntervalSeconds < raw.reconcile.minRestartIntervalSeconds) {
     problems.push(`reconcile.maxRestartIntervalSeconds: ${raw.reconcile.maxRestartIntervalSeconds} must be >= reconcile.minRestartIntervalSeconds (${raw.reconcile.minRestartIntervalSeconds})`);
+  }
+  if (raw.server.metricsPort === raw.server.port) {
+    problems.push(`server.metricsPort: ${raw.server.metricsPort} must differ from server.port (the metrics listener is a second port; 0 turns it off)`);
   }
   if (raw.trigger.projectTag === raw.trigger.locationTag) {
     problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);

@@ -1,5 +1,6 @@
 // Prometheus metrics of the admission path, on a registry of their own so that each server (and test) starts at zero.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { version } from './version.js';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -15,6 +16,13 @@ export interface Metrics {
 export function createMetrics(defaults = true): Metrics {
   const registry = new Registry();
   if (defaults) collectDefaultMetrics({ register: registry, prefix: 'mlflow_irsa_webhook_' });
+  // the usual build_info idiom: a constant 1 whose labels say which release and Node runs
+  new Gauge({
+    name: 'mlflow_irsa_webhook_build_info',
+    help: 'Always 1; the labels carry the program version and the Node.js version it runs on',
+    labelNames: ['version', 'node'],
+    registers: [registry],
+  }).set({ version, node: process.version }, 1);
   return {
     registry,
     requests: new Counter({

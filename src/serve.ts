@@ -1,8 +1,10 @@
 // The `serve` command: config → TLS → server → listen, then certificate watching and SIGTERM draining.
 import type { Config } from './config.js';
-import { intOption, stringOption, UsageError, type CommandArgs } from './command.js';
+import { intOption, stringOption, usageText, UsageError, type CommandArgs } from './command.js';
 import { createLogger, type Logger } from './log.js';
 import { buildServer, type WebhookServer } from './server.js';
+import { listenMetrics, type MetricsListener } from './metrics-listener.js';
+import { version } from './version.js';
 import { createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -74,10 +76,13 @@ export interface Running {
   readonly server: WebhookServer;
   readonly port: number;
   readonly reconciler?: Reconciler;
+  /** the plain-HTTP /metrics listener, when server.metricsPort is set */
+  readonly metrics?: MetricsListener;
   stop(): Promise<void>;
 }
 
 export async function serve(config: Config, opts: ServeOptions, logger: Logger = createLogger(config.logLevel)): Promise<Running> {
+  logger.info({ version, node: process.version }, 'mlflow-irsa-webhook starting');
   // read before listening, so a malformed value stops the start with its message instead of after the port is open
   const leaseMetadata = parseLeaseMetadata(process.env[LEASE_METADATA_ENV]);
   let pair: KeyPair;
@@ -94,6 +99,17 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
   const address = server.app.server.address();
   const port = typeof address === 'object' && address ? address.port : (opts.port ?? config.server.port);
   logger.info({ host, port, namespace: config.namespace, deployment: config.deployment, serviceAccount: config.serviceAccount }, 'listening (HTTPS)');
+  let metrics: MetricsListener | undefined;
+  if (config.server.metricsPort > 0) {
+    try {
+      metrics = await listenMetrics(server.metrics.registry, { host, port: config.server.metricsPort, requestTimeoutSeconds: config.server.requestTimeoutSeconds });
+    } catch (err) {
+      // the HTTPS listener would otherwise keep a process that failed to start alive
+      await server.app.close();
+      throw new Error(`server.metricsPort ${config.server.metricsPort}: ${(err as Error).message}`);
+    }
+    logger.info({ host, port: metrics.port }, 'listening (plain HTTP, GET /metrics only)');
+  }
 
   let unwatch = () => {};
   if (opts.tlsCert && opts.tlsKey) {
@@ -110,9 +126,11 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
     server,
     port,
     reconciler,
+    metrics,
     async stop() {
       unwatch();
-      await Promise.all([reconciler?.stop(), server.drain()]);
+      // metrics stay scrapeable through the drain
+      await Promise.all([reconciler?.stop(), server.drain().then(() => metrics?.close())]);
     },
   };
 }
@@ -138,7 +156,13 @@ export async function serveUntilSignal(config: Config, opts: ServeOptions): Prom
   process.on('SIGINT', onSignal);
 }
 
-export const usage = '--config FILE [--port 8443] [--host 0.0.0.0] [--tls-cert FILE --tls-key FILE] [--kubeconfig FILE]';
+export const usage = usageText('--config FILE [--port 8443] [--host 0.0.0.0] [--tls-cert FILE --tls-key FILE] [--kubeconfig FILE]', [
+  ['--port', 'HTTPS port (default: server.port of the config, 8443)'],
+  ['--host', 'listen address of the HTTPS port and of server.metricsPort (default: server.host, 0.0.0.0)'],
+  ['--tls-cert', 'PEM serving certificate, re-read when it changes on disk; goes with --tls-key'],
+  ['--tls-key', 'its PEM private key; without the pair, an in-memory self-signed certificate for local trials'],
+  ['--kubeconfig', 'credentials for the reconcile loop outside a pod (in a pod: its service account)'],
+]);
 export const options = {
   kubeconfig: { type: 'string' as const },
   port: { type: 'string' as const },

@@ -1,17 +1,17 @@
 // The Helm chart rendered by the real helm binary: lint, every object against the Kubernetes schema, security, scope,
-// RBAC, hooks, the config file it renders, values.schema.json against the program's schema; and the Dockerfile.
+// RBAC, hooks, the config file it renders, values.schema.json against the program's schema, the image reference.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { parse as parseYaml } from 'yaml';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { configSchema } from '../src/config-schema.js';
 import { parseConfigText } from '../src/config.js';
 import { parseLeaseMetadata } from '../src/reconcile/lease.js';
 import { root } from './helpers/fixtures.js';
-import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, type Obj } from './helpers/chart.js';
+import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, WITH_SERVICE_MONITOR_API, type Obj } from './helpers/chart.js';
 
 const exec = promisify(execFile);
 
@@ -67,6 +67,11 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     [['-f', ciValues, '--set', 'trigger.mode=everything'], /trigger\.mode: trigger\.mode must be one of the following/],
     [['-f', ciValues, '--set', 'tokne.audience=x'], /Additional property tokne is not allowed/],
     [['-f', ciValues, '--set', 'terminationGracePeriodSeconds=5'], /terminationGracePeriodSeconds \(5\) must exceed server.drainSeconds \(5\)/],
+    // there is no public image: without a repository the render stops and says what to set
+    [['--set', 'roleArn=arn:aws:iam::111122223333:role/r', '--set', 'artifactsDestination=s3://my-bucket'], /image\.repository is required: set it to the repository you pushed this project's image to, e\.g\. --set image\.repository=/],
+    [['-f', ciValues, '--set', 'image.repository='], /image\.repository is required/],
+    [['-f', ciValues, '--set', 'metrics.serviceMonitor.enabled=true'], /metrics\.serviceMonitor\.enabled needs server\.metricsPort \(e\.g\. 9090\)/],
+    [['-f', ciValues, '--set', 'server.metricsPort=8443'], /server\.metricsPort \(8443\) must differ from server\.port/],
   ];
   const results = await Promise.all(cases.map(([args]) => helmRun([...base, ...args])));
   results.forEach((r, i) => {
@@ -391,6 +396,72 @@ t.test('other renders', async (t) => {
   });
 });
 
+t.test('image: the repository given, the tag defaulting to the chart\'s appVersion, or a digest, on every pod', async (t) => {
+  const appVersion = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')).appVersion;
+  const digest = `sha256:${'ab'.repeat(32)}`;
+  const [byDefault, tagged, pinned] = await Promise.all([render(), render(['image.tag=0.9.1-rc.1']), render([`image.digest=${digest}`, 'image.tag=ignored'])]);
+  const images = (objects: Obj[]) => [...new Set(objects.filter((o) => o.spec?.template).flatMap((o) => podSpec(o).containers.map((c: Obj) => c.image)))];
+  t.ok(find(byDefault, 'Job').length >= 4, 'the hook Jobs are counted too');
+  t.same(images(byDefault), [`registry.example.com/mlflow-irsa-webhook:${appVersion}`]);
+  t.same(images(tagged), ['registry.example.com/mlflow-irsa-webhook:0.9.1-rc.1']);
+  t.same(images(pinned), [`registry.example.com/mlflow-irsa-webhook@${digest}`], 'a digest wins over the tag');
+});
+
+t.test('metrics port: on the pods, the Service and in the config; a ServiceMonitor where the API is served, or forced', async (t) => {
+  const on = ['server.metricsPort=9090', 'metrics.serviceMonitor.enabled=true'];
+  const [withApi, withoutApi, forced, portOnly, labelled] = await Promise.all([
+    render(on, WITH_SERVICE_MONITOR_API),
+    render(on),
+    render([...on, 'metrics.serviceMonitor.force=true']),
+    render(['server.metricsPort=9090'], WITH_SERVICE_MONITOR_API),
+    render([...on, 'metrics.serviceMonitor.labels.release=kps', 'metrics.serviceMonitor.scrapeTimeout=', 'metrics.serviceMonitor.interval=15s'], WITH_SERVICE_MONITOR_API),
+  ]);
+  validateAll(t, withApi);
+  const c = podSpec(one(withApi, 'Deployment', FULL, NS)).containers[0];
+  t.same(c.ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }]);
+  const svc = one(withApi, 'Service', FULL, NS);
+  t.same(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' }, { name: 'metrics', port: 9090, targetPort: 'metrics', protocol: 'TCP' }]);
+  t.equal(parseConfigText(one(withApi, 'ConfigMap', FULL, NS).data['config.yaml']).server.metricsPort, 9090, 'the program gets the port');
+  const sm = one(withApi, 'ServiceMonitor', FULL, NS);
+  for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) t.equal(svc.metadata.labels[k], v, `the ServiceMonitor selects the Service by ${k}`);
+  t.same(sm.spec.namespaceSelector, { matchNames: [NS] });
+  t.same(sm.spec.endpoints, [{ port: 'metrics', path: '/metrics', scheme: 'http', interval: '30s', scrapeTimeout: '10s' }], 'the Service port named metrics, plain HTTP');
+  t.same(find(withoutApi, 'ServiceMonitor'), [], 'no ServiceMonitor where the cluster lacks the CRD: the install would fail');
+  t.equal(find(withoutApi, 'Service')[0].spec.ports.length, 2, 'the port is there all the same');
+  validateAll(t, forced);
+  t.equal(find(forced, 'ServiceMonitor').length, 1, 'force renders it without the API');
+  t.same(find(portOnly, 'ServiceMonitor'), [], 'the port alone renders no ServiceMonitor');
+  const custom = one(labelled, 'ServiceMonitor', FULL, NS);
+  t.equal(custom.metadata.labels.release, 'kps', 'extra labels for a Prometheus serviceMonitorSelector');
+  t.same(custom.spec.endpoints, [{ port: 'metrics', path: '/metrics', scheme: 'http', interval: '15s' }], 'no scrapeTimeout when empty');
+});
+
+t.test('examples/values-domino.yaml: lints, and renders valid objects for a Domino install from that file alone', async (t) => {
+  const example = join(root, 'examples/values-domino.yaml');
+  const lint = await helmRun(['lint', '--strict', chart, '-f', example]);
+  t.equal(lint.code, 0, lint.stdout + lint.stderr);
+  t.notMatch(lint.stdout, /\[(WARNING|ERROR)\]/);
+  // as the docs install it: release mlflow-irsa-webhook in its own namespace, no --set
+  const r = await helmRun(['template', 'mlflow-irsa-webhook', chart, '--namespace', 'mlflow-irsa-webhook', '-f', example]);
+  t.equal(r.code, 0, r.stderr);
+  const objects = parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((o) => o !== null);
+  validateAll(t, objects);
+  const config = parseConfigText(one(objects, 'ConfigMap', 'mlflow-irsa-webhook', 'mlflow-irsa-webhook').data['config.yaml'], 'values-domino.yaml config');
+  t.match(config, {
+    roleArn: 'arn:aws:iam::111122223333:role/sw-mlflow-full-access', artifactsDestination: 's3://sw-domino-project-based-mlflow', region: 'us-west-2',
+    namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow', server: { metricsPort: 9090 },
+  });
+  const appVersion = parseYaml(readFileSync(join(chart, 'Chart.yaml'), 'utf8')).appVersion;
+  const pods = objects.filter((o) => o.spec?.template).map(podSpec);
+  t.ok(pods.length >= 5, 'the webhook and the hook Jobs');
+  for (const pod of pods) {
+    t.equal(pod.containers[0].image, `111122223333.dkr.ecr.us-west-2.amazonaws.com/mlflow-irsa-webhook:${appVersion}`);
+    t.same(pod.nodeSelector, { 'dominodatalab.com/node-pool': 'platform' });
+  }
+  const env = Object.fromEntries(podSpec(one(objects, 'Job', 'mlflow-irsa-webhook-install-trigger')).containers[0].env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+  t.match(env, { PGHOST: 'mlflow-postgresql.domino-platform.svc', PGPASSWORD: { secretKeyRef: { name: 'mlflow-postgresql', key: 'postgresql-password' } } });
+});
+
 t.test('NOTES.txt renders the verification commands for the values given', async (t) => {
   // helm template does not print NOTES.txt, so a copy of the chart renders it through tpl into a ConfigMap.
   const dir = mkdtempSync(join(tmpdir(), 'chart-notes-'));
@@ -403,11 +474,18 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     t.equal(r.code, 0, r.stderr);
     return parseYaml(r.stdout).data.notes as string;
   };
-  const [notes, withPolicy, quiet] = await Promise.all([
+  const metricsOn = ['--set', 'server.metricsPort=9090', '--set', 'metrics.serviceMonitor.enabled=true'];
+  const [notes, withPolicy, quiet, metrics, metricsNoApi] = await Promise.all([
     notesFor(['--set', 'deployment=tracking']),
     notesFor(WITH_POLICY_API),
     notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false']),
+    notesFor([...metricsOn, ...WITH_SERVICE_MONITOR_API]),
+    notesFor(metricsOn),
   ]);
+  t.notMatch(notes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
+  t.match(metrics, `kubectl -n ${NS} port-forward svc/${FULL} 9090:9090`);
+  t.match(metrics, `ServiceMonitor ${NS}/${FULL} has prometheus-operator scrape it`);
+  t.match(metricsNoApi, 'The ServiceMonitor was NOT installed', 'says when the cluster lacks the CRD');
   t.match(notes, 'kubectl -n domino-platform get deploy tracking -o jsonpath=');
   t.match(notes, `kubectl get mutatingwebhookconfiguration ${FULL}`);
   t.match(notes, 'psql -h localhost -U mlflow -d mlflow');
@@ -418,39 +496,4 @@ t.test('NOTES.txt renders the verification commands for the values given', async
   t.notMatch(withPolicy, 'NOT installed');
   t.match(quiet, 'Self-healing is off');
   t.notMatch(quiet, /ValidatingAdmissionPolicy/, 'nothing about a policy switched off');
-});
-
-t.test('Dockerfile: multi-stage, production dependencies only at runtime, numeric non-root USER, entrypoint', async (t) => {
-  const lines = readFileSync(join(root, 'Dockerfile'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  const stages: Array<{ from: string; name?: string; lines: string[] }> = [];
-  for (const line of lines) {
-    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?$/i.exec(line);
-    if (from) stages.push({ from: from[1], name: from[2], lines: [] });
-    else stages.at(-1)!.lines.push(line);
-  }
-  t.ok(stages.length >= 2, 'multi-stage');
-  const final = stages.at(-1)!;
-  t.match(final.from, /^(node:20-slim|node:20(\.\d+)*-slim|gcr\.io\/distroless\/nodejs20[-\w]*(:\w+)?)$/, 'slim or distroless Node 20 base');
-  const build = stages.find((s) => s.lines.some((l) => /npm run build/.test(l)))!;
-  t.ok(build.lines.some((l) => /^RUN npm ci(?!.*--omit=dev)/.test(l)), 'the build stage installs dev dependencies');
-  // Whatever the final stage copies from another stage must come from a stage that installed with --omit=dev, or be dist/.
-  const copies = final.lines.filter((l) => /^COPY --from=/.test(l));
-  t.ok(copies.length > 0);
-  for (const c of copies) {
-    const [, from, src] = /^COPY --from=(\S+)\s+(\S+)/.exec(c)!;
-    const stage = stages.find((s) => s.name === from)!;
-    if (/node_modules/.test(src)) t.ok(stage.lines.some((l) => /npm ci .*--omit=dev/.test(l)), `${src} comes from a production-only install`);
-    else t.match(src, /dist\/?$/, `only the compiled dist/ comes from ${from}`);
-  }
-  t.notOk(final.lines.some((l) => /^RUN npm (ci|install)(?!.*--omit=dev)/.test(l)), 'no dev install in the final stage');
-  t.notOk(final.lines.some((l) => /^COPY (?!--from)\S*\s*(\.|src|test)\b/.test(l) && !/package\.json/.test(l)), 'no sources or tests copied in');
-  const user = final.lines.filter((l) => l.startsWith('USER ')).at(-1);
-  t.match(user, /^USER [1-9]\d*(:[1-9]\d*)?$/, 'numeric non-root USER');
-  t.equal(final.lines.filter((l) => l.startsWith('ENTRYPOINT')).at(-1), 'ENTRYPOINT ["node", "dist/cli.js"]');
-  const cmd = JSON.parse(final.lines.filter((l) => l.startsWith('CMD')).at(-1)!.slice(4));
-  t.equal(cmd[0], 'serve');
-  const serve = await parseCommandLine(cmd);
-  t.ok(serve.values.config && serve.values['tls-cert'] && serve.values['tls-key'], 'CMD flags parse with serve\'s options');
-  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
-  for (const p of ['node_modules', '.cache', '.tap', 'dist', 'test', '.git']) t.ok(ignore.includes(p), `.dockerignore excludes ${p}`);
 });

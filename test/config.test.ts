@@ -86,6 +86,8 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['same tag twice', { ...base, trigger: { projectTag: 'a.b', locationTag: 'a.b' } }, /^trigger\.locationTag: "a.b" must differ from trigger\.projectTag/],
     ['bad allowed prefix', { ...base, trigger: { allowedLocationPrefixes: ['s3://OK'] } }, /^trigger\.allowedLocationPrefixes\.0: /],
     ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" must be equal to one of/],
+    ['metrics on the HTTPS port', { ...base, server: { port: 9443, metricsPort: 9443 } }, /^server\.metricsPort: 9443 must differ from server\.port \(the metrics listener is a second port; 0 turns it off\)/],
+    ['metrics port out of range', { ...base, server: { metricsPort: 70000 } }, /^server\.metricsPort: 70000 must be <= 65535/],
   ];
   for (const [what, input, expected] of cases) {
     const found = problems(input);

@@ -1,6 +1,8 @@
 // The server over real TLS sockets: a fixture posted through HTTPS, certificate reload from disk, SIGTERM draining.
 import t from 'tap';
 import { request, type RequestOptions } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { connect } from 'node:tls';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { loadConfig, parseConfig } from '../src/config.js';
 import { serve } from '../src/serve.js';
 import { createLogger } from '../src/log.js';
 import { createCa, createServingCert, daysLeft } from '../src/tls.js';
+import { version } from '../src/version.js';
 import { exampleConfig, fixture, root } from './helpers/fixtures.js';
 
 const silent = () => createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
@@ -94,6 +97,64 @@ t.test('serve without a certificate makes a self-signed one and warns', async (t
   const res = await https(running.port, '/healthz', { rejectUnauthorized: false });
   t.equal(res.status, 200);
   t.match(lines.join(''), /self-signed certificate/);
+  t.match(JSON.parse(lines[0]), { msg: 'mlflow-irsa-webhook starting', version, node: process.version }, 'the first line names the version');
+  t.equal(running.metrics, undefined, 'no plain-HTTP metrics port unless server.metricsPort is set');
+});
+
+/** A port nothing listens on right now. */
+const freePort = () => new Promise<number>((resolve) => {
+  const s = createNetServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)); });
+});
+
+function http(port: number, method: string, path: string): Promise<{ status: number; type?: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(method === 'POST' ? '{}' : undefined);
+  });
+}
+
+t.test('server.metricsPort: plain HTTP that serves GET /metrics and nothing else, from the same registry', async (t) => {
+  const metricsPort = await freePort();
+  const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))), server: { drainSeconds: 0, metricsPort } });
+  const running = await serve(config, { port: 0, host: '127.0.0.1' }, silent());
+  let stopped = false;
+  t.teardown(() => (stopped ? undefined : running.stop()));
+  t.equal(running.metrics?.port, metricsPort);
+
+  // one review over HTTPS, then the plain port shows it counted: one registry behind both ports
+  const review = fixture('serviceaccount-create').review;
+  t.equal((await https(running.port, '/mutate', { rejectUnauthorized: false, body: JSON.stringify(review) })).status, 200);
+  const res = await http(metricsPort, 'GET', '/metrics');
+  t.equal(res.status, 200);
+  t.match(res.type, /^text\/plain; version=0\.0\.4/);
+  t.match(res.body, /mlflow_irsa_webhook_admission_requests_total\{kind="v1\/ServiceAccount",operation="CREATE",outcome="patched"\} 1/);
+  t.match(res.body, `mlflow_irsa_webhook_build_info{version="${version}",node="${process.version}"} 1`);
+  t.equal((await http(metricsPort, 'HEAD', '/metrics')).status, 200);
+
+  for (const [method, path] of [['POST', '/mutate'], ['GET', '/mutate'], ['GET', '/healthz'], ['GET', '/readyz'], ['POST', '/metrics'], ['GET', '/'], ['GET', '/metrics/x']]) {
+    t.equal((await http(metricsPort, method, path)).status, 404, `${method} ${path}: not served on the metrics port`);
+  }
+  await t.rejects(https(metricsPort, '/metrics', { rejectUnauthorized: false }), 'no TLS on the metrics port');
+
+  await running.stop();
+  stopped = true;
+  await t.rejects(http(metricsPort, 'GET', '/metrics'), /ECONNREFUSED/, 'closed with the server');
+});
+
+t.test('a metrics port already taken: serve fails naming the key, and leaves nothing listening', async (t) => {
+  const taken = createNetServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => taken.once('listening', resolve));
+  t.teardown(() => taken.close());
+  const metricsPort = (taken.address() as AddressInfo).port;
+  const httpsPort = await freePort();
+  const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))), server: { drainSeconds: 0, metricsPort } });
+  await t.rejects(serve(config, { port: httpsPort, host: '127.0.0.1' }, silent()), new RegExp(`^server\\.metricsPort ${metricsPort}: listen EADDRINUSE`));
+  await t.rejects(https(httpsPort, '/healthz', { rejectUnauthorized: false }), /ECONNREFUSED/, 'the HTTPS port was closed again, so the process can exit');
 });
 
 t.test('SIGTERM: /readyz turns 503, in-flight work finishes, exit 0', async (t) => {

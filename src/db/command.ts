@@ -1,5 +1,5 @@
 // The `install-trigger` command: prints the SQL (--dry-run), or installs / uninstalls the trigger in MLflow's tracking database.
-import { intOption, stringOption, UsageError, type CommandArgs } from '../command.js';
+import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger } from '../log.js';
 import { TriggerError, withDatabase } from './connect.js';
 import { installTrigger, uninstallTrigger } from './install.js';
@@ -7,12 +7,14 @@ import { script } from './sql.js';
 
 export const DEFAULT_WAIT_SECONDS = 300;
 
-export const usage = '--config FILE [--dry-run] [--uninstall] [--backfill] [--wait SECONDS] [--database-url URL]\n'
-  + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, or --database-url postgres://user@host:port/db\n'
-  + `  --dry-run    print the SQL it would run, without connecting\n`
-  + `  --uninstall  remove our trigger and function\n`
-  + `  --backfill   also apply the rule to experiments that already carry the tag, and report how many changed\n`
-  + `  --wait       keep retrying an unreachable database this many seconds (default ${DEFAULT_WAIT_SECONDS})`;
+export const usage = usageText('--config FILE [--dry-run] [--uninstall] [--backfill] [--wait SECONDS] [--database-url URL]\n'
+  + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, or --database-url', [
+  ['--dry-run', 'print the SQL it would run, without connecting'],
+  ['--uninstall', 'remove our trigger and function'],
+  ['--backfill', 'also apply the rule to experiments that already carry the tag, and report how many changed'],
+  ['--wait', `keep retrying an unreachable database this many seconds (default ${DEFAULT_WAIT_SECONDS})`],
+  ['--database-url', 'postgres://user@host:port/db instead of the PG* variables (the URL is never logged)'],
+]);
 
 export const options = {
   'dry-run': { type: 'boolean' as const },

@@ -1,7 +1,7 @@
 // `bootstrap-cert create` makes the webhook's CA and serving certificate in its TLS Secret; `patch` writes the CA as caBundle.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
-import { intOption, UsageError, type CommandArgs } from '../command.js';
+import { intOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
 import { createCa, createServingCert, daysLeft } from '../tls.js';
 import { clientFromArgs, kubeconfigOption, requiredOption } from './args.js';
@@ -138,10 +138,20 @@ export async function patchCaBundle(client: KubeClient, o: PatchOptions, log: Lo
   }, (err, n) => log.warn({ webhookConfiguration: o.webhookConfig, attempt: n, reason: err.message }, 'conflict; reading the configuration again'));
 }
 
-export const usage = [
+export const usage = usageText([
   'create --config FILE --namespace NS --secret NAME --service NAME [--days 3650] [--renew-days 30] [--retries 5] [--kubeconfig FILE]',
   '       mlflow-irsa-webhook bootstrap-cert patch --config FILE --namespace NS --secret NAME --webhook-config NAME [--retries 5] [--kubeconfig FILE]',
-].join('\n');
+  '  create makes the CA and serving certificate in the TLS Secret (kept while valid); patch writes its CA into the caBundle',
+].join('\n'), [
+  ['--namespace', 'namespace of the webhook Service and the TLS Secret'],
+  ['--secret', 'the TLS Secret (tls.crt, tls.key, ca.crt)'],
+  ['--service', 'create: the webhook Service, whose DNS names the certificate carries'],
+  ['--webhook-config', 'patch: the MutatingWebhookConfiguration whose webhooks get the caBundle'],
+  ['--days', 'create: validity of the CA and certificate (default 3650)'],
+  ['--renew-days', 'create: replace a certificate with this many days left or fewer (default 30)'],
+  ['--retries', 'attempts when a concurrent writer changes the object (409 Conflict; default 5)'],
+  ['--kubeconfig', 'cluster credentials (default: $KUBECONFIG, ~/.kube/config, or the pod\'s service account)'],
+]);
 export const allowPositionals = true;
 export const options = {
   namespace: { type: 'string' as const },

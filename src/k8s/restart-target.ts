@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
-import { intOption, stringOption, UsageError, type CommandArgs } from '../command.js';
+import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
 import { buildMutators, planPatch, type JsonObject } from '../mutators/index.js';
 import { clientFromArgs, kubeconfigOption, requiredOption } from './args.js';
@@ -99,7 +99,14 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
   return 'restarted';
 }
 
-export const usage = '--config FILE --ca-file FILE (--service NAME --service-namespace NS | --ready-url URL) [--wait 180] [--kubeconfig FILE]';
+export const usage = usageText('--config FILE --ca-file FILE (--service NAME --service-namespace NS | --ready-url URL) [--wait 180] [--kubeconfig FILE]', [
+  ['--ca-file', 'PEM CA of the webhook\'s serving certificate (ca.crt of its TLS Secret)'],
+  ['--service', 'the webhook Service; its /readyz is polled before the restart'],
+  ['--service-namespace', 'namespace of that Service'],
+  ['--ready-url', 'an https:// readiness URL to poll instead of the Service\'s'],
+  ['--wait', 'seconds to wait for the webhook to answer; no restart is sent without it (default 180)'],
+  ['--kubeconfig', 'cluster credentials (default: $KUBECONFIG, ~/.kube/config, or the pod\'s service account)'],
+]);
 export const options = {
   'ca-file': { type: 'string' as const },
   service: { type: 'string' as const },

@@ -17,6 +17,7 @@ import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Clus
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { root } from './fixtures.js';
 
 const exec = promisify(execFile);
@@ -29,6 +30,8 @@ export const FULL = 'wh-mlflow-irsa-webhook';
 export const TARGET_NS = 'domino-platform';
 /** What a cluster serving ValidatingAdmissionPolicy reports; helm 3.17's client-only default set lists group/versions, no kinds. */
 export const WITH_POLICY_API = ['--api-versions', 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy'];
+/** What a cluster with prometheus-operator's CRDs reports. */
+export const WITH_SERVICE_MONITOR_API = ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'];
 
 export type Obj = any;
 
@@ -61,6 +64,7 @@ const MODELS: Record<string, new (o: Obj) => { validate(): void }> = {
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'rbac.authorization.k8s.io/v1/Role': Role,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
 };
 
 /** cert-manager kinds have no model in kubernetes-models; they get structural checks in their own test. */

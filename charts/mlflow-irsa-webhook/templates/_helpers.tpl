@@ -34,11 +34,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-tls" (include "mlflow-irsa-webhook.fullname" .)) .Values.tls.secretName -}}
 {{- end -}}
 
+{{/* The image reference; there is no public image, so the repository must be given. The tag defaults to appVersion. */}}
 {{- define "mlflow-irsa-webhook.image" -}}
+{{- $repository := required "image.repository is required: set it to the repository you pushed this project's image to, e.g. --set image.repository=111122223333.dkr.ecr.us-west-2.amazonaws.com/mlflow-irsa-webhook (the README says how to build and push it)" .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -76,6 +78,13 @@ that are set in the values, so the file validates against the same schema as val
 {{- end -}}
 {{- if ge (int .Values.jobs.bootstrapCert.renewDays) (int .Values.jobs.bootstrapCert.days) -}}
 {{- fail (printf "jobs.bootstrapCert.renewDays (%v) must be below jobs.bootstrapCert.days (%v), or every upgrade would renew" .Values.jobs.bootstrapCert.renewDays .Values.jobs.bootstrapCert.days) -}}
+{{- end -}}
+{{- $metricsPort := int (.Values.server.metricsPort | default 0) -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not $metricsPort) -}}
+{{- fail "metrics.serviceMonitor.enabled needs server.metricsPort (e.g. 9090): the ServiceMonitor scrapes that plain-HTTP port" -}}
+{{- end -}}
+{{- if and $metricsPort (eq $metricsPort (int .Values.server.port)) -}}
+{{- fail (printf "server.metricsPort (%v) must differ from server.port: the metrics listener is a second port (0 turns it off)" $metricsPort) -}}
 {{- end -}}
 {{- $self := include "mlflow-irsa-webhook.fullname" . -}}
 {{- if and (eq .Release.Namespace .Values.namespace) (or (eq $self .Values.deployment) (eq $self .Values.serviceAccount)) -}}

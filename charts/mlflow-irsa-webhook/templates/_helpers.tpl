@@ -155,12 +155,15 @@ spec:
       labels:
         {{- include "mlflow-irsa-webhook.labels" $root | nindent 8 }}
         app.kubernetes.io/component: {{ .name }}
-        {{- with $root.Values.jobs.podLabels }}
-        {{- toYaml . | nindent 8 }}
+        {{- /* values quoted: `--set jobs.podLabels.x=true` gives a boolean, which the API refuses in a label or annotation */}}
+        {{- range $key, $value := $root.Values.jobs.podLabels }}
+        {{ $key }}: {{ $value | toString | quote }}
         {{- end }}
       {{- with $root.Values.jobs.podAnnotations }}
       annotations:
-        {{- toYaml . | nindent 8 }}
+        {{- range $key, $value := . }}
+        {{ $key }}: {{ $value | toString | quote }}
+        {{- end }}
       {{- end }}
     spec:
       restartPolicy: Never

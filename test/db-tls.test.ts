@@ -85,6 +85,7 @@ interface Connect {
   readonly viaUrl?: boolean;
   readonly user?: string;
   readonly password?: string;
+  readonly database?: string;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -102,7 +103,7 @@ async function connect(server: TestPostgres, opts: Connect = {}) {
     if (opts.root !== undefined) env.PGSSLROOTCERT = opts.root;
   }
   const query = params.size > 0 ? `?${params}` : '';
-  const databaseUrl = `postgres://${user}:${encodeURIComponent(opts.password ?? server.password)}@${HOST}:${server.port}/postgres${query}`;
+  const databaseUrl = `postgres://${user}:${encodeURIComponent(opts.password ?? server.password)}@${HOST}:${server.port}/${opts.database ?? 'postgres'}${query}`;
   // A long --wait: a refusal must be reported at once, so a refusal that became retryable would show as "gave up".
   const result = await withDatabase({ databaseUrl, waitSeconds: 30, env }, log.logger, async (c) => {
     const { rows } = await c.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
@@ -224,13 +225,20 @@ t.test('prefer and allow fall back exactly when libpq does, and say so in the lo
   t.match(checked.log.records().find((r) => r.msg === 'connected to the tracking database'), { tls: true, certificateChecked: true });
 });
 
-t.test('a wrong password under prefer: both attempts reported once, not retried, no password anywhere', async (t) => {
+t.test('failures after the server answered: a wrong password under prefer reports both attempts once, allow and a missing database stop where libpq stops', async (t) => {
   const wrong = 'Wrong-Password-0d7e51';
   const r = await connect(servers['self-signed'], { mode: 'prefer', password: wrong });
   t.equal(r.outcome, 'error');
   t.match(r.error?.message, /^authentication failed: check PGUSER and PGPASSWORD .*password authentication failed for user "postgres" \(in plaintext; before that, over TLS: password authentication failed/);
   t.notMatch(r.error?.message, /gave up after/);
   t.notMatch(r.log.lines.join('') + r.error?.message, wrong);
+  // allow: plaintext refused, then the TLS retry meets a server without TLS; libpq goes on in plaintext and meets the same refusal
+  const allow = await connect(servers['no TLS'], { mode: 'allow', password: wrong });
+  t.match(allow.error?.message, /^authentication failed: check PGUSER and PGPASSWORD .*password authentication failed for user "postgres"\)$/, 'only the refusal that matters');
+  // an error after authentication (the database is missing) ends the attempts, as libpq's CONNECTION_AUTH_OK state does
+  const missing = await connect(servers['self-signed'], { mode: 'prefer', database: 'no_such_db' });
+  t.match(missing.error?.message, /^the database does not exist: check PGDATABASE .*database "no_such_db" does not exist\)$/);
+  t.notOk(missing.log.records().some((r) => r.msg === 'TLS failed; sslmode=prefer goes on in plaintext'), 'no plaintext retry');
 });
 
 t.test('the URL\'s sslmode and sslrootcert win over the environment; node-postgres never reads them', async (t) => {
@@ -275,6 +283,16 @@ t.test('bad TLS settings are refused before connecting, with the key, the value 
     t.match(err?.message, pattern);
     t.notMatch(err?.message, /Url-Secret-77/, 'the URL (it may hold the password) is never quoted');
   }
+  // through the CLI: exit 1, the reason in the log's last line, no stack trace
+  const config = join(dir, 'config.json');
+  await writeFile(config, JSON.stringify({ roleArn: 'arn:aws:iam::111122223333:role/sw-mlflow-full-access', artifactsDestination: 's3://sw-domino-project-based-mlflow' }));
+  const server = servers['no TLS'];
+  const cli = await runCli(['install-trigger', '--config', config, '--wait', '60'], {
+    HOME: emptyHome, PGHOST: HOST, PGPORT: String(server.port), PGDATABASE: 'mlflow', PGUSER: 'mlflow', PGPASSWORD: MLFLOW_PASSWORD, PGSSLMODE: 'verify',
+  });
+  t.equal(cli.code, 1);
+  t.match(JSON.parse(cli.stdout.trim().split('\n').at(-1) ?? '{}'), { level: 'error', msg: 'install-trigger failed (install)', reason: /^invalid sslmode "verify" \(PGSSLMODE\): use one of/ });
+  t.equal(cli.stderr, '', 'no stack trace');
   // disable never looks at a certificate, as libpq
   t.match(await planConnection({ env: { PGSSLMODE: 'disable', PGSSLROOTCERT: join(dir, 'missing.crt') } }), { tls: { sslMode: 'disable' }, attempts: ['plaintext'] });
 });

@@ -7,7 +7,7 @@
 // Rules cited below are from the libpq documentation ("SSL Support", table "SSL Mode Descriptions", and the sslmode /
 // sslrootcert parameter descriptions) and libpq's own code (fe-connect.c, fe-secure-openssl.c).
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { checkServerIdentity, type ConnectionOptions, type TLSSocket } from 'node:tls';
@@ -122,8 +122,9 @@ function defaultRootPath(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
+/** libpq's test for the default file: stat() succeeds. Anything else than "not there" is left for readRoot to report. */
 async function exists(path: string): Promise<boolean> {
-  return readFile(path).then(() => true, (err: NodeJS.ErrnoException) => err.code !== 'ENOENT' && err.code !== 'ENOTDIR');
+  return stat(path).then(() => true, (err: NodeJS.ErrnoException) => err.code !== 'ENOENT' && err.code !== 'ENOTDIR');
 }
 
 /**

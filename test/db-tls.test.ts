@@ -120,6 +120,9 @@ async function libpqOutcome(server: TestPostgres, mode: string, rootFile: string
   return out === 't' ? 'TLS' : out === 'f' ? 'plaintext' : 'fails';
 }
 const psqlInstalled = await exec('psql', ['--version']).then(() => true, () => false);
+// pg-connection-string warns (once per process) when it reads sslmode itself: it never should, so none may appear.
+const processWarnings: string[] = [];
+process.on('warning', (w) => processWarnings.push(w.message));
 
 t.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mlflow-irsa-db-tls-'));
@@ -255,6 +258,8 @@ t.test('the URL\'s sslmode and sslrootcert win over the environment; node-postgr
   // pg's parser would make sslmode=require "verify-full" and refuse this server's self-signed certificate
   const r = await connect(servers['self-signed'], { mode: 'require', viaUrl: true });
   t.equal(r.outcome, 'TLS', 'sslmode=require in the URL encrypts without checking, as in libpq');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(processWarnings.filter((w) => /ssl ?mode/i.test(w)), [], 'node-postgres never saw an sslmode (it warns when it does)');
 });
 
 t.test('bad TLS settings are refused before connecting, with the key, the value and the rule', async (t) => {
@@ -273,6 +278,7 @@ t.test('bad TLS settings are refused before connecting, with the key, the value 
     [undefined, { PGSSLROOTCERT: join(dir, 'not-pem.crt') }, /^the root certificate file \(PGSSLROOTCERT .*not-pem\.crt\) holds no PEM certificate/],
     [undefined, { PGSSLROOTCERT: join(dir, 'broken.crt') }, /^the root certificate file \(PGSSLROOTCERT .*broken\.crt\): certificate 1 of 1 does not parse/],
     [undefined, { PGSSLMODE: 'require', PGSSLROOTCERT: 'system' }, /^weak sslmode "require" may not be used with sslrootcert=system \(use "verify-full"\)$/],
+    [`${secretUrl}?sslmode=disable&sslrootcert=system`, {}, /^weak sslmode "disable" may not be used with sslrootcert=system/],
     [undefined, { PGSSLMODE: 'verify-ca' }, new RegExp(`^sslmode=verify-ca \\(PGSSLMODE\\) needs a root certificate .* libpq's default ${escape(join(emptyHome, '.postgresql/root.crt'))} does not exist$`)],
   ];
   await writeFile(join(dir, 'not-pem.crt'), 'not a certificate\n');

@@ -156,12 +156,14 @@ export async function planConnection(opts: PlanOptions): Promise<ConnectionPlan>
     sslModeOrigin = "libpq's default";
   }
 
+  // libpq: with sslrootcert=system "any weaker setting [than verify-full] will result in an error" (disable included).
+  if (rootGiven?.path === 'system' && sslMode !== 'verify-full') {
+    throw new DatabaseTlsError(`weak sslmode "${sslMode}" may not be used with sslrootcert=system (use "verify-full")`);
+  }
   let root: RootCertificate | undefined;
   if (sslMode === 'disable') {
     // disable: "only try a non-SSL connection"; no certificate is ever looked at.
   } else if (rootGiven?.path === 'system') {
-    // libpq: with sslrootcert=system "any weaker setting [than verify-full] will result in an error".
-    if (sslMode !== 'verify-full') throw new DatabaseTlsError(`weak sslmode "${sslMode}" may not be used with sslrootcert=system (use "verify-full")`);
     root = { origin: "the system's trusted roots (sslrootcert=system)" };
   } else if (rootGiven) {
     // libpq ignores a named file that does not exist below verify-ca; here a file the operator named must be usable in

@@ -27,6 +27,11 @@ const resources = obj('container resources (requests/limits)', {
 });
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+/** A PEM file held in a Secret or ConfigMap (in the trigger Jobs' namespace); an empty name means none. */
+const caSource = (kind) => obj(`${kind} holding the CA certificate (PEM); empty name means none`, {
+  name: str(`${kind} name`, { pattern: `^(${dnsSubdomain.slice(1, -1)})?$`, maxLength: 253 }),
+  key: str(`key in the ${kind}`, { pattern: '^[-._a-zA-Z0-9]+$' }),
+}, { required: ['name', 'key'] });
 
 /** The chart's own keys, beside the config keys. */
 export const chartProperties = {
@@ -82,7 +87,9 @@ export const chartProperties = {
   jobs: obj('hook Jobs', {
     backoffLimit: int('retries of a failed Job pod', { minimum: 0 }),
     ttlSecondsAfterFinished: int('finished Jobs are removed after this', { minimum: 0 }),
-    activeDeadlineSeconds: int('a Job is stopped after this', { minimum: 60 }),
+    activeDeadlineSeconds: int('a Job is stopped after this; keep it below helm --timeout (default 300 s)', { minimum: 60 }),
+    podLabels: k8s('extra labels of the Job pods (default: sidecar.istio.io/inject=false)'),
+    podAnnotations: k8s('extra annotations of the Job pods (default: sidecar.istio.io/inject=false)'),
     resources,
     bootstrapCert: obj('self-managed certificates', {
       days: int('validity in days', { minimum: 2, maximum: 36500 }),
@@ -90,12 +97,12 @@ export const chartProperties = {
     }),
     restart: obj('restart of the mlflow Deployment after install/upgrade', {
       enabled: bool('run the restart Job'),
-      waitSeconds: int('wait this long for the webhook to answer', { minimum: 0, maximum: 3600 }),
+      waitSeconds: int('wait this long for the webhook to answer; below activeDeadlineSeconds', { minimum: 0, maximum: 3600 }),
     }),
     trigger: obj('the tracking-database trigger Jobs', {
       enabled: bool('install the trigger after install/upgrade'),
       uninstallOnDelete: bool('remove the trigger on helm uninstall'),
-      waitSeconds: int('retry an unreachable database this long', { minimum: 0 }),
+      waitSeconds: int('retry an unreachable database this long; below activeDeadlineSeconds', { minimum: 0 }),
       backfill: bool('apply the rule to existing experiments too'),
       namespace: str('namespace the trigger Jobs run in (holds the password Secret); empty means `namespace`', { pattern: `^(${dnsLabel.slice(1, -1)})?$`, maxLength: 63 }),
     }),
@@ -105,11 +112,15 @@ export const chartProperties = {
     port: int('PGPORT', { minimum: 1, maximum: 65535 }),
     name: str('PGDATABASE', { minLength: 1 }),
     user: str('PGUSER', { minLength: 1 }),
-    sslMode: { type: 'string', enum: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'], description: 'PGSSLMODE' },
+    sslMode: { type: 'string', enum: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'], description: 'PGSSLMODE, libpq\'s meaning; verify-full where the database has a certificate from a CA given in tls' },
     passwordSecret: obj('Secret holding PGPASSWORD', {
       name: str('Secret name', { pattern: dnsSubdomain }),
       key: str('key in the Secret', { minLength: 1 }),
     }, { required: ['name', 'key'] }),
+    tls: obj('the CA certificate that signed the database\'s certificate, passed to the trigger Jobs as PGSSLROOTCERT', {
+      caSecret: caSource('Secret'),
+      caConfigMap: caSource('ConfigMap'),
+    }),
   }),
 };
 

@@ -2,6 +2,7 @@
 import { readFileSync, watchFile, unwatchFile, type Stats } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 
 export interface KeyPair {
   readonly cert: string;
@@ -92,7 +93,7 @@ export async function createCa(commonName: string, days: number): Promise<Certif
   return { cert: ca.cert, key: ca.private };
 }
 
-/** A serving certificate for these DNS names, signed by `ca`, or self-signed without one. */
+/** A serving certificate for these DNS names (or IP addresses), signed by `ca`, or self-signed without one. */
 export async function createServingCert(dnsNames: string[], days: number, ca?: CertificateAuthority): Promise<KeyPair> {
   const now = Date.now();
   const { generate } = await loadSelfsigned();
@@ -107,7 +108,7 @@ export async function createServingCert(dnsNames: string[], days: number, ca?: C
       { name: 'basicConstraints', cA: false },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: dnsNames.map((value) => ({ type: 2 as const, value })) },
+      { name: 'subjectAltName', altNames: dnsNames.map((value) => (isIP(value) ? { type: 7 as const, ip: value } : { type: 2 as const, value })) },
     ],
   });
   return { cert: result.cert, key: result.private };

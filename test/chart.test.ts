@@ -497,3 +497,130 @@ t.test('NOTES.txt renders the verification commands for the values given', async
   t.match(quiet, 'Self-healing is off');
   t.notMatch(quiet, /ValidatingAdmissionPolicy/, 'nothing about a policy switched off');
 });
+
+// ---- hook Jobs that fit the platform: selectors, mesh sidecars, Helm's timeout, the database's CA (issue 10) ----
+
+/** Does a Kubernetes selector (a Service's label map, or a LabelSelector) select these labels? */
+function selects(selector: Obj, labels: Record<string, string>): boolean {
+  const isLabelSelector = 'matchLabels' in selector || 'matchExpressions' in selector;
+  const matchLabels: Record<string, string> = isLabelSelector ? selector.matchLabels ?? {} : selector;
+  if (!Object.entries(matchLabels).every(([k, v]) => labels[k] === v)) return false;
+  return (isLabelSelector ? selector.matchExpressions ?? [] : []).every((e: Obj) => {
+    switch (e.operator) {
+      case 'In': return e.key in labels && e.values.includes(labels[e.key]);
+      case 'NotIn': return !(e.key in labels) || !e.values.includes(labels[e.key]);
+      case 'Exists': return e.key in labels;
+      case 'DoesNotExist': return !(e.key in labels);
+      default: throw new Error(`unknown operator ${e.operator}`);
+    }
+  });
+}
+
+/** Every pod selector anywhere in the rendered objects (Service, Deployment, PodDisruptionBudget, affinity terms). */
+function podSelectors(objects: Obj[]): Array<{ where: string; selector: Obj }> {
+  const found: Array<{ where: string; selector: Obj }> = [];
+  const walk = (node: unknown, where: string): void => {
+    if (Array.isArray(node)) node.forEach((n, i) => walk(n, `${where}[${i}]`));
+    else if (node && typeof node === 'object') {
+      for (const [k, v] of Object.entries(node)) {
+        if ((k === 'selector' || k === 'labelSelector') && v && typeof v === 'object') found.push({ where: `${where}.${k}`, selector: v });
+        else walk(v, `${where}.${k}`);
+      }
+    }
+  };
+  for (const o of objects) walk(o, `${o.kind} ${o.metadata.name}`);
+  return found;
+}
+
+t.test('hook Jobs fit the platform', async (t) => {
+  const [defaults, withCaSecret, withCaConfigMap, withAnnotations] = await Promise.all([
+    render(),
+    render(['database.sslMode=verify-full', 'database.tls.caSecret.name=mlflow-postgresql-ca', 'database.tls.caSecret.key=tls.crt']),
+    render(['database.sslMode=verify-full', 'database.tls.caConfigMap.name=mlflow-postgresql-ca']),
+    render(['jobs.podAnnotations.cluster-autoscaler\\.kubernetes\\.io/safe-to-evict=true', 'jobs.podLabels.team=platform', 'podLabels.tier=admission']),
+  ]);
+
+  t.test('defaults, database.tls.caSecret / caConfigMap and jobs.podAnnotations render valid objects', async (t) => {
+    for (const objects of [defaults, withCaSecret, withCaConfigMap, withAnnotations]) validateAll(t, objects);
+  });
+
+  t.test('no Job pod matches any pod selector of the chart; the webhook pods match them all', async (t) => {
+    for (const objects of [defaults, withAnnotations]) {
+      const selectors = podSelectors(objects);
+      t.ok(selectors.length >= 4, `found the Service, Deployment, PodDisruptionBudget and anti-affinity selectors (${selectors.map((s) => s.where).join(', ')})`);
+      const webhookPod = one(objects, 'Deployment', FULL, NS).spec.template.metadata.labels;
+      for (const { where, selector } of selectors) t.ok(selects(selector, webhookPod), `${where} selects the webhook pods`);
+      for (const job of find(objects, 'Job')) {
+        const labels = job.spec.template.metadata.labels;
+        t.equal(labels['app.kubernetes.io/component'], job.metadata.name.slice(FULL.length + 1), `${job.metadata.name}: its own component label`);
+        for (const { where, selector } of selectors) t.notOk(selects(selector, labels), `${where} does not select ${job.metadata.name}'s pods`);
+      }
+    }
+    t.notOk(selects({ matchLabels: { a: '1' } }, { a: '2' }), 'the matcher itself tells labels apart');
+  });
+
+  t.test('Job pods: Istio injection off by default, jobs.podLabels / jobs.podAnnotations added, the webhook pods untouched by them', async (t) => {
+    for (const job of find(defaults, 'Job')) {
+      t.equal(job.spec.template.metadata.labels['sidecar.istio.io/inject'], 'false', `${job.metadata.name}: label`);
+      t.equal(job.spec.template.metadata.annotations['sidecar.istio.io/inject'], 'false', `${job.metadata.name}: annotation`);
+    }
+    for (const job of find(withAnnotations, 'Job')) {
+      t.match(job.spec.template.metadata.annotations, { 'cluster-autoscaler.kubernetes.io/safe-to-evict': 'true', 'sidecar.istio.io/inject': 'false' }, `${job.metadata.name}: annotations merged with the default`);
+      t.match(job.spec.template.metadata.labels, { team: 'platform', 'sidecar.istio.io/inject': 'false' });
+      t.notOk('tier' in job.spec.template.metadata.labels, 'the webhook\'s podLabels stay on the webhook');
+    }
+    const webhookPod = one(withAnnotations, 'Deployment', FULL, NS).spec.template.metadata;
+    t.equal(webhookPod.labels.tier, 'admission');
+    t.notOk('team' in webhookPod.labels || 'sidecar.istio.io/inject' in webhookPod.labels, 'jobs.podLabels stay on the Jobs');
+    const optedIn = await render(['jobs.podLabels.sidecar\\.istio\\.io/inject=null', 'jobs.podAnnotations=null']);
+    t.notOk('sidecar.istio.io/inject' in jobNamed(optedIn, 'install-trigger').spec.template.metadata.labels, 'null removes the default');
+    t.notOk(jobNamed(optedIn, 'install-trigger').spec.template.metadata.annotations);
+  });
+
+  t.test('each Job gives up by itself before activeDeadlineSeconds, which ends before Helm\'s default --timeout of 5 minutes', async (t) => {
+    for (const job of find(defaults, 'Job')) {
+      t.ok(job.spec.activeDeadlineSeconds < 300, `${job.metadata.name}: activeDeadlineSeconds ${job.spec.activeDeadlineSeconds} < 300`);
+      const wait = (await parseCommandLine(podSpec(job).containers[0].args)).values.wait;
+      if (wait !== undefined) t.ok(Number(wait) < job.spec.activeDeadlineSeconds, `${job.metadata.name}: --wait ${wait} < activeDeadlineSeconds`);
+    }
+    const refused = await Promise.all([
+      helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'jobs.trigger.waitSeconds=270']),
+      helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'jobs.activeDeadlineSeconds=120']),
+    ]);
+    t.match(refused[0].stderr, /jobs\.trigger\.waitSeconds \(270\) must be below jobs\.activeDeadlineSeconds \(270\), so the Job gives up with its own message/);
+    t.match(refused[1].stderr, /jobs\.trigger\.waitSeconds \(180\) must be below jobs\.activeDeadlineSeconds \(120\)/);
+    const raised = await render(['jobs.activeDeadlineSeconds=840', 'jobs.trigger.waitSeconds=720']);
+    t.equal(jobNamed(raised, 'install-trigger').spec.activeDeadlineSeconds, 840, 'raised together, as the docs say');
+  });
+
+  t.test('the database\'s CA: mounted read-only into the trigger Jobs only, named by PGSSLROOTCERT', async (t) => {
+    for (const [objects, source] of [
+      [withCaSecret, { secret: { secretName: 'mlflow-postgresql-ca', items: [{ key: 'tls.crt', path: 'ca.crt' }] } }],
+      [withCaConfigMap, { configMap: { name: 'mlflow-postgresql-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } }],
+    ] as const) {
+      for (const name of ['install-trigger', 'uninstall-trigger']) {
+        const pod = podSpec(jobNamed(objects, name));
+        const env = Object.fromEntries(pod.containers[0].env.map((e: Obj) => [e.name, e.value]));
+        t.match(env, { PGSSLMODE: 'verify-full', PGSSLROOTCERT: '/etc/mlflow-irsa-webhook-db-ca/ca.crt' }, name);
+        t.same(pod.containers[0].volumeMounts.find((m: Obj) => m.name === 'db-ca'), { name: 'db-ca', mountPath: '/etc/mlflow-irsa-webhook-db-ca', readOnly: true });
+        t.same(pod.volumes.find((v: Obj) => v.name === 'db-ca'), { name: 'db-ca', ...source });
+      }
+      for (const name of ['bootstrap-cert-create', 'bootstrap-cert-patch', 'restart-target']) {
+        t.notOk(podSpec(jobNamed(objects, name)).volumes.some((v: Obj) => v.name === 'db-ca'), `${name} does not get it`);
+      }
+    }
+    for (const name of ['install-trigger', 'uninstall-trigger']) {
+      t.notOk(podSpec(jobNamed(defaults, name)).containers[0].env.some((e: Obj) => e.name === 'PGSSLROOTCERT'), `${name}: no PGSSLROOTCERT by default`);
+    }
+    const refused = await Promise.all([
+      helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=a', '--set', 'database.tls.caConfigMap.name=b']),
+      helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=a', '--set', 'database.sslMode=disable']),
+      helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=Not_A_Name']),
+      helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.sslMode=verify']),
+    ]);
+    t.match(refused[0].stderr, /database\.tls\.caSecret\.name \("a"\) and database\.tls\.caConfigMap\.name \("b"\) are both set/);
+    t.match(refused[1].stderr, /database\.tls gives a CA certificate but database\.sslMode is disable, which never uses it/);
+    t.match(refused[2].stderr, /database\.tls\.caSecret\.name: Does not match pattern/);
+    t.match(refused[3].stderr, /database\.sslMode: database\.sslMode must be one of the following/);
+  });
+});

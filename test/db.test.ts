@@ -1,5 +1,4 @@
 // The tracking-database trigger against a real PostgreSQL: MLflow's exact statement sequences, both modes, installers, faults and secrets.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import { createLogger } from '../src/log.js';
 import { APPLICATION_NAME, TriggerError, classify, scrub, secretsOf, withDatabase } from '../src/db/connect.js';
 import { findLegacy, installTrigger, readInstalled, uninstallTrigger } from '../src/db/install.js';
 import { FUNCTION_NAME, TRIGGER_NAME, functionDefinition, installStatements, script } from '../src/db/sql.js';
+import { runCli } from './helpers/cli.js';
 import { freePort, startPostgres, type TestPostgres } from './helpers/pg.js';
 
 const BUCKET = 's3://sw-domino-project-based-mlflow';
@@ -219,7 +219,6 @@ create trigger update_artifact_location_trg
       for each row
       execute function update_artifact_location();`;
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
 let workDir: string;
 
 async function writeConfig(name: string, config: Record<string, unknown>): Promise<string> {
@@ -228,18 +227,8 @@ async function writeConfig(name: string, config: Record<string, unknown>): Promi
   return file;
 }
 
-/** Runs the built CLI with only the environment given (plus PATH), and returns everything it wrote. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'install-trigger', ...args], { env: { PATH: process.env.PATH ?? '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** Runs `install-trigger` through the built CLI with only the environment given (plus PATH). */
+const cli = (args: string[], env: Record<string, string> = {}) => runCli(['install-trigger', ...args], env);
 
 t.before(async () => {
   server = await startPostgres();

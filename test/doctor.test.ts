@@ -59,8 +59,10 @@ interface World {
   pair: KeyPair;
   /** the port the real webhook server listens on (what the Service would reach) */
   port: number;
-  /** runs doctor's reads and checks in-process */
-  doctor(over?: Partial<ReadOptions> & { config?: Config; now?: number }): Promise<{ byId: Record<string, CheckResult>; results: CheckResult[]; facts: DoctorFacts }>;
+  /** the leader renews the Lease now (a slow machine must not make the seeded renewal look stale) */
+  renewLease(): void;
+  /** runs doctor's reads and checks in-process; the Lease is renewed first unless keepLease */
+  doctor(over?: Partial<ReadOptions> & { config?: Config; now?: number; keepLease?: boolean }): Promise<{ byId: Record<string, CheckResult>; results: CheckResult[]; facts: DoctorFacts }>;
 }
 
 /** A fully working installation: every check passes. Tests break one thing each. */
@@ -88,9 +90,14 @@ async function world(t: Test, opts: { certDays?: number; certNames?: string[] } 
   for (const name of ['replicaset-mlflow', 'replicaset-mlflow-mutated']) stub.seed(P.rs(k8sFixture(name).metadata.name), k8sFixture(name));
   stub.seed(P.pod(k8sFixture('pod-mlflow-mutated').metadata.name), k8sFixture('pod-mlflow-mutated'));
   const kube = await kubeClient(stub.kubeconfig);
+  const renewLease = () => {
+    const l = stub.object(P.lease);
+    if (l) stub.seed(P.lease, { ...l, spec: { ...l.spec, renewTime: micro(Date.now()) } });
+  };
   return {
-    stub, ca, pair, port,
+    stub, ca, pair, port, renewLease,
     async doctor(over = {}) {
+      if (!over.keepLease) renewLease();
       const cfg = over.config ?? config;
       const { facts } = await readFacts({
         config: cfg, kube, logger: quiet(), webhookConfig: SVC, webhookNamespace: NS, tlsSecret: `${SVC}-tls`,
@@ -206,6 +213,11 @@ t.test('webhook.configuration: missing, unreadable, or not selecting the namespa
   expectCheck(t, (await w.doctor()).byId['webhook.configuration'], 'fail', /may not read MutatingWebhookConfiguration mlflow-irsa-webhook: .*403 Forbidden/,
     /^kubectl auth can-i get mutatingwebhookconfiguration\/mlflow-irsa-webhook$/);
 
+  const urlOnly = w.stub.object(P.mwc);
+  urlOnly.webhooks = [{ ...urlOnly.webhooks[0], clientConfig: { url: 'https://10.0.0.1/mutate', caBundle: urlOnly.webhooks[0].clientConfig.caBundle } }];
+  w.stub.seed(P.mwc, urlOnly);
+  expectCheck(t, (await w.doctor()).byId['webhook.configuration'], 'fail', /the deployments webhook calls a URL, not the Service mlflow-irsa-webhook\/mlflow-irsa-webhook; .*no webhook for serviceaccounts$/);
+
   w.stub.seed(P.mwc, undefined);
   const { byId } = await w.doctor();
   expectCheck(t, byId['webhook.configuration'], 'fail', /MutatingWebhookConfiguration mlflow-irsa-webhook not found: the API server calls no webhook for mlflow/, /helm -n mlflow-irsa-webhook upgrade/);
@@ -236,6 +248,11 @@ t.test('webhook.ca-bundle: verified against the Secret when the Service cannot b
   expectCheck(t, r.byId['webhook.ca-bundle'], 'fail', /the caBundle \(some-other-ca\) does not verify the certificate served at .* \(issued by CN=mlflow-irsa-webhook-ca\): the API server's calls fail TLS/, /helm -n mlflow-irsa-webhook upgrade/);
   expectCheck(t, r.byId['admission.dry-run'], 'skip', /needs webhook\.ca-bundle, which failed/);
 
+  for (const [bundle, problem] of [['not a certificate', /the caBundle holds no PEM certificate/], ['-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----', /the caBundle is not a PEM certificate/]] as const) {
+    for (const h of mwc.webhooks) h.clientConfig.caBundle = b64(bundle);
+    w.stub.seed(P.mwc, mwc);
+    expectCheck(t, (await w.doctor()).byId['webhook.ca-bundle'], 'fail', problem);
+  }
   delete mwc.webhooks[1].clientConfig.caBundle;
   w.stub.seed(P.mwc, mwc);
   expectCheck(t, (await w.doctor()).byId['webhook.ca-bundle'], 'fail', /a webhook has no caBundle/);
@@ -266,6 +283,8 @@ t.test('webhook.endpoints: some not ready warns; none ready or no Service fails'
   const r = await w.doctor();
   expectCheck(t, r.byId['webhook.endpoints'], 'fail', /has no ready endpoints \(2 endpoints in all\): no webhook pod answers/);
   expectCheck(t, r.byId['admission.dry-run'], 'skip', /needs webhook\.endpoints, which failed/);
+  w.stub.failNext('GET', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D${SVC}`, 'status-forbidden');
+  expectCheck(t, (await w.doctor()).byId['webhook.endpoints'], 'fail', /could not list the EndpointSlices of Service mlflow-irsa-webhook\/mlflow-irsa-webhook: .*403/, /kubectl auth can-i list endpointslices\.discovery\.k8s\.io -n mlflow-irsa-webhook/);
   w.stub.seed(P.service, undefined);
   expectCheck(t, (await w.doctor()).byId['webhook.endpoints'], 'fail', /Service mlflow-irsa-webhook\/mlflow-irsa-webhook not found/);
 });
@@ -282,6 +301,9 @@ t.test('admission.dry-run: mutated through the webhook for an unmutated Deployme
     /^kubectl get --raw \/api\/v1\/namespaces\/mlflow-irsa-webhook\/services\/https:mlflow-irsa-webhook:443\/proxy\/readyz$/);
   w.stub.seed(P.dep, k8sFixture('deployment-mlflow-mutated'));
   expectCheck(t, (await w.doctor()).byId['admission.dry-run'], 'fail', /admitted without the mutation/, undefined);
+  w.stub.hang = (method) => method === 'PATCH'; // an API server whose admission never answers
+  expectCheck(t, (await w.doctor({ timeoutMs: 1000 })).byId['admission.dry-run'], 'fail', /a dry-run update of Deployment domino-platform\/mlflow failed: dry-run patch: no answer within 1 s/, /proxy\/readyz/);
+  w.stub.hang = undefined;
   w.stub.failNext('PATCH', `${P.dep}?dryRun=All`, 'status-forbidden');
   expectCheck(t, (await w.doctor()).byId['admission.dry-run'], 'fail', /may not send a dry-run update/, /kubectl auth can-i patch deployment\/mlflow -n domino-platform/);
 });
@@ -362,9 +384,9 @@ t.test('reconcile.lease: fresh, stale, unheld, missing, or reconcile off', async
   const w = await world(t);
   const lease = w.stub.object(P.lease);
   w.stub.seed(P.lease, { ...lease, spec: { ...lease.spec, renewTime: micro(Date.now() - 120_000) } });
-  expectCheck(t, (await w.doctor()).byId['reconcile.lease'], 'fail', /held by mlflow-irsa-webhook-6d9f7c5b8-h2k4m, last renewed 12\d s ago \(lease duration 15 s\): the leader stopped renewing/, /logs -l app.kubernetes.io\/component=webhook/);
+  expectCheck(t, (await w.doctor({ keepLease: true })).byId['reconcile.lease'], 'fail', /held by mlflow-irsa-webhook-6d9f7c5b8-h2k4m, last renewed 1[2-9]\d s ago \(lease duration 15 s\): the leader stopped renewing/, /logs -l app.kubernetes.io\/component=webhook/);
   w.stub.seed(P.lease, { ...lease, spec: { leaseDurationSeconds: 15 } });
-  expectCheck(t, (await w.doctor()).byId['reconcile.lease'], 'fail', /has no holder: no webhook replica is leading/);
+  expectCheck(t, (await w.doctor({ keepLease: true })).byId['reconcile.lease'], 'fail', /has no holder: no webhook replica is leading/);
   w.stub.seed(P.lease, undefined);
   expectCheck(t, (await w.doctor()).byId['reconcile.lease'], 'fail', /Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile not found/, /helm -n mlflow-irsa-webhook upgrade/);
   const off = parseConfig({ ...JSON.parse(JSON.stringify(config)), reconcile: { enabled: false } });
@@ -556,8 +578,8 @@ t.test('--output json has the documented shape; text is grouped, one line per ch
 t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deployment, 0 on a mutated setup, 2 on bad usage', async (t) => {
   const w = await world(t);
   const cli = join(root, 'dist/cli.js');
-  const doctor = (extra: string[] = []) => run(process.execPath, [cli, 'doctor', '--config', exampleConfig, '--kubeconfig', w.stub.kubeconfig, '--output', 'json', ...extra], { env: { ...process.env, PGHOST: '' } })
-    .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }));
+  const doctor = (extra: string[] = []) => (w.renewLease(), run(process.execPath, [cli, 'doctor', '--config', exampleConfig, '--kubeconfig', w.stub.kubeconfig, '--output', 'json', ...extra], { env: { ...process.env, PGHOST: '' } })
+    .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string })));
 
   let r = await doctor();
   let doc = JSON.parse(r.stdout);
@@ -574,7 +596,15 @@ t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deploym
   t.ok(validate(doc), JSON.stringify(validate.errors));
   t.equal(r.code, 1, 'an unmutated Deployment: exit 1');
   t.match(doc.checks.find((c: any) => c.id === 'deployment.template'), { status: 'fail', fix: 'kubectl -n domino-platform rollout restart deployment/mlflow' });
+  t.same(doc.checks.filter((c: any) => c.status === 'fail').map((c: any) => c.id), ['deployment.template'], 'and nothing else fails');
   t.equal(doc.summary.fail, 1);
+
+  const broken = join(mkdtempSync(join(tmpdir(), 'doctor-kubeconfig-')), 'kubeconfig');
+  writeFileSync(broken, 'clusters: [');
+  r = await doctor(['--kubeconfig', broken]);
+  t.equal(r.code, 1, 'a kubeconfig that does not parse is a failed check, not a crash');
+  t.match(JSON.parse(r.stdout).checks[0], { id: 'kubernetes.api', status: 'fail', message: /no usable kubeconfig/ });
+  rmSync(broken, { force: true });
 
   r = await doctor(['--output', 'yaml']);
   t.equal(r.code, 2);

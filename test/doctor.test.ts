@@ -516,7 +516,7 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
 
   // wrong password, wrong database
   r = (await w.doctor({ database: { databaseUrl: server.url('mlflow').replace(server.password, 'wrong'), env: {} } })).byId;
-  expectCheck(t, r['trigger.connection'], 'fail', /could not read the tracking database: authentication failed/);
+  expectCheck(t, r['trigger.connection'], 'fail', /could not read the tracking database: authentication failed/, /^psql -c 'SELECT current_user, current_database\(\)'/);
   t.notMatch(r['trigger.connection'].message, /wrong|test-superuser-password/, 'no password in the message');
   expectCheck(t, r['trigger.installed'], 'skip', /needs trigger\.connection, which failed/);
   expectCheck(t, r['trigger.drift'], 'skip', /needs trigger\.connection, which failed/);

@@ -501,7 +501,7 @@ const db = (f: DoctorFacts) => (f.database as { value: DatabaseFacts }).value;
 
 function judgeConnection(f: DoctorFacts, c: DoctorContext): Verdict {
   if (!f.database) return skip('no database given (--database-url, or PGHOST and the other libpq variables)');
-  if (!f.database.ok) return fail(`could not read the tracking database: ${f.database.error}`, `${CLI} install-trigger --config ${shellQuote(c.configFile)} --dry-run  # then psql with the same PG* variables`);
+  if (!f.database.ok) return fail(`could not read the tracking database: ${f.database.error}`, 'psql -c \'SELECT current_user, current_database()\'  # with the same PG* variables or URL');
   const d = f.database.value;
   if (d.missingTables.length > 0) {
     return fail(`database "${d.database}" lacks MLflow's tables ${d.missingTables.join(', ')}: not MLflow's tracking database, or trigger.schema is wrong`, 'psql -c \'\\dt *.experiment*\'');

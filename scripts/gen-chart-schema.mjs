@@ -107,6 +107,7 @@ export const chartProperties = {
       namespace: str('namespace the trigger Jobs run in (holds the password Secret); empty means `namespace`', { pattern: `^(${dnsLabel.slice(1, -1)})?$`, maxLength: 63 }),
     }),
   }),
+  tests: obj('`helm test`: doctor checks the whole chain, read-only', { enabled: bool('render the test Pod, its config and its read-only RBAC') }),
   database: obj('MLflow tracking database for the trigger Jobs', {
     host: str('PGHOST', { minLength: 1 }),
     port: int('PGPORT', { minimum: 1, maximum: 65535 }),

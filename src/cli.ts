@@ -13,6 +13,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
   'bootstrap-cert': { summary: 'create the webhook\'s CA and serving certificate (create), or write its caBundle (patch)', load: () => import('./k8s/bootstrap-cert.js') },
   'restart-target': { summary: 'restart the mlflow Deployment if it still lacks the mutation', load: () => import('./k8s/restart-target.js') },
   'iam-policy': { summary: 'print the least-privilege IAM trust and S3 policies and the aws commands', load: () => import('./iam-policy.js') },
+  doctor: { summary: 'check the whole chain, read-only: webhook, admission, Deployment, pods, trigger, IAM trust, Lease', load: () => import('./doctor/command.js') },
 };
 
 /** The options every command takes, after each command's own in its --help. */

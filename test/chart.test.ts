@@ -16,6 +16,8 @@ import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_
 const exec = promisify(execFile);
 
 const hook = (o: Obj) => o.metadata.annotations?.['helm.sh/hook'] as string | undefined;
+/** what `helm install` applies: everything but the `helm test` objects, which exist only while a test runs */
+const installed = (objects: Obj[]) => objects.filter((o) => hook(o) !== 'test');
 const weight = (o: Obj) => Number(o.metadata.annotations?.['helm.sh/hook-weight']);
 const jobNamed = (objects: Obj[], suffix: string) => one(objects, 'Job', `${FULL}-${suffix}`);
 const podSpec = (o: Obj) => o.spec.template.spec;
@@ -26,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<{ options: object; allowPositionals
   'bootstrap-cert': () => import('../src/k8s/bootstrap-cert.js'),
   'restart-target': () => import('../src/k8s/restart-target.js'),
   'install-trigger': () => import('../src/db/command.js'),
+  doctor: () => import('../src/doctor/command.js'),
 };
 
 async function parseCommandLine(args: string[]) {
@@ -184,7 +187,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
   });
 
   t.test('RBAC: named objects only, no wildcards, nothing cluster-wide beyond its own webhook configuration', async (t) => {
-    const roles = [...find(objects, 'Role'), ...find(objects, 'ClusterRole')];
+    const roles = [...find(installed(objects), 'Role'), ...find(installed(objects), 'ClusterRole')];
     const rules = roles.flatMap((r) => r.rules.map((rule: Obj) => ({ ...rule, role: `${r.kind}/${r.metadata.namespace ?? ''}/${r.metadata.name}` })));
     for (const rule of rules) {
       for (const field of ['verbs', 'resources', 'apiGroups', 'resourceNames']) {
@@ -205,7 +208,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       // create only to recreate a deleted Lease: the chart makes it, and RBAC cannot limit create by name
       [`Role/${NS}/${FULL}-reconcile-lease`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] }],
     ].sort());
-    const bindings = [...find(objects, 'RoleBinding'), ...find(objects, 'ClusterRoleBinding')];
+    const bindings = [...find(installed(objects), 'RoleBinding'), ...find(installed(objects), 'ClusterRoleBinding')];
     t.same(bindings.map((b) => `${b.kind}/${b.metadata.namespace ?? ''}/${b.metadata.name}`).sort(), [
       `ClusterRoleBinding//${FULL}-hooks`, `RoleBinding/${NS}/${FULL}-hooks`, `RoleBinding/${TARGET_NS}/${FULL}-hooks-restart`,
       `RoleBinding/${TARGET_NS}/${FULL}-reconcile`, `RoleBinding/${NS}/${FULL}-reconcile-lease`,
@@ -224,6 +227,52 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     }
     // The webhook's own rights live as long as the release, not just a hook phase.
     for (const o of [...roles, ...bindings].filter((o) => o.metadata.name.includes('-reconcile'))) t.equal(hook(o), undefined, `${o.kind} ${o.metadata.name} is no hook`);
+  });
+
+  t.test('helm test: doctor in a Pod beside the database Secret, with a read-only identity of its own that exists only for the test', async (t) => {
+    const tests = objects.filter((o) => hook(o) === 'test');
+    t.same(tests.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort(), [
+      `ClusterRole//${FULL}-doctor`, `ClusterRoleBinding//${FULL}-doctor`, `ConfigMap/${TARGET_NS}/${FULL}-doctor`, `Pod/${TARGET_NS}/${FULL}-doctor`,
+      `Role/${NS}/${FULL}-doctor-webhook`, `Role/${TARGET_NS}/${FULL}-doctor`, `RoleBinding/${NS}/${FULL}-doctor-webhook`, `RoleBinding/${TARGET_NS}/${FULL}-doctor`,
+      `ServiceAccount/${TARGET_NS}/${FULL}-doctor`,
+    ].sort());
+    const pod = one(objects, 'Pod', `${FULL}-doctor`, TARGET_NS);
+    for (const o of tests) {
+      t.equal(o.metadata.annotations['helm.sh/hook-weight'], o === pod ? '0' : '-10', `${o.kind} ${o.metadata.name}: made before the Pod`);
+      t.equal(o.metadata.annotations['helm.sh/hook-delete-policy'], o === pod ? 'before-hook-creation' : 'before-hook-creation,hook-succeeded',
+        o === pod ? 'the Pod stays for its report until the next test' : `${o.kind} ${o.metadata.name} goes when the test passes`);
+    }
+    // exactly what the checks read (doctor.test.ts runs doctor against these very rules and sees every one used)
+    const rules = tests.filter((o) => o.kind === 'Role' || o.kind === 'ClusterRole')
+      .flatMap((r) => r.rules.map((rule: Obj) => [`${r.kind}/${r.metadata.namespace ?? ''}`, rule]));
+    t.same(rules.sort(), [
+      ['ClusterRole/', { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [FULL], verbs: ['get'] }],
+      [`Role/${NS}`, { apiGroups: [''], resources: ['services'], resourceNames: [FULL], verbs: ['get'] }],
+      [`Role/${NS}`, { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list'] }],
+      [`Role/${NS}`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mlflow-irsa-webhook-reconcile'], verbs: ['get'] }],
+      [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
+      [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get'] }],
+      [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['pods'], verbs: ['list'] }],
+      [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['replicasets'], verbs: ['list'] }],
+    ].sort(), 'no secrets, no writes but the dry-run patch on the one Deployment, lists only where a label selector is the only way');
+    for (const b of tests.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding')) {
+      t.same(b.subjects, [{ kind: 'ServiceAccount', name: `${FULL}-doctor`, namespace: TARGET_NS }], `${b.metadata.name} binds the doctor only`);
+      t.ok(tests.some((r) => r.kind === b.roleRef.kind && r.metadata.name === b.roleRef.name && r.metadata.namespace === b.metadata.namespace), `${b.metadata.name} refers to a rendered role`);
+    }
+    const spec = pod.spec;
+    assertSecure(t, 'doctor', spec);
+    t.equal(spec.restartPolicy, 'Never', 'a failed check is a failed test, not a retry');
+    t.equal(spec.serviceAccountName, `${FULL}-doctor`);
+    t.equal(spec.automountServiceAccountToken, true);
+    const parsed = await parseCommandLine(spec.containers[0].args);
+    t.same(parsed.values, { config: '/etc/mlflow-irsa-webhook/config.yaml', 'webhook-config': FULL, 'webhook-namespace': NS, 'tls-secret': `${FULL}-tls` }, 'flags doctor accepts');
+    t.equal(spec.volumes.find((v: Obj) => v.name === 'config').configMap.name, `${FULL}-doctor`);
+    t.equal(one(objects, 'ConfigMap', `${FULL}-doctor`, TARGET_NS).data['config.yaml'], one(objects, 'ConfigMap', FULL, NS).data['config.yaml'], 'the webhook\'s own config');
+    t.same(spec.containers[0].env, podSpec(jobNamed(objects, 'install-trigger')).containers[0].env, 'the database as the trigger Job reads it');
+    t.notOk(rules.some(([, r]) => r.resources.includes('secrets')), 'no rule on Secrets');
+    t.notOk(spec.volumes.some((v: Obj) => v.secret), 'no Secret volume (the password comes in by secretKeyRef, as for the trigger Job)');
+    const off = await render(['tests.enabled=false']);
+    t.same(off.filter((o) => hook(o) === 'test'), [], 'tests.enabled=false renders none');
   });
 
   t.test('reconcile Lease: made by the chart in the release namespace, with no holder', async (t) => {
@@ -320,7 +369,7 @@ t.test('other renders', async (t) => {
     t.equal(mwc.metadata.annotations['cert-manager.io/inject-ca-from'], `${NS}/${FULL}`);
     t.ok(mwc.webhooks.every((w: Obj) => w.clientConfig.caBundle === undefined));
     t.same(find(certManager, 'Job').map((j) => j.metadata.name).filter((n) => n.includes('bootstrap-cert')), []);
-    t.notOk(find(certManager, 'ClusterRole').length, 'no cluster-wide rights when cert-manager injects the CA');
+    t.notOk(find(installed(certManager), 'ClusterRole').length, 'no cluster-wide rights when cert-manager injects the CA');
     t.same(find(certManager, 'Role').map((r) => r.metadata.name).filter((n) => n.includes('-hooks')), [`${FULL}-hooks-restart`]);
     t.equal(podSpec(one(certManager, 'Deployment', FULL, NS)).volumes.find((v: Obj) => v.name === 'tls').secret.secretName, serving.spec.secretName);
 
@@ -332,7 +381,10 @@ t.test('other renders', async (t) => {
   t.test('trigger Jobs off: none rendered, no hook ConfigMap in the target namespace', async (t) => {
     validateAll(t, noTrigger);
     t.same(find(noTrigger, 'Job').map((j) => j.metadata.name).sort(), [`${FULL}-bootstrap-cert-create`, `${FULL}-bootstrap-cert-patch`, `${FULL}-restart-target`]);
-    t.same(find(noTrigger, 'ConfigMap').map((c) => c.metadata.namespace), [NS, NS]);
+    t.same(find(installed(noTrigger), 'ConfigMap').map((c) => c.metadata.namespace), [NS, NS]);
+    const doctor = one(noTrigger, 'Pod', `${FULL}-doctor`);
+    t.equal(doctor.metadata.namespace, NS, 'without the trigger checks, the doctor runs in the release namespace, where helm test --logs finds it');
+    t.equal(doctor.spec.containers[0].env, undefined, 'and has no database environment');
   });
 
   t.test('matchConditions off (clusters before 1.28): none rendered, the namespace scope stays', async (t) => {
@@ -356,7 +408,8 @@ t.test('other renders', async (t) => {
     const pod = podSpec(one(noReconcile, 'Deployment', FULL, NS));
     t.equal(pod.automountServiceAccountToken, false, 'the admission path never calls the API');
     t.equal(pod.containers[0].env, undefined);
-    t.same([...find(noReconcile, 'Role'), ...find(noReconcile, 'RoleBinding')].map((o) => o.metadata.name).filter((n) => !n.startsWith(`${FULL}-hooks`)), []);
+    t.same([...find(installed(noReconcile), 'Role'), ...find(installed(noReconcile), 'RoleBinding')].map((o) => o.metadata.name).filter((n) => !n.startsWith(`${FULL}-hooks`)), []);
+    t.same(one(noReconcile, 'Role', `${FULL}-doctor-webhook`, NS).rules.map((r: Obj) => r.resources[0]), ['services', 'endpointslices'], 'the doctor reads no Lease');
     t.same(find(noReconcile, 'Lease'), []);
     t.equal(parseConfigText(one(noReconcile, 'ConfigMap', FULL, NS).data['config.yaml']).reconcile.enabled, false, 'the loop is off in the config file too');
     // ...and the default render has all of it, so these assertions can fail
@@ -478,7 +531,7 @@ t.test('NOTES.txt renders the verification commands for the values given', async
   const [notes, withPolicy, quiet, metrics, metricsNoApi] = await Promise.all([
     notesFor(['--set', 'deployment=tracking']),
     notesFor(WITH_POLICY_API),
-    notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false']),
+    notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false', '--set', 'tests.enabled=false']),
     notesFor([...metricsOn, ...WITH_SERVICE_MONITOR_API]),
     notesFor(metricsOn),
   ]);
@@ -489,6 +542,8 @@ t.test('NOTES.txt renders the verification commands for the values given', async
   t.match(notes, 'kubectl -n domino-platform get deploy tracking -o jsonpath=');
   t.match(notes, `kubectl get mutatingwebhookconfiguration ${FULL}`);
   t.match(notes, 'psql -h localhost -U mlflow -d mlflow');
+  t.match(notes, `helm test ${RELEASE} --namespace ${NS}\n   kubectl -n domino-platform logs ${FULL}-doctor`, 'the one-step verification first');
+  t.notMatch(quiet, 'helm test', 'not with tests.enabled=false');
   t.match(notes, `kubectl -n ${NS} get lease mlflow-irsa-webhook-reconcile -o jsonpath='{.spec.holderIdentity}`, 'where to see the reconcile leader');
   t.match(notes, 'The ValidatingAdmissionPolicy was NOT installed', 'says when the cluster lacks the policy API');
   t.match(withPolicy, `Warning: Validation failed for ValidatingAdmissionPolicy '${FULL}' with binding '${FULL}'`, 'how the warning looks');
@@ -593,13 +648,13 @@ t.test('hook Jobs fit the platform', async (t) => {
     t.equal(jobNamed(raised, 'install-trigger').spec.activeDeadlineSeconds, 840, 'raised together, as the docs say');
   });
 
-  t.test('the database\'s CA: mounted read-only into the trigger Jobs only, named by PGSSLROOTCERT', async (t) => {
+  t.test('the database\'s CA: mounted read-only into the pods that connect to the database (trigger Jobs, helm test doctor) only, named by PGSSLROOTCERT', async (t) => {
     for (const [objects, source] of [
       [withCaSecret, { secret: { secretName: 'mlflow-postgresql-ca', items: [{ key: 'tls.crt', path: 'ca.crt' }] } }],
       [withCaConfigMap, { configMap: { name: 'mlflow-postgresql-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } }],
     ] as const) {
-      for (const name of ['install-trigger', 'uninstall-trigger']) {
-        const pod = podSpec(jobNamed(objects, name));
+      for (const name of ['install-trigger', 'uninstall-trigger', 'doctor']) {
+        const pod = name === 'doctor' ? one(objects, 'Pod', `${FULL}-doctor`).spec : podSpec(jobNamed(objects, name));
         const env = Object.fromEntries(pod.containers[0].env.map((e: Obj) => [e.name, e.value]));
         t.match(env, { PGSSLMODE: 'verify-full', PGSSLROOTCERT: '/etc/mlflow-irsa-webhook-db-ca/ca.crt' }, name);
         t.same(pod.containers[0].volumeMounts.find((m: Obj) => m.name === 'db-ca'), { name: 'db-ca', mountPath: '/etc/mlflow-irsa-webhook-db-ca', readOnly: true });
@@ -612,6 +667,8 @@ t.test('hook Jobs fit the platform', async (t) => {
     for (const name of ['install-trigger', 'uninstall-trigger']) {
       t.notOk(podSpec(jobNamed(defaults, name)).containers[0].env.some((e: Obj) => e.name === 'PGSSLROOTCERT'), `${name}: no PGSSLROOTCERT by default`);
     }
+    const doctorDefault = one(defaults, 'Pod', `${FULL}-doctor`).spec;
+    t.notOk(doctorDefault.containers[0].env.some((e: Obj) => e.name === 'PGSSLROOTCERT') || doctorDefault.volumes.some((v: Obj) => v.name === 'db-ca'), 'doctor: no CA by default');
     const refused = await Promise.all([
       helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=a', '--set', 'database.tls.caConfigMap.name=b']),
       helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=a', '--set', 'database.sslMode=disable']),

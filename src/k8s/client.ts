@@ -1,4 +1,5 @@
-// The few Kubernetes API calls bootstrap-cert and restart-target make, on @kubernetes/client-node 1.x, and nothing else.
+// The few Kubernetes API calls the commands make (bootstrap-cert, restart-target, the reconcile loop, doctor's reads), on
+// @kubernetes/client-node 1.x, and nothing else.
 // The client itself is imported when a client is made, not with this module: it is large (seconds to load on a busy
 // node), and usage errors, --help and the option tables must not wait for it.
 import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
@@ -70,6 +71,17 @@ export interface KubeClient {
   updateLease(read: Lease, record: LeaseRecord): Promise<Lease>;
   /** POST of a new Lease with these labels and annotations; 409 AlreadyExists when another replica made it first */
   createLease(namespace: string, name: string, metadata: LeaseMetadata, record: LeaseRecord): Promise<Lease>;
+  /** JSON patch with dryRun=All: admitted through the admission webhooks like a real update, and stored nowhere */
+  dryRunPatchDeployment(namespace: string, name: string, ops: readonly JsonObject[]): Promise<JsonObject>;
+  /** the API server's version (GET /version, readable by everyone) */
+  version(): Promise<string>;
+  readService(namespace: string, name: string): Promise<JsonObject>;
+  /** the EndpointSlices of one Service (label kubernetes.io/service-name) */
+  listEndpointSlices(namespace: string, service: string): Promise<JsonObject[]>;
+  listPods(namespace: string, labelSelector: string): Promise<JsonObject[]>;
+  listReplicaSets(namespace: string, labelSelector: string): Promise<JsonObject[]>;
+  /** the service-account token issuer from the API server's OIDC discovery document (/.well-known/openid-configuration) */
+  serviceAccountIssuer(): Promise<string>;
   /**
    * Watches the one Deployment (fieldSelector metadata.name, which RBAC by resourceName allows) and reports each
    * event's object as plain JSON; `onEnd` runs once when the stream ends or fails. Returns a stop function.
@@ -110,7 +122,8 @@ export interface LeaseMetadata {
  */
 export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
   const {
-    AdmissionregistrationV1Api, ApiException, AppsV1Api, CoordinationV1Api, CoreV1Api, KubeConfig, PatchStrategy, V1MicroTime, Watch, setHeaderOptions,
+    AdmissionregistrationV1Api, ApiException, AppsV1Api, CoordinationV1Api, CoreV1Api, DiscoveryV1Api, KubeConfig, PatchStrategy, V1MicroTime,
+    VersionApi, Watch, WellKnownApi, setHeaderOptions,
   } = await import('@kubernetes/client-node');
   const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
     try {
@@ -126,6 +139,8 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
   const apps = kc.makeApiClient(AppsV1Api);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   const coordination = kc.makeApiClient(CoordinationV1Api);
+  const discovery = kc.makeApiClient(DiscoveryV1Api);
+  const items = (list: { items: object[] }) => list.items.map(plain);
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   // The generated deserialiser leaves MicroTime fields as the API's strings (its type is unknown to it), Dates elsewhere.
   const ms = (d: Date | string | undefined) => (d === undefined || d === null ? undefined : new Date(d).getTime());
@@ -197,6 +212,23 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
           spec: leaseSpec({}, r),
         },
       }))),
+    dryRunPatchDeployment: async (namespace, name, ops) =>
+      plain(await call(`patch deployment ${namespace}/${name} (dry run)`, () =>
+        apps.patchNamespacedDeployment({ namespace, name, body: ops, dryRun: 'All' }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch)))),
+    version: async () => (await call('get /version', () => kc.makeApiClient(VersionApi).getCode())).gitVersion,
+    readService: async (namespace, name) => plain(await call(`get service ${namespace}/${name}`, () => core.readNamespacedService({ namespace, name }))),
+    listEndpointSlices: async (namespace, service) => items(await call(`list endpointslices in ${namespace}`, () =>
+      discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` }))),
+    listPods: async (namespace, labelSelector) => items(await call(`list pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector }))),
+    listReplicaSets: async (namespace, labelSelector) =>
+      items(await call(`list replicasets in ${namespace}`, () => apps.listNamespacedReplicaSet({ namespace, labelSelector }))),
+    serviceAccountIssuer: async () => {
+      const doc: unknown = await call('get /.well-known/openid-configuration', () => kc.makeApiClient(WellKnownApi).getServiceAccountIssuerOpenIDConfiguration());
+      const parsed = typeof doc === 'string' ? JSON.parse(doc) : doc;
+      const issuer = (parsed as { issuer?: unknown } | null)?.issuer;
+      if (typeof issuer !== 'string') throw new Error('the OIDC discovery document names no issuer');
+      return issuer;
+    },
     watchDeployment: async (namespace, name, onObject, onEnd) => {
       const controller = await new Watch(kc).watch(
         `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`,

@@ -45,12 +45,16 @@ interface Route {
   path: string;
 }
 
-// The three kinds the commands touch, at the paths the real API serves them.
+// The kinds the commands touch, at the paths the real API serves them.
 const ROUTES: Array<{ re: RegExp; group: string; resource: string; kind: string; apiVersion: string; namespaced: boolean }> = [
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/, group: '', resource: 'secrets', kind: 'Secret', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments(?:\/([^/]+))?$/, group: 'apps', resource: 'deployments', kind: 'Deployment', apiVersion: 'apps/v1', namespaced: true },
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts(?:\/([^/]+))?$/, group: '', resource: 'serviceaccounts', kind: 'ServiceAccount', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/, group: 'coordination.k8s.io', resource: 'leases', kind: 'Lease', apiVersion: 'coordination.k8s.io/v1', namespaced: true },
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/services(?:\/([^/]+))?$/, group: '', resource: 'services', kind: 'Service', apiVersion: 'v1', namespaced: true },
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/, group: '', resource: 'pods', kind: 'Pod', apiVersion: 'v1', namespaced: true },
+  { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/replicasets(?:\/([^/]+))?$/, group: 'apps', resource: 'replicasets', kind: 'ReplicaSet', apiVersion: 'apps/v1', namespaced: true },
+  { re: /^\/apis\/discovery\.k8s\.io\/v1\/namespaces\/([^/]+)\/endpointslices(?:\/([^/]+))?$/, group: 'discovery.k8s.io', resource: 'endpointslices', kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   {
     re: /^\/apis\/admissionregistration\.k8s\.io\/v1\/mutatingwebhookconfigurations(?:\/([^/]+))?$/,
     group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', kind: 'MutatingWebhookConfiguration',
@@ -79,8 +83,37 @@ function mergePatch(target: any, patch: any): any {
   return out;
 }
 
+/**
+ * Whether an object's labels match a label selector in the API's query syntax: equality (`k=v`, `k==v`, `k!=v`) and
+ * existence (`k`, `!k`) terms; set-based terms are refused (400), as they are not modelled.
+ */
+function matchesSelector(labels: Record<string, string>, selector: string): boolean {
+  return selector.split(',').filter(Boolean).every((term) => {
+    const m = /^(!?)([^=!]+?)(?:(==|=|!=)(.*))?$/.exec(term.trim());
+    if (!m || / (in|notin) /.test(term)) throw new Error(`stub: label selector term ${JSON.stringify(term)} is not modelled`);
+    const [, not, key, op, value] = m;
+    if (!op) return not ? !(key in labels) : key in labels;
+    return op === '!=' ? labels[key] !== value : labels[key] === value;
+  });
+}
+
 const hasArray = (v: unknown): boolean =>
   Array.isArray(v) || (v !== null && typeof v === 'object' && Object.values(v).some(hasArray));
+
+/** An RBAC rule as a Role or ClusterRole states it, with the Role's namespace (none for a ClusterRole). */
+export interface RbacRule {
+  namespace?: string;
+  apiGroups: string[];
+  resources: string[];
+  resourceNames?: string[];
+  verbs: string[];
+}
+
+/** The RBAC verb of a request, as the API server's authorizer names it. */
+function rbacVerb(method: string, named: boolean, watch: boolean): string {
+  if (method === 'GET') return named ? 'get' : watch ? 'watch' : 'list';
+  return ({ POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } as Record<string, string>)[method] ?? method.toLowerCase();
+}
 
 export interface AdmissionHook {
   /** https URL of the webhook's /mutate, called for Deployment writes like the API server calls it */
@@ -103,6 +136,16 @@ export interface K8sStub {
   admission?: AdmissionHook;
   /** call the webhook only for dry-run requests (a webhook reachable for the rehearsal, gone for the real write) */
   admitDryRunOnly?: boolean;
+  /**
+   * When set, requests for resources are authorised against these rules like the API server's RBAC authorizer (by
+   * verb, group, resource, namespace and resourceNames; a list or watch by fieldSelector metadata.name=<n> counts as
+   * naming n) and refused with 403 otherwise. Non-resource paths (/version, discovery) stay open, as their default
+   * bindings make them. Each allowed request records "<rule index> <verb>" in `rbacUsed`.
+   */
+  rbac?: RbacRule[];
+  readonly rbacUsed: Set<string>;
+  /** the issuer /.well-known/openid-configuration names (unset: 404, as with the discovery endpoint off) */
+  issuer?: string;
   /** open watch streams on this collection path */
   watching(collection: string): number;
   /** accepts the requests it matches but never answers them (an API server that hangs) */
@@ -184,6 +227,7 @@ export async function startK8sStub(): Promise<K8sStub> {
     url: '',
     kubeconfig: '',
     requests,
+    rbacUsed: new Set<string>(),
     seed(path, object) {
       if (object === undefined) objects.delete(path);
       else objects.set(path, structuredClone(object));
@@ -205,8 +249,29 @@ export async function startK8sStub(): Promise<K8sStub> {
     requests.push({ method: req.method ?? '', path: url.pathname + url.search, contentType, body });
     if (stub.hang?.(req.method ?? '', url.pathname + url.search)) return;
 
+    if (req.method === 'GET' && url.pathname === '/version') {
+      return send(res, 200, { major: '1', minor: '31', gitVersion: 'v1.31.4-eks-2d5f260', platform: 'linux/amd64' });
+    }
+    if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
+      if (!stub.issuer) return send(res, 404, statusBody('status-path-not-found'));
+      return send(res, 200, { issuer: stub.issuer, jwks_uri: `${stub.issuer}/keys`, response_types_supported: ['id_token'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] });
+    }
     const r = route(url.pathname);
     if (!r) return send(res, 404, statusBody('status-path-not-found'));
+    if (stub.rbac) {
+      const verb = rbacVerb(req.method ?? '', Boolean(r.name), url.searchParams.get('watch') === 'true');
+      const name = r.name ?? /^metadata\.name=(.+)$/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
+      const allowed = stub.rbac.findIndex((rule) => (rule.namespace === undefined || rule.namespace === r.namespace)
+        && rule.apiGroups.includes(r.group) && rule.resources.includes(r.resource) && rule.verbs.includes(verb)
+        && (!rule.resourceNames?.length || (name !== undefined && rule.resourceNames.includes(name))));
+      if (allowed < 0) {
+        const what = r.group ? `${r.resource}.${r.group}` : r.resource;
+        return send(res, 403, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Forbidden', code: 403,
+          message: `${what}${name ? ` "${name}"` : ''} is forbidden: User "system:serviceaccount:stub:doctor" cannot ${verb} resource "${r.resource}" in API group "${r.group}"${r.namespace ? ` in the namespace "${r.namespace}"` : ' at the cluster scope'}`,
+          details: { name, group: r.group, kind: r.resource } });
+      }
+      stub.rbacUsed.add(`${allowed} ${verb}`);
+    }
     // a failure registered for a path with a query (…?dryRun=All) hits only that request; one without, any query-less one
     const failure = failures.find((f) => f.method === req.method && f.path === url.pathname + url.search && f.times > 0);
     if (failure) {
@@ -251,6 +316,18 @@ export async function startK8sStub(): Promise<K8sStub> {
           watchers.add(w);
           res.on('close', () => watchers.delete(w));
           return;
+        }
+        if (!r.name) {
+          // A list: the objects under the collection path that match the labelSelector, in a <Kind>List.
+          let items: any[];
+          try {
+            const selector = url.searchParams.get('labelSelector') ?? '';
+            items = [...objects].filter(([path]) => path.startsWith(`${r.path}/`)).map(([, o]) => o)
+              .filter((o) => matchesSelector(o.metadata?.labels ?? {}, selector));
+          } catch (err) {
+            return send(res, 400, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'BadRequest', code: 400, message: (err as Error).message });
+          }
+          return send(res, 200, { kind: `${r.kind}List`, apiVersion: r.apiVersion, metadata: { resourceVersion: String(resourceVersion) }, items });
         }
         return current ? send(res, 200, current) : notFound();
       case 'POST': {

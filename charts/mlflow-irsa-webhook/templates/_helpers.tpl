@@ -244,3 +244,60 @@ key out of the config file, where the program's default (on) applies, so the cha
 {{- $r := .Values.reconcile | default dict -}}
 {{- if or (not (hasKey $r "enabled")) $r.enabled -}}true{{- end -}}
 {{- end -}}
+
+{{/* The libpq environment of everything that reads the tracking database: the trigger Jobs and the doctor test. */}}
+{{- define "mlflow-irsa-webhook.pgEnv" -}}
+{{- $db := .Values.database -}}
+- name: PGHOST
+  value: {{ $db.host | quote }}
+- name: PGPORT
+  value: {{ $db.port | toString | quote }}
+- name: PGDATABASE
+  value: {{ $db.name | quote }}
+- name: PGUSER
+  value: {{ $db.user | quote }}
+- name: PGSSLMODE
+  value: {{ $db.sslMode | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $db.passwordSecret.name | quote }}
+      key: {{ $db.passwordSecret.key | quote }}
+{{- if or $db.tls.caSecret.name $db.tls.caConfigMap.name }}
+- name: PGSSLROOTCERT
+  value: {{ printf "%s/ca.crt" (include "mlflow-irsa-webhook.dbCaDir" .) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the database's CA certificate is mounted in the pods that connect to the database. */}}
+{{- define "mlflow-irsa-webhook.dbCaDir" -}}
+/etc/mlflow-irsa-webhook-db-ca
+{{- end -}}
+
+{{/* The database's CA certificate, from a Secret or a ConfigMap, as a list of read-only mounts in the shape the hookJob
+helper takes (dict "name" "mountPath" "volume"); empty without database.tls. PGSSLROOTCERT (pgEnv) names the file. */}}
+{{- define "mlflow-irsa-webhook.dbCaMounts" -}}
+{{- $db := .Values.database -}}
+{{- $dir := include "mlflow-irsa-webhook.dbCaDir" . -}}
+{{- $mounts := list -}}
+{{- with $db.tls.caSecret.name }}
+{{- $mounts = list (dict "name" "db-ca" "mountPath" $dir "volume" (dict "secret" (dict "secretName" . "items" (list (dict "key" $db.tls.caSecret.key "path" "ca.crt"))))) -}}
+{{- end }}
+{{- with $db.tls.caConfigMap.name }}
+{{- $mounts = list (dict "name" "db-ca" "mountPath" $dir "volume" (dict "configMap" (dict "name" . "items" (list (dict "key" $db.tls.caConfigMap.key "path" "ca.crt"))))) -}}
+{{- end }}
+{{- toYaml $mounts -}}
+{{- end -}}
+
+{{/* Where the `helm test` doctor runs: beside the database Secret when the trigger checks can run; else in the release
+namespace, where `helm test --logs` finds its Pod. */}}
+{{- define "mlflow-irsa-webhook.doctorNamespace" -}}
+{{- ternary (include "mlflow-irsa-webhook.triggerNamespace" .) .Release.Namespace .Values.jobs.trigger.enabled -}}
+{{- end -}}
+
+{{/* Hook annotations of the `helm test` Pod's identity and config: made before the Pod, removed once the test passes. */}}
+{{- define "mlflow-irsa-webhook.testRbacAnnotations" -}}
+helm.sh/hook: test
+helm.sh/hook-weight: "-10"
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}

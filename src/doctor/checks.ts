@@ -1,0 +1,707 @@
+// doctor's checks: each a small pure function from what was read (objects, rows, documents) to a verdict with a fix.
+// No I/O here: read.ts reads everything once; the checks share it. "Mutated" is the webhook's own mutator's answer
+// and "installed" is what db/install.ts reads back, so doctor never has a definition of its own.
+import { X509Certificate } from 'node:crypto';
+import type { Config } from '../config.js';
+import type { Installed, Legacy } from '../db/install.js';
+import { expectedFunctionBody, fingerprint } from '../db/fingerprint.js';
+import { ruleLocation } from '../db/location.js';
+import { parseRoleArn, shellQuote, trustPolicy } from '../iam-policy.js';
+import { planPatch, type JsonObject, type Mutate, type Mutators } from '../mutators/index.js';
+import { isObject, jsonEqual } from '../mutators/json.js';
+import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
+import { rolloutInProgress } from '../reconcile/decide.js';
+
+export type Status = 'pass' | 'warn' | 'fail' | 'skip';
+
+export interface Verdict {
+  readonly status: Status;
+  /** what the check saw, one line */
+  readonly message: string;
+  /** for warn and fail: the command that fixes it (or, where no one command can, the one that shows why) */
+  readonly fix?: string;
+}
+
+/** A read that succeeded, or why it did not (the API's status code when there was one). */
+export type Read<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string; readonly status?: number };
+
+export interface ServingCertificate {
+  /** where it came from: served through the Service, or the TLS Secret */
+  readonly source: string;
+  /** PEM certificates, the serving certificate first */
+  readonly chain: readonly string[];
+}
+
+export interface DatabaseFacts {
+  readonly database: string;
+  readonly missingTables: readonly string[];
+  readonly installed: Installed;
+  readonly legacy?: Legacy;
+  /** pg_proc.prosrc of our function */
+  readonly functionBody?: string;
+  /** experiments carrying the mode's tag */
+  readonly tagged: ReadonlyArray<{ readonly experimentId: number; readonly location: string | null; readonly value: string | null }>;
+}
+
+export interface TrustFacts {
+  readonly policy: Read<unknown>;
+  /** the cluster's OIDC provider (host/path), and where it came from */
+  readonly provider: Read<{ readonly value: string; readonly source: string }>;
+}
+
+export interface LeaseFacts {
+  readonly holder?: string;
+  /** epoch ms */
+  readonly renewTime?: number;
+  readonly leaseDurationSeconds?: number;
+}
+
+/** Everything doctor read, once. An absent field was not read (its check says why it skips). */
+export interface DoctorFacts {
+  /** the API server's version */
+  readonly api: Read<string>;
+  readonly webhookConfig: Read<JsonObject>;
+  readonly service?: Read<JsonObject>;
+  readonly endpointSlices?: Read<JsonObject[]>;
+  readonly certificate?: Read<ServingCertificate>;
+  readonly deployment: Read<JsonObject>;
+  /** the Deployment as the API server admitted a dry-run update of it */
+  readonly dryRun?: Read<JsonObject>;
+  readonly replicaSets?: Read<JsonObject[]>;
+  readonly pods?: Read<JsonObject[]>;
+  readonly serviceAccount: Read<JsonObject>;
+  /** undefined: no database was given */
+  readonly database?: Read<DatabaseFacts>;
+  /** undefined: no --trust-policy */
+  readonly trust?: TrustFacts;
+  /** undefined: reconcile.enabled is false */
+  readonly lease?: Read<LeaseFacts>;
+}
+
+export interface DoctorContext {
+  readonly config: Config;
+  readonly mutators: Mutators;
+  readonly now: number;
+  /** the config file doctor was given, for fix commands that rerun a command with it */
+  readonly configFile: string;
+  /** the MutatingWebhookConfiguration's name, which is also the chart's object name prefix */
+  readonly webhookConfig: string;
+  /** the webhook's own namespace (the Helm release's) */
+  readonly webhookNamespace: string;
+  readonly tlsSecret: string;
+}
+
+export interface CheckDefinition {
+  /** stable: scripts match on it (docs/operator-guide.md lists them all) */
+  readonly id: string;
+  readonly group: string;
+  /** checks that must pass (or warn) first; when one failed or was skipped, this one is skipped and says which */
+  readonly needs?: readonly string[];
+  judge(facts: DoctorFacts, ctx: DoctorContext): Verdict;
+}
+
+export interface CheckResult extends Verdict {
+  readonly id: string;
+  readonly group: string;
+}
+
+export const GROUP_TITLES: Readonly<Record<string, string>> = {
+  kubernetes: 'Kubernetes API',
+  webhook: 'Webhook registered',
+  admission: 'The API server calls the webhook',
+  deployment: 'mlflow Deployment',
+  pods: 'Running pods',
+  serviceaccount: 'mlflow ServiceAccount',
+  trigger: 'Tracking-database trigger',
+  iam: 'IAM trust policy',
+  reconcile: 'Reconcile loop',
+};
+
+const pass = (message: string): Verdict => ({ status: 'pass', message });
+const warn = (message: string, fix: string): Verdict => ({ status: 'warn', message, fix });
+const fail = (message: string, fix: string): Verdict => ({ status: 'fail', message, fix });
+const skip = (message: string): Verdict => ({ status: 'skip', message });
+
+const CLI = 'mlflow-irsa-webhook';
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const obj = (v: unknown): JsonObject => (isObject(v) ? v : {});
+const list = (v: unknown): JsonObject[] => (Array.isArray(v) ? v.filter(isObject) : []);
+const meta = (o: JsonObject) => obj(o.metadata);
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** The Helm release that made the webhook's objects, from Helm's ownership annotation, else the object prefix. */
+function release(f: DoctorFacts, c: DoctorContext): string {
+  const fromMwc = f.webhookConfig.ok ? str(obj(meta(f.webhookConfig.value).annotations)['meta.helm.sh/release-name']) : undefined;
+  return fromMwc ?? c.webhookConfig;
+}
+const helmUpgrade = (f: DoctorFacts, c: DoctorContext) =>
+  `helm -n ${c.webhookNamespace} upgrade ${release(f, c)} charts/mlflow-irsa-webhook --reuse-values`;
+const canI = (verb: string, what: string, namespace?: string) => `kubectl auth can-i ${verb} ${what}${namespace ? ` -n ${namespace}` : ''}`;
+
+/** A failed read as a verdict: not found is the object's absence; anything else says what the API answered. */
+function unreadable(read: { error: string; status?: number }, what: string, absent: Verdict, verb: string, resource: string, namespace?: string): Verdict {
+  if (read.status === 404) return absent;
+  if (read.status === 401 || read.status === 403) return fail(`may not read ${what}: ${read.error}`, canI(verb, resource, namespace));
+  return fail(`could not read ${what}: ${read.error}`, `kubectl ${verb === 'list' ? 'get' : verb} ${resource}${namespace ? ` -n ${namespace}` : ''}`);
+}
+
+// ---- the MutatingWebhookConfiguration ----------------------------------------------------------------------------
+
+interface WebhookEntry {
+  readonly name: string;
+  readonly resources: readonly string[];
+  readonly service?: { readonly namespace: string; readonly name: string; readonly path?: string; readonly port: number };
+  readonly caBundle?: string;
+  readonly failurePolicy?: string;
+  /** namespaces an `In` selector on kubernetes.io/metadata.name allows; undefined when the selector is of another shape */
+  readonly namespaces?: readonly string[];
+}
+
+export function webhookEntries(mwc: JsonObject): WebhookEntry[] {
+  return list(mwc.webhooks).map((w) => {
+    const cc = obj(w.clientConfig);
+    const svc = isObject(cc.service) ? cc.service : undefined;
+    const selector = obj(w.namespaceSelector);
+    const byName = list(selector.matchExpressions).find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'In');
+    const label = str(obj(selector.matchLabels)['kubernetes.io/metadata.name']);
+    const namespaces = byName ? (Array.isArray(byName.values) ? byName.values.filter((v): v is string => typeof v === 'string') : [])
+      : label ? [label] : undefined;
+    return {
+      name: str(w.name) ?? '?',
+      resources: list(w.rules).flatMap((r) => (Array.isArray(r.resources) ? r.resources.filter((v): v is string => typeof v === 'string') : [])),
+      service: svc && { namespace: str(svc.namespace) ?? '', name: str(svc.name) ?? '', path: str(svc.path), port: typeof svc.port === 'number' ? svc.port : 443 },
+      caBundle: str(cc.caBundle),
+      failurePolicy: str(w.failurePolicy),
+      namespaces,
+    };
+  });
+}
+
+/** The Service the API server calls, from the webhook for deployments (the one that matters most). */
+export function webhookService(mwc: JsonObject): WebhookEntry['service'] {
+  const entries = webhookEntries(mwc);
+  return (entries.find((e) => e.resources.includes('deployments')) ?? entries[0])?.service;
+}
+
+/** The DNS name the API server uses for a webhook Service, and so the name the serving certificate must carry. */
+export const serviceHost = (svc: { namespace: string; name: string }) => `${svc.name}.${svc.namespace}.svc`;
+
+function judgeConfiguration(f: DoctorFacts, c: DoctorContext): Verdict {
+  const what = `MutatingWebhookConfiguration ${c.webhookConfig}`;
+  if (!f.webhookConfig.ok) {
+    return unreadable(f.webhookConfig, what, fail(`${what} not found: the API server calls no webhook for mlflow`, helmUpgrade(f, c)),
+      'get', `mutatingwebhookconfiguration/${c.webhookConfig}`);
+  }
+  const entries = webhookEntries(f.webhookConfig.value);
+  const problems: string[] = [];
+  for (const resource of ['deployments', 'serviceaccounts']) {
+    const e = entries.find((x) => x.resources.includes(resource));
+    if (!e) {
+      problems.push(`no webhook for ${resource}`);
+      continue;
+    }
+    if (!e.service) problems.push(`the ${resource} webhook calls a URL, not the Service ${c.webhookNamespace}/${c.webhookConfig}`);
+    else if (e.service.path !== '/mutate') problems.push(`the ${resource} webhook calls path ${e.service.path ?? '/'}, not /mutate`);
+    if (e.namespaces && !e.namespaces.includes(c.config.namespace)) problems.push(`the ${resource} webhook's namespaceSelector leaves out namespace ${c.config.namespace}`);
+  }
+  const svc = webhookService(f.webhookConfig.value);
+  if (problems.length > 0) return fail(`${what}: ${problems.join('; ')}`, helmUpgrade(f, c));
+  const policies = [...new Set(entries.map((e) => e.failurePolicy ?? 'Fail'))].join('/');
+  return pass(`${what} sends deployments and serviceaccounts in ${c.config.namespace} to ${svc!.namespace}/${svc!.name}:${svc!.port}/mutate (failurePolicy ${policies})`);
+}
+
+/** PEM blocks of a bundle (caBundle, tls.crt), in order. */
+export function pemBlocks(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/** Parsed certificates, or the reason one is not a certificate. */
+function parseAll(pems: readonly string[], what: string): X509Certificate[] | string {
+  if (pems.length === 0) return `${what} holds no PEM certificate`;
+  try {
+    return pems.map((p) => new X509Certificate(p));
+  } catch (err) {
+    return `${what} is not a PEM certificate (${(err as Error).message})`;
+  }
+}
+
+/** True when the chain (serving certificate first, then intermediates) leads to one of the roots, signatures checked. */
+export function chainVerifies(chain: readonly X509Certificate[], roots: readonly X509Certificate[]): boolean {
+  let current = chain[0];
+  for (let hop = 0; current && hop <= chain.length; hop++) {
+    if (roots.some((r) => r.raw.equals(current.raw) || (current.checkIssued(r) && current.verify(r.publicKey)))) return true;
+    current = chain.slice(1).find((i) => i !== current && current.checkIssued(i) && current.verify(i.publicKey))!;
+  }
+  return false;
+}
+
+const subjectCn = (x: X509Certificate) => /CN=([^\n,]+)/.exec(x.subject)?.[1] ?? x.subject.replace(/\n/g, ', ');
+const daysUntil = (x: X509Certificate, now: number) => Math.floor((Date.parse(x.validTo) - now) / 86_400_000);
+
+/** The caBundle(s) of the configuration: one PEM text, or why there is none. */
+function caBundle(mwc: JsonObject): { pems: string[] } | { problem: string } {
+  const bundles = [...new Set(webhookEntries(mwc).map((e) => e.caBundle ?? ''))];
+  if (bundles.includes('')) return { problem: 'a webhook has no caBundle, so the API server cannot verify the webhook\'s certificate' };
+  if (bundles.length > 1) return { problem: 'the webhooks carry different caBundles' };
+  return { pems: pemBlocks(Buffer.from(bundles[0], 'base64').toString('utf8')) };
+}
+
+/**
+ * What renews the certificate or rewrites the caBundle: cert-manager when it injects the CA (then its Certificate says
+ * what is wrong), else `helm upgrade`, whose bootstrap-cert Jobs renew a certificate near its end and patch the caBundle.
+ */
+function certificateFix(f: DoctorFacts, c: DoctorContext): string {
+  const injected = f.webhookConfig.ok ? str(obj(meta(f.webhookConfig.value).annotations)['cert-manager.io/inject-ca-from']) : undefined;
+  const [namespace, name] = injected?.split('/') ?? [];
+  return namespace && name ? `kubectl -n ${namespace} describe certificate ${name}` : helmUpgrade(f, c);
+}
+
+function judgeCaBundle(f: DoctorFacts, c: DoctorContext): Verdict {
+  const mwc = (f.webhookConfig as { value: JsonObject }).value;
+  const bundle = caBundle(mwc);
+  if ('problem' in bundle) return fail(bundle.problem, certificateFix(f, c));
+  const roots = parseAll(bundle.pems, 'the caBundle');
+  if (typeof roots === 'string') return fail(roots, certificateFix(f, c));
+  if (!f.certificate || !f.certificate.ok) {
+    return warn(`could not get the serving certificate to verify the caBundle against: ${f.certificate?.ok === false ? f.certificate.error : 'not read'}`,
+      `kubectl -n ${c.webhookNamespace} get secret ${c.tlsSecret} -o jsonpath='{.data.tls\\.crt}' | base64 -d | openssl verify -CAfile <(kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | base64 -d)`);
+  }
+  const chain = parseAll(f.certificate.value.chain, `the certificate ${f.certificate.value.source}`);
+  if (typeof chain === 'string') return fail(chain, certificateFix(f, c));
+  if (!chainVerifies(chain, roots)) {
+    return fail(`the caBundle (${roots.map(subjectCn).join(', ')}) does not verify the certificate ${f.certificate.value.source} (issued by ${chain[0].issuer.replace(/\n/g, ', ')}): the API server's calls fail TLS`,
+      certificateFix(f, c));
+  }
+  return pass(`the caBundle (${roots.map(subjectCn).join(', ')}) verifies the certificate ${f.certificate.value.source}`);
+}
+
+/** Fewer days left than this is a warning: there is time to renew, but not much. */
+export const CERT_WARN_DAYS = 30;
+
+function judgeCertificate(f: DoctorFacts, c: DoctorContext): Verdict {
+  const svc = webhookService((f.webhookConfig as { value: JsonObject }).value);
+  if (!svc) return skip('the webhook calls a URL, not a Service');
+  if (!f.certificate || !f.certificate.ok) {
+    return warn(`could not get the serving certificate: ${f.certificate?.ok === false ? f.certificate.error : 'not read'}`,
+      `kubectl -n ${c.webhookNamespace} get secret ${c.tlsSecret} -o jsonpath='{.data.tls\\.crt}' | base64 -d | openssl x509 -noout -subject -ext subjectAltName -enddate`);
+  }
+  const chain = parseAll(f.certificate.value.chain, `the certificate ${f.certificate.value.source}`);
+  if (typeof chain === 'string') return fail(chain, certificateFix(f, c));
+  const leaf = chain[0];
+  const host = serviceHost(svc);
+  const left = daysUntil(leaf, c.now);
+  if (Date.parse(leaf.validFrom) > c.now) return fail(`the certificate ${f.certificate.value.source} is not valid before ${leaf.validFrom}`, certificateFix(f, c));
+  if (left < 0) return fail(`the certificate ${f.certificate.value.source} expired on ${leaf.validTo}`, certificateFix(f, c));
+  if (leaf.checkHost(host) === undefined) {
+    return fail(`the certificate ${f.certificate.value.source} does not name ${host}, the name the API server calls (it names ${leaf.subjectAltName ?? subjectCn(leaf)})`, certificateFix(f, c));
+  }
+  if (left < CERT_WARN_DAYS) return warn(`the certificate ${f.certificate.value.source} for ${host} expires in ${plural(left, 'day')} (${leaf.validTo})`, certificateFix(f, c));
+  return pass(`the certificate ${f.certificate.value.source} names ${host} and expires in ${plural(left, 'day')}`);
+}
+
+function judgeEndpoints(f: DoctorFacts, c: DoctorContext): Verdict {
+  const svc = webhookService((f.webhookConfig as { value: JsonObject }).value);
+  if (!svc) return skip('the webhook calls a URL, not a Service');
+  const what = `Service ${svc.namespace}/${svc.name}`;
+  if (!f.service || !f.service.ok) {
+    const read = f.service && !f.service.ok ? f.service : { error: 'not read' };
+    return unreadable(read, what, fail(`${what} not found: the API server has nothing to call`, helmUpgrade(f, c)), 'get', `service/${svc.name}`, svc.namespace);
+  }
+  if (!f.endpointSlices || !f.endpointSlices.ok) {
+    const read = f.endpointSlices && !f.endpointSlices.ok ? f.endpointSlices : { error: 'not read' };
+    return fail(`could not list the EndpointSlices of ${what}: ${read.error}`, canI('list', 'endpointslices.discovery.k8s.io', svc.namespace));
+  }
+  const endpoints = f.endpointSlices.value.flatMap((s) => list(s.endpoints));
+  // EndpointSlice: an absent ready condition means ready
+  const ready = endpoints.filter((e) => obj(e.conditions).ready !== false).length;
+  const pods = `kubectl -n ${svc.namespace} get pods -l app.kubernetes.io/component=webhook -o wide`;
+  if (ready === 0) return fail(`${what} has no ready endpoints (${plural(endpoints.length, 'endpoint')} in all): no webhook pod answers`, pods);
+  if (ready < endpoints.length) return warn(`${what} has ${ready} of ${endpoints.length} endpoints ready`, pods);
+  return pass(`${what} has ${plural(ready, 'ready endpoint')}`);
+}
+
+// ---- the API server really calls it -----------------------------------------------------------------------------
+
+/** The env entry the dry run removes from a mutated Deployment: it comes back only if the webhook puts it back. */
+export const DRY_RUN_PROBE_ENV = 'AWS_ROLE_ARN';
+
+/**
+ * The JSON patch of doctor's dry run: a no-op for a Deployment without the mutation, else the removal of one env
+ * entry the webhook owns (guarded by a test op). Either way, the answer carries the mutation only if the webhook ran.
+ */
+export function dryRunPatch(deployment: JsonObject, config: Config): JsonObject[] {
+  const containers = list(obj(obj(obj(deployment.spec).template).spec).containers);
+  const at = containers.findIndex((x) => x.name === config.container);
+  if (at < 0) return [];
+  const env = Array.isArray(containers[at].env) ? containers[at].env : [];
+  const i = env.findIndex((e) => isObject(e) && e.name === DRY_RUN_PROBE_ENV);
+  if (i < 0) return [];
+  const path = `/spec/template/spec/containers/${at}/env/${i}`;
+  return [{ op: 'test', path: `${path}/name`, value: DRY_RUN_PROBE_ENV }, { op: 'remove', path }];
+}
+
+function judgeDryRun(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment } = c.config;
+  if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
+  if (planPatch(c.mutators.deployment, f.deployment.value).warnings.length > 0) return skip('the Deployment cannot be mutated (see deployment.template)');
+  const svc = webhookService((f.webhookConfig as { value: JsonObject }).value);
+  const proxy = svc ? `kubectl get --raw /api/v1/namespaces/${svc.namespace}/services/https:${svc.name}:${svc.port}/proxy/readyz` : `kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o yaml`;
+  if (!f.dryRun || !f.dryRun.ok) {
+    const read: { error: string; status?: number } = f.dryRun && !f.dryRun.ok ? f.dryRun : { error: 'not sent' };
+    if (read.status === 401 || read.status === 403) return fail(`may not send a dry-run update of Deployment ${namespace}/${deployment}: ${read.error}`, canI('patch', `deployment/${deployment}`, namespace));
+    return fail(`a dry-run update of Deployment ${namespace}/${deployment} failed: ${read.error}`, proxy);
+  }
+  if (lacks(c.mutators.deployment, f.dryRun.value)) {
+    return fail(`a dry-run update of Deployment ${namespace}/${deployment} was admitted without the mutation: the API server does not reach the webhook (with failurePolicy Ignore it lets the update through)`, proxy);
+  }
+  return pass(`a dry-run update of Deployment ${namespace}/${deployment} comes back mutated: the API server calls the webhook`);
+}
+
+// ---- Deployment, pods, ServiceAccount ---------------------------------------------------------------------------
+
+const lacks = (mutate: Mutate, o: JsonObject) => planPatch(mutate, o).patch.length > 0;
+
+/**
+ * What the mutator would still change, in words an operator can check ("volume aws-iam-token", "remove env
+ * AWS_CONFIG_FILE"): the mutated copy's volumes, and its container's mounts and env, compared by name with the original's.
+ */
+export function missingParts(mutate: Mutate, o: JsonObject, container: string): string[] {
+  const mutated = mutate(o).object;
+  const podOf = (x: JsonObject) => obj(obj(obj(x.spec).template).spec);
+  const containerOf = (x: JsonObject) => list(podOf(x).containers).find((c) => c.name === container) ?? {};
+  const parts: string[] = [];
+  const compare = (what: string, before: unknown, after: unknown) => {
+    const was = new Map(list(before).map((e) => [str(e.name), e]));
+    const now = new Map(list(after).map((e) => [str(e.name), e]));
+    for (const [name, entry] of now) if (!jsonEqual(was.get(name), entry)) parts.push(`${was.has(name) ? 'changed' : 'no'} ${what} ${name}`);
+    for (const name of was.keys()) if (!now.has(name)) parts.push(`remove ${what} ${name}`);
+  };
+  compare('volume', podOf(o).volumes, podOf(mutated).volumes);
+  compare('volumeMount', containerOf(o).volumeMounts, containerOf(mutated).volumeMounts);
+  compare('env', containerOf(o).env, containerOf(mutated).env);
+  return parts;
+}
+
+const short = (parts: readonly string[], n = 4) => (parts.length > n ? `${parts.slice(0, n).join(', ')} and ${parts.length - n} more` : parts.join(', '));
+
+function judgeTemplate(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment } = c.config;
+  const what = `Deployment ${namespace}/${deployment}`;
+  if (!f.deployment.ok) {
+    return unreadable(f.deployment, what, fail(`${what} not found (is deployment: in the config the name Domino uses?)`, `kubectl -n ${namespace} get deployments`),
+      'get', `deployment/${deployment}`, namespace);
+  }
+  const plan = planPatch(c.mutators.deployment, f.deployment.value);
+  if (plan.patch.length === 0 && plan.warnings.length > 0) {
+    const names = list(obj(obj(obj(f.deployment.value.spec).template).spec).containers).map((x) => str(x.name)).join(', ');
+    return fail(`${plan.warnings.join('; ')} (its containers: ${names}); set container: in the config`, `kubectl -n ${namespace} get deployment ${deployment} -o jsonpath='{.spec.template.spec.containers[*].name}'`);
+  }
+  if (plan.patch.length > 0) {
+    return fail(`${what}'s pod template lacks the mutation (${short(missingParts(c.mutators.deployment, f.deployment.value, c.config.container))}): it rolled out while the webhook was not called`,
+      `kubectl -n ${namespace} rollout restart deployment/${deployment}`);
+  }
+  return pass(`${what}'s pod template carries the token volume, its mount and the AWS env`);
+}
+
+function judgeRollout(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment } = c.config;
+  if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
+  const status = `kubectl -n ${namespace} rollout status deployment/${deployment}`;
+  const conditions = list(obj(f.deployment.value.status).conditions);
+  const progressing = conditions.find((x) => x.type === 'Progressing');
+  if (progressing?.reason === 'ProgressDeadlineExceeded') {
+    return fail(`the rollout is stuck: ${str(progressing.message) ?? 'progress deadline exceeded'}`, `kubectl -n ${namespace} describe deployment ${deployment}`);
+  }
+  const r = rolloutInProgress(f.deployment.value);
+  if (r.inProgress) return warn(`a rollout is in progress (${r.reason})`, status);
+  return pass(r.reason);
+}
+
+const owners = (o: JsonObject) => list(meta(o).ownerReferences).map((r) => str(r.uid));
+
+interface PodsOfDeployment {
+  readonly current?: JsonObject;
+  readonly currentPods: JsonObject[];
+  /** pods of older ReplicaSets, by ReplicaSet name */
+  readonly old: Map<string, JsonObject[]>;
+}
+
+/** The Deployment's ReplicaSets by ownership, its current one by revision, and their running (not terminating) pods. */
+export function podsOfDeployment(deployment: JsonObject, replicaSets: readonly JsonObject[], pods: readonly JsonObject[]): PodsOfDeployment {
+  const uid = str(meta(deployment).uid);
+  const revision = str(obj(meta(deployment).annotations)['deployment.kubernetes.io/revision']);
+  const mine = replicaSets.filter((rs) => owners(rs).includes(uid));
+  const current = mine.find((rs) => str(obj(meta(rs).annotations)['deployment.kubernetes.io/revision']) === revision);
+  const live = pods.filter((p) => !meta(p).deletionTimestamp);
+  const of = (rs: JsonObject) => live.filter((p) => owners(p).includes(str(meta(rs).uid)));
+  const old = new Map<string, JsonObject[]>();
+  for (const rs of mine) {
+    if (rs === current) continue;
+    const ps = of(rs);
+    if (ps.length > 0) old.set(str(meta(rs).name) ?? '?', ps);
+  }
+  return { current, currentPods: current ? of(current) : [], old };
+}
+
+/** A pod as the Deployment mutator sees a template, so pods are judged by the very same definition of "mutated". */
+export const asTemplate = (pod: JsonObject): JsonObject => ({ metadata: meta(pod), spec: { template: { metadata: {}, spec: obj(pod.spec) } } });
+
+function podReads(f: DoctorFacts): { error?: string; value?: PodsOfDeployment } {
+  if (!f.deployment.ok) return { error: 'the Deployment could not be read' };
+  if (!f.replicaSets?.ok) return { error: `could not list ReplicaSets: ${f.replicaSets?.ok === false ? f.replicaSets.error : 'not read'}` };
+  if (!f.pods?.ok) return { error: `could not list pods: ${f.pods?.ok === false ? f.pods.error : 'not read'}` };
+  return { value: podsOfDeployment(f.deployment.value, f.replicaSets.value, f.pods.value) };
+}
+
+function judgeCurrentPods(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment } = c.config;
+  const r = podReads(f);
+  if (!r.value) return fail(r.error!, canI('list', 'pods', namespace));
+  const { current, currentPods } = r.value;
+  if (!current) return warn(`no ReplicaSet of Deployment ${namespace}/${deployment} has its current revision yet`, `kubectl -n ${namespace} rollout status deployment/${deployment}`);
+  const rsName = str(meta(current).name);
+  if (currentPods.length === 0) return warn(`ReplicaSet ${rsName} has no running pods`, `kubectl -n ${namespace} describe replicaset ${rsName}`);
+  const bad = currentPods.filter((p) => lacks(c.mutators.deployment, asTemplate(p)));
+  if (bad.length > 0) {
+    const first = bad[0];
+    return fail(`${bad.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} lack the mutation (${str(meta(first).name)}: ${short(missingParts(c.mutators.deployment, asTemplate(first), c.config.container))})`,
+      `kubectl -n ${namespace} delete pod ${bad.map((p) => str(meta(p).name)).join(' ')}`);
+  }
+  return pass(`${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry the token volume, one mount on ${c.config.token.mountPath}, the AWS env and none of ${c.config.removeEnv.join(', ') || '(removeEnv)'}`);
+}
+
+function judgeOldPods(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment } = c.config;
+  const r = podReads(f);
+  if (!r.value) return fail(r.error!, canI('list', 'replicasets.apps', namespace));
+  const old = [...r.value.old];
+  if (old.length === 0) return pass('no pods of older ReplicaSets are running');
+  const count = old.reduce((n, [, ps]) => n + ps.length, 0);
+  return warn(`${plural(count, 'pod')} of older ReplicaSets still run (${old.map(([rs, ps]) => `${rs}: ${ps.map((p) => str(meta(p).name)).join(', ')}`).join('; ')})`,
+    `kubectl -n ${namespace} rollout status deployment/${deployment}`);
+}
+
+function judgeServiceAccount(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, serviceAccount } = c.config;
+  const what = `ServiceAccount ${namespace}/${serviceAccount}`;
+  const annotations = serviceAccountPlan(c.config).annotations;
+  const fix = `kubectl -n ${namespace} annotate serviceaccount ${serviceAccount} ${Object.entries(annotations).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')} --overwrite`;
+  if (!f.serviceAccount.ok) return unreadable(f.serviceAccount, what, fail(`${what} not found`, `kubectl -n ${namespace} get serviceaccounts`), 'get', `serviceaccount/${serviceAccount}`, namespace);
+  if (lacks(c.mutators.serviceAccount, f.serviceAccount.value)) {
+    const now = obj(meta(f.serviceAccount.value).annotations)[ROLE_ARN_ANNOTATION];
+    return fail(`${what} lacks ${Object.keys(annotations).join(' and ')} as configured (${ROLE_ARN_ANNOTATION} is ${now === undefined ? 'not set' : JSON.stringify(now)})`, fix);
+  }
+  return pass(`${what} is annotated with ${c.config.roleArn}${c.config.region ? ' and regional STS endpoints' : ''}`);
+}
+
+// ---- the trigger -------------------------------------------------------------------------------------------------
+
+const installCommand = (c: DoctorContext, extra = '') => `${CLI} install-trigger --config ${shellQuote(c.configFile)}${extra}`;
+const db = (f: DoctorFacts) => (f.database as { value: DatabaseFacts }).value;
+
+function judgeConnection(f: DoctorFacts, c: DoctorContext): Verdict {
+  if (!f.database) return skip('no database given (--database-url, or PGHOST and the other libpq variables)');
+  if (!f.database.ok) return fail(`could not read the tracking database: ${f.database.error}`, 'psql -c \'SELECT current_user, current_database()\'  # with the same PG* variables or URL');
+  const d = f.database.value;
+  if (d.missingTables.length > 0) {
+    return fail(`database "${d.database}" lacks MLflow's tables ${d.missingTables.join(', ')}: not MLflow's tracking database, or trigger.schema is wrong`, 'psql -c \'\\dt *.experiment*\'');
+  }
+  return pass(`connected to database "${d.database}", which has MLflow's tables in schema ${c.config.trigger.schema}`);
+}
+
+function judgeInstalled(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { installed } = db(f);
+  if (!installed.trigger) return fail('our trigger is not installed on experiment_tags', installCommand(c));
+  if (!installed.function) return fail(`the trigger's function ${installed.trigger.function} is missing`, installCommand(c));
+  if (!installed.trigger.enabled) return fail(`the trigger on ${installed.trigger.table} is disabled`, installCommand(c));
+  return pass(`trigger on ${installed.trigger.table}, function ${installed.function.signature}, mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}`);
+}
+
+function judgeFunction(f: DoctorFacts, c: DoctorContext): Verdict {
+  const d = db(f);
+  const expected = fingerprint(expectedFunctionBody(c.config));
+  const actual = d.functionBody === undefined ? undefined : fingerprint(d.functionBody);
+  const mode = c.config.trigger.mode;
+  const tag = mode === 'project-id' ? c.config.trigger.projectTag : c.config.trigger.locationTag;
+  if (d.installed.mode !== mode || d.installed.tag !== tag) {
+    return fail(`the installed function is for mode ${d.installed.mode ?? '?'} on tag ${d.installed.tag ?? '?'}, the config says mode ${mode} on tag ${tag}`, installCommand(c));
+  }
+  if (actual !== expected) {
+    return fail(`the installed function (fingerprint ${actual}) is not what this config installs (${expected}): another config or version installed it`, installCommand(c));
+  }
+  return pass(`the installed function is what this config installs (fingerprint ${expected})`);
+}
+
+function judgeDeferred(f: DoctorFacts, c: DoctorContext): Verdict {
+  const t = db(f).installed.trigger!;
+  if (!t.deferrable || !t.initiallyDeferred) {
+    return fail('the trigger is not DEFERRABLE INITIALLY DEFERRED: it would run before MLflow\'s own UPDATE of artifact_location, which then overwrites it', installCommand(c));
+  }
+  return pass('the trigger is DEFERRABLE INITIALLY DEFERRED (it runs at commit, after MLflow\'s own UPDATE)');
+}
+
+function judgeLegacy(f: DoctorFacts): Verdict {
+  const { legacy } = db(f);
+  if (!legacy) return pass('no leftover trigger of the manual procedure');
+  return fail(`the manual procedure's trigger is still installed (${[...legacy.triggers.map((t) => `trigger on ${t.table}`), ...legacy.functions].join(', ')}): it rewrites locations by its own rules`,
+    `psql -c ${shellQuote(legacy.removal)}`);
+}
+
+function judgeDrift(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { tagged } = db(f);
+  const drifted: Array<{ experimentId: number; location: string | null; expected: string }> = [];
+  let refused = 0;
+  for (const row of tagged) {
+    const outcome = ruleLocation(c.config, row.value);
+    if ('refused' in outcome) refused++;
+    else if (outcome.location !== row.location) drifted.push({ experimentId: row.experimentId, location: row.location, expected: outcome.location });
+  }
+  const refusedNote = refused > 0 ? `; ${plural(refused, 'experiment')} carry a tag value the rule refuses and keep their location` : '';
+  if (drifted.length > 0) {
+    const e = drifted[0];
+    return warn(`${drifted.length} of ${plural(tagged.length, 'tagged experiment')} are not where their tag puts them (e.g. experiment ${e.experimentId} is at ${e.location ?? 'NULL'}, the rule gives ${e.expected})${refusedNote}`,
+      installCommand(c, ' --backfill'));
+  }
+  return pass(`${plural(tagged.length, 'tagged experiment')}, all where their tag puts them${refusedNote}`);
+}
+
+// ---- IAM ---------------------------------------------------------------------------------------------------------
+
+const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
+
+/** The policy document from the file: the document itself, or get-role's whole answer. */
+function policyDocument(raw: unknown): JsonObject | undefined {
+  const role = obj(obj(raw).Role);
+  const doc = isObject(role.AssumeRolePolicyDocument) ? role.AssumeRolePolicyDocument : raw;
+  return isObject(doc) && doc.Statement !== undefined ? doc : undefined;
+}
+
+function judgeTrust(f: DoctorFacts, c: DoctorContext): Verdict {
+  const role = parseRoleArn(c.config.roleArn);
+  if (!f.trust) return skip(`no --trust-policy given (aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json)`);
+  if (!f.trust.policy.ok) return fail(f.trust.policy.error, `aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
+  const doc = policyDocument(f.trust.policy.value);
+  if (!doc) return fail('the --trust-policy file is not an IAM policy document (no Statement)', `aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
+  const allows = list(asList(doc.Statement)).filter((s) => s.Effect === 'Allow'
+    && asList(s.Action).some((a) => a === 'sts:AssumeRoleWithWebIdentity' || a === 'sts:*'));
+  const federated = (s: JsonObject) => asList(obj(s.Principal).Federated).filter((v): v is string => typeof v === 'string');
+  const providersIn = [...new Set(allows.flatMap(federated).map((arn) => arn.replace(/^arn:[^:]+:iam::\d+:oidc-provider\//, '')))];
+  const known = f.trust.provider.ok ? f.trust.provider.value : undefined;
+  // without the cluster's own issuer, judge the policy against the providers it names (and say so)
+  const candidates = known ? [known.value] : providersIn;
+  const script = (provider: string) => `${CLI} iam-policy --config ${shellQuote(c.configFile)} --oidc-provider ${provider} --format aws-cli  # then: aws iam update-assume-role-policy --role-name ${role.name} --policy-document file://trust-policy.json`;
+  const fixFor = script(known?.value ?? providersIn[0] ?? '<the cluster\'s OIDC issuer>');
+  if (candidates.length === 0) return fail('no statement allows sts:AssumeRoleWithWebIdentity for an OIDC provider', fixFor);
+  const problems: string[] = [];
+  for (const provider of candidates) {
+    const want = trustPolicy(role, provider, c.config).Statement[0];
+    const wantArn = (want.Principal as { Federated: string }).Federated;
+    const statements = allows.filter((s) => federated(s).includes(wantArn));
+    if (statements.length === 0) {
+      problems.push(`no statement trusts ${wantArn}`);
+      continue;
+    }
+    const wanted = Object.entries(want.Condition!.StringEquals);
+    for (const s of statements) {
+      const cond = obj(s.Condition);
+      const unmet = wanted.filter(([key, value]) => !asList(obj(cond.StringEquals)[key]).includes(value));
+      if (unmet.length === 0) {
+        const allowed = `the trust policy lets ${provider} tokens with sub system:serviceaccount:${c.config.namespace}:${c.config.serviceAccount} and aud ${c.config.token.audience} assume ${role.name}`;
+        if (known) return pass(`${allowed} (the cluster's issuer, from ${known.source})`);
+        return warn(`${allowed}, but whether ${provider} is this cluster's issuer is unknown (${f.trust.provider.ok ? '' : f.trust.provider.error}); pass --oidc-provider`,
+          'aws eks describe-cluster --name <cluster> --query cluster.identity.oidc.issuer --output text');
+      }
+      const loose = unmet.filter(([key]) => obj(cond.StringLike)[key] !== undefined);
+      problems.push(`${wantArn}: ${unmet.map(([key, value]) => `${key} must equal ${value}${loose.some(([k]) => k === key) ? ' (a StringLike pattern is broader than the one service account)' : `, is ${JSON.stringify(obj(cond.StringEquals)[key] ?? null)}`}`).join('; ')}`);
+    }
+  }
+  const others = known ? providersIn.filter((p) => p !== known.value) : [];
+  return fail(`${problems.join('; ')}${others.length > 0 ? ` (it trusts ${others.join(', ')}: another cluster?)` : ''}`, fixFor);
+}
+
+// ---- the reconcile loop ------------------------------------------------------------------------------------------
+
+function judgeLease(f: DoctorFacts, c: DoctorContext): Verdict {
+  const name = `${c.webhookNamespace}/${c.config.reconcile.leaseName}`;
+  if (!f.lease) return skip('reconcile.enabled is false: no self-healing, no Lease');
+  const logs = `kubectl -n ${c.webhookNamespace} logs -l app.kubernetes.io/component=webhook --prefix --tail 200 | grep -i lease`;
+  if (!f.lease.ok) {
+    return unreadable(f.lease, `Lease ${name}`, fail(`Lease ${name} not found: no replica can lead (the webhook recreates it when allowed)`, helmUpgrade(f, c)), 'get', `lease.coordination.k8s.io/${c.config.reconcile.leaseName}`, c.webhookNamespace);
+  }
+  const { holder, renewTime } = f.lease.value;
+  if (!holder) return fail(`Lease ${name} has no holder: no webhook replica is leading`, logs);
+  const duration = f.lease.value.leaseDurationSeconds ?? c.config.reconcile.leaseDurationSeconds;
+  const age = renewTime === undefined ? Infinity : Math.round((c.now - renewTime) / 1000);
+  // twice the duration: a leader renews every third of it, and the clocks of this machine and the node may differ
+  if (age > 2 * duration) {
+    return fail(`Lease ${name} is held by ${holder}, last renewed ${Number.isFinite(age) ? `${age} s ago` : 'never'} (lease duration ${duration} s): the leader stopped renewing`, logs);
+  }
+  return pass(`Lease ${name} is held by ${holder}, renewed ${Math.max(0, age)} s ago`);
+}
+
+function judgeApi(f: DoctorFacts): Verdict {
+  if (!f.api.ok) return fail(`cannot reach the Kubernetes API: ${f.api.error}`, 'kubectl cluster-info');
+  return pass(`the API server answers (${f.api.value})`);
+}
+
+/** A check whose group is its id's first part. */
+const check = (id: string, judge: CheckDefinition['judge'], needs?: string[]): CheckDefinition => ({ id, group: id.split('.')[0], judge, ...(needs && { needs }) });
+
+/** Every check, in dependency order. The ids are stable (documented in docs/operator-guide.md). */
+export const CHECKS: readonly CheckDefinition[] = [
+  check('kubernetes.api', judgeApi),
+  check('webhook.configuration', judgeConfiguration, ['kubernetes.api']),
+  check('webhook.ca-bundle', judgeCaBundle, ['webhook.configuration']),
+  check('webhook.certificate', judgeCertificate, ['webhook.configuration']),
+  check('webhook.endpoints', judgeEndpoints, ['webhook.configuration']),
+  check('admission.dry-run', judgeDryRun, ['webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints']),
+  check('deployment.template', judgeTemplate, ['kubernetes.api']),
+  check('deployment.rollout', judgeRollout, ['kubernetes.api']),
+  check('pods.current', judgeCurrentPods, ['deployment.template']),
+  check('pods.old-replicasets', judgeOldPods, ['deployment.template']),
+  check('serviceaccount.annotation', judgeServiceAccount, ['kubernetes.api']),
+  check('trigger.connection', judgeConnection),
+  check('trigger.installed', judgeInstalled, ['trigger.connection']),
+  check('trigger.function', judgeFunction, ['trigger.installed']),
+  check('trigger.deferred', judgeDeferred, ['trigger.installed']),
+  check('trigger.legacy', judgeLegacy, ['trigger.connection']),
+  check('trigger.drift', judgeDrift, ['trigger.connection']),
+  check('iam.trust-policy', judgeTrust),
+  check('reconcile.lease', judgeLease, ['kubernetes.api']),
+];
+
+/** Runs the checks in order; a check whose prerequisite failed or was skipped is skipped, naming it. */
+export function runChecks(facts: DoctorFacts, ctx: DoctorContext, checks: readonly CheckDefinition[] = CHECKS): CheckResult[] {
+  const done = new Map<string, CheckResult>();
+  // the check at the root of a chain of skips, so a skip names the cause, not just its neighbour
+  const rootOf = new Map<string, CheckResult>();
+  for (const check of checks) {
+    const blocker = (check.needs ?? []).map((id) => done.get(id)).find((r) => r !== undefined && (r.status === 'fail' || r.status === 'skip'));
+    let verdict: Verdict;
+    if (blocker) {
+      const root = rootOf.get(blocker.id) ?? blocker;
+      const how = (r: CheckResult) => (r.status === 'fail' ? 'failed' : 'was skipped');
+      verdict = skip(root === blocker ? `skipped: needs ${blocker.id}, which ${how(blocker)}` : `skipped: needs ${blocker.id}; ${root.id} ${how(root)}`);
+      rootOf.set(check.id, root);
+    } else {
+      verdict = check.judge(facts, ctx);
+    }
+    done.set(check.id, { id: check.id, group: check.group, ...verdict });
+  }
+  return [...done.values()];
+}
+
+export interface Summary {
+  readonly pass: number;
+  readonly warn: number;
+  readonly fail: number;
+  readonly skip: number;
+}
+
+export function summarise(results: readonly CheckResult[]): Summary {
+  const count = (s: Status) => results.filter((r) => r.status === s).length;
+  return { pass: count('pass'), warn: count('warn'), fail: count('fail'), skip: count('skip') };
+}
+
+/** 0 when nothing failed (warnings included), 1 when something did. Bad usage or config (2) never gets this far. */
+export const exitCode = (results: readonly CheckResult[]): number => (results.some((r) => r.status === 'fail') ? 1 : 0);

@@ -1,0 +1,127 @@
+// The `doctor` command: reads the whole chain once (read.ts), judges it (checks.ts) and prints one line per check,
+// grouped like `linkerd check`, or JSON for machines. Read-only. Exit 0 when nothing fails, 1 when something does.
+import { existsSync } from 'node:fs';
+import { pino } from 'pino';
+import { stringOption, UsageError, type CommandArgs } from '../command.js';
+import type { Config } from '../config.js';
+import { createLogger } from '../log.js';
+import { normaliseOidcProvider, parseRoleArn } from '../iam-policy.js';
+import { buildMutators } from '../mutators/index.js';
+import { CHECKS, exitCode, GROUP_TITLES, runChecks, summarise, type CheckResult, type Summary } from './checks.js';
+import { readFacts, type ReadOptions } from './read.js';
+
+export const DEFAULT_WEBHOOK_CONFIG = 'mlflow-irsa-webhook';
+export const DEFAULT_WEBHOOK_NAMESPACE = 'mlflow-irsa-webhook';
+
+export const usage = '--config FILE [--kubeconfig FILE] [--database-url URL] [--trust-policy FILE] [--oidc-provider ISSUER] [--output text|json]\n'
+  + '              [--webhook-config NAME] [--webhook-namespace NS] [--tls-secret NAME]\n'
+  + '  checks, read-only, from the IAM trust policy to the tracking database; exit 0 when nothing fails, 1 when something does\n'
+  + '  --kubeconfig         else $KUBECONFIG, ~/.kube/config, or the in-cluster service account\n'
+  + '  --database-url       postgres://user@host:port/db; else PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE when PGHOST is set; else the trigger checks skip\n'
+  + '  --trust-policy       the role\'s trust policy: aws iam get-role --role-name NAME --query Role.AssumeRolePolicyDocument > trust.json\n'
+  + '  --oidc-provider      the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer); default: the API server\'s own\n'
+  + `  --webhook-config     the MutatingWebhookConfiguration, also the chart's object prefix (default ${DEFAULT_WEBHOOK_CONFIG})\n`
+  + `  --webhook-namespace  the webhook's namespace: its Service, TLS Secret and Lease (default ${DEFAULT_WEBHOOK_NAMESPACE})\n`
+  + '  --tls-secret         the webhook\'s TLS Secret, read when its certificate cannot be fetched through the Service (default <webhook-config>-tls)\n'
+  + '  --output             text (default) or json: {"checks":[{"id","status","message","fix"}],"summary":{"pass","warn","fail","skip"}}';
+
+export const options = {
+  kubeconfig: { type: 'string' as const },
+  'database-url': { type: 'string' as const },
+  'trust-policy': { type: 'string' as const },
+  'oidc-provider': { type: 'string' as const },
+  output: { type: 'string' as const },
+  'webhook-config': { type: 'string' as const },
+  'webhook-namespace': { type: 'string' as const },
+  'tls-secret': { type: 'string' as const },
+};
+
+/** The JSON Schema of `--output json`: the shape scripts may rely on. */
+export const outputSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['checks', 'summary'],
+  properties: {
+    checks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'status', 'message', 'fix'],
+        properties: {
+          id: { type: 'string', enum: CHECKS.map((c) => c.id) },
+          status: { type: 'string', enum: ['pass', 'warn', 'fail', 'skip'] },
+          message: { type: 'string', minLength: 1 },
+          fix: { type: 'string' },
+        },
+      },
+    },
+    summary: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['pass', 'warn', 'fail', 'skip'],
+      properties: Object.fromEntries(['pass', 'warn', 'fail', 'skip'].map((k) => [k, { type: 'integer', minimum: 0 }])),
+    },
+  },
+} as const;
+
+export function renderJson(results: readonly CheckResult[], summary: Summary): string {
+  return `${JSON.stringify({ checks: results.map((r) => ({ id: r.id, status: r.status, message: r.message, fix: r.fix ?? '' })), summary }, null, 2)}\n`;
+}
+
+export function renderText(results: readonly CheckResult[], summary: Summary, config: Config, webhook: string): string {
+  const lines = [`mlflow-irsa-webhook doctor: Deployment ${config.namespace}/${config.deployment}, role ${parseRoleArn(config.roleArn).name}, webhook ${webhook}`];
+  const width = Math.max(...results.map((r) => r.id.length));
+  let group = '';
+  for (const r of results) {
+    if (r.group !== group) {
+      group = r.group;
+      const title = GROUP_TITLES[group] ?? group;
+      lines.push('', title, '-'.repeat(title.length));
+    }
+    lines.push(`${r.status.toUpperCase().padEnd(4)}  ${r.id.padEnd(width)}  ${r.message}`);
+    if (r.fix && (r.status === 'warn' || r.status === 'fail')) lines.push(`${' '.repeat(6 + width + 2)}fix: ${r.fix}`);
+  }
+  lines.push('', `Status: ${summary.pass} pass, ${summary.warn} warn, ${summary.fail} fail, ${summary.skip} skip`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function run({ values, config }: CommandArgs): Promise<number> {
+  const output = stringOption(values, 'output') ?? 'text';
+  if (output !== 'text' && output !== 'json') throw new UsageError(`--output ${JSON.stringify(output)} is not one of text, json`);
+  const databaseUrl = stringOption(values, 'database-url');
+  // the value itself may hold a password, so it is not echoed
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+  const providerArg = stringOption(values, 'oidc-provider');
+  const oidcProvider = providerArg === undefined ? undefined : normaliseOidcProvider(providerArg, parseRoleArn(config.roleArn).partition);
+  const kubeconfig = stringOption(values, 'kubeconfig');
+  if (kubeconfig !== undefined && !existsSync(kubeconfig)) throw new UsageError(`--kubeconfig: cannot read ${kubeconfig}`);
+  const webhookConfig = stringOption(values, 'webhook-config') ?? DEFAULT_WEBHOOK_CONFIG;
+  const webhookNamespace = stringOption(values, 'webhook-namespace') ?? DEFAULT_WEBHOOK_NAMESPACE;
+  const tlsSecret = stringOption(values, 'tls-secret') ?? `${webhookConfig}-tls`;
+
+  // database retries and the like go to stderr, so that stdout stays the report (and valid JSON)
+  const logger = createLogger('warn', pino.destination({ dest: 2, sync: true }));
+  let kube: ReadOptions['kube'];
+  let kubeError: string | undefined;
+  try {
+    const { kubeClient } = await import('../k8s/client.js');
+    kube = await kubeClient(kubeconfig);
+  } catch (err) {
+    kubeError = `no usable kubeconfig: ${(err as Error).message}`;
+  }
+  const { facts, timedOut } = await readFacts({
+    config, kube, kubeError, logger, webhookConfig, webhookNamespace, tlsSecret, oidcProvider,
+    trustPolicyFile: stringOption(values, 'trust-policy'),
+    database: databaseUrl !== undefined || process.env.PGHOST ? { databaseUrl, env: process.env } : undefined,
+  });
+  const results = runChecks(facts, {
+    config, mutators: buildMutators(config), now: Date.now(), configFile: stringOption(values, 'config') ?? '', webhookConfig, webhookNamespace, tlsSecret,
+  });
+  const summary = summarise(results);
+  process.stdout.write(output === 'json' ? renderJson(results, summary) : renderText(results, summary, config, `${webhookNamespace}/${webhookConfig}`));
+  const code = exitCode(results);
+  // a read that never answered may hold its socket open; the report is out, so do not wait for it
+  if (timedOut) process.exit(code);
+  return code;
+}

@@ -1,0 +1,654 @@
+// Specification of `doctor`: every check both ways (and its warning where it has one) against the API stub, whose
+// admission calls the real webhook server, and a real PostgreSQL; skips that follow failed prerequisites; the JSON
+// shape; and the CLI's exit codes.
+import t, { type Test } from 'tap';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Writable } from 'node:stream';
+import { Ajv } from 'ajv';
+import pg from 'pg';
+import { loadConfig, parseConfig, type Config } from '../src/config.js';
+import { buildServer } from '../src/server.js';
+import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
+import { createCa, createServingCert, type KeyPair } from '../src/tls.js';
+import { kubeClient } from '../src/k8s/client.js';
+import { serviceDnsNames } from '../src/k8s/bootstrap-cert.js';
+import { buildMutators } from '../src/mutators/index.js';
+import { serviceAccountPlan } from '../src/mutators/service-account.js';
+import { installTrigger } from '../src/db/install.js';
+import { expectedFunctionBody, fingerprint, installedFunctionBody } from '../src/db/fingerprint.js';
+import { ruleLocation } from '../src/db/location.js';
+import { CHECKS, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
+import { readFacts, type ReadOptions } from '../src/doctor/read.js';
+import { outputSchema, renderJson, renderText } from '../src/doctor/command.js';
+import { k8sFixture, startK8sStub, type K8sStub, type RbacRule } from './helpers/k8s-stub.js';
+import { render } from './helpers/chart.js';
+import { exampleConfig, root } from './helpers/fixtures.js';
+import { startPostgres, type TestPostgres } from './helpers/pg.js';
+
+const run = promisify(execFile);
+const config = loadConfig(exampleConfig);
+const NS = 'mlflow-irsa-webhook';
+const SVC = 'mlflow-irsa-webhook';
+const HOST = `${SVC}.${NS}.svc`;
+const ISSUER = 'https://oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE';
+
+const P = {
+  mwc: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/mlflow-irsa-webhook',
+  service: `/api/v1/namespaces/${NS}/services/${SVC}`,
+  slice: `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices/mlflow-irsa-webhook-8xq2m`,
+  secret: `/api/v1/namespaces/${NS}/secrets/${SVC}-tls`,
+  lease: `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/mlflow-irsa-webhook-reconcile`,
+  dep: '/apis/apps/v1/namespaces/domino-platform/deployments/mlflow',
+  sa: '/api/v1/namespaces/domino-platform/serviceaccounts/mlflow',
+  rs: (name: string) => `/apis/apps/v1/namespaces/domino-platform/replicasets/${name}`,
+  pod: (name: string) => `/api/v1/namespaces/domino-platform/pods/${name}`,
+};
+
+const quiet = () => createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const micro = (ms: number) => new Date(ms).toISOString().replace('Z', '000Z');
+
+interface World {
+  stub: K8sStub;
+  ca: KeyPair;
+  pair: KeyPair;
+  /** the port the real webhook server listens on (what the Service would reach) */
+  port: number;
+  /** the leader renews the Lease now (a slow machine must not make the seeded renewal look stale) */
+  renewLease(): void;
+  /** runs doctor's reads and checks in-process; the Lease is renewed first unless keepLease */
+  doctor(over?: Partial<ReadOptions> & { config?: Config; now?: number; keepLease?: boolean }): Promise<{ byId: Record<string, CheckResult>; results: CheckResult[]; facts: DoctorFacts }>;
+}
+
+/** A fully working installation: every check passes. Tests break one thing each. */
+async function world(t: Test, opts: { certDays?: number; certNames?: string[] } = {}): Promise<World> {
+  const stub = await startK8sStub();
+  t.teardown(() => stub.close());
+  const ca = await createCa('mlflow-irsa-webhook-ca', 3650);
+  const pair = await createServingCert(opts.certNames ?? [...serviceDnsNames(SVC, NS), 'localhost'], opts.certDays ?? 365, ca);
+  const hook = buildServer({ config, tls: pair, logger: quiet(), metrics: createMetrics(false) });
+  await hook.app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => hook.app.close());
+  const port = (hook.app.server.address() as { port: number }).port;
+  stub.admission = { url: `https://localhost:${port}/mutate`, ca: ca.cert };
+  stub.issuer = ISSUER;
+  const mwc = k8sFixture('mutatingwebhookconfiguration');
+  for (const w of mwc.webhooks) w.clientConfig.caBundle = b64(ca.cert);
+  stub.seed(P.mwc, mwc);
+  stub.seed(P.service, k8sFixture('service-webhook'));
+  stub.seed(P.slice, k8sFixture('endpointslice-webhook'));
+  stub.seed(P.secret, { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: `${SVC}-tls`, namespace: NS }, data: { 'tls.crt': b64(pair.cert), 'tls.key': b64(pair.key), 'ca.crt': b64(ca.cert) } });
+  const lease = k8sFixture('lease');
+  stub.seed(P.lease, { ...lease, spec: { ...lease.spec, holderIdentity: 'mlflow-irsa-webhook-6d9f7c5b8-h2k4m', renewTime: micro(Date.now() - 3000), acquireTime: micro(Date.now() - 600_000) } });
+  stub.seed(P.dep, k8sFixture('deployment-mlflow-mutated'));
+  stub.seed(P.sa, annotatedServiceAccount());
+  for (const name of ['replicaset-mlflow', 'replicaset-mlflow-mutated']) stub.seed(P.rs(k8sFixture(name).metadata.name), k8sFixture(name));
+  stub.seed(P.pod(k8sFixture('pod-mlflow-mutated').metadata.name), k8sFixture('pod-mlflow-mutated'));
+  const kube = await kubeClient(stub.kubeconfig);
+  const renewLease = () => {
+    const l = stub.object(P.lease);
+    if (l) stub.seed(P.lease, { ...l, spec: { ...l.spec, renewTime: micro(Date.now()) } });
+  };
+  return {
+    stub, ca, pair, port, renewLease,
+    async doctor(over = {}) {
+      if (!over.keepLease) renewLease();
+      const cfg = over.config ?? config;
+      const { facts } = await readFacts({
+        config: cfg, kube, logger: quiet(), webhookConfig: SVC, webhookNamespace: NS, tlsSecret: `${SVC}-tls`,
+        resolveService: (host, p) => (host === HOST && p === 443 ? { host: '127.0.0.1', port } : { host, port: p }),
+        ...over,
+      });
+      const results = runChecks(facts, { config: cfg, mutators: buildMutators(cfg), now: over.now ?? Date.now(), configFile: 'config.yaml', webhookConfig: SVC, webhookNamespace: NS, tlsSecret: `${SVC}-tls` });
+      return { results, facts, byId: Object.fromEntries(results.map((r) => [r.id, r])) };
+    },
+  };
+}
+
+function annotatedServiceAccount() {
+  const sa = k8sFixture('serviceaccount-mlflow');
+  return { ...sa, metadata: { ...sa.metadata, annotations: { ...sa.metadata.annotations, ...serviceAccountPlan(config).annotations } } };
+}
+
+/** Asserts one check's status and message (and that a warn or fail carries a fix). */
+function expectCheck(t: Test, r: CheckResult | undefined, status: string, message: RegExp, fix?: RegExp): void {
+  t.ok(r, 'the check ran');
+  if (!r) return;
+  t.equal(r.status, status, `${r.id}: ${r.message}`);
+  t.match(r.message, message, `${r.id}: message`);
+  if (status === 'warn' || status === 'fail') t.ok(r.fix && r.fix.length > 0, `${r.id}: a fix`);
+  if (fix) t.match(r.fix ?? '', fix, `${r.id}: fix`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+t.test('the check list: stable ids in dependency order, each needing only earlier checks', async (t) => {
+  t.same(CHECKS.map((c) => c.id), [
+    'kubernetes.api', 'webhook.configuration', 'webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints', 'admission.dry-run',
+    'deployment.template', 'deployment.rollout', 'pods.current', 'pods.old-replicasets', 'serviceaccount.annotation',
+    'trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.legacy', 'trigger.drift',
+    'iam.trust-policy', 'reconcile.lease',
+  ]);
+  const seen = new Set<string>();
+  for (const c of CHECKS) {
+    for (const need of c.needs ?? []) t.ok(seen.has(need), `${c.id} needs ${need}, which runs before it`);
+    seen.add(c.id);
+  }
+  const guide = readFileSync(join(root, 'docs/operator-guide.md'), 'utf8');
+  for (const c of CHECKS) t.match(guide, `\`${c.id}\``, `${c.id} is documented in the operator guide`);
+});
+
+t.test('a working installation: every Kubernetes check passes, the dry run stores nothing, the served certificate is the one checked', async (t) => {
+  const w = await world(t);
+  const before = w.stub.object(P.dep).metadata.resourceVersion;
+  const { results, byId } = await w.doctor();
+  for (const r of results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy')) t.equal(r.status, 'pass', `${r.id}: ${r.message}`);
+  expectCheck(t, byId['kubernetes.api'], 'pass', /v1\.31\.4/);
+  expectCheck(t, byId['webhook.configuration'], 'pass', /sends deployments and serviceaccounts in domino-platform to mlflow-irsa-webhook\/mlflow-irsa-webhook:443\/mutate \(failurePolicy Ignore\)/);
+  expectCheck(t, byId['webhook.ca-bundle'], 'pass', /caBundle \(mlflow-irsa-webhook-ca\) verifies the certificate served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443/);
+  expectCheck(t, byId['webhook.certificate'], 'pass', /names mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc and expires in 36[45] days/);
+  expectCheck(t, byId['webhook.endpoints'], 'pass', /2 ready endpoints/);
+  expectCheck(t, byId['admission.dry-run'], 'pass', /comes back mutated/);
+  expectCheck(t, byId['deployment.template'], 'pass', /carries the token volume/);
+  expectCheck(t, byId['deployment.rollout'], 'pass', /rollout complete/);
+  expectCheck(t, byId['pods.current'], 'pass', /1 pod of ReplicaSet mlflow-5b8f9c7d6e carry the token volume, one mount on \/var\/run\/secrets\/eks\.amazonaws\.com\/serviceaccount/);
+  expectCheck(t, byId['pods.old-replicasets'], 'pass', /no pods of older ReplicaSets/);
+  expectCheck(t, byId['serviceaccount.annotation'], 'pass', /annotated with arn:aws:iam::111122223333:role\/sw-mlflow-full-access and regional STS/);
+  expectCheck(t, byId['reconcile.lease'], 'pass', /held by mlflow-irsa-webhook-6d9f7c5b8-h2k4m, renewed \d+ s ago/);
+  expectCheck(t, byId['trigger.connection'], 'skip', /no database given/);
+  expectCheck(t, byId['trigger.installed'], 'skip', /skipped: needs trigger\.connection, which was skipped/);
+  expectCheck(t, byId['trigger.function'], 'skip', /skipped: needs trigger\.installed; trigger\.connection was skipped/);
+  expectCheck(t, byId['iam.trust-policy'], 'skip', /no --trust-policy given/);
+
+  // the dry run: a JSON patch removing one env entry the webhook owns, with dryRun=All; stored nowhere
+  const dry = w.stub.requests.filter((q) => q.method === 'PATCH');
+  t.equal(dry.length, 1, 'one patch request, and no other write');
+  t.equal(dry[0].path, `${P.dep}?dryRun=All`);
+  t.equal(dry[0].contentType, 'application/json-patch+json');
+  t.match(dry[0].body, [{ op: 'test', value: 'AWS_ROLE_ARN' }, { op: 'remove', path: /^\/spec\/template\/spec\/containers\/0\/env\/\d+$/ }]);
+  t.equal(w.stub.object(P.dep).metadata.resourceVersion, before, 'the Deployment is unchanged');
+  t.same(w.stub.requests.filter((q) => !['GET', 'PATCH'].includes(q.method)), [], 'doctor only reads');
+  t.notOk(w.stub.requests.some((q) => q.path === P.secret), 'the Secret is not read when the certificate is served');
+});
+
+t.test('kubernetes.api: an API server that is down fails it, and every Kubernetes check is skipped naming it', async (t) => {
+  const w = await world(t);
+  await w.stub.pause();
+  const { byId, results } = await w.doctor();
+  expectCheck(t, byId['kubernetes.api'], 'fail', /cannot reach the Kubernetes API/, /kubectl cluster-info/);
+  for (const id of ['webhook.configuration', 'deployment.template', 'serviceaccount.annotation', 'reconcile.lease']) {
+    expectCheck(t, byId[id], 'skip', /skipped: needs kubernetes\.api, which failed/);
+  }
+  expectCheck(t, byId['admission.dry-run'], 'skip', /skipped: needs webhook\.ca-bundle; kubernetes\.api failed/);
+  expectCheck(t, byId['pods.current'], 'skip', /kubernetes\.api failed/);
+  t.equal(results.filter((r) => r.status === 'fail').length, 1, 'one cause, one failure');
+  await w.stub.resume();
+
+  // no usable kubeconfig at all
+  const none = await w.doctor({ kube: undefined, kubeError: 'no usable kubeconfig: ENOENT' });
+  expectCheck(t, none.byId['kubernetes.api'], 'fail', /no usable kubeconfig: ENOENT/);
+
+  // an API server that never answers: each read gives up, so doctor cannot hang
+  w.stub.hang = () => true;
+  const { facts, timedOut } = await readFacts({ config, kube: await kubeClient(w.stub.kubeconfig), logger: quiet(), webhookConfig: SVC, webhookNamespace: NS, tlsSecret: `${SVC}-tls`, timeoutMs: 300 });
+  t.equal(timedOut, true);
+  t.match(facts.api, { ok: false, error: /get \/version: no answer within 0\.3 s/ });
+  w.stub.hang = undefined;
+});
+
+t.test('webhook.configuration: missing, unreadable, or not selecting the namespace', async (t) => {
+  const w = await world(t);
+  const mwc = w.stub.object(P.mwc);
+  mwc.webhooks[0].namespaceSelector.matchExpressions[0].values = ['other'];
+  w.stub.seed(P.mwc, mwc);
+  expectCheck(t, (await w.doctor()).byId['webhook.configuration'], 'fail', /the deployments webhook's namespaceSelector leaves out namespace domino-platform/,
+    /^helm -n mlflow-irsa-webhook upgrade mlflow-irsa-webhook charts\/mlflow-irsa-webhook --reuse-values$/);
+
+  w.stub.failNext('GET', P.mwc, 'status-forbidden');
+  expectCheck(t, (await w.doctor()).byId['webhook.configuration'], 'fail', /may not read MutatingWebhookConfiguration mlflow-irsa-webhook: .*403 Forbidden/,
+    /^kubectl auth can-i get mutatingwebhookconfiguration\/mlflow-irsa-webhook$/);
+
+  const urlOnly = w.stub.object(P.mwc);
+  urlOnly.webhooks = [{ ...urlOnly.webhooks[0], clientConfig: { url: 'https://10.0.0.1/mutate', caBundle: urlOnly.webhooks[0].clientConfig.caBundle } }];
+  w.stub.seed(P.mwc, urlOnly);
+  expectCheck(t, (await w.doctor()).byId['webhook.configuration'], 'fail', /the deployments webhook calls a URL, not the Service mlflow-irsa-webhook\/mlflow-irsa-webhook; .*no webhook for serviceaccounts$/);
+
+  w.stub.seed(P.mwc, undefined);
+  const { byId } = await w.doctor();
+  expectCheck(t, byId['webhook.configuration'], 'fail', /MutatingWebhookConfiguration mlflow-irsa-webhook not found: the API server calls no webhook for mlflow/, /helm -n mlflow-irsa-webhook upgrade/);
+  for (const id of ['webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints']) expectCheck(t, byId[id], 'skip', /skipped: needs webhook\.configuration, which failed/);
+  expectCheck(t, byId['admission.dry-run'], 'skip', /webhook\.configuration failed/);
+  expectCheck(t, byId['deployment.template'], 'pass', /carries/, undefined);
+});
+
+t.test('webhook.ca-bundle: verified against the Secret when the Service cannot be reached; a wrong or missing caBundle fails; no certificate at all warns', async (t) => {
+  const w = await world(t);
+  const unreachable = { resolveService: () => ({ host: '127.0.0.1', port: 1 }) };
+  let r = await w.doctor(unreachable);
+  expectCheck(t, r.byId['webhook.ca-bundle'], 'pass', /verifies the certificate in Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls/);
+  t.ok(w.stub.requests.some((q) => q.method === 'GET' && q.path === P.secret), 'the Secret is the fallback');
+
+  w.stub.failNext('GET', P.secret, 'status-forbidden');
+  r = await w.doctor(unreachable);
+  expectCheck(t, r.byId['webhook.ca-bundle'], 'warn', /could not get the serving certificate .*not served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443 \(.*\), and Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls could not be read \(.*403 Forbidden/, /openssl verify/);
+  w.stub.failNext('GET', P.secret, 'status-forbidden');
+  expectCheck(t, (await w.doctor(unreachable)).byId['webhook.certificate'], 'warn', /could not get the serving certificate/, /openssl x509/);
+
+  // a caBundle from another CA (the certificate was re-issued, the caBundle not patched)
+  const other = await createCa('some-other-ca', 10);
+  const mwc = w.stub.object(P.mwc);
+  for (const h of mwc.webhooks) h.clientConfig.caBundle = b64(other.cert);
+  w.stub.seed(P.mwc, mwc);
+  r = await w.doctor();
+  expectCheck(t, r.byId['webhook.ca-bundle'], 'fail', /the caBundle \(some-other-ca\) does not verify the certificate served at .* \(issued by CN=mlflow-irsa-webhook-ca\): the API server's calls fail TLS/, /helm -n mlflow-irsa-webhook upgrade/);
+  expectCheck(t, r.byId['admission.dry-run'], 'skip', /needs webhook\.ca-bundle, which failed/);
+
+  for (const [bundle, problem] of [['not a certificate', /the caBundle holds no PEM certificate/], ['-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----', /the caBundle is not a PEM certificate/]] as const) {
+    for (const h of mwc.webhooks) h.clientConfig.caBundle = b64(bundle);
+    w.stub.seed(P.mwc, mwc);
+    expectCheck(t, (await w.doctor()).byId['webhook.ca-bundle'], 'fail', problem);
+  }
+  delete mwc.webhooks[1].clientConfig.caBundle;
+  w.stub.seed(P.mwc, mwc);
+  expectCheck(t, (await w.doctor()).byId['webhook.ca-bundle'], 'fail', /a webhook has no caBundle/);
+});
+
+t.test('webhook.certificate: expiring soon warns; expired or not naming the Service fails', async (t) => {
+  const soon = await world(t, { certDays: 10 });
+  const r = await soon.doctor();
+  expectCheck(t, r.byId['webhook.certificate'], 'warn', /expires in (9|10) days/, /helm -n mlflow-irsa-webhook upgrade/);
+  expectCheck(t, r.byId['admission.dry-run'], 'pass', /comes back mutated/, undefined);
+  // the same certificate, judged 20 days later (the checks are pure: the clock is an input)
+  const later = runChecks(r.facts, { config, mutators: buildMutators(config), now: Date.now() + 20 * 86_400_000, configFile: 'config.yaml', webhookConfig: SVC, webhookNamespace: NS, tlsSecret: `${SVC}-tls` });
+  expectCheck(t, later.find((x) => x.id === 'webhook.certificate'), 'fail', /expired on/);
+  t.equal(later.find((x) => x.id === 'admission.dry-run')?.status, 'skip');
+
+  const wrongName = await world(t, { certNames: ['localhost', 'mlflow-irsa-webhook.default.svc'] });
+  expectCheck(t, (await wrongName.doctor()).byId['webhook.certificate'], 'fail', /does not name mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc, the name the API server calls \(it names DNS:localhost, DNS:mlflow-irsa-webhook\.default\.svc\)/);
+});
+
+t.test('webhook.endpoints: some not ready warns; none ready or no Service fails', async (t) => {
+  const w = await world(t);
+  const slice = w.stub.object(P.slice);
+  slice.endpoints[1].conditions.ready = false;
+  w.stub.seed(P.slice, slice);
+  expectCheck(t, (await w.doctor()).byId['webhook.endpoints'], 'warn', /1 of 2 endpoints ready/, /kubectl -n mlflow-irsa-webhook get pods -l app.kubernetes.io\/component=webhook/);
+  slice.endpoints[0].conditions.ready = false;
+  w.stub.seed(P.slice, slice);
+  const r = await w.doctor();
+  expectCheck(t, r.byId['webhook.endpoints'], 'fail', /has no ready endpoints \(2 endpoints in all\): no webhook pod answers/);
+  expectCheck(t, r.byId['admission.dry-run'], 'skip', /needs webhook\.endpoints, which failed/);
+  w.stub.failNext('GET', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3D${SVC}`, 'status-forbidden');
+  expectCheck(t, (await w.doctor()).byId['webhook.endpoints'], 'fail', /could not list the EndpointSlices of Service mlflow-irsa-webhook\/mlflow-irsa-webhook: .*403/, /kubectl auth can-i list endpointslices\.discovery\.k8s\.io -n mlflow-irsa-webhook/);
+  w.stub.seed(P.service, undefined);
+  expectCheck(t, (await w.doctor()).byId['webhook.endpoints'], 'fail', /Service mlflow-irsa-webhook\/mlflow-irsa-webhook not found/);
+});
+
+t.test('admission.dry-run: mutated through the webhook for an unmutated Deployment too; fails when the API server does not call it', async (t) => {
+  const w = await world(t);
+  w.stub.seed(P.dep, k8sFixture('deployment-mlflow'));
+  let r = await w.doctor();
+  expectCheck(t, r.byId['admission.dry-run'], 'pass', /comes back mutated: the API server calls the webhook/);
+  t.same(w.stub.requests.find((q) => q.method === 'PATCH')?.body, [], 'nothing to remove: an empty JSON patch is the no-op update');
+  w.stub.admission = undefined; // failurePolicy Ignore and a webhook the API server cannot reach
+  r = await w.doctor();
+  expectCheck(t, r.byId['admission.dry-run'], 'fail', /was admitted without the mutation: the API server does not reach the webhook/,
+    /^kubectl get --raw \/api\/v1\/namespaces\/mlflow-irsa-webhook\/services\/https:mlflow-irsa-webhook:443\/proxy\/readyz$/);
+  w.stub.seed(P.dep, k8sFixture('deployment-mlflow-mutated'));
+  expectCheck(t, (await w.doctor()).byId['admission.dry-run'], 'fail', /admitted without the mutation/, undefined);
+  w.stub.hang = (method) => method === 'PATCH'; // an API server whose admission never answers
+  expectCheck(t, (await w.doctor({ timeoutMs: 1000 })).byId['admission.dry-run'], 'fail', /a dry-run update of Deployment domino-platform\/mlflow failed: dry-run patch: no answer within 1 s/, /proxy\/readyz/);
+  w.stub.hang = undefined;
+  w.stub.failNext('PATCH', `${P.dep}?dryRun=All`, 'status-forbidden');
+  expectCheck(t, (await w.doctor()).byId['admission.dry-run'], 'fail', /may not send a dry-run update/, /kubectl auth can-i patch deployment\/mlflow -n domino-platform/);
+});
+
+t.test('deployment.template and deployment.rollout', async (t) => {
+  const w = await world(t);
+  w.stub.seed(P.dep, k8sFixture('deployment-mlflow'));
+  let r = await w.doctor();
+  expectCheck(t, r.byId['deployment.template'], 'fail', /pod template lacks the mutation \(no volume aws-iam-token, no volumeMount aws-iam-token, changed env MLFLOW_ARTIFACTS_DESTINATION, no env AWS_ROLE_ARN and 5 more\): it rolled out while the webhook was not called/,
+    /^kubectl -n domino-platform rollout restart deployment\/mlflow$/);
+  expectCheck(t, r.byId['pods.current'], 'skip', /needs deployment\.template, which failed/);
+  expectCheck(t, r.byId['deployment.rollout'], 'pass', /rollout complete/);
+
+  const rolling = k8sFixture('deployment-mlflow-mutated');
+  rolling.metadata.generation = 9;
+  w.stub.seed(P.dep, rolling);
+  expectCheck(t, (await w.doctor()).byId['deployment.rollout'], 'warn', /a rollout is in progress \(generation 9 not yet observed/, /kubectl -n domino-platform rollout status deployment\/mlflow/);
+  const stuck = k8sFixture('deployment-mlflow-mutated');
+  stuck.status.conditions[1] = { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "mlflow-5b8f9c7d6e" has timed out progressing.' };
+  w.stub.seed(P.dep, stuck);
+  expectCheck(t, (await w.doctor()).byId['deployment.rollout'], 'fail', /the rollout is stuck: ReplicaSet "mlflow-5b8f9c7d6e" has timed out progressing/, /kubectl -n domino-platform describe deployment mlflow/);
+
+  r = await w.doctor({ config: parseConfig({ ...JSON.parse(JSON.stringify(config)), container: 'tracking' }) });
+  expectCheck(t, r.byId['deployment.template'], 'fail', /container "tracking" not found; not mutated \(its containers: mlflow\); set container: in the config/);
+  expectCheck(t, r.byId['admission.dry-run'], 'skip', /cannot be mutated/);
+
+  w.stub.seed(P.dep, undefined);
+  r = await w.doctor();
+  expectCheck(t, r.byId['deployment.template'], 'fail', /Deployment domino-platform\/mlflow not found/, /kubectl -n domino-platform get deployments/);
+  expectCheck(t, r.byId['deployment.rollout'], 'skip', /could not be read/);
+  expectCheck(t, r.byId['admission.dry-run'], 'skip', /could not be read/);
+});
+
+t.test('pods.current and pods.old-replicasets: judged by the Deployment mutator, by ownership and revision', async (t) => {
+  const w = await world(t);
+  // a pod of the current ReplicaSet that lacks the mutation (created while the webhook was bypassed, say)
+  const bad = k8sFixture('pod-mlflow');
+  bad.metadata = { ...k8sFixture('pod-mlflow-mutated').metadata, name: 'mlflow-5b8f9c7d6e-b4d00', uid: 'c3d4e5f6-0a1b-4c2d-9e3f-4a5b6c7d8e03' };
+  w.stub.seed(P.pod(bad.metadata.name), bad);
+  let r = await w.doctor();
+  expectCheck(t, r.byId['pods.current'], 'fail', /1 of 2 pods of ReplicaSet mlflow-5b8f9c7d6e lack the mutation \(mlflow-5b8f9c7d6e-b4d00: no volume aws-iam-token, /,
+    /^kubectl -n domino-platform delete pod mlflow-5b8f9c7d6e-b4d00$/);
+  // two mounts on the token directory (another webhook's beside ours) are not the one mount the pod needs
+  const twice = k8sFixture('pod-mlflow-mutated');
+  twice.spec.containers[0].volumeMounts.push({ name: 'eks-pod-identity-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount/' });
+  w.stub.seed(P.pod(bad.metadata.name), { ...twice, metadata: bad.metadata });
+  r = await w.doctor();
+  expectCheck(t, r.byId['pods.current'], 'fail', /lack the mutation \(mlflow-5b8f9c7d6e-b4d00: remove volumeMount eks-pod-identity-token\)/);
+  w.stub.seed(P.pod(bad.metadata.name), undefined);
+
+  // an old ReplicaSet's pod still running
+  w.stub.seed(P.pod(k8sFixture('pod-mlflow').metadata.name), k8sFixture('pod-mlflow'));
+  r = await w.doctor();
+  expectCheck(t, r.byId['pods.old-replicasets'], 'warn', /1 pod of older ReplicaSets still run \(mlflow-7c9d8f6b5d: mlflow-7c9d8f6b5d-x7k2p\)/, /rollout status deployment\/mlflow/);
+  expectCheck(t, r.byId['pods.current'], 'pass', /1 pod of ReplicaSet mlflow-5b8f9c7d6e/);
+
+  // no pod of the current ReplicaSet
+  w.stub.seed(P.pod(k8sFixture('pod-mlflow-mutated').metadata.name), undefined);
+  expectCheck(t, (await w.doctor()).byId['pods.current'], 'warn', /ReplicaSet mlflow-5b8f9c7d6e has no running pods/, /describe replicaset mlflow-5b8f9c7d6e/);
+  w.stub.failNext('GET', '/api/v1/namespaces/domino-platform/pods?labelSelector=app.kubernetes.io%2Finstance%3Dmlflow%2Capp.kubernetes.io%2Fname%3Dmlflow', 'status-forbidden');
+  expectCheck(t, (await w.doctor()).byId['pods.current'], 'fail', /could not list pods: .*403/, /kubectl auth can-i list pods -n domino-platform/);
+});
+
+t.test('serviceaccount.annotation: unannotated, another role, missing', async (t) => {
+  const w = await world(t);
+  w.stub.seed(P.sa, k8sFixture('serviceaccount-mlflow'));
+  expectCheck(t, (await w.doctor()).byId['serviceaccount.annotation'], 'fail', /lacks eks\.amazonaws\.com\/role-arn and eks\.amazonaws\.com\/sts-regional-endpoints as configured \(eks\.amazonaws\.com\/role-arn is not set\)/,
+    /^kubectl -n domino-platform annotate serviceaccount mlflow eks\.amazonaws\.com\/role-arn=arn:aws:iam::111122223333:role\/sw-mlflow-full-access eks\.amazonaws\.com\/sts-regional-endpoints=true --overwrite$/);
+  const other = annotatedServiceAccount();
+  other.metadata.annotations['eks.amazonaws.com/role-arn'] = 'arn:aws:iam::111122223333:role/old';
+  w.stub.seed(P.sa, other);
+  expectCheck(t, (await w.doctor()).byId['serviceaccount.annotation'], 'fail', /role-arn is "arn:aws:iam::111122223333:role\/old"/);
+  w.stub.seed(P.sa, undefined);
+  expectCheck(t, (await w.doctor()).byId['serviceaccount.annotation'], 'fail', /ServiceAccount domino-platform\/mlflow not found/);
+});
+
+t.test('reconcile.lease: fresh, stale, unheld, missing, or reconcile off', async (t) => {
+  const w = await world(t);
+  const lease = w.stub.object(P.lease);
+  w.stub.seed(P.lease, { ...lease, spec: { ...lease.spec, renewTime: micro(Date.now() - 120_000) } });
+  expectCheck(t, (await w.doctor({ keepLease: true })).byId['reconcile.lease'], 'fail', /held by mlflow-irsa-webhook-6d9f7c5b8-h2k4m, last renewed 1[2-9]\d s ago \(lease duration 15 s\): the leader stopped renewing/, /logs -l app.kubernetes.io\/component=webhook/);
+  w.stub.seed(P.lease, { ...lease, spec: { leaseDurationSeconds: 15 } });
+  expectCheck(t, (await w.doctor({ keepLease: true })).byId['reconcile.lease'], 'fail', /has no holder: no webhook replica is leading/);
+  w.stub.seed(P.lease, undefined);
+  expectCheck(t, (await w.doctor()).byId['reconcile.lease'], 'fail', /Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile not found/, /helm -n mlflow-irsa-webhook upgrade/);
+  const off = parseConfig({ ...JSON.parse(JSON.stringify(config)), reconcile: { enabled: false } });
+  expectCheck(t, (await w.doctor({ config: off })).byId['reconcile.lease'], 'skip', /reconcile\.enabled is false/);
+});
+
+t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) => {
+  const w = await world(t);
+  const dir = join(root, 'test/fixtures/doctor/trust');
+  const tmp = mkdtempSync(join(tmpdir(), 'doctor-trust-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+    const c = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+    const policyFile = join(tmp, file);
+    writeFileSync(policyFile, JSON.stringify(c.policy));
+    w.stub.issuer = c.issuer ?? undefined;
+    const r = (await w.doctor({ trustPolicyFile: policyFile, ...(c.oidcProvider && { oidcProvider: c.oidcProvider }) })).byId['iam.trust-policy'];
+    t.equal(r.status, c.expect.status, `${file} (${c.about}): ${r.message}`);
+    t.match(r.message, new RegExp(c.expect.message), `${file}: message`);
+    if (r.status !== 'pass') t.match(r.fix ?? '', /mlflow-irsa-webhook iam-policy --config config\.yaml --oidc-provider \S+ --format aws-cli|aws eks describe-cluster|aws iam get-role/, `${file}: fix`);
+  }
+  w.stub.issuer = ISSUER;
+  const notJson = join(tmp, 'broken.json');
+  writeFileSync(notJson, '{"Version":');
+  expectCheck(t, (await w.doctor({ trustPolicyFile: notJson })).byId['iam.trust-policy'], 'fail', /--trust-policy .*broken\.json is not JSON/, /aws iam get-role --role-name sw-mlflow-full-access --query Role\.AssumeRolePolicyDocument > trust\.json/);
+  expectCheck(t, (await w.doctor({ trustPolicyFile: join(tmp, 'absent.json') })).byId['iam.trust-policy'], 'fail', /cannot read: ENOENT/);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The trigger checks against a real PostgreSQL.
+
+const MLFLOW_TABLES = `
+  CREATE TABLE experiments (experiment_id SERIAL PRIMARY KEY, name VARCHAR(256) NOT NULL UNIQUE, artifact_location VARCHAR(256),
+    lifecycle_stage VARCHAR(32), creation_time BIGINT, last_update_time BIGINT);
+  CREATE TABLE experiment_tags (key VARCHAR(250) NOT NULL, value VARCHAR(5000), experiment_id INTEGER NOT NULL REFERENCES experiments,
+    PRIMARY KEY (key, experiment_id));`;
+
+/** MLflow's create_experiment: the row, its tags, then MLflow's own UPDATE of artifact_location, in one transaction. */
+async function createExperiment(c: pg.Client, name: string, tags: Record<string, string>): Promise<number> {
+  await c.query('BEGIN');
+  try {
+    const { rows } = await c.query<{ experiment_id: number }>("INSERT INTO experiments (name, lifecycle_stage) VALUES ($1, 'active') RETURNING experiment_id", [name]);
+    const id = rows[0].experiment_id;
+    for (const [key, value] of Object.entries(tags)) await c.query('INSERT INTO experiment_tags (key, value, experiment_id) VALUES ($1, $2, $3)', [key, value, id]);
+    await c.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [`mlflow-artifacts:/${id}`, id]);
+    await c.query('COMMIT');
+    return id;
+  } catch (err) {
+    await c.query('ROLLBACK');
+    throw err;
+  }
+}
+
+t.test('trigger checks against a real PostgreSQL', async (t) => {
+  const server: TestPostgres = await startPostgres();
+  t.teardown(() => server.stop());
+  const admin = await server.client();
+  await admin.query('CREATE DATABASE mlflow');
+  await admin.query('CREATE DATABASE empty');
+  await admin.end();
+  const c = await server.client('mlflow');
+  t.teardown(() => c.end());
+  await c.query(MLFLOW_TABLES);
+  const w = await world(t);
+  const database = { database: { databaseUrl: server.url('mlflow'), env: {} } };
+  const TAG = 'mlflow.domino.project_id';
+
+  // before the trigger: an experiment tagged while nothing rewrote its location
+  const early = await createExperiment(c, 'before-the-trigger', { [TAG]: 'proj-early' });
+  let r = (await w.doctor(database)).byId;
+  expectCheck(t, r['trigger.connection'], 'pass', /connected to database "mlflow", which has MLflow's tables in schema public/);
+  expectCheck(t, r['trigger.installed'], 'fail', /our trigger is not installed on experiment_tags/, /^mlflow-irsa-webhook install-trigger --config config\.yaml$/);
+  expectCheck(t, r['trigger.function'], 'skip', /needs trigger\.installed, which failed/);
+  expectCheck(t, r['trigger.deferred'], 'skip', /needs trigger\.installed, which failed/);
+  expectCheck(t, r['trigger.legacy'], 'pass', /no leftover trigger/);
+  expectCheck(t, r['trigger.drift'], 'warn', new RegExp(`1 of 1 tagged experiment are not where their tag puts them \\(e\\.g\\. experiment ${early} is at mlflow-artifacts:/${early}, the rule gives s3://sw-domino-project-based-mlflow/mlflow/proj-early\\)`),
+    /^mlflow-irsa-webhook install-trigger --config config\.yaml --backfill$/);
+
+  await installTrigger(c, config, quiet());
+  await createExperiment(c, 'after', { [TAG]: 'proj-2' });
+  r = (await w.doctor(database)).byId;
+  expectCheck(t, r['trigger.installed'], 'pass', /trigger on experiment_tags, function public\.mlflow_irsa_artifact_location\(\), mode project-id on tag mlflow\.domino\.project_id/);
+  const expected = fingerprint(expectedFunctionBody(config));
+  t.equal(fingerprint((await installedFunctionBody(c, 'public'))!), expected, 'what PostgreSQL keeps has the fingerprint of what the config generates');
+  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`is what this config installs \\(fingerprint ${expected}\\)`));
+  expectCheck(t, r['trigger.deferred'], 'pass', /DEFERRABLE INITIALLY DEFERRED/);
+  expectCheck(t, r['trigger.drift'], 'warn', /1 of 2 tagged experiments are not where/);
+
+  await installTrigger(c, config, quiet(), { backfill: true });
+  r = (await w.doctor(database)).byId;
+  expectCheck(t, r['trigger.drift'], 'pass', /^2 tagged experiments, all where their tag puts them$/);
+  // a value the rule refuses, stored while the trigger was off, is reported but is no drift
+  await c.query('ALTER TABLE experiment_tags DISABLE TRIGGER ALL');
+  const refused = await createExperiment(c, 'refused', { [TAG]: '../escape' });
+  await c.query('ALTER TABLE experiment_tags ENABLE TRIGGER ALL');
+  expectCheck(t, (await w.doctor(database)).byId['trigger.drift'], 'pass', /3 tagged experiments, all where their tag puts them; 1 experiment carry a tag value the rule refuses/);
+  await c.query('DELETE FROM experiment_tags WHERE experiment_id = $1', [refused]);
+
+  // installed by another config (another prefix): same mode and tag, another function
+  const otherPrefix = parseConfig({ ...JSON.parse(JSON.stringify(config)), trigger: { ...config.trigger, allowedLocationPrefixes: [], prefix: 'tracking' } });
+  await installTrigger(c, otherPrefix, quiet());
+  r = (await w.doctor(database)).byId;
+  expectCheck(t, r['trigger.function'], 'fail', new RegExp(`the installed function \\(fingerprint [0-9a-f]{16}\\) is not what this config installs \\(${expected}\\)`), /install-trigger --config config\.yaml/);
+  const customMode = parseConfig({ ...JSON.parse(JSON.stringify(config)), trigger: { mode: 'custom-location' } });
+  await installTrigger(c, customMode, quiet());
+  expectCheck(t, (await w.doctor(database)).byId['trigger.function'], 'fail', /installed function is for mode custom-location on tag domino\.artifacts_location, the config says mode project-id/);
+
+  // a trigger that is not deferred (recreated by hand as a plain trigger)
+  await installTrigger(c, config, quiet());
+  await c.query('DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags');
+  await c.query('CREATE TRIGGER mlflow_irsa_artifact_location_trg AFTER INSERT OR UPDATE ON experiment_tags FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()');
+  expectCheck(t, (await w.doctor(database)).byId['trigger.deferred'], 'fail', /is not DEFERRABLE INITIALLY DEFERRED/);
+  await c.query('ALTER TABLE experiment_tags DISABLE TRIGGER mlflow_irsa_artifact_location_trg');
+  expectCheck(t, (await w.doctor(database)).byId['trigger.installed'], 'fail', /the trigger on experiment_tags is disabled/);
+  await installTrigger(c, config, quiet());
+
+  // the manual procedure's trigger left behind
+  await c.query(`CREATE FUNCTION update_artifact_location() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+    CREATE TRIGGER update_artifact_location_trg AFTER INSERT ON experiment_tags FOR EACH ROW EXECUTE FUNCTION update_artifact_location()`);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.legacy'], 'fail', /the manual procedure's trigger is still installed \(trigger on experiment_tags, public\.update_artifact_location\(\)\)/,
+    /^psql -c 'DROP TRIGGER update_artifact_location_trg ON experiment_tags; DROP FUNCTION public\.update_artifact_location\(\);'$/);
+
+  // doctor only reads: the catalog and the rows are as they were
+  const before = (await c.query('SELECT count(*)::int AS n, max(xmin::text) AS x FROM experiments')).rows[0];
+  await w.doctor(database);
+  t.same((await c.query('SELECT count(*)::int AS n, max(xmin::text) AS x FROM experiments')).rows[0], before, 'no experiment row was written');
+
+  // wrong password, wrong database
+  r = (await w.doctor({ database: { databaseUrl: server.url('mlflow').replace(server.password, 'wrong'), env: {} } })).byId;
+  expectCheck(t, r['trigger.connection'], 'fail', /could not read the tracking database: authentication failed/, /^psql -c 'SELECT current_user, current_database\(\)'/);
+  t.notMatch(r['trigger.connection'].message, /wrong|test-superuser-password/, 'no password in the message');
+  expectCheck(t, r['trigger.installed'], 'skip', /needs trigger\.connection, which failed/);
+  expectCheck(t, r['trigger.drift'], 'skip', /needs trigger\.connection, which failed/);
+  expectCheck(t, (await w.doctor({ database: { databaseUrl: server.url('empty'), env: {} } })).byId['trigger.connection'], 'fail', /database "empty" lacks MLflow's tables public\.experiment_tags, public\.experiments/);
+});
+
+t.test('ruleLocation gives what the installed trigger does, value by value, in both modes', async (t) => {
+  const server = await startPostgres();
+  t.teardown(() => server.stop());
+  const c = await server.client();
+  t.teardown(() => c.end());
+  await c.query(MLFLOW_TABLES);
+  const custom = parseConfig({ ...JSON.parse(JSON.stringify(config)), trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/custom', 's3://team-bucket/'] } });
+  const cases: Array<[Config, string, string[]]> = [
+    [config, 'mlflow.domino.project_id', ['proj-1', 'a.b_c-9', '..', '.', 'a/b', 'x..y', '', 'é', 'p'.repeat(240)]],
+    [custom, 'domino.artifacts_location', ['s3://team-bucket/x', 's3://sw-domino-project-based-mlflow/custom/a', 's3://sw-domino-project-based-mlflow/customer', 's3://team-bucket/a/../b', 's3://team-bucket/./a', 's3://elsewhere/x', `s3://team-bucket/${'x'.repeat(250)}`]],
+  ];
+  let n = 0;
+  for (const [cfg, tag, values] of cases) {
+    await installTrigger(c, cfg, quiet());
+    for (const value of values) {
+      const outcome = ruleLocation(cfg, value);
+      let stored: string | null | 'refused';
+      try {
+        const id = await createExperiment(c, `e${n++}`, { [tag]: value });
+        stored = (await c.query('SELECT artifact_location FROM experiments WHERE experiment_id = $1', [id])).rows[0].artifact_location;
+      } catch (err) {
+        t.equal((err as { code?: string }).code, '23514', `${JSON.stringify(value)}: refused by the trigger with check_violation`);
+        stored = 'refused';
+      }
+      t.same('refused' in outcome ? 'refused' : outcome.location, stored, `${cfg.trigger.mode} ${JSON.stringify(value.slice(0, 40))}`);
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Output: the JSON shape, the text layout, and the CLI's exit codes.
+
+const validate = new Ajv({ allErrors: true }).compile(outputSchema);
+
+t.test('--output json has the documented shape; text is grouped, one line per check, a fix under each warn and fail', async (t) => {
+  const w = await world(t);
+  w.stub.seed(P.dep, k8sFixture('deployment-mlflow'));
+  const { results } = await w.doctor();
+  const summary = { pass: 0, warn: 0, fail: 0, skip: 0 };
+  for (const r of results) summary[r.status]++;
+  const doc = JSON.parse(renderJson(results, summary));
+  t.ok(validate(doc), JSON.stringify(validate.errors));
+  t.same(Object.keys(doc.checks[0]), ['id', 'status', 'message', 'fix']);
+  t.notOk(validate({ ...doc, checks: [{ ...doc.checks[0], status: 'ok' }] }), 'the schema refuses an unknown status');
+  t.notOk(validate({ ...doc, checks: [{ ...doc.checks[0], id: 'made.up' }] }), 'and an undocumented id');
+  const text = renderText(results, summary, config, `${NS}/${SVC}`);
+  t.match(text, /^mlflow-irsa-webhook doctor: Deployment domino-platform\/mlflow, role sw-mlflow-full-access, webhook mlflow-irsa-webhook\/mlflow-irsa-webhook\n\nKubernetes API\n--------------\nPASS  kubernetes\.api  /);
+  t.match(text, /\nmlflow Deployment\n-----------------\nFAIL  deployment\.template +Deployment domino-platform\/mlflow's pod template lacks the mutation .*\n +fix: kubectl -n domino-platform rollout restart deployment\/mlflow\n/);
+  t.match(text, /\nStatus: \d+ pass, 0 warn, 1 fail, \d+ skip\n$/);
+  t.equal(text.split('\n').filter((l) => /^(PASS|WARN|FAIL|SKIP) /.test(l)).length, CHECKS.length, 'one line per check');
+});
+
+t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deployment, 0 on a mutated setup, 2 on bad usage', async (t) => {
+  const w = await world(t);
+  const cli = join(root, 'dist/cli.js');
+  const doctor = (extra: string[] = []) => (w.renewLease(), run(process.execPath, [cli, 'doctor', '--config', exampleConfig, '--kubeconfig', w.stub.kubeconfig, '--output', 'json', ...extra], { env: { ...process.env, PGHOST: '' } })
+    .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string })));
+
+  let r = await doctor();
+  let doc = JSON.parse(r.stdout);
+  t.ok(validate(doc), JSON.stringify(validate.errors));
+  t.equal(r.code, 0, `a fully mutated setup: ${r.stdout}`);
+  t.same(doc.checks.filter((c: any) => c.status === 'fail'), []);
+  t.match(doc.summary, { fail: 0 });
+  // the CLI cannot resolve the Service's DNS name here, so the certificate came from the Secret
+  t.match(doc.checks.find((c: any) => c.id === 'webhook.ca-bundle').message, /in Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls/);
+
+  w.stub.seed(P.dep, k8sFixture('deployment-mlflow'));
+  r = await doctor();
+  doc = JSON.parse(r.stdout);
+  t.ok(validate(doc), JSON.stringify(validate.errors));
+  t.equal(r.code, 1, 'an unmutated Deployment: exit 1');
+  t.match(doc.checks.find((c: any) => c.id === 'deployment.template'), { status: 'fail', fix: 'kubectl -n domino-platform rollout restart deployment/mlflow' });
+  t.same(doc.checks.filter((c: any) => c.status === 'fail').map((c: any) => c.id), ['deployment.template'], 'and nothing else fails');
+  t.equal(doc.summary.fail, 1);
+
+  const broken = join(mkdtempSync(join(tmpdir(), 'doctor-kubeconfig-')), 'kubeconfig');
+  writeFileSync(broken, 'clusters: [');
+  r = await doctor(['--kubeconfig', broken]);
+  t.equal(r.code, 1, 'a kubeconfig that does not parse is a failed check, not a crash');
+  t.match(JSON.parse(r.stdout).checks[0], { id: 'kubernetes.api', status: 'fail', message: /no usable kubeconfig/ });
+  rmSync(broken, { force: true });
+
+  r = await doctor(['--output', 'yaml']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--output "yaml" is not one of text, json/);
+  r = await doctor(['--oidc-provider', 'example.com']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--oidc-provider "example\.com" is not an EKS OIDC issuer/);
+  r = await doctor(['--database-url', 'mysql://u:secret@h/db']);
+  t.equal(r.code, 2);
+  t.notMatch(r.stderr, /mysql|u:secret/, 'the URL is not echoed');
+  const text = await run(process.execPath, [cli, 'doctor', '--help']);
+  t.match(text.stdout, /usage: mlflow-irsa-webhook doctor --config FILE \[--kubeconfig FILE\] \[--database-url URL\] \[--trust-policy FILE\]/);
+  const list = await run(process.execPath, [cli, '--help']);
+  t.match(list.stdout, /\n  doctor +check the whole chain/);
+});
+
+t.test('the helm test identity: doctor passes with exactly the rendered RBAC, and uses every rule and verb of it', async (t) => {
+  const objects = await render(['fullnameOverride=mlflow-irsa-webhook']);
+  const roles = objects.filter((o) => (o.kind === 'Role' || o.kind === 'ClusterRole') && o.metadata.name.startsWith('mlflow-irsa-webhook-doctor'));
+  t.same(roles.map((r) => `${r.kind}/${r.metadata.namespace ?? ''}/${r.metadata.name}`).sort(),
+    ['ClusterRole//mlflow-irsa-webhook-doctor', 'Role/domino-platform/mlflow-irsa-webhook-doctor', 'Role/mlflow-irsa-webhook/mlflow-irsa-webhook-doctor-webhook']);
+  const rules: RbacRule[] = roles.flatMap((r) => r.rules.map((rule: RbacRule) => ({ ...rule, namespace: r.metadata.namespace })));
+  const pod = objects.find((o) => o.kind === 'Pod' && o.metadata.name === 'mlflow-irsa-webhook-doctor');
+  const args = pod.spec.containers[0].args as string[];
+  const flag = (name: string) => args[args.indexOf(name) + 1];
+
+  const w = await world(t);
+  w.stub.rbac = rules;
+  const { results } = await w.doctor({ webhookConfig: flag('--webhook-config'), webhookNamespace: flag('--webhook-namespace'), tlsSecret: flag('--tls-secret') });
+  for (const r of results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy')) t.equal(r.status, 'pass', `${r.id} with the test's RBAC: ${r.message}`);
+  const needed = rules.flatMap((rule, i) => rule.verbs.map((verb) => `${i} ${verb}`));
+  t.same([...w.stub.rbacUsed].sort(), needed.sort(), 'every rule and verb is used: nothing granted that the checks do not read');
+
+  // and the stub's RBAC does refuse: without the ClusterRole the configuration cannot be read
+  w.stub.rbac = rules.filter((r) => r.namespace !== undefined);
+  const denied = (await w.doctor()).byId['webhook.configuration'];
+  expectCheck(t, denied, 'fail', /may not read MutatingWebhookConfiguration mlflow-irsa-webhook: .*403 Forbidden/);
+});
+
+t.test('certificate fixes follow who manages the certificate: cert-manager, else the chart\'s Jobs', async (t) => {
+  const w = await world(t, { certDays: 10 });
+  expectCheck(t, (await w.doctor()).byId['webhook.certificate'], 'warn', /expires in/, /^helm -n mlflow-irsa-webhook upgrade mlflow-irsa-webhook charts\/mlflow-irsa-webhook --reuse-values$/);
+  const mwc = w.stub.object(P.mwc);
+  mwc.metadata.annotations['cert-manager.io/inject-ca-from'] = `${NS}/${SVC}`;
+  w.stub.seed(P.mwc, mwc);
+  expectCheck(t, (await w.doctor()).byId['webhook.certificate'], 'warn', /expires in/, /^kubectl -n mlflow-irsa-webhook describe certificate mlflow-irsa-webhook$/);
+});

@@ -273,7 +273,9 @@ export function judge(tls: TlsSettings, transport: Transport, phase: Phase, err:
   }
   if (transport === 'tls' && phase === 'tls-handshake' && !(code && NETWORK_ERROR.test(code)) && e.message !== 'timeout expired') {
     // libpq: "SSL handshake failed. We will retry with a plaintext connection, if permitted by sslmode" (prefer only).
-    const reason = `${e.message}${code ? ` [${code}]` : ''}`;
+    // Node 22+ appends advice about its own --use-system-ca flag to certificate errors; the root here is the one sslmode
+    // names (PGSSLROOTCERT, sslrootcert=), so that advice would mislead, and the message should read the same on every Node.
+    const reason = `${e.message.replace(/; if the root CA is installed locally, try running Node\.js with --use-system-ca$/, '')}${code ? ` [${code}]` : ''}`;
     const message = code === 'ERR_TLS_CERT_ALTNAME_INVALID'
       ? `${modeLabel(tls)}: server certificate does not name the host "${host}": ${reason}`
       : code && CERTIFICATE_ERRORS.has(code) && tls.root

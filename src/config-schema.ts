@@ -67,7 +67,7 @@ export const configSchema = {
         mode: { type: 'string', enum: ['project-id', 'custom-location'], default: 'project-id', description: 'project-id: <artifactsDestination>/<prefix>/<project id>; custom-location: the tag value itself' },
         projectTag: { type: 'string', pattern: tagKey, maxLength: 250, default: 'mlflow.domino.project_id', description: 'experiment tag holding the Domino project id' },
         locationTag: { type: 'string', pattern: tagKey, maxLength: 250, default: 'domino.artifacts_location', description: 'experiment tag holding a custom location' },
-        prefix: { type: 'string', pattern: '^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$', maxLength: 128, default: 'mlflow', description: 'path between artifactsDestination and the project id ("" for none)' },
+        prefix: { type: 'string', pattern: '^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$', maxLength: 128, default: 'mlflow', description: 'path between artifactsDestination and the project id ("" for none; no "." or ".." segments)' },
         allowedLocationPrefixes: {
           type: 'array',
           items: { type: 'string', pattern: s3UriPattern },
@@ -76,6 +76,17 @@ export const configSchema = {
           description: 'custom locations must start with one of these; empty means [<artifactsDestination>/]',
         },
         schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'public', description: 'PostgreSQL schema holding MLflow\'s tables' },
+        enforceLocations: {
+          type: 'boolean',
+          default: true,
+          description: 'refuse experiment locations written directly (not through our tag) unless empty, MLflow\'s default <defaultArtifactRoot>/<id>, or (custom-location) under an allowed prefix',
+        },
+        defaultArtifactRoot: {
+          type: 'string',
+          pattern: '^([A-Za-z][A-Za-z0-9+.-]*:|/)[^\\s?#]*$',
+          maxLength: 200,
+          description: 'MLflow\'s --default-artifact-root (absolute path or URI, no ? or #); unset: derived at install from experiment 0',
+        },
       },
     },
     server: {

@@ -3,15 +3,15 @@ import { intOption, stringOption, UsageError, type CommandArgs } from '../comman
 import { createLogger } from '../log.js';
 import { TriggerError, withDatabase } from './connect.js';
 import { installTrigger, uninstallTrigger } from './install.js';
-import { script } from './sql.js';
+import { configuredPolicy, script } from './sql.js';
 
 export const DEFAULT_WAIT_SECONDS = 300;
 
 export const usage = '--config FILE [--dry-run] [--uninstall] [--backfill] [--wait SECONDS] [--database-url URL]\n'
   + '  connects with PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, or --database-url postgres://user@host:port/db\n'
-  + `  --dry-run    print the SQL it would run, without connecting\n`
-  + `  --uninstall  remove our trigger and function\n`
-  + `  --backfill   also apply the rule to experiments that already carry the tag, and report how many changed\n`
+  + `  --dry-run    print the SQL it would run, without connecting (with --backfill, the backfill's SQL too)\n`
+  + `  --uninstall  remove our triggers and functions\n`
+  + `  --backfill   after installing, apply the rule to experiments that already carry the tag, in short batches, and report how many changed\n`
   + `  --wait       keep retrying an unreachable database this many seconds (default ${DEFAULT_WAIT_SECONDS})`;
 
 export const options = {
@@ -32,7 +32,13 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
   const action = values.uninstall ? 'uninstall' : 'install';
   if (values.uninstall && values.backfill) throw new UsageError('--backfill goes with an install, not with --uninstall');
   if (values['dry-run']) {
-    process.stdout.write(script(config, action));
+    // Without a connection MLflow's default root cannot be derived from experiment 0: the script says so and leaves the policy off.
+    const resolved = configuredPolicy(config) ?? {
+      policy: { enforced: false } as const,
+      off: 'trigger.defaultArtifactRoot is not set: install-trigger derives MLflow\'s default root from experiment 0 when it connects,\n'
+        + 'which --dry-run does not, so this script installs without the location policy; set trigger.defaultArtifactRoot to see it',
+    };
+    process.stdout.write(script(config, action, { policy: resolved.policy, policyNote: action === 'install' ? resolved.off : undefined, backfill: Boolean(values.backfill) }));
     return 0;
   }
   const logger = createLogger(config.logLevel);

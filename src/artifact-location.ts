@@ -15,6 +15,20 @@ export const MAX_LOCATION_LENGTH = RUN_ARTIFACT_URI_LENGTH - `/${'0'.repeat(RUN_
 /** Why MAX_LOCATION_LENGTH, in the words refusals and config errors use. */
 export const LENGTH_REASON = `MLflow stores each run's <location>/<32-hex run id>/artifacts in runs.artifact_uri, VARCHAR(${RUN_ARTIFACT_URI_LENGTH})`;
 
+/**
+ * The root of locations the tracking server's artifact proxy serves: `mlflow-artifacts:/<path>` is stored by the server at
+ * `<artifactsDestination>/<path>` with its own credentials, so clients need none.
+ */
+export const PROXY_ROOT = 'mlflow-artifacts:/';
+
+/** direct: experiments point at S3 itself; proxied: at the tracking server's artifact proxy. */
+export type LocationStyle = 'direct' | 'proxied';
+
+/** The path of an s3:// or mlflow-artifacts:/ location, after its scheme and (for s3) bucket marker. */
+export function locationPath(uri: string): string {
+  return uri.startsWith(PROXY_ROOT) ? uri.slice(PROXY_ROOT.length) : uri.replace(/^s3:\/\//, '');
+}
+
 /** True when a "/"-separated path has a "." or ".." segment. */
 export function hasDotSegment(path: string): boolean {
   return /(^|\/)\.\.?(\/|$)/.test(path);
@@ -25,9 +39,17 @@ export function withSlash(prefix: string): string {
   return prefix.endsWith('/') ? prefix : `${prefix}/`;
 }
 
-/** Where project-id mode puts a project's artifacts: the base, to which the project id is appended. */
-export function projectBase(artifactsDestination: string, prefix: string): string {
-  return `${artifactsDestination}/${prefix ? `${prefix}/` : ''}`;
+/**
+ * Where project-id mode puts a project's artifacts: the base, to which the project id is appended. Proxied, the server maps
+ * mlflow-artifacts:/<prefix>/<id> to <artifactsDestination>/<prefix>/<id>: the same S3 layout, written with its role.
+ */
+export function projectBase(style: LocationStyle, artifactsDestination: string, prefix: string): string {
+  return `${style === 'proxied' ? PROXY_ROOT : `${artifactsDestination}/`}${prefix ? `${prefix}/` : ''}`;
+}
+
+/** The custom-location prefixes when none are configured: everything under the destination, in the style's spelling. */
+export function defaultAllowedPrefix(style: LocationStyle, artifactsDestination: string): string {
+  return style === 'proxied' ? PROXY_ROOT : `${artifactsDestination}/`;
 }
 
 // Python's urllib.parse.uses_netloc: urlunparse writes "//" before the path for these schemes even without a host.

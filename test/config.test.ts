@@ -28,7 +28,7 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
     namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow',
     token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
     removeEnv: ['AWS_CONFIG_FILE'],
-    trigger: { mode: 'project-id', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
+    trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
     server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
     logLevel: 'info',
   });
@@ -92,6 +92,9 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['dot-dot allowed prefix', { ...base, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: .* \(no "\." or "\.\." path segments\)/],
     ['relative default root', { ...base, trigger: { defaultArtifactRoot: './mlruns' } }, /^trigger\.defaultArtifactRoot: "\.\/mlruns" is not valid \(MLflow's --default-artifact-root \(absolute path or URI/],
     ['default root with a query', { ...base, trigger: { defaultArtifactRoot: 's3://b/p?x=1' } }, /^trigger\.defaultArtifactRoot: .* is not valid/],
+    ['unknown location style', { ...base, trigger: { locationStyle: 'presigned' } }, /^trigger\.locationStyle: "presigned" must be equal to one of the allowed values/],
+    ['proxied prefix naming another server', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts://host/x'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/\/host\/x" is not valid/],
+    ['dot-dot proxied prefix', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts:/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/a\/\.\." is not valid \(no "\." or "\.\." path segments\)/],
     ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean/],
     ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" must be equal to one of/],
   ];
@@ -121,6 +124,16 @@ t.test('the location base must leave room for a project id within MLflow\'s 157 
   t.match(problems({ ...base, artifactsDestination: longDest, trigger: { mode: 'custom-location' } }), [/^artifactsDestination: .*\(the allowed location prefix .* is 167 characters/], 'custom mode: the default allowed prefix');
   t.match(problems({ ...base, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/', longDest] } }), [/^trigger\.allowedLocationPrefixes\.1: /]);
   t.same(problems({ ...base, artifactsDestination: longDest, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/'] } }), [], 'custom mode does not use the project base');
+});
+
+t.test('the proxied location style', async (t) => {
+  const proxied = parseConfig({ ...base, trigger: { locationStyle: 'proxied' } });
+  t.same(proxied.trigger.allowedLocationPrefixes, ['mlflow-artifacts:/'], 'custom locations default to anything the proxy serves');
+  t.same(problems({ ...base, trigger: { locationStyle: 'proxied', mode: 'custom-location', allowedLocationPrefixes: ['mlflow-artifacts:/teams', 's3://team-bucket/x/', 'mlflow-artifacts:/'] } }), []);
+  // the proxied base does not contain artifactsDestination: a destination too long for direct locations leaves room here
+  const longDest = `s3://${'b'.repeat(60)}/${'d'.repeat(100)}`;
+  t.match(problems({ ...base, artifactsDestination: longDest }), [/the project location base/], 'direct: no room');
+  t.same(problems({ ...base, artifactsDestination: longDest, trigger: { locationStyle: 'proxied', prefix: 'p'.repeat(128) } }), [], 'proxied: room even with the longest prefix');
 });
 
 t.test('MLflow\'s default location for an experiment, joined as MLflow joins it', async (t) => {

@@ -298,7 +298,7 @@ t.test('the SQL quotes every configured value and bakes in the mode', async (t) 
   const noPrefix = functionDefinition(configFor({ prefix: '' }), DERIVED);
   t.match(noPrefix, `'${BUCKET}/' || tag_value`, 'an empty prefix puts projects at the destination root');
   t.notMatch(installStatements(projectMode, { enforced: false }).join('\n'), 'CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"', 'policy off: no trigger on experiments');
-  t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\n(DROP TRIGGER IF EXISTS .*\n){2}(DROP FUNCTION IF EXISTS .*\n){2}COMMIT;\n$/s);
+  t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\nLOCK TABLE "public"\."experiments", "public"\."experiment_tags" IN ACCESS EXCLUSIVE MODE;\n(DROP TRIGGER IF EXISTS .*\n){2}(DROP FUNCTION IF EXISTS .*\n){2}COMMIT;\n$/s);
 });
 
 t.test('secrets are scrubbed from messages, and failures are classified', async (t) => {
@@ -626,6 +626,85 @@ t.test('--backfill of 20,000 experiments: MLflow\'s tag writes wait at most abou
   t.ok(worst < totalMs / 4, 'nor anywhere near the whole backfill');
 });
 
+// ---- issue 16: the two location styles, in MLflow's statement order ----
+
+const PROXY = 'mlflow-artifacts:/';
+const styles = {
+  direct: { base: `${BUCKET}/mlflow/`, project: projectMode },
+  proxied: { base: `${PROXY}mlflow/`, project: configFor({ locationStyle: 'proxied' }) },
+} as const;
+
+for (const variant of ['new', 'old'] as const) {
+  for (const [style, { base, project }] of Object.entries(styles)) {
+    t.test(`${variant} MLflow schema, ${style} style, project-id mode: locations, runs and refusals`, async (t) => {
+      const { name, c } = await freshDatabase(variant);
+      const installed = await install(name, project);
+      t.match(installed, { style, policy: 'on' });
+      const id = await createExperiment(c, 'tagged', { [PROJECT_TAG]: 'proj-123' });
+      t.equal(await locationOf(c, id), `${base}proj-123`, 'create_experiment with the tag');
+      t.match(await createRun(c, id), new RegExp(`^${base}proj-123/[0-9a-f]{32}/artifacts$`), 'its runs');
+      const later = await createExperiment(c, 'untagged');
+      await setExperimentTag(c, later, PROJECT_TAG, 'proj-456');
+      t.equal(await locationOf(c, later), `${base}proj-456`, 'set_experiment_tag later');
+      const fits = 'p'.repeat(MAX_LOCATION_LENGTH - base.length);
+      const longest = await createExperiment(c, 'longest', { [PROJECT_TAG]: fits });
+      t.equal((await createRun(c, longest)).length, 200, `a ${base.length}-character base takes a ${fits.length}-character id, and runs fit`);
+      await refusal(t, createExperiment(c, 'over', { [PROJECT_TAG]: `${fits}p` }), [PROJECT_TAG, `is 158 characters (the value ${fits.length + 1}), over the limit of 157`]);
+      await refusal(t, createExperiment(c, 'dots', { [PROJECT_TAG]: '../x' }), [PROJECT_TAG, 'project id must be']);
+      const other = style === 'direct' ? `${PROXY}mlflow/proj-123` : `${BUCKET}/mlflow/proj-123`;
+      await refusal(t, createExperiment(c, 'other style, no tag', {}, other), ['artifact_location', `'${other}' refused`]);
+      const both = await createExperiment(c, 'other style with the tag', { [PROJECT_TAG]: 'proj-789' }, other);
+      t.equal(await locationOf(c, both), `${base}proj-789`, 'an explicit location plus the tag: the tag wins, in this style');
+      const same = await createExperiment(c, 'explicit in this style', { [PROJECT_TAG]: 'proj-0' }, `${base}proj-0`);
+      t.equal(await locationOf(c, same), `${base}proj-0`);
+    });
+  }
+}
+
+t.test('proxied style without a prefix: mlflow-artifacts:/<project id>', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, configFor({ locationStyle: 'proxied', prefix: '' }));
+  const id = await createExperiment(c, 'no-prefix', { [PROJECT_TAG]: 'proj-123' });
+  t.equal(await locationOf(c, id), `${PROXY}proj-123`);
+});
+
+t.test('proxied style, custom-location mode: mlflow-artifacts:/ prefixes follow the same rules as s3:// ones', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, configFor({ mode: 'custom-location', locationStyle: 'proxied', allowedLocationPrefixes: [`${PROXY}teams`, 's3://team-bucket/'] }));
+  const id = await createExperiment(c, 'team', { [LOCATION_TAG]: `${PROXY}teams/a` });
+  t.equal(await locationOf(c, id), `${PROXY}teams/a`);
+  const s3 = await createExperiment(c, 'team-s3', { [LOCATION_TAG]: 's3://team-bucket/b' });
+  t.equal(await locationOf(c, s3), 's3://team-bucket/b');
+  for (const [bad, reason] of [
+    [`${PROXY}teamsevil/x`, 'must start with one of'], [`${PROXY}teams/../x`, '"." or ".." path segments'],
+    [`${PROXY}teams//x`, 'empty path segments'], [`${PROXY}teams/${'x'.repeat(140)}`, 'over the limit of 157'],
+  ]) {
+    await refusal(t, createExperiment(c, `bad ${bad}`, { [LOCATION_TAG]: bad }), [LOCATION_TAG, reason]);
+  }
+  const defaults = await freshDatabase();
+  await install(defaults.name, configFor({ mode: 'custom-location', locationStyle: 'proxied' }));
+  const anywhere = await createExperiment(defaults.c, 'anywhere', { [LOCATION_TAG]: `${PROXY}team-x/y` });
+  t.equal(await locationOf(defaults.c, anywhere), `${PROXY}team-x/y`, 'the default allowed prefix is mlflow-artifacts:/');
+  await refusal(t, createExperiment(defaults.c, 'other server', { [LOCATION_TAG]: 'mlflow-artifacts://evil-host/x' }), [LOCATION_TAG, 'empty path segments']);
+  await refusal(t, createExperiment(defaults.c, 'other server, explicit', {}, 'mlflow-artifacts://evil-host/x'), ['artifact_location', 'empty path segments']);
+  await refusal(t, createExperiment(defaults.c, 'direct is not allowed by default', { [LOCATION_TAG]: `${BUCKET}/x` }), [LOCATION_TAG, `must start with one of: ${PROXY}`]);
+});
+
+t.test('switching style leaves existing experiments alone; --backfill moves tagged ones to the new style', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, projectMode);
+  const id = await createExperiment(c, 'direct first', { [PROJECT_TAG]: 'proj-s' });
+  t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-s`);
+  const proxied = configFor({ locationStyle: 'proxied' });
+  const log = capture();
+  await install(name, proxied, log);
+  t.match(log.records().find((r) => String(r.msg).startsWith('replacing the installed location style')), { from: 'direct', to: 'proxied' });
+  t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-s`, 'unchanged by the install');
+  const filled = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, proxied, log.logger, { backfill: true }));
+  t.match(filled.backfill, { tagged: 1, due: 1, changed: 1 });
+  t.equal(await locationOf(c, id), `${PROXY}mlflow/proj-s`, 'moved by --backfill');
+});
+
 t.test('switching modes replaces the one function and trigger; uninstall removes exactly ours', async (t) => {
   const { name, c } = await freshDatabase();
   await install(name, projectMode);
@@ -738,7 +817,7 @@ t.test('a connection cut mid-install leaves nothing half-installed, and a rerun 
     waiting = rows[0];
     if (!waiting) await sleep(50);
   }
-  t.match(waiting.query, /^(DROP|CREATE CONSTRAINT) TRIGGER/, 'cut after CREATE FUNCTION ran in the install transaction');
+  t.match(waiting.query, /^LOCK TABLE/, 'cut after CREATE FUNCTION ran in the install transaction, waiting to lock the tables');
   await c.query('SELECT pg_terminate_backend($1)', [waiting.pid]);
   const err = await running;
   t.type(err, TriggerError, 'the install fails');
@@ -749,6 +828,25 @@ t.test('a connection cut mid-install leaves nothing half-installed, and a rerun 
   const installed = await install(name, projectMode);
   t.equal(installed.mode, 'project-id', 'the rerun succeeds');
   t.same(await ourObjects(c), ALL);
+});
+
+t.test('an install that meets MLflow halfway through create_experiment waits for it, and neither fails', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, projectMode);
+  const mlflow = await server.client(name);
+  clients.push(mlflow);
+  // MLflow has inserted the experiment (a lock on experiments) and is about to insert its tags (a lock on experiment_tags).
+  await mlflow.query('BEGIN');
+  const { rows: [{ experiment_id: id }] } = await mlflow.query("INSERT INTO experiments (name, lifecycle_stage) VALUES ('halfway', 'active') RETURNING experiment_id");
+  const installing = install(name, configFor({ mode: 'project-id', prefix: 'reinstalled' }));
+  while ((await c.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [APPLICATION_NAME])).rowCount === 0) await sleep(20);
+  await mlflow.query('INSERT INTO experiment_tags (key, value, experiment_id) VALUES ($1, $2, $3)', [PROJECT_TAG, 'proj-h', id]);
+  await mlflow.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [`${DEFAULT_ROOT}${id}`, id]);
+  await mlflow.query('COMMIT');
+  t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-h`, 'MLflow\'s call went through, under the trigger installed before');
+  t.match(await installing, { mode: 'project-id' }, 'and the install after it');
+  const after = await createExperiment(c, 'after', { [PROJECT_TAG]: 'proj-a' });
+  t.equal(await locationOf(c, after), `${BUCKET}/reinstalled/proj-a`);
 });
 
 t.test('a database that comes up late: the retry succeeds', async (t) => {
@@ -797,7 +895,7 @@ t.test('the install-trigger CLI', async (t) => {
   t.test('--dry-run prints the SQL, needs no database and touches none', async (t) => {
     const r = await cli(['--config', configFile, '--dry-run'], { PGHOST: '127.0.0.1', PGPORT: String(await freePort()) });
     t.equal(r.code, 0);
-    t.match(r.stdout, /^-- mlflow-irsa-webhook install-trigger: install, mode project-id, location policy off\n-- trigger\.defaultArtifactRoot is not set: /);
+    t.match(r.stdout, /^-- mlflow-irsa-webhook install-trigger: install, mode project-id, style direct, location policy off\n-- trigger\.defaultArtifactRoot is not set: /);
     t.match(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_artifact_location_trg"/);
     t.notMatch(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"/, 'no root to check against without a connection');
     t.notMatch(r.stdout, /-- backfill/);

@@ -1,5 +1,6 @@
 // Installs, reads back and removes our trigger in one locked transaction, backfills in short batches after it, and reports the manual procedure's trigger if it is still there.
 import type pg from 'pg';
+import type { LocationStyle } from '../artifact-location.js';
 import type { Config, TriggerMode } from '../config.js';
 import type { Logger } from '../log.js';
 import { TriggerError } from './connect.js';
@@ -26,10 +27,11 @@ export interface Installed {
   readonly function?: { readonly signature: string; readonly comment: string | null };
   /** the WHEN clause's test function, if present, with its SQL body */
   readonly tagTest?: { readonly signature: string; readonly body: string };
-  /** the mode, tag and policy our function's comment records */
+  /** the mode, tag, policy and location style our function's comment records */
   readonly mode?: TriggerMode;
   readonly tag?: string;
   readonly policy?: 'on' | 'off';
+  readonly style?: LocationStyle;
 }
 
 export interface Legacy {
@@ -72,14 +74,14 @@ export async function readInstalled(client: pg.Client, schema: string): Promise<
   );
   const f = fns.rows.find((r) => r.name === FUNCTION_NAME);
   const test = fns.rows.find((r) => r.name === TAG_TEST_NAME);
-  // Installs before the location policy recorded no policy= field.
-  const recorded = /^\S+ mode=(project-id|custom-location) tag=(\S+)(?: policy=(on|off))?$/.exec(f?.comment ?? '');
+  // Installs before the location policy and styles recorded no policy= or style= field: they were off and direct.
+  const recorded = /^\S+ mode=(project-id|custom-location) tag=(\S+)(?: policy=(on|off))?(?: style=(direct|proxied))?$/.exec(f?.comment ?? '');
   return {
     ...(trigger && { trigger }),
     ...(policyTrigger && { policyTrigger }),
     ...(f && { function: { signature: f.signature, comment: f.comment } }),
     ...(test && { tagTest: { signature: test.signature, body: test.body } }),
-    ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2], policy: (recorded[3] ?? 'off') as 'on' | 'off' }),
+    ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2], policy: (recorded[3] ?? 'off') as 'on' | 'off', style: (recorded[4] ?? 'direct') as LocationStyle }),
   };
 }
 
@@ -248,11 +250,14 @@ export async function installTrigger(client: pg.Client, config: Config, logger: 
     const after = await readInstalled(client, s.schema);
     const deferred = (t?: InstalledTrigger) => Boolean(t && t.enabled && t.deferrable && t.initiallyDeferred);
     const policy = resolved.policy.enforced ? 'on' : 'off';
-    if (!deferred(after.trigger) || !after.tagTest || after.mode !== s.mode || after.tag !== s.tag || after.policy !== policy
+    if (!deferred(after.trigger) || !after.tagTest || after.mode !== s.mode || after.tag !== s.tag || after.policy !== policy || after.style !== config.trigger.locationStyle
       || (policy === 'on') !== deferred(after.policyTrigger) || (policy === 'off' && after.policyTrigger)) {
       throw new TriggerError(`the trigger read back from pg_trigger/pg_proc is not what was installed: ${JSON.stringify(after)}`);
     }
     if (before.mode && before.mode !== s.mode) logger.info({ from: before.mode, to: s.mode }, 'replacing the installed mode');
+    if (before.style && before.style !== after.style) {
+      logger.info({ from: before.style, to: after.style }, 'replacing the installed location style: existing experiments keep their locations; --backfill moves tagged ones to the new style');
+    }
     return { installed: after, legacy: await findLegacy(client), resolved };
   });
   if (resolved.policy.enforced) {
@@ -267,7 +272,7 @@ export async function installTrigger(client: pg.Client, config: Config, logger: 
   }
   logger.info(
     {
-      mode: installed.mode, tag: installed.tag, policy: installed.policy, trigger: TRIGGER_NAME, table: installed.trigger?.table,
+      mode: installed.mode, tag: installed.tag, style: installed.style, policy: installed.policy, trigger: TRIGGER_NAME, table: installed.trigger?.table,
       function: installed.function?.signature, definition: installed.trigger?.definition, policyTrigger: installed.policyTrigger?.definition ?? null,
     },
     'trigger installed',

@@ -87,10 +87,10 @@ export function triggerSql(config: Config): TriggerSql {
   };
 }
 
-/** What our function's comment records: mode, tag and whether the location policy is on. */
+/** What our function's comment records: mode, tag, whether the location policy is on, and the location style. */
 export function functionComment(config: Config, policy: Policy): string {
   const s = triggerSql(config);
-  return `${COMMENT_PREFIX} mode=${s.mode} tag=${s.tag} policy=${policy.enforced ? 'on' : 'off'}`;
+  return `${COMMENT_PREFIX} mode=${s.mode} tag=${s.tag} policy=${policy.enforced ? 'on' : 'off'} style=${config.trigger.locationStyle}`;
 }
 
 /** Allowed prefixes always end in "/", so s3://bucket cannot admit s3://bucket-other/... */
@@ -120,18 +120,21 @@ function customRefusals(config: Config, value: string): string[] {
   return [
     `WHEN ${value} IS NULL OR NOT (${under}) THEN ${lit(`a custom location must start with one of: ${prefixes.join(', ')}`)}`,
     `WHEN ${value} ~ '(^|/)[.][.]?(/|$)' THEN ${lit('a custom location must not contain "." or ".." path segments')}`,
+    // mlflow-artifacts://host/... would name another tracking server; an empty segment anywhere is a different S3 key
+    `WHEN ${value} ~ '^(s3://|mlflow-artifacts:/)(/|.*//)' THEN ${lit('a custom location must not contain empty path segments ("//")')}`,
     lengthRefusal(value, value),
   ];
 }
 
 /**
- * The configured rule as SQL: from the tag's value to the location, or a refusal. This is the one definition of the rule:
- * the trigger function, --backfill's selection and doctor's drift count all use it. Needs search_path = SAFE_SEARCH_PATH
- * for its operators (the function pins it; installer transactions set it).
+ * The configured rule as SQL: from the tag's value to the location (in the configured style), or a refusal. This is the one
+ * definition of the rule: the trigger function and --backfill use it, and so can doctor's drift count (backfillSql's
+ * `survey` counts the tagged experiments whose location differs from it). Needs search_path = SAFE_SEARCH_PATH for its
+ * operators (the function pins it; installer transactions set it).
  */
 export function ruleSql(config: Config, value: string): RuleSql {
   if (config.trigger.mode === 'project-id') {
-    const location = `${lit(projectBase(config.artifactsDestination, config.trigger.prefix))} || ${value}`;
+    const location = `${lit(projectBase(config.trigger.locationStyle, config.artifactsDestination, config.trigger.prefix))} || ${value}`;
     const refusal = [
       'CASE',
       `  WHEN ${value} IS NULL OR ${value} !~ '^[A-Za-z0-9._-]+$' OR pg_catalog.strpos(${value}, '..') > 0 OR ${value} = '.'`,
@@ -244,9 +247,10 @@ export function functionDefinition(config: Config, policy: Policy): string {
 
 /**
  * The DDL of an install, in order. PostgreSQL 11+ (no CREATE OR REPLACE TRIGGER): drop and create inside the one transaction.
- * The WHEN clause is evaluated when the row is written, so other tags queue no event at all. The policy trigger has no WHEN
- * clause (it would depend on artifact_location); experiments are written seldom, and the function returns at once for
- * updates that leave the location alone.
+ * WHEN clauses are evaluated when the row is written, so other tags queue no event at all. The policy trigger's WHEN clause
+ * names no column (that would pin artifact_location's type): it skips writes made by triggers, so our own UPDATE of the
+ * location queues no second event (a role able to write from a trigger owns the tables and could drop ours anyway).
+ * Experiments are written seldom, and the function returns at once for updates that leave the location alone.
  */
 export function installStatements(config: Config, policy: Policy): string[] {
   const s = triggerSql(config);
@@ -255,24 +259,35 @@ export function installStatements(config: Config, policy: Policy): string[] {
     `  AFTER INSERT OR UPDATE ON ${table}`,
     '  DEFERRABLE INITIALLY DEFERRED',
     '  FOR EACH ROW',
-    ...(when ? [`  WHEN (${when})`] : []),
+    `  WHEN (${when})`,
     `  EXECUTE FUNCTION ${s.functionName}()`,
   ].join('\n');
   return [
     tagTestDefinition(config),
     functionDefinition(config, policy),
     `COMMENT ON FUNCTION ${s.functionName}() IS ${lit(functionComment(config, policy))}`,
+    lockTables(config),
     `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
     constraintTrigger(s.triggerName, s.tagsTable, `${s.tagTestName}(NEW)`),
     `DROP TRIGGER IF EXISTS ${s.policyTriggerName} ON ${s.experimentsTable}`,
-    ...(policy.enforced ? [constraintTrigger(s.policyTriggerName, s.experimentsTable, '')] : []),
+    ...(policy.enforced ? [constraintTrigger(s.policyTriggerName, s.experimentsTable, 'pg_catalog.pg_trigger_depth() = 0')] : []),
   ];
+}
+
+/**
+ * DROP TRIGGER locks its table ACCESS EXCLUSIVE. Taking both locks first, in the order MLflow's create_experiment takes
+ * them (experiments, then experiment_tags), keeps an install from deadlocking with an MLflow call that is halfway through.
+ */
+function lockTables(config: Config): string {
+  const s = triggerSql(config);
+  return `LOCK TABLE ${s.experimentsTable}, ${s.tagsTable} IN ACCESS EXCLUSIVE MODE`;
 }
 
 /** The DDL of an uninstall: exactly our triggers and functions. */
 export function uninstallStatements(config: Config): string[] {
   const s = triggerSql(config);
   return [
+    lockTables(config),
     `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
     `DROP TRIGGER IF EXISTS ${s.policyTriggerName} ON ${s.experimentsTable}`,
     `DROP FUNCTION IF EXISTS ${s.functionName}()`,
@@ -341,7 +356,8 @@ export interface ScriptOptions {
 export function script(config: Config, action: 'install' | 'uninstall', opts: ScriptOptions = { policy: { enforced: false } }): string {
   const ddl = action === 'install' ? installStatements(config, opts.policy) : uninstallStatements(config);
   // Only enums go into comment lines: configured strings appear in SQL as quoted literals and identifiers only.
-  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install' ? `install, mode ${config.trigger.mode}, location policy ${opts.policy.enforced ? 'on' : 'off'}` : 'uninstall'}`;
+  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install'
+    ? `install, mode ${config.trigger.mode}, style ${config.trigger.locationStyle}, location policy ${opts.policy.enforced ? 'on' : 'off'}` : 'uninstall'}`;
   const lines = [header, ...(opts.policyNote ? opts.policyNote.split('\n').map((l) => `-- ${l}`) : []), ...['BEGIN', ...preamble(), ...ddl, 'COMMIT'].map((st) => `${st};`)];
   if (action === 'install' && opts.backfill) {
     const b = backfillSql(config);

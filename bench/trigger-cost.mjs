@@ -1,5 +1,10 @@
 // Per-row cost of INSERT INTO experiment_tags with our trigger installed ÷ without, for our tag and a foreign tag, on a real PostgreSQL.
-// Ratios come from one run with the four cases interleaved round by round, because absolute timings drift on a shared machine.
+// Ratios come from one run with the cases interleaved round by round, because absolute timings drift on a shared machine:
+// each ratio is the median over rounds of (with ÷ without) measured in the same round. The session commits without waiting
+// for the WAL flush (synchronous_commit off): that wait is the same with and without the trigger, and the noisiest part on
+// a shared disk.
+// BENCH_TRIGGER_BEFORE=<a dist/ directory built from an earlier commit> adds that version's trigger as a third state in the
+// same run, for before/after comparisons (e.g. `git archive <commit> | tar -x -C /tmp/before && cd /tmp/before && npx tsc`).
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +19,7 @@ import { letPostgresReachBinaries } from '../scripts/postgres-reach.mjs';
 
 const ROWS = Number(process.env.BENCH_TRIGGER_ROWS ?? 10000);
 const ROUNDS = Number(process.env.BENCH_TRIGGER_ROUNDS ?? 7);
+const BEFORE = process.env.BENCH_TRIGGER_BEFORE;
 const OUR_TAG = 'mlflow.domino.project_id';
 const FOREIGN_TAG = 'mlflow.note.content';
 
@@ -43,22 +49,24 @@ const SCHEMA = `
     UNIQUE (workspace, name));
   CREATE TABLE experiment_tags (
     key VARCHAR(250) NOT NULL, value TEXT, experiment_id INTEGER NOT NULL REFERENCES experiments,
-    PRIMARY KEY (key, experiment_id));`;
+    PRIMARY KEY (key, experiment_id));
+  -- MLflow's Default experiment, from which install-trigger derives the default root: the location policy is on, as by default
+  INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active');`;
 
 /** One timed transaction: ROWS tag rows inserted and committed (commit is where our deferred trigger runs). Returns µs per row. */
 async function insertBatch(client, key) {
   const started = process.hrtime.bigint();
   await client.query('BEGIN');
   await client.query(
-    "INSERT INTO experiment_tags (key, value, experiment_id) SELECT $1, 'proj-' || experiment_id, experiment_id FROM experiments",
+    "INSERT INTO experiment_tags (key, value, experiment_id) SELECT $1, 'proj-' || experiment_id, experiment_id FROM experiments WHERE experiment_id > 0",
     [key],
   );
   await client.query('COMMIT');
   const micros = Number(process.hrtime.bigint() - started) / 1000 / ROWS;
-  // Reset outside the timing, so every batch starts from the same table state.
+  // Reset outside the timing, so every batch starts from the same table state (only our tag changes experiments).
   await client.query('DELETE FROM experiment_tags');
-  await client.query("UPDATE experiments SET artifact_location = 'mlflow-artifacts:/' || experiment_id");
-  await client.query('VACUUM experiment_tags, experiments');
+  if (key === OUR_TAG) await client.query("UPDATE experiments SET artifact_location = 'mlflow-artifacts:/' || experiment_id");
+  await client.query(key === OUR_TAG ? 'VACUUM experiment_tags, experiments' : 'VACUUM experiment_tags');
   return micros;
 }
 
@@ -76,18 +84,23 @@ export async function benchTrigger() {
   const client = new pg.Client({ connectionString: `postgres://postgres:bench@127.0.0.1:${port}/postgres` });
   try {
     await client.connect();
+    await client.query('SET synchronous_commit = off');
     await client.query(SCHEMA);
     await client.query(
       "INSERT INTO experiments (name, artifact_location, lifecycle_stage) SELECT 'e' || i, 'mlflow-artifacts:/' || i, 'active' FROM generate_series(1, $1) i",
       [ROWS],
     );
-    const samples = { without: { ours: [], foreign: [] }, with: { ours: [], foreign: [] } };
-    // One warm-up round per case, not recorded, then rounds that alternate the order so neither side always goes first.
+    const before = BEFORE ? await import(pathToFileURL(join(BEFORE, 'db/install.js')).href) : undefined;
+    const states = ['without', 'with', ...(before ? ['before'] : [])];
+    const samples = Object.fromEntries(states.map((state) => [state, { ours: [], foreign: [] }]));
+    // One warm-up round per case, not recorded, then rounds that alternate the order so no state always goes first.
     for (let round = -1; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? ['without', 'with'] : ['with', 'without'];
+      const order = round % 2 === 0 ? states : [...states].reverse();
       for (const state of order) {
+        // our names are the same in every version, so this removes whichever version is installed
+        await uninstallTrigger(client, config, silent);
         if (state === 'with') await installTrigger(client, config, silent);
-        else await uninstallTrigger(client, config, silent);
+        if (state === 'before') await before.installTrigger(client, config, silent);
         const tags = [['ours', OUR_TAG], ['foreign', FOREIGN_TAG]];
         for (const [tag, key] of round % 2 === 0 ? tags : tags.reverse()) {
           const micros = await insertBatch(client, key);
@@ -96,6 +109,7 @@ export async function benchTrigger() {
       }
     }
     const m = (state, tag) => median(samples[state][tag]);
+    const ratio = (state, tag) => median(samples[state][tag].map((x, round) => x / samples.without[tag][round]));
     const experiments = await client.query('SELECT count(*)::int AS n FROM experiments');
     return {
       rowsPerBatch: ROWS,
@@ -103,10 +117,16 @@ export async function benchTrigger() {
       experiments: experiments.rows[0].n,
       usPerRowForeignWithout: m('without', 'foreign'),
       usPerRowForeignWith: m('with', 'foreign'),
-      foreignTagRatio: m('with', 'foreign') / m('without', 'foreign'),
+      foreignTagRatio: ratio('with', 'foreign'),
       usPerRowOurTagWithout: m('without', 'ours'),
       usPerRowOurTagWith: m('with', 'ours'),
-      ourTagRatio: m('with', 'ours') / m('without', 'ours'),
+      ourTagRatio: ratio('with', 'ours'),
+      ...(before && {
+        usPerRowForeignBefore: m('before', 'foreign'),
+        foreignTagRatioBefore: ratio('before', 'foreign'),
+        usPerRowOurTagBefore: m('before', 'ours'),
+        ourTagRatioBefore: ratio('before', 'ours'),
+      }),
     };
   } finally {
     await client.end();

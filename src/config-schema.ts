@@ -9,6 +9,9 @@ const envName = '^[-._a-zA-Z][-._a-zA-Z0-9]*$';
 export const roleArnPattern = '^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([\\x21-\\x2E\\x30-\\x7E]+/)*[\\w+=,.@-]{1,64}$';
 // s3://<bucket>[/prefix]; the bucket's finer rules (no "..", not an IP address, reserved affixes) are in config.ts
 export const s3UriPattern = '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._-]+)*/?$';
+// mlflow-artifacts:/[path]: a location the tracking server's artifact proxy maps to <artifactsDestination>/[path]; never the
+// mlflow-artifacts://host/... form, which names another server
+export const proxiedUriPattern = '^mlflow-artifacts:/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?)?$';
 // MLflow tag keys we accept for our own tags: plain characters only, since the key is baked into SQL (quoted all the same)
 const tagKey = '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$';
 
@@ -64,18 +67,35 @@ export const configSchema = {
       default: {},
       description: 'the tracking-database trigger that sets each experiment\'s artifact location',
       properties: {
-        mode: { type: 'string', enum: ['project-id', 'custom-location'], default: 'project-id', description: 'project-id: <artifactsDestination>/<prefix>/<project id>; custom-location: the tag value itself' },
+        mode: { type: 'string', enum: ['project-id', 'custom-location'], default: 'project-id', description: 'project-id: <artifactsDestination>/<prefix>/<project id> (direct) or mlflow-artifacts:/<prefix>/<project id> (proxied); custom-location: the tag value itself' },
+        locationStyle: {
+          type: 'string',
+          enum: ['direct', 'proxied'],
+          default: 'direct',
+          description: 'direct: locations are s3:// URIs, clients need AWS credentials; proxied: mlflow-artifacts:/ URIs, clients go through the tracking server and need none',
+        },
         projectTag: { type: 'string', pattern: tagKey, maxLength: 250, default: 'mlflow.domino.project_id', description: 'experiment tag holding the Domino project id' },
         locationTag: { type: 'string', pattern: tagKey, maxLength: 250, default: 'domino.artifacts_location', description: 'experiment tag holding a custom location' },
-        prefix: { type: 'string', pattern: '^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$', maxLength: 128, default: 'mlflow', description: 'path between artifactsDestination and the project id ("" for none)' },
+        prefix: { type: 'string', pattern: '^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$', maxLength: 128, default: 'mlflow', description: 'path between artifactsDestination and the project id ("" for none; no "." or ".." segments)' },
         allowedLocationPrefixes: {
           type: 'array',
-          items: { type: 'string', pattern: s3UriPattern },
+          items: { type: 'string', pattern: `${s3UriPattern}|${proxiedUriPattern}` },
           uniqueItems: true,
           default: [],
-          description: 'custom locations must start with one of these; empty means [<artifactsDestination>/]',
+          description: 'custom locations must start with one of these (s3://<bucket>[/path] or mlflow-artifacts:/[path]); empty means [<artifactsDestination>/] (direct) or [mlflow-artifacts:/] (proxied)',
         },
         schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'public', description: 'PostgreSQL schema holding MLflow\'s tables' },
+        enforceLocations: {
+          type: 'boolean',
+          default: true,
+          description: 'refuse experiment locations written directly (not through our tag) unless empty, MLflow\'s default <defaultArtifactRoot>/<id>, or (custom-location) under an allowed prefix',
+        },
+        defaultArtifactRoot: {
+          type: 'string',
+          pattern: '^([A-Za-z][A-Za-z0-9+.-]*:|/)[^\\s?#]*$',
+          maxLength: 200,
+          description: 'MLflow\'s --default-artifact-root (absolute path or URI, no ? or #); unset: derived at install from experiment 0',
+        },
       },
     },
     server: {

@@ -5,6 +5,9 @@ import { parse as parseYaml } from 'yaml';
 // The schema in config-schema.ts, compiled ahead of time by ajv (allErrors, useDefaults, verbose): loading ajv and
 // compiling at start-up cost ~110 ms of every command's start. `npm run gen:validator` rewrites it; a test checks it.
 import validate from './config-validator.gen.js';
+import {
+  LENGTH_REASON, MAX_LOCATION_LENGTH, defaultAllowedPrefix, hasDotSegment, locationPath, projectBase, withSlash, type LocationStyle,
+} from './artifact-location.js';
 
 export type TriggerMode = 'project-id' | 'custom-location';
 
@@ -18,12 +21,17 @@ export interface TokenConfig {
 
 export interface TriggerConfig {
   readonly mode: TriggerMode;
+  readonly locationStyle: LocationStyle;
   readonly projectTag: string;
   readonly locationTag: string;
   readonly prefix: string;
-  /** never empty after loading: defaults to [<artifactsDestination>/] */
+  /** never empty after loading: defaults to [<artifactsDestination>/] (direct) or [mlflow-artifacts:/] (proxied) */
   readonly allowedLocationPrefixes: readonly string[];
   readonly schema: string;
+  /** refuse locations written directly (not through our tag) that are not empty, MLflow's default, or allowed */
+  readonly enforceLocations: boolean;
+  /** MLflow's default artifact root; unset, install-trigger derives it from experiment 0 */
+  readonly defaultArtifactRoot?: string;
 }
 
 export interface ServerConfig {
@@ -134,15 +142,37 @@ function stripSlash(uri: string): string {
   return uri.endsWith('/') ? uri.slice(0, -1) : uri;
 }
 
+/** A location base must leave room for at least one more character within MLflow's limit on locations. */
+function roomProblem(key: string, value: string, base: string, what: string): string | undefined {
+  if (base.length < MAX_LOCATION_LENGTH) return undefined;
+  return `${key}: ${show(value)} is not valid (${what} "${base}" is ${base.length} characters, which leaves no room within the `
+    + `${MAX_LOCATION_LENGTH}-character limit on experiment locations: ${LENGTH_REASON})`;
+}
+
 /** Checks across keys and the rules no schema keyword can express. */
 function refine(raw: Record<string, any>): string[] {
   const problems: string[] = [];
   const uris: Array<[string, string]> = [['artifactsDestination', raw.artifactsDestination]];
   raw.trigger.allowedLocationPrefixes.forEach((p: string, i: number) => uris.push([`trigger.allowedLocationPrefixes.${i}`, p]));
   for (const [key, uri] of uris) {
-    const problem = bucketProblem(uri);
+    const problem = uri.startsWith('s3://') ? bucketProblem(uri) : undefined;
     if (problem) problems.push(`${key}: ${show(uri)} is not valid (${problem})`);
-    if (/(^|\/)\.\.?(\/|$)/.test(uri.slice(5))) problems.push(`${key}: ${show(uri)} is not valid (no "." or ".." path segments)`);
+    if (hasDotSegment(locationPath(uri))) problems.push(`${key}: ${show(uri)} is not valid (no "." or ".." path segments)`);
+  }
+  if (hasDotSegment(raw.trigger.prefix)) problems.push(`trigger.prefix: ${show(raw.trigger.prefix)} is not valid (no "." or ".." path segments)`);
+  if (raw.trigger.mode === 'project-id') {
+    const base = projectBase(raw.trigger.locationStyle, stripSlash(raw.artifactsDestination), raw.trigger.prefix);
+    const problem = roomProblem(raw.trigger.prefix ? 'trigger.prefix' : 'artifactsDestination', raw.trigger.prefix || raw.artifactsDestination, base, 'the project location base');
+    if (problem) problems.push(problem);
+  } else {
+    const configured: string[] = raw.trigger.allowedLocationPrefixes;
+    const keyed: Array<[string, string]> = configured.length > 0
+      ? configured.map((p, i) => [`trigger.allowedLocationPrefixes.${i}`, p])
+      : [['artifactsDestination', defaultAllowedPrefix(raw.trigger.locationStyle, stripSlash(raw.artifactsDestination))]];
+    for (const [key, value] of keyed) {
+      const problem = roomProblem(key, value, withSlash(value), 'the allowed location prefix');
+      if (problem) problems.push(problem);
+    }
   }
   for (const name of raw.removeEnv as string[]) {
     if (OWNED_ENV.includes(name)) problems.push(`removeEnv: ${show(name)} is set by the webhook itself and cannot also be removed`);
@@ -180,7 +210,7 @@ export function parseConfig(input: unknown, source = '<inline>'): Config {
   if (problems.length > 0) throw new ConfigError(source, problems);
   raw.artifactsDestination = stripSlash(raw.artifactsDestination);
   if (raw.trigger.allowedLocationPrefixes.length === 0) {
-    raw.trigger.allowedLocationPrefixes = [`${raw.artifactsDestination}/`];
+    raw.trigger.allowedLocationPrefixes = [defaultAllowedPrefix(raw.trigger.locationStyle, raw.artifactsDestination)];
   }
   return deepFreeze(raw as Config);
 }

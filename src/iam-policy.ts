@@ -2,6 +2,7 @@
 //
 // The documents are built by pure functions from (config, OIDC provider, prefix, KMS key) so tests compare them with
 // hand-written expectations and judge them with an IAM policy evaluator; printing (JSON or a shell script) is a separate step.
+import { PROXY_ROOT } from './artifact-location.js';
 import { stringOption, UsageError, type CommandArgs } from './command.js';
 import type { Config } from './config.js';
 
@@ -257,7 +258,9 @@ export function iamPlan(config: Config, oidcProvider: string, options: IamOption
   if (config.trigger.mode === 'custom-location') {
     const reach = `s3://${bucket}/${objPrefix ? `${objPrefix}/` : ''}`;
     for (const allowed of config.trigger.allowedLocationPrefixes) {
-      if (!allowed.startsWith(reach) && `${allowed}/` !== reach) {
+      // the artifact proxy stores mlflow-artifacts:/<path> at <artifactsDestination>/<path>
+      const s3 = allowed.startsWith(PROXY_ROOT) ? `${config.artifactsDestination}/${allowed.slice(PROXY_ROOT.length)}` : allowed;
+      if (!s3.startsWith(reach) && `${s3}/` !== reach) {
         notes.push(`trigger.allowedLocationPrefixes admits ${allowed}, which this policy does not reach (it grants ${reach}*); grant that location separately if MLflow must serve it`);
       }
     }

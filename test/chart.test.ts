@@ -68,6 +68,7 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     [['-f', ciValues, '--set', 'roleArn=arn:aws:iam::1:role/r'], /roleArn: Does not match pattern/],
     [['-f', ciValues, '--set', 'failurePolicy=Sometimes'], /failurePolicy: failurePolicy must be one of the following: "Ignore", "Fail"/],
     [['-f', ciValues, '--set', 'trigger.mode=everything'], /trigger\.mode: trigger\.mode must be one of the following/],
+    [['-f', ciValues, '--set', 'trigger.locationStyle=s3'], /trigger\.locationStyle: trigger\.locationStyle must be one of the following: "direct", "proxied"/],
     [['-f', ciValues, '--set', 'tokne.audience=x'], /Additional property tokne is not allowed/],
     [['-f', ciValues, '--set', 'terminationGracePeriodSeconds=5'], /terminationGracePeriodSeconds \(5\) must exceed server.drainSeconds \(5\)/],
     // there is no public image: without a repository the render stops and says what to set

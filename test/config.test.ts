@@ -1,9 +1,10 @@
 // Specification of the config file, the CLI's argument handling, and the patch diff that every caller shares.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MAX_LOCATION_LENGTH, mlflowDefaultPrefix } from '../src/artifact-location.js';
 import { ConfigError, loadConfig, parseConfig, parseConfigText } from '../src/config.js';
 import { diff } from '../src/patch.js';
 import { applyStrict } from './helpers/strict-patch.js';
@@ -27,11 +28,12 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
     namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow',
     token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
     removeEnv: ['AWS_CONFIG_FILE'],
-    trigger: { mode: 'project-id', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public' },
+    trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
     server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
     logLevel: 'info',
   });
   t.equal(c.region, undefined);
+  t.equal(c.trigger.defaultArtifactRoot, undefined, 'no default root: install-trigger derives it');
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.token) && Object.isFrozen(c.removeEnv), 'deeply frozen');
   const input = { ...base };
   parseConfig(input);
@@ -85,6 +87,15 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['tag with a quote', { ...base, trigger: { projectTag: "x'; drop table experiments; --" } }, /^trigger\.projectTag: .* is not valid/],
     ['same tag twice', { ...base, trigger: { projectTag: 'a.b', locationTag: 'a.b' } }, /^trigger\.locationTag: "a.b" must differ from trigger\.projectTag/],
     ['bad allowed prefix', { ...base, trigger: { allowedLocationPrefixes: ['s3://OK'] } }, /^trigger\.allowedLocationPrefixes\.0: /],
+    ['dot-dot prefix', { ...base, trigger: { prefix: '../../other' } }, /^trigger\.prefix: "\.\.\/\.\.\/other" is not valid \(no "\." or "\.\." path segments\)/],
+    ['dot prefix segment', { ...base, trigger: { prefix: 'mlflow/./x' } }, /^trigger\.prefix: "mlflow\/\.\/x" is not valid \(no "\." or "\.\." path segments\)/],
+    ['dot-dot allowed prefix', { ...base, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: .* \(no "\." or "\.\." path segments\)/],
+    ['relative default root', { ...base, trigger: { defaultArtifactRoot: './mlruns' } }, /^trigger\.defaultArtifactRoot: "\.\/mlruns" is not valid \(MLflow's --default-artifact-root \(absolute path or URI/],
+    ['default root with a query', { ...base, trigger: { defaultArtifactRoot: 's3://b/p?x=1' } }, /^trigger\.defaultArtifactRoot: .* is not valid/],
+    ['unknown location style', { ...base, trigger: { locationStyle: 'presigned' } }, /^trigger\.locationStyle: "presigned" must be equal to one of the allowed values/],
+    ['proxied prefix naming another server', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts://host/x'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/\/host\/x" is not valid/],
+    ['dot-dot proxied prefix', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts:/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/a\/\.\." is not valid \(no "\." or "\.\." path segments\)/],
+    ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean/],
     ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" must be equal to one of/],
     ['metrics on the HTTPS port', { ...base, server: { port: 9443, metricsPort: 9443 } }, /^server\.metricsPort: 9443 must differ from server\.port \(the metrics listener is a second port; 0 turns it off\)/],
     ['metrics port out of range', { ...base, server: { metricsPort: 70000 } }, /^server\.metricsPort: 70000 must be <= 65535/],
@@ -100,6 +111,41 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
   t.same(problems(['a']), ['(top level): the config must be a mapping of keys to values']);
   t.throws(() => parseConfigText('roleArn: [unclosed'), /not valid YAML or JSON/);
   t.throws(() => loadConfig('/nonexistent/config.yaml'), /cannot read: ENOENT/);
+});
+
+t.test('the location base must leave room for a project id within MLflow\'s 157 characters', async (t) => {
+  // s3://<bucket>/ plus prefix/ : pick lengths around the limit
+  const dest = `s3://${'b'.repeat(40)}`;
+  const prefixFor = (baseLength: number) => 'p'.repeat(baseLength - dest.length - 2);
+  t.same(problems({ ...base, artifactsDestination: dest, trigger: { prefix: prefixFor(MAX_LOCATION_LENGTH - 1) } }), [], 'a 156-character base leaves one character');
+  const full = problems({ ...base, artifactsDestination: dest, trigger: { prefix: prefixFor(MAX_LOCATION_LENGTH) } });
+  t.equal(full.length, 1);
+  t.match(full[0], /^trigger\.prefix: "p+\.\.\. is not valid \(the project location base "s3:\/\/b+\/p+\/" is 157 characters, which leaves no room within the 157-character limit on experiment locations: MLflow stores each run's <location>\/<32-hex run id>\/artifacts in runs\.artifact_uri, VARCHAR\(200\)\)/);
+  const longDest = `s3://${'b'.repeat(60)}/${'d'.repeat(100)}`;
+  t.match(problems({ ...base, artifactsDestination: longDest, trigger: { prefix: '' } }), [/^artifactsDestination: .*\(the project location base .* is 167 characters/]);
+  t.match(problems({ ...base, artifactsDestination: longDest, trigger: { mode: 'custom-location' } }), [/^artifactsDestination: .*\(the allowed location prefix .* is 167 characters/], 'custom mode: the default allowed prefix');
+  t.match(problems({ ...base, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/', longDest] } }), [/^trigger\.allowedLocationPrefixes\.1: /]);
+  t.same(problems({ ...base, artifactsDestination: longDest, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/'] } }), [], 'custom mode does not use the project base');
+});
+
+t.test('the proxied location style', async (t) => {
+  const proxied = parseConfig({ ...base, trigger: { locationStyle: 'proxied' } });
+  t.same(proxied.trigger.allowedLocationPrefixes, ['mlflow-artifacts:/'], 'custom locations default to anything the proxy serves');
+  t.same(problems({ ...base, trigger: { locationStyle: 'proxied', mode: 'custom-location', allowedLocationPrefixes: ['mlflow-artifacts:/teams', 's3://team-bucket/x/', 'mlflow-artifacts:/'] } }), []);
+  // the proxied base does not contain artifactsDestination: a destination too long for direct locations leaves room here
+  const longDest = `s3://${'b'.repeat(60)}/${'d'.repeat(100)}`;
+  t.match(problems({ ...base, artifactsDestination: longDest }), [/the project location base/], 'direct: no room');
+  t.same(problems({ ...base, artifactsDestination: longDest, trigger: { locationStyle: 'proxied', prefix: 'p'.repeat(128) } }), [], 'proxied: room even with the longest prefix');
+});
+
+t.test('MLflow\'s default location for an experiment, joined as MLflow joins it', async (t) => {
+  const vectors = JSON.parse(readFileSync(join(root, 'test/fixtures/mlflow/default-locations.json'), 'utf8')) as { cases: Array<{ root: string; experiment0: string; experiment42: string }> };
+  t.ok(vectors.cases.length >= 20);
+  for (const v of vectors.cases) {
+    t.equal(`${mlflowDefaultPrefix(v.root)}0`, v.experiment0, `${v.root} → ${v.experiment0}`);
+    t.equal(`${mlflowDefaultPrefix(v.root)}42`, v.experiment42);
+  }
+  t.equal(parseConfig({ ...base, trigger: { defaultArtifactRoot: 'mlflow-artifacts:/' } }).trigger.defaultArtifactRoot, 'mlflow-artifacts:/');
 });
 
 t.test('the CLI exits 2 before listening, one line per problem', async (t) => {

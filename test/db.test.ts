@@ -9,7 +9,8 @@ import { parseConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { APPLICATION_NAME, TriggerError, classify, scrub, secretsOf, withDatabase } from '../src/db/connect.js';
 import { findLegacy, installTrigger, readInstalled, uninstallTrigger } from '../src/db/install.js';
-import { FUNCTION_NAME, TRIGGER_NAME, functionDefinition, installStatements, script } from '../src/db/sql.js';
+import { MAX_LOCATION_LENGTH } from '../src/artifact-location.js';
+import { BACKFILL_BATCH_SIZE, FUNCTION_NAME, TRIGGER_NAME, functionDefinition, installStatements, script, type Policy } from '../src/db/sql.js';
 import { runCli } from './helpers/cli.js';
 import { freePort, startPostgres, type TestPostgres } from './helpers/pg.js';
 
@@ -62,20 +63,34 @@ async function tx<T>(c: pg.Client, work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** create_experiment(name, tags): INSERT ... RETURNING, one INSERT per tag, then MLflow's own UPDATE of artifact_location, one transaction. */
-async function createExperiment(c: pg.Client, name: string, tags: Record<string, string> = {}): Promise<number> {
+/**
+ * create_experiment(name, artifact_location, tags), as SqlAlchemyStore runs it in one transaction: INSERT ... RETURNING with the
+ * given location (NULL when none), one INSERT per tag, and only when the location was empty MLflow's own UPDATE to its default
+ * <root>/<id> (`if not artifact_location:` after the first flush).
+ */
+async function createExperiment(c: pg.Client, name: string, tags: Record<string, string> = {}, artifactLocation: string | null = null): Promise<number> {
   return tx(c, async () => {
     const now = Date.now();
     const { rows } = await c.query<{ experiment_id: number }>(
-      "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ($1, NULL, 'active', $2, $2) RETURNING experiment_id",
-      [name, now],
+      "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ($1, $2, 'active', $3, $3) RETURNING experiment_id",
+      [name, artifactLocation, now],
     );
     const id = rows[0].experiment_id;
     for (const [key, value] of Object.entries(tags)) {
       await c.query('INSERT INTO experiment_tags (key, value, experiment_id) VALUES ($1, $2, $3)', [key, value, id]);
     }
-    await c.query('UPDATE experiments SET artifact_location = $1 WHERE experiments.experiment_id = $2', [`${DEFAULT_ROOT}${id}`, id]);
+    if (!artifactLocation) {
+      await c.query('UPDATE experiments SET artifact_location = $1 WHERE experiments.experiment_id = $2', [`${DEFAULT_ROOT}${id}`, id]);
+    }
     return id;
+  });
+}
+
+/** rename_experiment, delete_experiment, restore_experiment: one UPDATE of the changed columns and last_update_time. */
+async function updateExperiment(c: pg.Client, id: number, change: { name?: string; lifecycle_stage?: 'active' | 'deleted' }): Promise<void> {
+  const [column, value] = Object.entries(change)[0];
+  await tx(c, async () => {
+    await c.query(`UPDATE experiments SET ${column} = $1, last_update_time = $2 WHERE experiments.experiment_id = $3`, [value, Date.now(), id]);
   });
 }
 
@@ -179,21 +194,36 @@ async function uninstall(db: string, config: Config, log = capture()) {
   return withDatabase({ databaseUrl: server.url(db), waitSeconds: 0 }, log.logger, (c) => uninstallTrigger(c, config, log.logger));
 }
 
-/** Our objects as pg_trigger/pg_proc list them, counted independently of readInstalled. */
+/** Our objects as pg_trigger/pg_proc list them (by our name prefix), counted independently of readInstalled. */
 async function ourObjects(c: pg.Client): Promise<{ triggers: number; functions: number }> {
   const { rows } = await c.query<{ triggers: number; functions: number }>(
-    `SELECT (SELECT count(*)::int FROM pg_trigger WHERE tgname = $1) AS triggers,
-            (SELECT count(*)::int FROM pg_proc WHERE proname = $2) AS functions`,
-    [TRIGGER_NAME, FUNCTION_NAME],
+    `SELECT (SELECT count(*)::int FROM pg_trigger WHERE tgname LIKE 'mlflow\\_irsa\\_%') AS triggers,
+            (SELECT count(*)::int FROM pg_proc WHERE proname LIKE 'mlflow\\_irsa\\_%') AS functions`,
   );
   return rows[0];
 }
+/** With the location policy on: the tag trigger and the policy trigger; the trigger function and the WHEN clause's test. */
+const ALL = { triggers: 2, functions: 2 };
+const NONE = { triggers: 0, functions: 0 };
+/** The policy as the installer derives it from the schema's experiment 0 (mlflow-artifacts:/0). */
+const DERIVED: Policy = { enforced: true, defaultPrefix: DEFAULT_ROOT };
 
-async function refusal(t: Tap.Test, work: Promise<unknown>, parts: string[]): Promise<void> {
-  const err = await work.then(() => undefined, (e: Error & { code?: string }) => e);
+type PgError = Error & { code?: string; hint?: string };
+async function refusal(t: Tap.Test, work: Promise<unknown>, parts: string[]): Promise<PgError | undefined> {
+  const err = await work.then(() => undefined, (e: PgError) => e);
   t.ok(err, 'refused');
   t.equal(err?.code, '23514', 'check_violation');
   for (const p of parts) t.match(err?.message ?? '', p, `message names ${p}`);
+  return err;
+}
+
+async function countExperiments(c: pg.Client): Promise<number> {
+  return (await c.query('SELECT count(*)::int AS n FROM experiments')).rows[0].n;
+}
+
+/** Anyone's direct write of a location (not an MLflow call): one UPDATE in its own transaction. */
+function writeLocation(c: pg.Client, id: number, location: string): Promise<unknown> {
+  return tx(c, () => c.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [location, id]));
 }
 
 // The procedure's original trigger, verbatim (its `mlflow.public.experiments` needs the database to be named mlflow).
@@ -243,18 +273,21 @@ t.teardown(async () => {
 // ---- the SQL itself ----
 
 t.test('the SQL quotes every configured value and bakes in the mode', async (t) => {
-  const sql = installStatements(projectMode).join('\n');
+  const sql = installStatements(projectMode, DERIVED).join('\n');
   t.match(sql, `CREATE CONSTRAINT TRIGGER "${TRIGGER_NAME}"`);
   t.match(sql, 'DEFERRABLE INITIALLY DEFERRED');
-  t.match(sql, `WHEN (NEW.key = '${PROJECT_TAG}')`);
+  t.match(sql, `SELECT ($1).key OPERATOR(pg_catalog.=) '${PROJECT_TAG}'`, 'the WHEN test, with its operator schema-qualified');
+  t.match(sql, 'WHEN ("public"."mlflow_irsa_is_our_tag"(NEW))', 'WHEN names no column');
   t.match(sql, `'${BUCKET}/mlflow/' || tag_value`);
+  t.match(sql, 'SET search_path = pg_catalog, pg_temp');
   t.notMatch(sql, 'CREATE OR REPLACE TRIGGER', 'PostgreSQL 11 has no CREATE OR REPLACE TRIGGER');
-  const custom = functionDefinition(customMode);
+  const custom = functionDefinition(customMode, DERIVED);
   t.match(custom, `left(tag_value, ${`${BUCKET}/custom/`.length}) = '${BUCKET}/custom/'`, 'a prefix without its slash gets one');
   t.match(custom, "= 's3://team-bucket/'");
-  const noPrefix = functionDefinition(configFor({ prefix: '' }));
+  const noPrefix = functionDefinition(configFor({ prefix: '' }), DERIVED);
   t.match(noPrefix, `'${BUCKET}/' || tag_value`, 'an empty prefix puts projects at the destination root');
-  t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\nDROP TRIGGER IF EXISTS .*\nDROP FUNCTION IF EXISTS .*\nCOMMIT;\n$/s);
+  t.notMatch(installStatements(projectMode, { enforced: false }).join('\n'), 'CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"', 'policy off: no trigger on experiments');
+  t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\nLOCK TABLE "public"\."experiments", "public"\."experiment_tags" IN ACCESS EXCLUSIVE MODE;\n(DROP TRIGGER IF EXISTS .*\n){2}(DROP FUNCTION IF EXISTS .*\n){2}COMMIT;\n$/s);
 });
 
 t.test('secrets are scrubbed from messages, and failures are classified', async (t) => {
@@ -326,7 +359,7 @@ for (const variant of ['new', 'old'] as const) {
       }
       t.equal((await c.query('SELECT count(*)::int AS n FROM experiments')).rows[0].n, before, 'no refused experiment was created');
       const long = 'p'.repeat(250);
-      await refusal(t, createExperiment(c, 'too-long', { [PROJECT_TAG]: long }), [PROJECT_TAG, 'longer than 256']);
+      await refusal(t, createExperiment(c, 'too-long', { [PROJECT_TAG]: long }), [PROJECT_TAG, 'the resulting location is 293 characters (the value 250), over the limit of 157']);
       const id = await createExperiment(c, 'update-refused', { [PROJECT_TAG]: 'proj-ok' });
       await refusal(t, setExperimentTag(c, id, PROJECT_TAG, '../x'), ["'../x'", 'no "/"']);
       t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-ok`);
@@ -353,27 +386,333 @@ t.test('custom-location mode', async (t) => {
   for (const bad of ['s3://team-bucket/../x', 's3://team-bucket/a/./b', 's3://team-bucket/a/..']) {
     await refusal(t, createExperiment(c, `dots-${bad}`, { [LOCATION_TAG]: bad }), [LOCATION_TAG, '"." or ".." path segments']);
   }
-  await refusal(t, createExperiment(c, 'long', { [LOCATION_TAG]: `s3://team-bucket/${'x'.repeat(250)}` }), ['longer than 256']);
+  await refusal(t, createExperiment(c, 'long', { [LOCATION_TAG]: `s3://team-bucket/${'x'.repeat(250)}` }), ['the resulting location is 267 characters (the value 267), over the limit of 157']);
+});
+
+// ---- issue 11: the 157-character limit and the explicit-location policy, in MLflow's statement order ----
+
+/** A run URI as MLflow's create_run builds it, for a run id of 32 hex characters. */
+const runUri = (location: string) => `${location}/${'f'.repeat(32)}/artifacts`;
+
+for (const variant of ['new', 'old'] as const) {
+  t.test(`${variant} MLflow schema: 157 characters is the longest location, in both modes`, async (t) => {
+    t.equal(MAX_LOCATION_LENGTH, 157);
+    const project = await freshDatabase(variant);
+    await install(project.name, projectMode);
+    const base = `${BUCKET}/mlflow/`;
+    const fits = 'p'.repeat(MAX_LOCATION_LENGTH - base.length);
+    const id = await createExperiment(project.c, 'longest', { [PROJECT_TAG]: fits });
+    t.equal((await locationOf(project.c, id))?.length, 157, 'a 157-character location is set');
+    t.equal((await createRun(project.c, id)).length, 200, 'and its runs fill runs.artifact_uri exactly');
+    const over = await refusal(t, createExperiment(project.c, 'one-over', { [PROJECT_TAG]: `${fits}p` }), [
+      PROJECT_TAG, `the resulting location is 158 characters (the value ${fits.length + 1}), over the limit of 157`, 'runs.artifact_uri, VARCHAR(200)',
+    ]);
+    t.comment(`158 in project-id mode: ${over?.message.slice(0, 60)}... ${over?.message.slice(-120)}`);
+    // Why 157: without the trigger, the 158-character location would be stored and then break every create_run.
+    const err = await project.c.query("INSERT INTO runs (run_uuid, artifact_uri, experiment_id) VALUES ('x', $1, 0)", [runUri(`${base}${fits}p`)]).catch((e: PgError) => e);
+    t.match(err, { code: '22001', message: /value too long for type character varying\(200\)/ }, 'MLflow\'s runs table cannot take a 158-character location\'s run');
+
+    const custom = await freshDatabase(variant);
+    await install(custom.name, customMode);
+    const prefix = 's3://team-bucket/';
+    const long = `${prefix}${'c'.repeat(MAX_LOCATION_LENGTH - prefix.length)}`;
+    const viaTag = await createExperiment(custom.c, 'custom-longest', { [LOCATION_TAG]: long });
+    t.equal(await locationOf(custom.c, viaTag), long, 'custom location of 157 through the tag');
+    t.equal((await createRun(custom.c, viaTag)).length, 200);
+    await refusal(t, createExperiment(custom.c, 'custom-over', { [LOCATION_TAG]: `${long}c` }), [LOCATION_TAG, 'is 158 characters (the value 158), over the limit of 157']);
+    const explicit = await createExperiment(custom.c, 'explicit-longest', {}, long);
+    t.equal(await locationOf(custom.c, explicit), long, 'an explicit location of 157 under an allowed prefix');
+    await refusal(t, createExperiment(custom.c, 'explicit-over', {}, `${long}c`), ['artifact_location', 'is 158 characters', 'over the limit of 157']);
+  });
+
+  t.test(`${variant} MLflow schema: the explicit-location policy in project-id mode, replayed in MLflow's order`, async (t) => {
+    const { name, c } = await freshDatabase(variant);
+    const legacy = await createExperiment(c, 'legacy', {}, 's3://old-bucket/legacy');
+    const log = capture();
+    await install(name, projectMode, log);
+    t.match(log.records().find((r) => String(r.msg).startsWith('location policy on')), { source: `experiment 0 (Default), location ${DEFAULT_ROOT}0`, mlflowDefault: `${DEFAULT_ROOT}<experiment id>` }, 'prints the root it derived');
+    t.same(await ourObjects(c), ALL);
+
+    const plain = await createExperiment(c, 'no-location');
+    t.equal(await locationOf(c, plain), `${DEFAULT_ROOT}${plain}`, 'create without a location: MLflow\'s own default');
+    const empty = await createExperiment(c, 'empty-location', {}, '');
+    t.equal(await locationOf(c, empty), `${DEFAULT_ROOT}${empty}`, 'an empty location: MLflow inserts it, then sets its default');
+    const ruleLocation = await createExperiment(c, 'explicit-rule', { [PROJECT_TAG]: 'proj-e' }, `${BUCKET}/mlflow/proj-e`);
+    t.equal(await locationOf(c, ruleLocation), `${BUCKET}/mlflow/proj-e`, 'an explicit location the rule gives its tag');
+
+    const before = await countExperiments(c);
+    for (const foreign of ['s3://evil-bucket/x', `${BUCKET}/mlflow/other-project`, `${DEFAULT_ROOT}99999`, `${BUCKET}/custom/x`]) {
+      const err = await refusal(t, createExperiment(c, `foreign ${foreign}`, {}, foreign), [
+        'artifact_location', `'${foreign}' refused`, `without the tag ${PROJECT_TAG} an experiment's location may only be empty or MLflow's default (${DEFAULT_ROOT}`,
+      ]);
+      t.match(err?.hint, /install-trigger --uninstall, run the migration, then install-trigger again/, 'the hint says what an MLflow migration needs');
+    }
+    t.equal(await countExperiments(c), before, 'no refused experiment was created');
+
+    const both = await createExperiment(c, 'explicit-and-tag', { [PROJECT_TAG]: 'proj-w' }, 's3://evil-bucket/x');
+    t.equal(await locationOf(c, both), `${BUCKET}/mlflow/proj-w`, 'an explicit location with the project tag: the tag wins');
+    await setExperimentTag(c, plain, PROJECT_TAG, 'proj-later');
+    t.equal(await locationOf(c, plain), `${BUCKET}/mlflow/proj-later`, 'set_experiment_tag later');
+
+    for (const id of [legacy, both, empty]) {
+      const location = await locationOf(c, id);
+      await updateExperiment(c, id, { name: `renamed-${id}` });
+      await updateExperiment(c, id, { lifecycle_stage: 'deleted' });
+      await updateExperiment(c, id, { lifecycle_stage: 'active' });
+      t.equal(await locationOf(c, id), location, `rename, delete and restore of experiment ${id} pass and keep its location`);
+    }
+    await refusal(t, writeLocation(c, empty, 's3://evil-bucket/y'), [`experiment ${empty} artifact_location = 's3://evil-bucket/y' refused`]);
+    await refusal(t, writeLocation(c, legacy, 's3://evil-bucket/y'), ['refused'], );
+    t.equal(await locationOf(c, legacy), 's3://old-bucket/legacy', 'a legacy location may stay, but not be rewritten to a foreign one');
+    await writeLocation(c, both, 's3://evil-bucket/y');
+    t.equal(await locationOf(c, both), `${BUCKET}/mlflow/proj-w`, 'a direct write to a tagged experiment: the tag wins again at commit');
+  });
+
+  t.test(`${variant} MLflow schema: the explicit-location policy in custom-location mode`, async (t) => {
+    const { name, c } = await freshDatabase(variant);
+    await install(name, customMode);
+    const plain = await createExperiment(c, 'no-location');
+    t.equal(await locationOf(c, plain), `${DEFAULT_ROOT}${plain}`);
+    const allowed = await createExperiment(c, 'explicit-allowed', {}, 's3://team-bucket/team-a');
+    t.equal(await locationOf(c, allowed), 's3://team-bucket/team-a', 'an explicit location under an allowed prefix');
+    for (const [foreign, reason] of [['s3://evil-bucket/x', 'must start with one of'], ['s3://team-bucket-evil/x', 'must start with one of'], ['s3://team-bucket/a/../b', '"." or ".." path segments']]) {
+      await refusal(t, createExperiment(c, `foreign ${foreign}`, {}, foreign), ['artifact_location', `MLflow's default (${DEFAULT_ROOT}`, reason]);
+    }
+    const both = await createExperiment(c, 'explicit-and-tag', { [LOCATION_TAG]: `${BUCKET}/custom/t` }, 's3://evil-bucket/x');
+    t.equal(await locationOf(c, both), `${BUCKET}/custom/t`, 'an explicit location with the location tag: the tag wins');
+    await setExperimentTag(c, plain, LOCATION_TAG, 's3://team-bucket/later');
+    t.equal(await locationOf(c, plain), 's3://team-bucket/later', 'set_experiment_tag later');
+    await updateExperiment(c, allowed, { name: 'renamed' });
+    await updateExperiment(c, allowed, { lifecycle_stage: 'deleted' });
+    await updateExperiment(c, allowed, { lifecycle_stage: 'active' });
+    t.equal(await locationOf(c, allowed), 's3://team-bucket/team-a', 'rename, delete, restore');
+  });
+}
+
+t.test('where MLflow\'s default root comes from, and when the policy stays off', async (t) => {
+  t.test('trigger.defaultArtifactRoot wins over experiment 0', async (t) => {
+    const { name, c } = await freshDatabase();
+    const log = capture();
+    await install(name, configFor({ defaultArtifactRoot: 's3://other-root/artifacts' }), log);
+    t.match(log.records().find((r) => String(r.msg).startsWith('location policy on')), { source: 'trigger.defaultArtifactRoot', mlflowDefault: 's3://other-root/artifacts/<experiment id>' });
+    const next = (await c.query('SELECT max(experiment_id) + 1 AS id FROM experiments')).rows[0].id;
+    const id = await createExperiment(c, 'explicit-default', {}, `s3://other-root/artifacts/${next}`);
+    t.equal(await locationOf(c, id), `s3://other-root/artifacts/${id}`, 'the configured root\'s default for the experiment');
+    await refusal(t, createExperiment(c, 'mlflow-default'), [`MLflow's default (s3://other-root/artifacts/`], );
+  });
+  t.test('no experiment 0: installed with the policy off, and a warning saying so', async (t) => {
+    const { name, c } = await freshDatabase();
+    await c.query('DELETE FROM experiments WHERE experiment_id = 0');
+    const log = capture();
+    const installed = await install(name, projectMode, log);
+    t.equal(installed.policy, 'off');
+    t.match(log.records().find((r) => r.level === 'warn'), { msg: /location policy OFF/, reason: /cannot be derived from the Default experiment \(id 0\): it is not in the database; set trigger\.defaultArtifactRoot/ });
+    t.same(await ourObjects(c), { triggers: 1, functions: 2 }, 'no trigger on experiments');
+    const id = await createExperiment(c, 'foreign', {}, 's3://evil-bucket/x');
+    t.equal(await locationOf(c, id), 's3://evil-bucket/x', 'unchecked, as the warning said');
+  });
+  t.test('a root that changed since experiment 0 is not guessed', async (t) => {
+    const { name, c } = await freshDatabase();
+    const newer = await createExperiment(c, 'after-a-root-change', {}, '/mnt/mlflow/placeholder');
+    await c.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [`/mnt/mlflow/${newer}`, newer]);
+    const log = capture();
+    const installed = await install(name, projectMode, log);
+    t.equal(installed.policy, 'off');
+    t.match(log.records().find((r) => r.level === 'warn'), { reason: new RegExp(`experiment 0 has ${DEFAULT_ROOT}0 but the newest experiment ${newer} has /mnt/mlflow/${newer}`) });
+  });
+  t.test('trigger.enforceLocations: false', async (t) => {
+    const { name, c } = await freshDatabase();
+    const log = capture();
+    const installed = await install(name, configFor({ enforceLocations: false }), log);
+    t.equal(installed.policy, 'off');
+    t.match(log.records().find((r) => r.msg === 'location policy off'), { level: 'info', reason: 'trigger.enforceLocations is false' });
+    t.same(await ourObjects(c), { triggers: 1, functions: 2 });
+  });
+});
+
+t.test('a function or operator shadowed on the search_path does not change the outcome', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, projectMode);
+  await c.query(`CREATE SCHEMA shadow;
+    CREATE FUNCTION shadow.strpos(text, text) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 0';
+    CREATE FUNCTION shadow.length(text) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 1';
+    CREATE FUNCTION shadow.never(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT false';
+    CREATE OPERATOR shadow.!~ (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.never);`);
+  await c.query('SET search_path = shadow, public, pg_catalog');
+  t.teardown(() => c.query('RESET search_path'));
+  const shadowed = (await c.query("SELECT strpos('a..b', '..') AS strpos, length('abc') AS length, 'a/b' !~ '^[a-z]+$' AS mismatch")).rows[0];
+  t.same(shadowed, { strpos: 0, length: 1, mismatch: false }, 'in this session, plain SQL sees the shadows');
+  for (const bad of ['a/b', '../x', 'a..b']) {
+    await refusal(t, createExperiment(c, `shadowed ${bad}`, { [PROJECT_TAG]: bad }), [PROJECT_TAG, 'project id must be']);
+  }
+  await refusal(t, createExperiment(c, 'shadowed long', { [PROJECT_TAG]: 'p'.repeat(200) }), ['over the limit of 157']);
+  await refusal(t, createExperiment(c, 'shadowed foreign', {}, 's3://evil-bucket/x'), ['artifact_location']);
+  const ok = await createExperiment(c, 'shadowed ok', { [PROJECT_TAG]: 'proj-s' });
+  t.equal(await locationOf(c, ok), `${BUCKET}/mlflow/proj-s`);
+});
+
+t.test('MLflow migrations can change the type of the columns the trigger reads', async (t) => {
+  const { name, c } = await freshDatabase('old');
+  await install(name, projectMode);
+  await c.query('ALTER TABLE experiment_tags ALTER COLUMN key TYPE VARCHAR(500)');
+  await c.query('ALTER TABLE experiment_tags ALTER COLUMN value TYPE TEXT');
+  await c.query('ALTER TABLE experiments ALTER COLUMN artifact_location TYPE VARCHAR(1000)');
+  for (const r of await runReplays(c, projectReplays)) t.equal(r.actual, r.expected, `after the migration: ${r.name}`);
+  const foreign = await createExperiment(c, 'foreign-after', { 'mlflow.note.content': '../x' });
+  t.equal(await locationOf(c, foreign), `${DEFAULT_ROOT}${foreign}`);
+  t.match(await readInstalled(c, 'public'), { mode: 'project-id', policy: 'on', trigger: { initiallyDeferred: true }, policyTrigger: { initiallyDeferred: true } });
+  // The WHEN clause this replaces (NEW.key = ...) would have stopped the first ALTER: PostgreSQL says so.
+  await c.query(`CREATE TRIGGER column_bound AFTER INSERT ON experiment_tags FOR EACH ROW WHEN (NEW.key = 'x') EXECUTE FUNCTION mlflow_irsa_artifact_location()`);
+  await t.rejects(c.query('ALTER TABLE experiment_tags ALTER COLUMN key TYPE VARCHAR(600)'), /cannot alter type of a column used in a trigger definition/);
+  await c.query('DROP TRIGGER column_bound ON experiment_tags');
+});
+
+t.test('--backfill of 20,000 experiments: MLflow\'s tag writes wait at most about one batch', async (t) => {
+  const { name, c } = await freshDatabase();
+  const BULK = 20_000;
+  await c.query(`INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time) SELECT 'bulk-' || i, 'active', 0, 0 FROM generate_series(1, ${BULK}) i`);
+  await c.query(`UPDATE experiments SET artifact_location = '${DEFAULT_ROOT}' || experiment_id WHERE artifact_location IS NULL`);
+  await c.query(`INSERT INTO experiment_tags (key, value, experiment_id) SELECT $1, 'proj-' || experiment_id, experiment_id FROM experiments WHERE name LIKE 'bulk-%'`, [PROJECT_TAG]);
+  const busy = await createExperiment(c, 'busy');
+  const mlflow = await server.client(name);
+  clients.push(mlflow);
+  // MLflow on its own connection, all through the install and the backfill: a tag insert on an existing experiment, and a
+  // create_experiment with our tag (which the freshly committed trigger must already handle).
+  const waits: number[] = [];
+  const created: number[] = [];
+  let running = true;
+  const writer = (async () => {
+    for (let i = 0; running; i++) {
+      const began = process.hrtime.bigint();
+      if (i % 2 === 0) await setExperimentTag(mlflow, busy, `note.${i}`, 'x');
+      else created.push(await createExperiment(mlflow, `during-${i}`, { [PROJECT_TAG]: `proj-during-${i}` }));
+      waits.push(Number(process.hrtime.bigint() - began) / 1e6);
+      await sleep(2);
+    }
+  })();
+  const log = capture();
+  const began = process.hrtime.bigint();
+  const installed = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
+  const totalMs = Number(process.hrtime.bigint() - began) / 1e6;
+  running = false;
+  await writer;
+  const filled = installed.backfill!;
+  // MLflow's experiments created meanwhile are tagged too: due when created before the install committed, right already after.
+  t.ok(filled.tagged >= BULK && filled.tagged <= BULK + created.length, `all tagged experiments counted (${filled.tagged})`);
+  t.ok(filled.due >= BULK && filled.due <= filled.tagged, `the bulk is due (${filled.due})`);
+  t.match(filled, { changed: filled.due, batches: Math.ceil(filled.due / BACKFILL_BATCH_SIZE), remaining: 0, refusedCount: 0 });
+  const { rows: [{ right }] } = await c.query(
+    "SELECT count(*)::int AS right FROM experiments e JOIN experiment_tags t ON t.experiment_id = e.experiment_id AND t.key = $1 WHERE e.artifact_location = $2 || t.value",
+    [PROJECT_TAG, `${BUCKET}/mlflow/`],
+  );
+  t.equal(right, BULK + created.length, 'every tagged experiment, bulk and created meanwhile, has the rule\'s location');
+  t.equal(log.records().filter((r) => r.msg === 'backfill progress').length, filled.batches, 'each batch logged its progress');
+  const sorted = [...waits].sort((a, b) => a - b);
+  const worst = sorted[sorted.length - 1];
+  t.comment(`backfill of ${BULK}: ${filled.batches} batches of ${BACKFILL_BATCH_SIZE}, slowest ${filled.slowestBatchMs.toFixed(0)} ms, install + backfill ${totalMs.toFixed(0)} ms; `
+    + `${waits.length} MLflow writes meanwhile, median ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, worst ${worst.toFixed(1)} ms`);
+  t.ok(waits.length >= filled.batches, 'MLflow kept writing through the backfill');
+  t.ok(worst <= 5 * filled.slowestBatchMs + 250, `no MLflow write waited much more than a batch (worst ${worst.toFixed(0)} ms, slowest batch ${filled.slowestBatchMs.toFixed(0)} ms)`);
+  t.ok(worst < totalMs / 4, 'nor anywhere near the whole backfill');
+});
+
+// ---- issue 16: the two location styles, in MLflow's statement order ----
+
+const PROXY = 'mlflow-artifacts:/';
+const styles = {
+  direct: { base: `${BUCKET}/mlflow/`, project: projectMode },
+  proxied: { base: `${PROXY}mlflow/`, project: configFor({ locationStyle: 'proxied' }) },
+} as const;
+
+for (const variant of ['new', 'old'] as const) {
+  for (const [style, { base, project }] of Object.entries(styles)) {
+    t.test(`${variant} MLflow schema, ${style} style, project-id mode: locations, runs and refusals`, async (t) => {
+      const { name, c } = await freshDatabase(variant);
+      const installed = await install(name, project);
+      t.match(installed, { style, policy: 'on' });
+      const id = await createExperiment(c, 'tagged', { [PROJECT_TAG]: 'proj-123' });
+      t.equal(await locationOf(c, id), `${base}proj-123`, 'create_experiment with the tag');
+      t.match(await createRun(c, id), new RegExp(`^${base}proj-123/[0-9a-f]{32}/artifacts$`), 'its runs');
+      const later = await createExperiment(c, 'untagged');
+      await setExperimentTag(c, later, PROJECT_TAG, 'proj-456');
+      t.equal(await locationOf(c, later), `${base}proj-456`, 'set_experiment_tag later');
+      const fits = 'p'.repeat(MAX_LOCATION_LENGTH - base.length);
+      const longest = await createExperiment(c, 'longest', { [PROJECT_TAG]: fits });
+      t.equal((await createRun(c, longest)).length, 200, `a ${base.length}-character base takes a ${fits.length}-character id, and runs fit`);
+      await refusal(t, createExperiment(c, 'over', { [PROJECT_TAG]: `${fits}p` }), [PROJECT_TAG, `is 158 characters (the value ${fits.length + 1}), over the limit of 157`]);
+      await refusal(t, createExperiment(c, 'dots', { [PROJECT_TAG]: '../x' }), [PROJECT_TAG, 'project id must be']);
+      const other = style === 'direct' ? `${PROXY}mlflow/proj-123` : `${BUCKET}/mlflow/proj-123`;
+      await refusal(t, createExperiment(c, 'other style, no tag', {}, other), ['artifact_location', `'${other}' refused`]);
+      const both = await createExperiment(c, 'other style with the tag', { [PROJECT_TAG]: 'proj-789' }, other);
+      t.equal(await locationOf(c, both), `${base}proj-789`, 'an explicit location plus the tag: the tag wins, in this style');
+      const same = await createExperiment(c, 'explicit in this style', { [PROJECT_TAG]: 'proj-0' }, `${base}proj-0`);
+      t.equal(await locationOf(c, same), `${base}proj-0`);
+    });
+  }
+}
+
+t.test('proxied style without a prefix: mlflow-artifacts:/<project id>', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, configFor({ locationStyle: 'proxied', prefix: '' }));
+  const id = await createExperiment(c, 'no-prefix', { [PROJECT_TAG]: 'proj-123' });
+  t.equal(await locationOf(c, id), `${PROXY}proj-123`);
+});
+
+t.test('proxied style, custom-location mode: mlflow-artifacts:/ prefixes follow the same rules as s3:// ones', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, configFor({ mode: 'custom-location', locationStyle: 'proxied', allowedLocationPrefixes: [`${PROXY}teams`, 's3://team-bucket/'] }));
+  const id = await createExperiment(c, 'team', { [LOCATION_TAG]: `${PROXY}teams/a` });
+  t.equal(await locationOf(c, id), `${PROXY}teams/a`);
+  const s3 = await createExperiment(c, 'team-s3', { [LOCATION_TAG]: 's3://team-bucket/b' });
+  t.equal(await locationOf(c, s3), 's3://team-bucket/b');
+  for (const [bad, reason] of [
+    [`${PROXY}teamsevil/x`, 'must start with one of'], [`${PROXY}teams/../x`, '"." or ".." path segments'],
+    [`${PROXY}teams//x`, 'empty path segments'], [`${PROXY}teams/${'x'.repeat(140)}`, 'over the limit of 157'],
+  ]) {
+    await refusal(t, createExperiment(c, `bad ${bad}`, { [LOCATION_TAG]: bad }), [LOCATION_TAG, reason]);
+  }
+  const defaults = await freshDatabase();
+  await install(defaults.name, configFor({ mode: 'custom-location', locationStyle: 'proxied' }));
+  const anywhere = await createExperiment(defaults.c, 'anywhere', { [LOCATION_TAG]: `${PROXY}team-x/y` });
+  t.equal(await locationOf(defaults.c, anywhere), `${PROXY}team-x/y`, 'the default allowed prefix is mlflow-artifacts:/');
+  await refusal(t, createExperiment(defaults.c, 'other server', { [LOCATION_TAG]: 'mlflow-artifacts://evil-host/x' }), [LOCATION_TAG, 'empty path segments']);
+  await refusal(t, createExperiment(defaults.c, 'other server, explicit', {}, 'mlflow-artifacts://evil-host/x'), ['artifact_location', 'empty path segments']);
+  await refusal(t, createExperiment(defaults.c, 'direct is not allowed by default', { [LOCATION_TAG]: `${BUCKET}/x` }), [LOCATION_TAG, `must start with one of: ${PROXY}`]);
+});
+
+t.test('switching style leaves existing experiments alone; --backfill moves tagged ones to the new style', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, projectMode);
+  const id = await createExperiment(c, 'direct first', { [PROJECT_TAG]: 'proj-s' });
+  t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-s`);
+  const proxied = configFor({ locationStyle: 'proxied' });
+  const log = capture();
+  await install(name, proxied, log);
+  t.match(log.records().find((r) => String(r.msg).startsWith('replacing the installed location style')), { from: 'direct', to: 'proxied' });
+  t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-s`, 'unchanged by the install');
+  const filled = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, proxied, log.logger, { backfill: true }));
+  t.match(filled.backfill, { tagged: 1, due: 1, changed: 1 });
+  t.equal(await locationOf(c, id), `${PROXY}mlflow/proj-s`, 'moved by --backfill');
 });
 
 t.test('switching modes replaces the one function and trigger; uninstall removes exactly ours', async (t) => {
   const { name, c } = await freshDatabase();
   await install(name, projectMode);
-  t.same(await ourObjects(c), { triggers: 1, functions: 1 });
+  t.same(await ourObjects(c), ALL);
   const again = capture();
   await install(name, projectMode, again);
-  t.same(await ourObjects(c), { triggers: 1, functions: 1 }, 'installing twice is idempotent');
+  t.same(await ourObjects(c), ALL, 'installing twice is idempotent');
   const switchLog = capture();
   const installed = await install(name, customMode, switchLog);
   t.equal(installed.mode, 'custom-location');
-  t.same(await ourObjects(c), { triggers: 1, functions: 1 }, 'still one of each after switching');
+  t.same(await ourObjects(c), ALL, 'still one of each after switching');
   t.match(switchLog.records().find((r) => r.msg === 'replacing the installed mode'), { from: 'project-id', to: 'custom-location' });
   const id = await createExperiment(c, 'after-switch', { [PROJECT_TAG]: 'proj', [LOCATION_TAG]: 's3://team-bucket/z' });
   t.equal(await locationOf(c, id), 's3://team-bucket/z');
 
   const removed = await uninstall(name, customMode);
   t.equal(removed.mode, 'custom-location');
-  t.same(await ourObjects(c), { triggers: 0, functions: 0 });
+  t.same(await ourObjects(c), NONE);
   const untouched = await createExperiment(c, 'after-uninstall', { [PROJECT_TAG]: 'proj', [LOCATION_TAG]: 's3://team-bucket/z' });
   t.equal(await locationOf(c, untouched), `${DEFAULT_ROOT}${untouched}`);
   const log = capture();
@@ -398,7 +737,7 @@ t.test('the procedure\'s original trigger fails MLflow\'s replays; ours, install
   const log = capture();
   await install('mlflow', projectMode, log);
   const warning = log.records().find((r) => r.level === 'warn');
-  t.match(warning, { msg: /update_artifact_location_trg/, removeWith: 'DROP TRIGGER update_artifact_location_trg ON experiment_tags; DROP FUNCTION public.update_artifact_location();' });
+  t.match(warning, { msg: /update_artifact_location_trg/, removeWith: 'DROP TRIGGER update_artifact_location_trg ON public.experiment_tags; DROP FUNCTION public.update_artifact_location();' });
   for (const r of await runReplays(c, projectReplays, ' again')) t.equal(r.actual, r.expected, `with ours installed too: ${r.name}`);
   await uninstall('mlflow', projectMode);
   t.ok(await findLegacy(c), 'the procedure\'s objects are not ours and were left in place');
@@ -411,16 +750,33 @@ t.test('--backfill applies the rule to experiments tagged before the install, an
   const untagged = await createExperiment(c, 'pre-untagged', { 'mlflow.note.content': 'x' });
   const log = capture();
   const installed = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
-  t.match(installed.backfill, { tagged: 2, changed: 1, refused: [{ experimentId: bad, reason: /'\.\.\/escape' refused/ }] });
+  t.match(installed.backfill, { tagged: 2, due: 1, changed: 1, batches: 1, remaining: 0, refusedCount: 1, refused: [{ experimentId: bad, reason: /'\.\.\/escape' refused/ }] });
   t.equal(await locationOf(c, ok), `${BUCKET}/mlflow/proj-old`);
   t.equal(await locationOf(c, bad), `${DEFAULT_ROOT}${bad}`, 'a refused value leaves its experiment as it was');
   t.equal(await locationOf(c, untagged), `${DEFAULT_ROOT}${untagged}`);
   t.match(log.records().find((r) => r.msg === 'backfill applied the rule to existing experiments'), { tagged: 2, changed: 1, refused: 1 });
+  const order = log.records().map((r) => r.msg);
+  t.ok(order.indexOf('trigger installed') < order.indexOf('backfill progress'), 'the install is committed and reported before the first batch');
+  t.match(log.records().find((r) => r.msg === 'backfill progress'), { batch: 1, changed: 1, done: 1, of: 1 });
   const again = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
-  t.match(again.backfill, { tagged: 2, changed: 0 }, 'a second backfill changes nothing');
-  t.same(await ourObjects(c), { triggers: 1, functions: 1 });
+  t.match(again.backfill, { tagged: 2, due: 0, changed: 0, batches: 0 }, 'a second backfill changes nothing');
+  t.same(await ourObjects(c), ALL);
   const later = await createExperiment(c, 'post', { [PROJECT_TAG]: 'proj-new' });
   t.equal(await locationOf(c, later), `${BUCKET}/mlflow/proj-new`, 'the trigger is deferred again after the backfill');
+});
+
+t.test('--backfill says so when its batches do not stick, and still ends', async (t) => {
+  const { name, c } = await freshDatabase();
+  const id = await createExperiment(c, 'tagged-before', { [PROJECT_TAG]: 'proj-r' });
+  // In replica mode a session fires no ordinary trigger (as under some replication tools): the batches re-set the tag
+  // rows, but our trigger never applies the rule.
+  await c.query(`ALTER DATABASE ${pg.escapeIdentifier(name)} SET session_replication_role = replica`);
+  const log = capture();
+  const installed = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
+  await c.query(`ALTER DATABASE ${pg.escapeIdentifier(name)} RESET session_replication_role`);
+  t.match(installed.backfill, { due: 1, changed: 1, batches: 1, remaining: 1 });
+  t.match(log.records().find((r) => r.level === 'warn'), { remaining: 1, msg: /still differ from the rule .* rerun --backfill/ });
+  t.equal(await locationOf(c, id), `${DEFAULT_ROOT}${id}`);
 });
 
 t.test('two installers at once never interleave', async (t) => {
@@ -428,11 +784,11 @@ t.test('two installers at once never interleave', async (t) => {
   const configs = [projectMode, customMode, projectMode, customMode];
   const results = await Promise.all(configs.map((config) => install(name, config)));
   t.same(results.map((r) => r.mode), configs.map((config) => config.trigger.mode), 'each saw its own install complete');
-  t.same(await ourObjects(c), { triggers: 1, functions: 1 });
+  t.same(await ourObjects(c), ALL);
   const state = await readInstalled(c, 'public');
   t.ok(state.mode, 'the function records one mode');
-  // Whichever committed last, the function and the trigger's WHEN clause belong to the same mode.
-  t.match(state.trigger?.definition, `WHEN (((new.key)::text = '${state.tag}'::text))`);
+  // Whichever committed last, the function and the trigger's WHEN test belong to the same mode.
+  t.match(state.tagTest?.body, `'${state.tag}'`);
 });
 
 t.test('missing MLflow tables: refused with a message saying so, nothing created', async (t) => {
@@ -443,7 +799,7 @@ t.test('missing MLflow tables: refused with a message saying so, nothing created
   t.type(err, TriggerError);
   t.match((err as Error).message, /MLflow's tables public.experiment_tags, public.experiments are missing from database "not_mlflow"/);
   const c = await server.client('not_mlflow');
-  t.same(await ourObjects(c), { triggers: 0, functions: 0 });
+  t.same(await ourObjects(c), NONE);
   await c.end();
 });
 
@@ -465,17 +821,36 @@ t.test('a connection cut mid-install leaves nothing half-installed, and a rerun 
     waiting = rows[0];
     if (!waiting) await sleep(50);
   }
-  t.match(waiting.query, /^(DROP|CREATE CONSTRAINT) TRIGGER/, 'cut after CREATE FUNCTION ran in the install transaction');
+  t.match(waiting.query, /^LOCK TABLE/, 'cut after CREATE FUNCTION ran in the install transaction, waiting to lock the tables');
   await c.query('SELECT pg_terminate_backend($1)', [waiting.pid]);
   const err = await running;
   t.type(err, TriggerError, 'the install fails');
   t.match((err as Error).message, /gave up after 1 attempt/);
   await blocker.query('COMMIT');
   await blocker.end();
-  t.same(await ourObjects(c), { triggers: 0, functions: 0 }, 'rolled back: no function without its trigger');
+  t.same(await ourObjects(c), NONE, 'rolled back: no function without its trigger');
   const installed = await install(name, projectMode);
   t.equal(installed.mode, 'project-id', 'the rerun succeeds');
-  t.same(await ourObjects(c), { triggers: 1, functions: 1 });
+  t.same(await ourObjects(c), ALL);
+});
+
+t.test('an install that meets MLflow halfway through create_experiment waits for it, and neither fails', async (t) => {
+  const { name, c } = await freshDatabase();
+  await install(name, projectMode);
+  const mlflow = await server.client(name);
+  clients.push(mlflow);
+  // MLflow has inserted the experiment (a lock on experiments) and is about to insert its tags (a lock on experiment_tags).
+  await mlflow.query('BEGIN');
+  const { rows: [{ experiment_id: id }] } = await mlflow.query("INSERT INTO experiments (name, lifecycle_stage) VALUES ('halfway', 'active') RETURNING experiment_id");
+  const installing = install(name, configFor({ mode: 'project-id', prefix: 'reinstalled' }));
+  while ((await c.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [APPLICATION_NAME])).rowCount === 0) await sleep(20);
+  await mlflow.query('INSERT INTO experiment_tags (key, value, experiment_id) VALUES ($1, $2, $3)', [PROJECT_TAG, 'proj-h', id]);
+  await mlflow.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [`${DEFAULT_ROOT}${id}`, id]);
+  await mlflow.query('COMMIT');
+  t.equal(await locationOf(c, id), `${BUCKET}/mlflow/proj-h`, 'MLflow\'s call went through, under the trigger installed before');
+  t.match(await installing, { mode: 'project-id' }, 'and the install after it');
+  const after = await createExperiment(c, 'after', { [PROJECT_TAG]: 'proj-a' });
+  t.equal(await locationOf(c, after), `${BUCKET}/reinstalled/proj-a`);
 });
 
 t.test('a database that comes up late: the retry succeeds', async (t) => {
@@ -524,18 +899,29 @@ t.test('the install-trigger CLI', async (t) => {
   t.test('--dry-run prints the SQL, needs no database and touches none', async (t) => {
     const r = await cli(['--config', configFile, '--dry-run'], { PGHOST: '127.0.0.1', PGPORT: String(await freePort()) });
     t.equal(r.code, 0);
-    t.equal(r.stdout, script(configFor({ mode: 'project-id' }), 'install'));
-    t.match(r.stdout, /CREATE CONSTRAINT TRIGGER/);
+    t.match(r.stdout, /^-- mlflow-irsa-webhook install-trigger: install, mode project-id, style direct, location policy off\n-- trigger\.defaultArtifactRoot is not set: /);
+    t.match(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_artifact_location_trg"/);
+    t.notMatch(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"/, 'no root to check against without a connection');
+    t.notMatch(r.stdout, /-- backfill/);
+    t.match(r.stdout, /COMMIT;\n$/);
+    const rooted = await writeConfig('rooted.json', { trigger: { defaultArtifactRoot: DEFAULT_ROOT } });
+    const full = await cli(['--config', rooted, '--dry-run', '--backfill']);
+    t.equal(full.code, 0);
+    t.match(full.stdout, /location policy on\n/);
+    t.match(full.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"/);
+    t.match(full.stdout, /COMMIT;\n\n-- backfill, after the install above has committed[^]*SELECT count\(\*\)::int AS tagged[^]*BEGIN;\nSET LOCAL lock_timeout = '10s';\nSET LOCAL search_path = pg_catalog, pg_temp;\nPREPARE mlflow_irsa_backfill\(integer\) AS\nWITH due AS [^]*AND t\.experiment_id > \$1 [^]*LIMIT 500\),\ntouched AS \(UPDATE "public"\."experiment_tags" AS tag SET value = tag\.value[^]*EXECUTE mlflow_irsa_backfill\(-1\);\nCOMMIT;\n$/, '--dry-run --backfill prints the backfill batch too');
     const withDb = await cli(['--config', configFile, '--dry-run'], libpq(MARKER));
     t.equal(withDb.code, 0);
-    t.same(await ourObjects(owner), { triggers: 0, functions: 0 }, 'the database is untouched');
+    t.same(await ourObjects(owner), NONE, 'the database is untouched');
   });
 
-  t.test('the printed SQL is what an install runs', async (t) => {
-    const { name, c } = await freshDatabase();
-    await c.query(script(customMode, 'install'));
-    t.match(await readInstalled(c, 'public'), { mode: 'custom-location', trigger: { initiallyDeferred: true } });
-    t.equal(name.length > 0, true);
+  t.test('the printed SQL is what an install and a backfill run', async (t) => {
+    const { c } = await freshDatabase();
+    const before = await createExperiment(c, 'tagged-before', { [LOCATION_TAG]: 's3://team-bucket/before' });
+    await c.query(script(customMode, 'install', { policy: DERIVED, backfill: true }));
+    t.match(await readInstalled(c, 'public'), { mode: 'custom-location', policy: 'on', trigger: { initiallyDeferred: true }, policyTrigger: { initiallyDeferred: true } });
+    t.equal(await locationOf(c, before), 's3://team-bucket/before', 'one batch applied the rule');
+    await refusal(t, createExperiment(c, 'foreign', {}, 's3://evil-bucket/x'), ['artifact_location', 'must start with one of']);
   });
 
   t.test('usage errors exit 2', async (t) => {
@@ -553,12 +939,12 @@ t.test('the install-trigger CLI', async (t) => {
     t.match(r.stdout, /"msg":"trigger installed"/);
     t.match(r.stdout, /"user":"mlflow"/);
     noMarker(t, r);
-    t.same(await ourObjects(owner), { triggers: 1, functions: 1 });
+    t.same(await ourObjects(owner), ALL);
     const url = await cli(['--config', configFile, '--uninstall', '--database-url', `postgres://mlflow:${encodeURIComponent(MARKER)}@127.0.0.1:${server.port}/mlflow_cli?sslmode=disable`]);
     t.equal(url.code, 0, url.stderr);
     t.match(url.stdout, /"msg":"trigger uninstalled"/);
     noMarker(t, url);
-    t.same(await ourObjects(owner), { triggers: 0, functions: 0 });
+    t.same(await ourObjects(owner), NONE);
   });
 
   t.test('a wrong password fails at once, without retrying and without the password', async (t) => {

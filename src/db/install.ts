@@ -1,11 +1,12 @@
-// Installs, reads back and removes our trigger in one locked transaction, and reports the manual procedure's trigger if it is still there.
+// Installs, reads back and removes our trigger in one locked transaction, backfills in short batches after it, and reports the manual procedure's trigger if it is still there.
 import type pg from 'pg';
+import type { LocationStyle } from '../artifact-location.js';
 import type { Config, TriggerMode } from '../config.js';
 import type { Logger } from '../log.js';
 import { TriggerError } from './connect.js';
 import {
-  FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, TRIGGER_NAME,
-  installStatements, preamble, triggerSql, uninstallStatements,
+  BACKFILL_BATCH_SIZE, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
+  backfillSql, configuredPolicy, installStatements, preamble, triggerSql, uninstallStatements, type ResolvedPolicy,
 } from './sql.js';
 
 export interface InstalledTrigger {
@@ -20,11 +21,17 @@ export interface InstalledTrigger {
 export interface Installed {
   /** our trigger on <schema>.experiment_tags, if present */
   readonly trigger?: InstalledTrigger;
+  /** our location-policy trigger on <schema>.experiments, if present */
+  readonly policyTrigger?: InstalledTrigger;
   /** our function, if present */
   readonly function?: { readonly signature: string; readonly comment: string | null };
-  /** the mode and tag our function's comment records */
+  /** the WHEN clause's test function, if present, with its SQL body */
+  readonly tagTest?: { readonly signature: string; readonly body: string };
+  /** the mode, tag, policy and location style our function's comment records */
   readonly mode?: TriggerMode;
   readonly tag?: string;
+  readonly policy?: 'on' | 'off';
+  readonly style?: LocationStyle;
 }
 
 export interface Legacy {
@@ -43,37 +50,38 @@ export async function missingTables(client: pg.Client, schema: string): Promise<
   return rows.map((r) => `${schema}.${r.name}`);
 }
 
-/** What of ours is in the database now, from pg_trigger and pg_proc. */
-export async function readInstalled(client: pg.Client, schema: string): Promise<Installed> {
-  const trig = await client.query<{ table: string; tgenabled: string; tgdeferrable: boolean; tginitdeferred: boolean; fn: string; definition: string }>(
+async function readTrigger(client: pg.Client, schema: string, name: string, table: string): Promise<InstalledTrigger | undefined> {
+  const { rows: [t] } = await client.query<{ table: string; tgenabled: string; tgdeferrable: boolean; tginitdeferred: boolean; fn: string; definition: string }>(
     `SELECT tg.tgrelid::regclass::text AS table, tg.tgenabled, tg.tgdeferrable, tg.tginitdeferred,
             format('%I.%I()', n.nspname, p.proname) AS fn, pg_get_triggerdef(tg.oid) AS definition
        FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE tg.tgname = $1 AND tg.tgrelid = to_regclass(format('%I.experiment_tags', $2::text))`,
-    [TRIGGER_NAME, schema],
+      WHERE tg.tgname = $1 AND tg.tgrelid = to_regclass(format('%I.%I', $2::text, $3::text))`,
+    [name, schema, table],
   );
-  const fn = await client.query<{ signature: string; comment: string | null }>(
-    `SELECT format('%I.%I()', n.nspname, p.proname) AS signature, obj_description(p.oid, 'pg_proc') AS comment
+  return t && { table: t.table, enabled: t.tgenabled !== 'D', deferrable: t.tgdeferrable, initiallyDeferred: t.tginitdeferred, function: t.fn, definition: t.definition };
+}
+
+/** What of ours is in the database now, from pg_trigger and pg_proc. */
+export async function readInstalled(client: pg.Client, schema: string): Promise<Installed> {
+  const trigger = await readTrigger(client, schema, TRIGGER_NAME, 'experiment_tags');
+  const policyTrigger = await readTrigger(client, schema, POLICY_TRIGGER_NAME, 'experiments');
+  const fns = await client.query<{ name: string; signature: string; comment: string | null; body: string }>(
+    `SELECT p.proname AS name, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS signature,
+            obj_description(p.oid, 'pg_proc') AS comment, p.prosrc AS body
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE n.nspname = $1 AND p.proname = $2`,
-    [schema, FUNCTION_NAME],
+      WHERE n.nspname = $1 AND p.proname IN ($2, $3)`,
+    [schema, FUNCTION_NAME, TAG_TEST_NAME],
   );
-  const t = trig.rows[0];
-  const f = fn.rows[0];
-  const recorded = /^\S+ mode=(project-id|custom-location) tag=(\S+)$/.exec(f?.comment ?? '');
+  const f = fns.rows.find((r) => r.name === FUNCTION_NAME);
+  const test = fns.rows.find((r) => r.name === TAG_TEST_NAME);
+  // Installs before the location policy and styles recorded no policy= or style= field: they were off and direct.
+  const recorded = /^\S+ mode=(project-id|custom-location) tag=(\S+)(?: policy=(on|off))?(?: style=(direct|proxied))?$/.exec(f?.comment ?? '');
   return {
-    ...(t && {
-      trigger: {
-        table: t.table,
-        enabled: t.tgenabled !== 'D',
-        deferrable: t.tgdeferrable,
-        initiallyDeferred: t.tginitdeferred,
-        function: t.fn,
-        definition: t.definition,
-      },
-    }),
+    ...(trigger && { trigger }),
+    ...(policyTrigger && { policyTrigger }),
     ...(f && { function: { signature: f.signature, comment: f.comment } }),
-    ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2] }),
+    ...(test && { tagTest: { signature: test.signature, body: test.body } }),
+    ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2], policy: (recorded[3] ?? 'off') as 'on' | 'off', style: (recorded[4] ?? 'direct') as LocationStyle }),
   };
 }
 
@@ -95,11 +103,11 @@ export async function findLegacy(client: pg.Client): Promise<Legacy | undefined>
   return { triggers: trig.rows, functions: fn.rows.map((r) => r.signature), removal };
 }
 
-/** Runs `work` in one transaction under our advisory lock; any failure rolls all of it back. */
-async function locked<T>(client: pg.Client, work: () => Promise<T>): Promise<T> {
+/** Runs `work` in one transaction (under our advisory lock when `lock`); any failure rolls all of it back. */
+async function transaction<T>(client: pg.Client, lock: boolean, work: () => Promise<T>): Promise<T> {
   await client.query('BEGIN');
   try {
-    for (const statement of preamble()) await client.query(statement);
+    for (const statement of preamble({ lock })) await client.query(statement);
     const result = await work();
     await client.query('COMMIT');
     return result;
@@ -129,45 +137,98 @@ function warnLegacy(logger: Logger, legacy: Legacy | undefined): void {
   );
 }
 
+/**
+ * MLflow's default root from its Default experiment: MLflow creates experiment 0 with <root>/0 on its first start. A newer
+ * experiment whose location ends in its own id and disagrees means the root changed since; then we do not guess (a wrong
+ * root would refuse every new experiment) and leave the policy off.
+ */
+async function derivePolicy(client: pg.Client, config: Config): Promise<ResolvedPolicy> {
+  const s = triggerSql(config);
+  const setRoot = 'set trigger.defaultArtifactRoot to MLflow\'s --default-artifact-root to turn it on';
+  const { rows: [zero] } = await client.query<{ artifact_location: string | null }>(`SELECT artifact_location FROM ${s.experimentsTable} WHERE experiment_id = 0`);
+  const location = zero?.artifact_location;
+  if (!location || !/[/:]0$/.test(location)) {
+    const found = zero ? `its location is ${JSON.stringify(location)}, which does not end in "/0"` : 'it is not in the database';
+    return { policy: { enforced: false }, off: `MLflow's default artifact root cannot be derived from the Default experiment (id 0): ${found}; ${setRoot}` };
+  }
+  const defaultPrefix = location.slice(0, -1);
+  const { rows: [newest] } = await client.query<{ experiment_id: number; artifact_location: string }>(
+    `SELECT experiment_id, artifact_location FROM ${s.experimentsTable}
+      WHERE experiment_id > 0 AND right(artifact_location, length(experiment_id::text) + 1) IN ('/' || experiment_id, ':' || experiment_id)
+      ORDER BY experiment_id DESC LIMIT 1`,
+  );
+  if (newest && newest.artifact_location !== `${defaultPrefix}${newest.experiment_id}`) {
+    return {
+      policy: { enforced: false },
+      off: `experiment 0 has ${location} but the newest experiment ${newest.experiment_id} has ${newest.artifact_location}: `
+        + `MLflow's default artifact root seems to have changed, so it is not guessed; ${setRoot}`,
+    };
+  }
+  return { policy: { enforced: true, defaultPrefix }, source: `experiment 0 (Default), location ${location}` };
+}
+
 export interface Backfill {
   /** experiments that carry the mode's tag */
   readonly tagged: number;
-  /** of those, how many got a new artifact_location */
+  /** of those, how many had a location other than the rule's when the backfill started */
+  readonly due: number;
+  /** tag rows re-set in batches, each of which our trigger gave the rule's location */
   readonly changed: number;
-  /** tag values the rule refuses; those experiments were left as they were */
+  readonly batches: number;
+  /** the longest batch transaction, in milliseconds */
+  readonly slowestBatchMs: number;
+  /** experiments still differing from the rule at the end (a concurrent change, or our trigger disabled) */
+  readonly remaining: number;
+  /** how many tag values the rule refuses; those experiments were left as they were */
+  readonly refusedCount: number;
+  /** the first REFUSED_SHOWN of them */
   readonly refused: ReadonlyArray<{ readonly experimentId: number; readonly reason: string }>;
 }
 
+/** Refused experiments listed by --backfill; the rest are counted. */
+export const REFUSED_SHOWN = 100;
+
+async function survey(client: pg.Client, sql: string): Promise<{ tagged: number; due: number; refused: number }> {
+  return (await transaction(client, false, () => client.query<{ tagged: number; due: number; refused: number }>(sql))).rows[0];
+}
+
 /**
- * Applies the rule to experiments that already carry the tag, by firing our own trigger on each (a same-value UPDATE of the tag row),
- * so the rule lives in one place. Each experiment gets a savepoint: a refused value is reported and skipped, not fatal.
+ * Applies the rule to experiments that already carried the tag before the install. Runs after the install committed, in
+ * batches of BACKFILL_BATCH_SIZE, each its own short transaction, so MLflow's own writes never wait on more than one batch.
+ * Each batch re-sets due tag rows to their own value and our trigger sets the locations at its COMMIT: the rule lives in
+ * the trigger alone, and a refused value is never selected. Idempotent: a rerun (or a retry after a lost connection) picks
+ * up what is still due.
  */
-async function backfill(client: pg.Client, config: Config): Promise<Backfill> {
-  const s = triggerSql(config);
-  const { rows } = await client.query<{ experiment_id: number; artifact_location: string | null }>(
-    `SELECT e.experiment_id, e.artifact_location FROM ${s.experimentsTable} e JOIN ${s.tagsTable} t ON t.experiment_id = e.experiment_id
-      WHERE t.key = $1 ORDER BY e.experiment_id`,
-    [s.tag],
-  );
-  // Fire at the end of each statement instead of at commit, so each experiment's refusal can be caught at its savepoint.
-  await client.query(`SET CONSTRAINTS ${s.constraintName} IMMEDIATE`);
+async function backfill(client: pg.Client, config: Config, logger: Logger): Promise<Backfill> {
+  const sql = backfillSql(config);
+  const start = await survey(client, sql.survey);
+  const refused = await transaction(client, false, () => client.query<{ experiment_id: number; message: string }>(sql.refused, [REFUSED_SHOWN]));
+  logger.info({ tagged: start.tagged, due: start.due, refused: start.refused, batchSize: BACKFILL_BATCH_SIZE }, 'backfill: applying the rule to experiments that already carry the tag');
+  for (const r of refused.rows) logger.warn({ experimentId: r.experiment_id, reason: r.message }, 'backfill leaves an experiment unchanged: its tag value is refused');
+  if (start.refused > refused.rows.length) logger.warn({ notListed: start.refused - refused.rows.length }, 'backfill: more refused tag values than listed');
   let changed = 0;
-  const refused: Array<{ experimentId: number; reason: string }> = [];
-  for (const row of rows) {
-    await client.query('SAVEPOINT mlflow_irsa_backfill');
-    try {
-      await client.query(`UPDATE ${s.tagsTable} SET value = value WHERE key = $1 AND experiment_id = $2`, [s.tag, row.experiment_id]);
-      const after = await client.query<{ artifact_location: string | null }>(`SELECT artifact_location FROM ${s.experimentsTable} WHERE experiment_id = $1`, [row.experiment_id]);
-      if (after.rows[0].artifact_location !== row.artifact_location) changed++;
-      await client.query('RELEASE SAVEPOINT mlflow_irsa_backfill');
-    } catch (err) {
-      if ((err as { code?: string }).code !== '23514') throw err;
-      await client.query('ROLLBACK TO SAVEPOINT mlflow_irsa_backfill');
-      refused.push({ experimentId: row.experiment_id, reason: (err as Error).message });
-    }
+  let batches = 0;
+  let slowestBatchMs = 0;
+  // Experiment ids only grow from batch to batch, so the loop ends after at most due / batch size batches.
+  for (let after = -1; ;) {
+    const began = process.hrtime.bigint();
+    const { rows: [done] } = await transaction(client, false, () => client.query<{ changed: number; last: number | null }>(sql.batch, [after]));
+    const ms = Number(process.hrtime.bigint() - began) / 1e6;
+    if (done.changed === 0 || done.last === null) break;
+    batches++;
+    changed += done.changed;
+    after = done.last;
+    slowestBatchMs = Math.max(slowestBatchMs, ms);
+    logger.info({ batch: batches, changed: done.changed, done: changed, of: start.due, lastExperimentId: after, ms: Math.round(ms) }, 'backfill progress');
   }
-  await client.query(`SET CONSTRAINTS ${s.constraintName} DEFERRED`);
-  return { tagged: rows.length, changed, refused };
+  const end = await survey(client, sql.survey);
+  if (end.due > 0) {
+    logger.warn({ remaining: end.due }, 'backfill: experiments still differ from the rule (changed concurrently, or our trigger is disabled); rerun --backfill');
+  }
+  return {
+    tagged: start.tagged, due: start.due, changed, batches, slowestBatchMs, remaining: end.due, refusedCount: start.refused,
+    refused: refused.rows.map((r) => ({ experimentId: r.experiment_id, reason: r.message })),
+  };
 }
 
 export interface InstallOptions {
@@ -175,49 +236,73 @@ export interface InstallOptions {
   readonly backfill?: boolean;
 }
 
-/** Installs (or replaces) our function and trigger for the configured mode, and returns what was read back inside the same transaction. */
-export async function installTrigger(client: pg.Client, config: Config, logger: Logger, opts: InstallOptions = {}): Promise<Installed & { backfill?: Backfill }> {
+/**
+ * Installs (or replaces) our function and triggers for the configured mode and policy in one locked transaction, and returns
+ * what was read back inside it; then, after that has committed, the backfill if asked for.
+ */
+export async function installTrigger(client: pg.Client, config: Config, logger: Logger, opts: InstallOptions = {}): Promise<Installed & { backfill?: Backfill; resolved: ResolvedPolicy }> {
   const s = triggerSql(config);
-  const { installed, legacy, filled } = await locked(client, async () => {
+  const { installed, legacy, resolved } = await transaction(client, true, async () => {
     await requireTables(client, s.schema);
+    const resolved = configuredPolicy(config) ?? await derivePolicy(client, config);
     const before = await readInstalled(client, s.schema);
-    for (const statement of installStatements(config)) await client.query(statement);
+    for (const statement of installStatements(config, resolved.policy)) await client.query(statement);
     const after = await readInstalled(client, s.schema);
-    const t = after.trigger;
-    if (!t || !t.enabled || !t.deferrable || !t.initiallyDeferred || after.mode !== s.mode || after.tag !== s.tag) {
+    const deferred = (t?: InstalledTrigger) => Boolean(t && t.enabled && t.deferrable && t.initiallyDeferred);
+    const policy = resolved.policy.enforced ? 'on' : 'off';
+    if (!deferred(after.trigger) || !after.tagTest || after.mode !== s.mode || after.tag !== s.tag || after.policy !== policy || after.style !== config.trigger.locationStyle
+      || (policy === 'on') !== deferred(after.policyTrigger) || (policy === 'off' && after.policyTrigger)) {
       throw new TriggerError(`the trigger read back from pg_trigger/pg_proc is not what was installed: ${JSON.stringify(after)}`);
     }
     if (before.mode && before.mode !== s.mode) logger.info({ from: before.mode, to: s.mode }, 'replacing the installed mode');
-    return { installed: after, legacy: await findLegacy(client), filled: opts.backfill ? await backfill(client, config) : undefined };
+    if (before.style && before.style !== after.style) {
+      logger.info({ from: before.style, to: after.style }, 'replacing the installed location style: existing experiments keep their locations; --backfill moves tagged ones to the new style');
+    }
+    return { installed: after, legacy: await findLegacy(client), resolved };
   });
+  if (resolved.policy.enforced) {
+    logger.info(
+      { source: resolved.source, mlflowDefault: `${resolved.policy.defaultPrefix}<experiment id>` },
+      'location policy on: a location written without our tag must be empty, MLflow\'s default, or allowed',
+    );
+  } else if (config.trigger.enforceLocations) {
+    logger.warn({ reason: resolved.off }, 'location policy OFF: explicit artifact locations are not checked');
+  } else {
+    logger.info({ reason: resolved.off }, 'location policy off');
+  }
   logger.info(
-    { mode: installed.mode, tag: installed.tag, trigger: TRIGGER_NAME, table: installed.trigger?.table, function: installed.function?.signature, definition: installed.trigger?.definition },
+    {
+      mode: installed.mode, tag: installed.tag, style: installed.style, policy: installed.policy, trigger: TRIGGER_NAME, table: installed.trigger?.table,
+      function: installed.function?.signature, definition: installed.trigger?.definition, policyTrigger: installed.policyTrigger?.definition ?? null,
+    },
     'trigger installed',
   );
-  if (filled) {
-    logger.info({ tagged: filled.tagged, changed: filled.changed, refused: filled.refused.length }, 'backfill applied the rule to existing experiments');
-    for (const r of filled.refused) logger.warn({ experimentId: r.experimentId, reason: r.reason }, 'backfill left an experiment unchanged: its tag value is refused');
-  }
   warnLegacy(logger, legacy);
-  return { ...installed, ...(filled && { backfill: filled }) };
+  if (!opts.backfill) return { ...installed, resolved };
+  const filled = await backfill(client, config, logger);
+  logger.info(
+    { tagged: filled.tagged, changed: filled.changed, batches: filled.batches, slowestBatchMs: Math.round(filled.slowestBatchMs), refused: filled.refusedCount, remaining: filled.remaining },
+    'backfill applied the rule to existing experiments',
+  );
+  return { ...installed, resolved, backfill: filled };
 }
 
-/** Removes exactly our trigger and function, and checks nothing of ours remains. */
+/** Removes exactly our triggers and functions, and checks nothing of ours remains. */
 export async function uninstallTrigger(client: pg.Client, config: Config, logger: Logger): Promise<Installed> {
   const s = triggerSql(config);
-  const { before, legacy } = await locked(client, async () => {
+  const { before, legacy } = await transaction(client, true, async () => {
     await requireTables(client, s.schema);
     const was = await readInstalled(client, s.schema);
     for (const statement of uninstallStatements(config)) await client.query(statement);
     const after = await readInstalled(client, s.schema);
-    if (after.trigger || after.function) throw new TriggerError(`after uninstall something of ours remains: ${JSON.stringify(after)}`);
+    if (Object.keys(after).length > 0) throw new TriggerError(`after uninstall something of ours remains: ${JSON.stringify(after)}`);
     return { before: was, legacy: await findLegacy(client) };
   });
+  const removed = Boolean(before.trigger || before.policyTrigger || before.function || before.tagTest);
   logger.info(
-    { removedTrigger: before.trigger ? TRIGGER_NAME : null, removedFunction: before.function?.signature ?? null, mode: before.mode ?? null },
-    before.trigger || before.function ? 'trigger uninstalled' : 'nothing of ours was installed; nothing to remove',
+    { removedTrigger: before.trigger ? TRIGGER_NAME : null, removedPolicyTrigger: before.policyTrigger ? POLICY_TRIGGER_NAME : null, removedFunction: before.function?.signature ?? null, mode: before.mode ?? null },
+    removed ? 'trigger uninstalled' : 'nothing of ours was installed; nothing to remove',
   );
   warnLegacy(logger, legacy);
   return before;
 }
-

@@ -1,10 +1,16 @@
-// Builds the trigger's SQL from the config: one function and one deferred constraint trigger, every configured value quoted by pg.
+// Builds the trigger's SQL from the config: the rule as SQL expressions (one definition, used by the trigger function, --backfill and
+// doctor), the function, the two deferred constraint triggers, and the backfill batches; every configured value quoted by pg.
 import pg from 'pg';
+import { LENGTH_REASON, MAX_LOCATION_LENGTH, mlflowDefaultPrefix, projectBase, withSlash } from '../artifact-location.js';
 import type { Config, TriggerConfig } from '../config.js';
 
 /** Our objects' names; anything else in the database is not ours to change. */
 export const FUNCTION_NAME = 'mlflow_irsa_artifact_location';
 export const TRIGGER_NAME = 'mlflow_irsa_artifact_location_trg';
+/** The trigger on experiments that applies the explicit-location policy (installed only while the policy is on). */
+export const POLICY_TRIGGER_NAME = 'mlflow_irsa_location_policy_trg';
+/** The WHEN clause's test: an inlinable SQL function of the whole tag row (see tagTestDefinition). */
+export const TAG_TEST_NAME = 'mlflow_irsa_is_our_tag';
 /** The manual procedure's objects, which we detect and warn about but never touch. */
 export const LEGACY_TRIGGER_NAME = 'update_artifact_location_trg';
 export const LEGACY_FUNCTION_NAME = 'update_artifact_location';
@@ -13,30 +19,56 @@ export const LEGACY_FUNCTION_NAME = 'update_artifact_location';
 export const ADVISORY_LOCK = [0x4d4c4657, 1] as const;
 /** How long DDL waits for MLflow's own transactions on experiment_tags before giving up (and retrying), so we never queue MLflow behind us for long. */
 export const LOCK_TIMEOUT = '10s';
-/** experiments.artifact_location is VARCHAR(256) in every MLflow schema. */
-export const MAX_LOCATION_LENGTH = 256;
+/** Every statement we run, and our function, resolve names in pg_catalog only: a user's schema on the search_path cannot shadow a function or operator. */
+export const SAFE_SEARCH_PATH = 'pg_catalog, pg_temp';
+/** Tagged experiments per --backfill transaction: each batch holds row locks on this many tag rows for a few milliseconds. */
+export const BACKFILL_BATCH_SIZE = 500;
 /** Refusal messages show at most this much of a tag value, which MLflow allows up to 5000 characters. */
 const SHOWN_VALUE_LENGTH = 200;
 const DOLLAR_TAG = '$mlflow_irsa$';
 /** The comment on our function, read back by `readInstalled` to tell which mode is installed. */
 export const COMMENT_PREFIX = 'mlflow-irsa-webhook';
+/** Shown with every policy refusal: what to do when the writer is MLflow's own schema migration. */
+const POLICY_HINT = 'set by the mlflow-irsa-webhook trigger (trigger.enforceLocations). If an MLflow schema migration is rewriting artifact locations: '
+  + 'install-trigger --uninstall, run the migration, then install-trigger again';
 
 const lit = (value: string) => pg.escapeLiteral(value);
 const ident = (value: string) => pg.escapeIdentifier(value);
+
+/**
+ * The explicit-location policy as installed: off, or on with the prefix of MLflow's own default location
+ * (the default for experiment N is defaultPrefix || N; see mlflowDefaultPrefix).
+ */
+export type Policy = { readonly enforced: false } | { readonly enforced: true; readonly defaultPrefix: string };
+
+/** The location policy to install and where it came from; `off` says why it is off. */
+export interface ResolvedPolicy {
+  readonly policy: Policy;
+  /** trigger.defaultArtifactRoot, or the experiment MLflow's default root was derived from */
+  readonly source?: string;
+  readonly off?: string;
+}
+
+/** The policy the config decides by itself, or undefined when MLflow's default root must be derived from the database. */
+export function configuredPolicy(config: Config): ResolvedPolicy | undefined {
+  const t = config.trigger;
+  if (!t.enforceLocations) return { policy: { enforced: false }, off: 'trigger.enforceLocations is false' };
+  if (t.defaultArtifactRoot) return { policy: { enforced: true, defaultPrefix: mlflowDefaultPrefix(t.defaultArtifactRoot) }, source: 'trigger.defaultArtifactRoot' };
+  return undefined;
+}
 
 export interface TriggerSql {
   readonly schema: string;
   /** schema-qualified, quoted names */
   readonly functionName: string;
+  readonly tagTestName: string;
   readonly triggerName: string;
-  /** the trigger as SET CONSTRAINTS names it (schema-qualified) */
-  readonly constraintName: string;
+  readonly policyTriggerName: string;
   readonly tagsTable: string;
   readonly experimentsTable: string;
   /** the tag our trigger reacts to in this mode */
   readonly tag: string;
   readonly mode: TriggerConfig['mode'];
-  readonly comment: string;
 }
 
 export function triggerSql(config: Config): TriggerSql {
@@ -45,127 +77,300 @@ export function triggerSql(config: Config): TriggerSql {
   return {
     schema: t.schema,
     functionName: `${schema}.${ident(FUNCTION_NAME)}`,
+    tagTestName: `${schema}.${ident(TAG_TEST_NAME)}`,
     triggerName: ident(TRIGGER_NAME),
-    constraintName: `${schema}.${ident(TRIGGER_NAME)}`,
+    policyTriggerName: ident(POLICY_TRIGGER_NAME),
     tagsTable: `${schema}.${ident('experiment_tags')}`,
     experimentsTable: `${schema}.${ident('experiments')}`,
     tag: t.mode === 'project-id' ? t.projectTag : t.locationTag,
     mode: t.mode,
-    comment: `${COMMENT_PREFIX} mode=${t.mode} tag=${t.mode === 'project-id' ? t.projectTag : t.locationTag}`,
   };
 }
 
-/** Where project-id mode puts a project's artifacts: <artifactsDestination>/<prefix>/ (the id follows). */
-export function projectBase(config: Config): string {
-  const prefix = config.trigger.prefix;
-  return `${config.artifactsDestination}/${prefix ? `${prefix}/` : ''}`;
+/** What our function's comment records: mode, tag, whether the location policy is on, and the location style. */
+export function functionComment(config: Config, policy: Policy): string {
+  const s = triggerSql(config);
+  return `${COMMENT_PREFIX} mode=${s.mode} tag=${s.tag} policy=${policy.enforced ? 'on' : 'off'} style=${config.trigger.locationStyle}`;
 }
 
 /** Allowed prefixes always end in "/", so s3://bucket cannot admit s3://bucket-other/... */
 export function allowedPrefixes(config: Config): string[] {
-  return config.trigger.allowedLocationPrefixes.map((p) => (p.endsWith('/') ? p : `${p}/`));
+  return config.trigger.allowedLocationPrefixes.map(withSlash);
 }
 
-function refuse(rule: string, indent = '    '): string {
-  return [
-    `${indent}RAISE EXCEPTION USING ERRCODE = 'check_violation',`,
-    `${indent}  MESSAGE = format('experiment tag %s = %s refused: %s', tag_key, quote_nullable(left(tag_value, ${SHOWN_VALUE_LENGTH})), ${lit(rule)});`,
-  ].join('\n');
+/** The rule as SQL over an expression holding the tag's value. */
+export interface RuleSql {
+  /** text: why the value is refused, or NULL when it is accepted */
+  readonly refusal: string;
+  /** text: the experiment's location for an accepted value */
+  readonly location: string;
 }
 
-/** The rule of each mode: from the tag's value to the location, or a refusal. */
-function ruleBody(config: Config): string {
-  if (config.trigger.mode === 'project-id') {
-    return [
-      '  -- project-id: the value becomes one path segment under the configured base',
-      `  IF tag_value IS NULL OR tag_value !~ '^[A-Za-z0-9._-]+$' OR strpos(tag_value, '..') > 0 OR tag_value = '.' THEN`,
-      refuse('a project id must be one or more of the characters A-Z a-z 0-9 . _ - with no "/" and no ".."'),
-      '  END IF;',
-      `  location := ${lit(projectBase(config))} || tag_value;`,
-    ].join('\n');
-  }
+/** The refusal when a location is longer than MLflow's runs can take; `value` is the tag value it came from. */
+function lengthRefusal(location: string, value: string): string {
+  return `WHEN pg_catalog.length(${location}) > ${MAX_LOCATION_LENGTH} THEN pg_catalog.format(${lit(
+    `the resulting location is %s characters (the value %s), over the limit of ${MAX_LOCATION_LENGTH}: ${LENGTH_REASON}`,
+  )}, pg_catalog.length(${location}), pg_catalog.length(${value}))`;
+}
+
+/** The refusals of custom-location mode, as CASE branches over a location expression. */
+function customRefusals(config: Config, value: string): string[] {
   const prefixes = allowedPrefixes(config);
-  const test = prefixes.map((p) => `left(tag_value, ${p.length}) = ${lit(p)}`).join(' OR ');
+  const under = prefixes.map((p) => `pg_catalog.left(${value}, ${p.length}) = ${lit(p)}`).join(' OR ');
   return [
-    '  -- custom-location: the value itself, if it lies under an allowed prefix',
-    `  IF tag_value IS NULL OR NOT (${test}) THEN`,
-    refuse(`a custom location must start with one of: ${prefixes.join(', ')}`),
-    '  END IF;',
-    `  IF tag_value ~ '(^|/)[.][.]?(/|$)' THEN`,
-    refuse('a custom location must not contain "." or ".." path segments'),
-    '  END IF;',
-    '  location := tag_value;',
+    `WHEN ${value} IS NULL OR NOT (${under}) THEN ${lit(`a custom location must start with one of: ${prefixes.join(', ')}`)}`,
+    `WHEN ${value} ~ '(^|/)[.][.]?(/|$)' THEN ${lit('a custom location must not contain "." or ".." path segments')}`,
+    // mlflow-artifacts://host/... would name another tracking server; an empty segment anywhere is a different S3 key
+    `WHEN ${value} ~ '^(s3://|mlflow-artifacts:/)(/|.*//)' THEN ${lit('a custom location must not contain empty path segments ("//")')}`,
+    lengthRefusal(value, value),
+  ];
+}
+
+/**
+ * The configured rule as SQL: from the tag's value to the location (in the configured style), or a refusal. This is the one
+ * definition of the rule: the trigger function and --backfill use it, and so can doctor's drift count (backfillSql's
+ * `survey` counts the tagged experiments whose location differs from it). Needs search_path = SAFE_SEARCH_PATH for its
+ * operators (the function pins it; installer transactions set it).
+ */
+export function ruleSql(config: Config, value: string): RuleSql {
+  if (config.trigger.mode === 'project-id') {
+    const location = `${lit(projectBase(config.trigger.locationStyle, config.artifactsDestination, config.trigger.prefix))} || ${value}`;
+    const refusal = [
+      'CASE',
+      `  WHEN ${value} IS NULL OR ${value} !~ '^[A-Za-z0-9._-]+$' OR pg_catalog.strpos(${value}, '..') > 0 OR ${value} = '.'`,
+      `    THEN ${lit('a project id must be one or more of the characters A-Z a-z 0-9 . _ - with no "/" and no ".."')}`,
+      `  ${lengthRefusal(location, value)}`,
+      'END',
+    ].join('\n');
+    return { refusal, location };
+  }
+  return { refusal: ['CASE', ...customRefusals(config, value).map((b) => `  ${b}`), 'END'].join('\n'), location: value };
+}
+
+/** text: the message a refused tag value raises (and --backfill reports), naming the tag, the value and the reason. */
+export function refusalMessageSql(tagKey: string, value: string, reason: string): string {
+  return `pg_catalog.format('experiment tag %s = %s refused: %s', ${tagKey}, pg_catalog.quote_nullable(pg_catalog.left(${value}, ${SHOWN_VALUE_LENGTH})), ${reason})`;
+}
+
+/**
+ * The explicit-location policy as SQL: why a location written to an experiment without our tag is refused, or NULL.
+ * Accepted: empty or NULL (MLflow inserts first and sets its default afterwards), MLflow's own default for the experiment,
+ * and in custom-location mode anything the custom rule accepts.
+ */
+export function policyRefusalSql(config: Config, policy: Extract<Policy, { enforced: true }>, location: string, experimentId: string): string {
+  const s = triggerSql(config);
+  const mlflowDefault = `${lit(policy.defaultPrefix)} || ${experimentId}::text`;
+  const otherwise = config.trigger.mode === 'project-id'
+    ? `pg_catalog.format(${lit(`without the tag ${s.tag} an experiment's location may only be empty or MLflow's default (%s); set the tag to choose the project's location`)}, ${mlflowDefault})`
+    : `pg_catalog.format(${lit(`an experiment's location may only be empty, MLflow's default (%s), or a custom location, and %s`)}, ${mlflowDefault}, CASE ${customRefusals(config, location).join(' ')} END)`;
+  const acceptedCustom = config.trigger.mode === 'project-id' ? [] : [`  WHEN (CASE ${customRefusals(config, location).join(' ')} END) IS NULL THEN NULL`];
+  return [
+    'CASE',
+    `  WHEN ${location} IS NULL OR ${location} = '' OR ${location} = ${mlflowDefault} THEN NULL`,
+    ...acceptedCustom,
+    `  ELSE ${otherwise}`,
+    'END',
   ].join('\n');
 }
 
-/** CREATE OR REPLACE FUNCTION ...: the trigger function for the configured mode, with every configured value baked in as a quoted literal. */
-export function functionDefinition(config: Config): string {
+function raise(message: string, hint?: string): string {
+  return [
+    `    RAISE EXCEPTION USING ERRCODE = 'check_violation',`,
+    `      MESSAGE = ${message}${hint ? `,\n      HINT = ${lit(hint)}` : ''};`,
+  ].join('\n');
+}
+
+/**
+ * CREATE OR REPLACE FUNCTION ... of the WHEN clause's test. Why a function: `WHEN (NEW.key = ...)` makes the trigger depend
+ * on the column, and PostgreSQL then refuses `ALTER TABLE experiment_tags ALTER COLUMN key TYPE ...`, which would stop an MLflow
+ * migration. A function of the whole row depends on no column; being plain SQL without SET options, the planner inlines it
+ * into the WHEN clause, so a foreign tag still queues no event and costs what the column test cost (bench/trigger-cost.mjs).
+ * It cannot pin search_path (that would stop the inlining), so its one operator is schema-qualified.
+ */
+export function tagTestDefinition(config: Config): string {
   const s = triggerSql(config);
+  return `CREATE OR REPLACE FUNCTION ${s.tagTestName}(${s.tagsTable}) RETURNS boolean LANGUAGE sql IMMUTABLE AS ${DOLLAR_TAG}`
+    + ` SELECT ($1).key OPERATOR(pg_catalog.=) ${lit(s.tag)} ${DOLLAR_TAG}`;
+}
+
+/** CREATE OR REPLACE FUNCTION ...: the trigger function for the configured mode and policy, with every configured value baked in as a quoted literal. */
+export function functionDefinition(config: Config, policy: Policy): string {
+  const s = triggerSql(config);
+  const rule = ruleSql(config, 'tag_value');
   const body = [
     'DECLARE',
     `  tag_key constant text := ${lit(s.tag)};`,
+    '  experiment integer := NEW.experiment_id;',
     '  tag_value text;',
     '  location text;',
+    '  reason text;',
     'BEGIN',
-    '  -- Runs at commit (deferred), after MLflow\'s own UPDATE of artifact_location in create_experiment.',
-    '  -- Read the tag as it stands now: it may have changed again, or been deleted, since this event was queued.',
-    `  SELECT t.value INTO tag_value FROM ${s.tagsTable} t WHERE t.experiment_id = NEW.experiment_id AND t.key = tag_key;`,
-    '  IF NOT FOUND THEN',
+    '  -- Runs at commit (deferred), after MLflow\'s own UPDATE of artifact_location in create_experiment, for a write of our tag',
+    '  -- or (policy on) of an experiment row. Reads the tag and the location as they stand now, not as they were when queued.',
+    '  IF TG_TABLE_NAME = \'experiments\' AND TG_OP = \'UPDATE\' THEN',
+    '    -- only a written location is judged: renames, deletes and restores of any experiment pass',
+    '    IF NEW.artifact_location IS NOT DISTINCT FROM OLD.artifact_location THEN',
+    '      RETURN NULL;',
+    '    END IF;',
+    '  END IF;',
+    `  SELECT t.value INTO tag_value FROM ${s.tagsTable} t WHERE t.experiment_id = experiment AND t.key = tag_key;`,
+    '  IF FOUND THEN',
+    '    -- the tag decides the location, whatever was written to artifact_location (the tag wins)',
+    `    reason := ${rule.refusal.replace(/\n/g, '\n      ')};`,
+    '    IF reason IS NOT NULL THEN',
+    raise(refusalMessageSql('tag_key', 'tag_value', 'reason')).replace(/^/gm, '  '),
+    '    END IF;',
+    `    location := ${rule.location};`,
+    `    UPDATE ${s.experimentsTable} SET artifact_location = location`,
+    '     WHERE experiment_id = experiment AND artifact_location IS DISTINCT FROM location;',
     '    RETURN NULL;',
     '  END IF;',
-    ruleBody(config),
-    `  IF length(location) > ${MAX_LOCATION_LENGTH} THEN`,
-    refuse(`the resulting location is longer than ${MAX_LOCATION_LENGTH} characters (the size of experiments.artifact_location)`),
-    '  END IF;',
-    `  UPDATE ${s.experimentsTable} SET artifact_location = location`,
-    '   WHERE experiment_id = NEW.experiment_id AND artifact_location IS DISTINCT FROM location;',
+    ...(policy.enforced ? [
+      '  IF TG_TABLE_NAME = \'experiments\' THEN',
+      `    SELECT e.artifact_location INTO location FROM ${s.experimentsTable} e WHERE e.experiment_id = experiment;`,
+      `    reason := ${policyRefusalSql(config, policy, 'location', 'experiment').replace(/\n/g, '\n      ')};`,
+      '    IF reason IS NOT NULL THEN',
+      raise(
+        `pg_catalog.format('experiment %s artifact_location = %s refused: %s', experiment, pg_catalog.quote_nullable(pg_catalog.left(location, ${SHOWN_VALUE_LENGTH})), reason)`,
+        POLICY_HINT,
+      ).replace(/^/gm, '  '),
+      '    END IF;',
+      '  END IF;',
+    ] : []),
     '  RETURN NULL;',
     'END;',
   ].join('\n');
   // Dollar quoting is only safe if the tag cannot occur inside; configured values are quoted literals, but check all the same.
   if (body.includes(DOLLAR_TAG)) throw new Error(`the trigger function body contains its own dollar-quote tag ${DOLLAR_TAG}`);
-  return `CREATE OR REPLACE FUNCTION ${s.functionName}() RETURNS trigger LANGUAGE plpgsql AS ${DOLLAR_TAG}\n${body}\n${DOLLAR_TAG}`;
+  return `CREATE OR REPLACE FUNCTION ${s.functionName}() RETURNS trigger LANGUAGE plpgsql\n  SET search_path = ${SAFE_SEARCH_PATH}\n  AS ${DOLLAR_TAG}\n${body}\n${DOLLAR_TAG}`;
 }
 
 /**
  * The DDL of an install, in order. PostgreSQL 11+ (no CREATE OR REPLACE TRIGGER): drop and create inside the one transaction.
- * The WHEN clause is evaluated when the row is written, so other tags queue no event at all.
+ * WHEN clauses are evaluated when the row is written, so other tags queue no event at all. The policy trigger's WHEN clause
+ * names no column (that would pin artifact_location's type): it skips writes made by triggers, so our own UPDATE of the
+ * location queues no second event (a role able to write from a trigger owns the tables and could drop ours anyway).
+ * Experiments are written seldom, and the function returns at once for updates that leave the location alone.
  */
-export function installStatements(config: Config): string[] {
+export function installStatements(config: Config, policy: Policy): string[] {
   const s = triggerSql(config);
+  const constraintTrigger = (name: string, table: string, when: string) => [
+    `CREATE CONSTRAINT TRIGGER ${name}`,
+    `  AFTER INSERT OR UPDATE ON ${table}`,
+    '  DEFERRABLE INITIALLY DEFERRED',
+    '  FOR EACH ROW',
+    `  WHEN (${when})`,
+    `  EXECUTE FUNCTION ${s.functionName}()`,
+  ].join('\n');
   return [
-    functionDefinition(config),
-    `COMMENT ON FUNCTION ${s.functionName}() IS ${lit(s.comment)}`,
+    tagTestDefinition(config),
+    functionDefinition(config, policy),
+    `COMMENT ON FUNCTION ${s.functionName}() IS ${lit(functionComment(config, policy))}`,
+    lockTables(config),
     `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
-    [
-      `CREATE CONSTRAINT TRIGGER ${s.triggerName}`,
-      `  AFTER INSERT OR UPDATE ON ${s.tagsTable}`,
-      '  DEFERRABLE INITIALLY DEFERRED',
-      '  FOR EACH ROW',
-      `  WHEN (NEW.key = ${lit(s.tag)})`,
-      `  EXECUTE FUNCTION ${s.functionName}()`,
-    ].join('\n'),
+    constraintTrigger(s.triggerName, s.tagsTable, `${s.tagTestName}(NEW)`),
+    `DROP TRIGGER IF EXISTS ${s.policyTriggerName} ON ${s.experimentsTable}`,
+    ...(policy.enforced ? [constraintTrigger(s.policyTriggerName, s.experimentsTable, 'pg_catalog.pg_trigger_depth() = 0')] : []),
   ];
 }
 
-/** The DDL of an uninstall: exactly our trigger and our function. */
+/**
+ * DROP TRIGGER locks its table ACCESS EXCLUSIVE. Taking both locks first, in the order MLflow's create_experiment takes
+ * them (experiments, then experiment_tags), keeps an install from deadlocking with an MLflow call that is halfway through.
+ */
+function lockTables(config: Config): string {
+  const s = triggerSql(config);
+  return `LOCK TABLE ${s.experimentsTable}, ${s.tagsTable} IN ACCESS EXCLUSIVE MODE`;
+}
+
+/** The DDL of an uninstall: exactly our triggers and functions. */
 export function uninstallStatements(config: Config): string[] {
   const s = triggerSql(config);
   return [
+    lockTables(config),
     `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
+    `DROP TRIGGER IF EXISTS ${s.policyTriggerName} ON ${s.experimentsTable}`,
     `DROP FUNCTION IF EXISTS ${s.functionName}()`,
+    `DROP FUNCTION IF EXISTS ${s.tagTestName}(${s.tagsTable})`,
   ];
 }
 
-/** The statements that open every install or uninstall transaction. */
-export function preamble(): string[] {
-  return [`SET LOCAL lock_timeout = ${lit(LOCK_TIMEOUT)}`, `SELECT pg_advisory_xact_lock(${ADVISORY_LOCK[0]}, ${ADVISORY_LOCK[1]})`];
+/** The statements that open every install, uninstall or backfill transaction. */
+export function preamble(opts: { lock: boolean } = { lock: true }): string[] {
+  return [
+    `SET LOCAL lock_timeout = ${lit(LOCK_TIMEOUT)}`,
+    `SET LOCAL search_path = ${SAFE_SEARCH_PATH}`,
+    ...(opts.lock ? [`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK[0]}, ${ADVISORY_LOCK[1]})`] : []),
+  ];
 }
 
-/** A psql-runnable script of exactly what an install or uninstall runs, for --dry-run. */
-export function script(config: Config, action: 'install' | 'uninstall'): string {
-  const ddl = action === 'install' ? installStatements(config) : uninstallStatements(config);
-  // Only the mode (an enum) goes into the comment line: configured strings appear in SQL as quoted literals and identifiers only.
-  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install' ? `install, mode ${config.trigger.mode}` : 'uninstall'}`;
-  return [header, ...['BEGIN', ...preamble(), ...ddl, 'COMMIT'].map((s) => `${s};`)].join('\n') + '\n';
+export interface BackfillSql {
+  /** one row: tagged, due (accepted value, location differs from the rule's), refused */
+  readonly survey: string;
+  /** the refused experiments, at most `limit` ($1): experiment_id, message */
+  readonly refused: string;
+  /**
+   * One batch: re-sets the next BACKFILL_BATCH_SIZE due tag rows after experiment id $1 to their own value, so that our trigger
+   * applies the rule to each at COMMIT, reading the tag as it stands then. Returns `changed` and the `last` experiment id it
+   * handled, which is $1 of the next batch; run each in its own transaction, from -1 until changed is 0.
+   */
+  readonly batch: string;
+}
+
+/** The --backfill statements, built on ruleSql so a backfill can never disagree with the trigger. */
+export function backfillSql(config: Config): BackfillSql {
+  const s = triggerSql(config);
+  const rule = ruleSql(config, 't.value');
+  // each tagged experiment with the rule's verdict on its tag value (r.refusal) and the location it gives (r.location)
+  const judged = [
+    `${s.tagsTable} t JOIN ${s.experimentsTable} e ON e.experiment_id = t.experiment_id`,
+    `  CROSS JOIN LATERAL (SELECT ${rule.refusal.replace(/\n/g, '\n    ')} AS refusal,`,
+    `    ${rule.location} AS location) r`,
+    ` WHERE t.key = ${lit(s.tag)}`,
+  ].join('\n');
+  const due = 'r.refusal IS NULL AND e.artifact_location IS DISTINCT FROM r.location';
+  return {
+    survey: `SELECT count(*)::int AS tagged, count(*) FILTER (WHERE ${due})::int AS due, count(r.refusal)::int AS refused\n  FROM ${judged}`,
+    refused: `SELECT t.experiment_id, ${refusalMessageSql(lit(s.tag), 't.value', 'r.refusal')} AS message\n  FROM ${judged}\n   AND r.refusal IS NOT NULL\n ORDER BY t.experiment_id LIMIT $1`,
+    // keyset on the (key, experiment_id) primary key: each batch reads only the rows after the previous one
+    batch: [
+      `WITH due AS (SELECT t.experiment_id FROM ${judged.replace(/\n/g, '\n  ')}`,
+      `     AND t.experiment_id > $1 AND ${due}`,
+      `   ORDER BY t.experiment_id LIMIT ${BACKFILL_BATCH_SIZE}),`,
+      `touched AS (UPDATE ${s.tagsTable} AS tag SET value = tag.value FROM due`,
+      `   WHERE tag.key = ${lit(s.tag)} AND tag.experiment_id = due.experiment_id RETURNING tag.experiment_id)`,
+      'SELECT count(*)::int AS changed, max(experiment_id) AS last FROM touched',
+    ].join('\n'),
+  };
+}
+
+export interface ScriptOptions {
+  /** the location policy to install; from config or derived from the database by the installer */
+  readonly policy: Policy;
+  /** why the policy is off, printed as a comment */
+  readonly policyNote?: string;
+  readonly backfill?: boolean;
+}
+
+/** A psql-runnable script of exactly what an install (and its backfill) or an uninstall runs, for --dry-run. */
+export function script(config: Config, action: 'install' | 'uninstall', opts: ScriptOptions = { policy: { enforced: false } }): string {
+  const ddl = action === 'install' ? installStatements(config, opts.policy) : uninstallStatements(config);
+  // Only enums go into comment lines: configured strings appear in SQL as quoted literals and identifiers only.
+  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install'
+    ? `install, mode ${config.trigger.mode}, style ${config.trigger.locationStyle}, location policy ${opts.policy.enforced ? 'on' : 'off'}` : 'uninstall'}`;
+  const lines = [header, ...(opts.policyNote ? opts.policyNote.split('\n').map((l) => `-- ${l}`) : []), ...['BEGIN', ...preamble(), ...ddl, 'COMMIT'].map((st) => `${st};`)];
+  if (action === 'install' && opts.backfill) {
+    const b = backfillSql(config);
+    lines.push(
+      '',
+      '-- backfill, after the install above has committed. How many experiments carry the tag, how many differ from the rule, how many are refused;',
+      '-- then the refused ones (left as they are):',
+      ...['BEGIN', ...preamble({ lock: false }), b.survey, b.refused.replace('$1', 'ALL'), 'COMMIT'].map((st) => `${st};`),
+      `-- then the batches of ${BACKFILL_BATCH_SIZE}, each its own transaction: our trigger sets each location at COMMIT. Run the EXECUTE block`,
+      '-- with -1, then again with the "last" it returned, until it reports changed = 0.',
+      ...['BEGIN', ...preamble({ lock: false }), `PREPARE mlflow_irsa_backfill(integer) AS\n${b.batch}`, 'COMMIT'].map((st) => `${st};`),
+      ...['BEGIN', ...preamble({ lock: false }), 'EXECUTE mlflow_irsa_backfill(-1)', 'COMMIT'].map((st) => `${st};`),
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }

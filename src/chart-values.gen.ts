@@ -19,11 +19,13 @@ export const chartConfigDefaults: Record<string, unknown> = {
   ],
   "trigger": {
     "mode": "project-id",
+    "locationStyle": "direct",
     "projectTag": "mlflow.domino.project_id",
     "locationTag": "domino.artifacts_location",
     "prefix": "mlflow",
     "allowedLocationPrefixes": [],
-    "schema": "public"
+    "schema": "public",
+    "enforceLocations": true
   },
   "server": {
     "port": 8443,

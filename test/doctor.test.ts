@@ -19,9 +19,8 @@ import { kubeClient } from '../src/k8s/client.js';
 import { serviceDnsNames } from '../src/k8s/bootstrap-cert.js';
 import { buildMutators } from '../src/mutators/index.js';
 import { serviceAccountPlan } from '../src/mutators/service-account.js';
-import { installTrigger } from '../src/db/install.js';
-import { expectedFunctionBody, fingerprint, installedFunctionBody } from '../src/db/fingerprint.js';
-import { ruleLocation } from '../src/db/location.js';
+import { installTrigger, readInstalled } from '../src/db/install.js';
+import { expectedFingerprints, fingerprint } from '../src/db/fingerprint.js';
 import { CHECKS, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
 import { readFacts, type ReadOptions } from '../src/doctor/read.js';
 import { outputSchema, renderJson, renderText } from '../src/doctor/command.js';
@@ -131,7 +130,7 @@ t.test('the check list: stable ids in dependency order, each needing only earlie
   t.same(CHECKS.map((c) => c.id), [
     'kubernetes.api', 'webhook.configuration', 'webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints', 'admission.dry-run',
     'deployment.template', 'deployment.rollout', 'pods.current', 'pods.old-replicasets', 'serviceaccount.annotation',
-    'trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.legacy', 'trigger.drift',
+    'trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.location-policy', 'trigger.legacy', 'trigger.drift',
     'iam.trust-policy', 'reconcile.lease',
   ]);
   const seen = new Set<string>();
@@ -440,7 +439,22 @@ async function createExperiment(c: pg.Client, name: string, tags: Record<string,
   }
 }
 
-t.test('trigger checks against a real PostgreSQL', async (t) => {
+/** MLflow's Default experiment as its first start creates it, the tracking server proxying artifacts (root mlflow-artifacts:/). */
+const DEFAULT_EXPERIMENT = "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active')";
+const withTrigger = (cfg: Config, trigger: Record<string, unknown>) => parseConfig({ ...JSON.parse(JSON.stringify(cfg)), trigger: { ...cfg.trigger, ...trigger } });
+
+/** Stores tags as nothing but a trigger that was off would have let them be: `work` runs with our triggers disabled. */
+async function triggersOff<T>(c: pg.Client, work: () => Promise<T>): Promise<T> {
+  await c.query('ALTER TABLE experiment_tags DISABLE TRIGGER ALL; ALTER TABLE experiments DISABLE TRIGGER ALL');
+  try {
+    return await work();
+  } finally {
+    await c.query('ALTER TABLE experiment_tags ENABLE TRIGGER ALL; ALTER TABLE experiments ENABLE TRIGGER ALL');
+  }
+}
+
+/** A PostgreSQL server with MLflow's tables in database mlflow (and an empty database beside it). */
+async function trackingDatabase(t: Test): Promise<{ server: TestPostgres; c: pg.Client; database: Partial<ReadOptions> }> {
   const server: TestPostgres = await startPostgres();
   t.teardown(() => server.stop());
   const admin = await server.client();
@@ -450,69 +464,106 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   const c = await server.client('mlflow');
   t.teardown(() => c.end());
   await c.query(MLFLOW_TABLES);
+  return { server, c, database: { database: { databaseUrl: server.url('mlflow'), env: {} } } };
+}
+
+t.test('trigger checks against a real PostgreSQL', async (t) => {
+  const { server, c, database } = await trackingDatabase(t);
   const w = await world(t);
-  const database = { database: { databaseUrl: server.url('mlflow'), env: {} } };
   const TAG = 'mlflow.domino.project_id';
 
   // before the trigger: an experiment tagged while nothing rewrote its location
   const early = await createExperiment(c, 'before-the-trigger', { [TAG]: 'proj-early' });
   let r = (await w.doctor(database)).byId;
   expectCheck(t, r['trigger.connection'], 'pass', /connected to database "mlflow", which has MLflow's tables in schema public/);
-  expectCheck(t, r['trigger.installed'], 'fail', /our trigger is not installed on experiment_tags/, /^mlflow-irsa-webhook install-trigger --config config\.yaml$/);
-  expectCheck(t, r['trigger.function'], 'skip', /needs trigger\.installed, which failed/);
-  expectCheck(t, r['trigger.deferred'], 'skip', /needs trigger\.installed, which failed/);
+  expectCheck(t, r['trigger.installed'], 'fail',
+    /^our trigger mlflow_irsa_artifact_location_trg is not installed on public\.experiment_tags; our function public\.mlflow_irsa_artifact_location\(\) is missing; our function public\.mlflow_irsa_is_our_tag\(experiment_tags\) is missing$/,
+    /^mlflow-irsa-webhook install-trigger --config config\.yaml$/);
+  for (const id of ['trigger.function', 'trigger.deferred', 'trigger.location-policy']) expectCheck(t, r[id], 'skip', /needs trigger\.installed, which failed/);
   expectCheck(t, r['trigger.legacy'], 'pass', /no leftover trigger/);
-  expectCheck(t, r['trigger.drift'], 'warn', new RegExp(`1 of 1 tagged experiment are not where their tag puts them \\(e\\.g\\. experiment ${early} is at mlflow-artifacts:/${early}, the rule gives s3://sw-domino-project-based-mlflow/mlflow/proj-early\\)`),
+  expectCheck(t, r['trigger.drift'], 'warn', new RegExp(`^1 of 1 tagged experiment are not where their tag puts them \\(e\\.g\\. experiment ${early} is at mlflow-artifacts:/${early}, the rule gives s3://sw-domino-project-based-mlflow/mlflow/proj-early\\)$`),
     /^mlflow-irsa-webhook install-trigger --config config\.yaml --backfill$/);
 
+  // installed without the location policy: MLflow's Default experiment is not there to derive its root from
   await installTrigger(c, config, quiet());
   await createExperiment(c, 'after', { [TAG]: 'proj-2' });
   r = (await w.doctor(database)).byId;
-  expectCheck(t, r['trigger.installed'], 'pass', /trigger on experiment_tags, function public\.mlflow_irsa_artifact_location\(\), mode project-id on tag mlflow\.domino\.project_id/);
-  const expected = fingerprint(expectedFunctionBody(config));
-  t.equal(fingerprint((await installedFunctionBody(c, 'public'))!), expected, 'what PostgreSQL keeps has the fingerprint of what the config generates');
-  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`is what this config installs \\(fingerprint ${expected}\\)`));
+  expectCheck(t, r['trigger.installed'], 'pass', /trigger on public\.experiment_tags, function public\.mlflow_irsa_artifact_location\(\), mode project-id on tag mlflow\.domino\.project_id/);
+  const off = expectedFingerprints(config, { enforced: false }).function;
+  t.equal(fingerprint((await readInstalled(c, 'public')).function!.body), off, 'what PostgreSQL keeps has the fingerprint of what the config generates');
+  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`is what this config installs: mode project-id on tag mlflow\\.domino\\.project_id, location style direct, location policy off \\(fingerprint ${off}\\)`));
   expectCheck(t, r['trigger.deferred'], 'pass', /DEFERRABLE INITIALLY DEFERRED/);
+  expectCheck(t, r['trigger.location-policy'], 'warn', /^off: MLflow's default artifact root cannot be derived from the Default experiment \(id 0\): it is not in the database; .*explicit artifact locations are not checked$/,
+    /^mlflow-irsa-webhook install-trigger --config config\.yaml +# after setting trigger\.defaultArtifactRoot/);
   expectCheck(t, r['trigger.drift'], 'warn', /1 of 2 tagged experiments are not where/);
 
+  // MLflow's Default experiment appears: doctor derives the root as install-trigger would, and wants the policy on
+  await c.query(DEFAULT_EXPERIMENT);
+  r = (await w.doctor(database)).byId;
+  expectCheck(t, r['trigger.function'], 'fail', /^the installed function is not what this config installs: it records the location policy off, this config installs it on$/, /install-trigger --config config\.yaml$/);
+  expectCheck(t, r['trigger.location-policy'], 'fail',
+    /^the location policy is on, but our trigger mlflow_irsa_location_policy_trg is not installed on public\.experiments; install-trigger installs it on \(MLflow's default from experiment 0 \(Default\), location mlflow-artifacts:\/0\)$/,
+    /^mlflow-irsa-webhook install-trigger --config config\.yaml$/);
   await installTrigger(c, config, quiet(), { backfill: true });
   r = (await w.doctor(database)).byId;
+  const on = expectedFingerprints(config, { enforced: true, defaultPrefix: 'mlflow-artifacts:/' }).function;
+  t.not(on, off, 'the policy is part of the function, so of its fingerprint');
+  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`location style direct, location policy on \\(fingerprint ${on}\\)`));
+  expectCheck(t, r['trigger.location-policy'], 'pass',
+    /^on: trigger mlflow_irsa_location_policy_trg on experiments refuses a location written without the tag unless empty or MLflow's default mlflow-artifacts:\/<experiment id> \(from experiment 0 \(Default\), location mlflow-artifacts:\/0\)$/);
   expectCheck(t, r['trigger.drift'], 'pass', /^2 tagged experiments, all where their tag puts them$/);
   // a value the rule refuses, stored while the trigger was off, is reported but is no drift
-  await c.query('ALTER TABLE experiment_tags DISABLE TRIGGER ALL');
-  const refused = await createExperiment(c, 'refused', { [TAG]: '../escape' });
-  await c.query('ALTER TABLE experiment_tags ENABLE TRIGGER ALL');
+  const refused = await triggersOff(c, () => createExperiment(c, 'refused', { [TAG]: '../escape' }));
   expectCheck(t, (await w.doctor(database)).byId['trigger.drift'], 'pass', /3 tagged experiments, all where their tag puts them; 1 experiment carry a tag value the rule refuses/);
   await c.query('DELETE FROM experiment_tags WHERE experiment_id = $1', [refused]);
 
-  // installed by another config (another prefix): same mode and tag, another function
-  const otherPrefix = parseConfig({ ...JSON.parse(JSON.stringify(config)), trigger: { ...config.trigger, allowedLocationPrefixes: [], prefix: 'tracking' } });
-  await installTrigger(c, otherPrefix, quiet());
+  // installed by another config (another prefix): same mode, tag, style and policy, another function
+  await installTrigger(c, withTrigger(config, { allowedLocationPrefixes: [], prefix: 'tracking' }), quiet());
   r = (await w.doctor(database)).byId;
-  expectCheck(t, r['trigger.function'], 'fail', new RegExp(`the installed function \\(fingerprint [0-9a-f]{16}\\) is not what this config installs \\(${expected}\\)`), /install-trigger --config config\.yaml/);
-  const customMode = parseConfig({ ...JSON.parse(JSON.stringify(config)), trigger: { mode: 'custom-location' } });
-  await installTrigger(c, customMode, quiet());
-  expectCheck(t, (await w.doctor(database)).byId['trigger.function'], 'fail', /installed function is for mode custom-location on tag domino\.artifacts_location, the config says mode project-id/);
+  expectCheck(t, r['trigger.function'], 'fail', new RegExp(`^the installed function is not what this config installs: its body has fingerprint [0-9a-f]{16}, this config's has ${on}: another config or version installed it$`),
+    /install-trigger --config config\.yaml/);
+  await installTrigger(c, withTrigger(config, { mode: 'custom-location', allowedLocationPrefixes: [] }), quiet());
+  expectCheck(t, (await w.doctor(database)).byId['trigger.function'], 'fail',
+    /installed function is not what this config installs: it is for mode custom-location on tag domino\.artifacts_location, this config installs mode project-id on tag mlflow\.domino\.project_id; mlflow_irsa_is_our_tag does not test for the tag mlflow\.domino\.project_id$/);
+  await installTrigger(c, withTrigger(config, { locationStyle: 'proxied', allowedLocationPrefixes: [] }), quiet());
+  expectCheck(t, (await w.doctor(database)).byId['trigger.function'], 'fail', /^the installed function is not what this config installs: it records location style proxied, this config's is direct$/);
 
-  // a trigger that is not deferred (recreated by hand as a plain trigger)
+  // the policy off by config: the installed policy trigger is then one too many, until install-trigger removes it
+  const unenforced = withTrigger(config, { enforceLocations: false });
+  await installTrigger(c, config, quiet());
+  r = (await w.doctor({ ...database, config: unenforced })).byId;
+  expectCheck(t, r['trigger.location-policy'], 'fail',
+    /^the location policy is off, but our trigger mlflow_irsa_location_policy_trg is installed on public\.experiments; install-trigger installs it off: trigger\.enforceLocations is false$/);
+  expectCheck(t, r['trigger.function'], 'fail', /it records the location policy on, this config installs it off/);
+  await installTrigger(c, unenforced, quiet());
+  r = (await w.doctor({ ...database, config: unenforced })).byId;
+  expectCheck(t, r['trigger.location-policy'], 'pass', /^off \(trigger\.enforceLocations is false\): explicit artifact locations are not checked$/);
+  expectCheck(t, r['trigger.function'], 'pass', /location policy off/);
+
+  // triggers recreated or switched off by hand
+  await installTrigger(c, config, quiet());
+  await c.query('ALTER TABLE experiments DISABLE TRIGGER mlflow_irsa_location_policy_trg');
+  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is disabled; install-trigger installs it on/);
   await installTrigger(c, config, quiet());
   await c.query('DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags');
   await c.query('CREATE TRIGGER mlflow_irsa_artifact_location_trg AFTER INSERT OR UPDATE ON experiment_tags FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()');
-  expectCheck(t, (await w.doctor(database)).byId['trigger.deferred'], 'fail', /is not DEFERRABLE INITIALLY DEFERRED/);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.deferred'], 'fail', /^the trigger mlflow_irsa_artifact_location_trg on public\.experiment_tags is not DEFERRABLE INITIALLY DEFERRED: it would run before MLflow's own UPDATE/);
   await c.query('ALTER TABLE experiment_tags DISABLE TRIGGER mlflow_irsa_artifact_location_trg');
-  expectCheck(t, (await w.doctor(database)).byId['trigger.installed'], 'fail', /the trigger on experiment_tags is disabled/);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.installed'], 'fail', /^the trigger mlflow_irsa_artifact_location_trg on public\.experiment_tags is disabled$/);
   await installTrigger(c, config, quiet());
 
   // the manual procedure's trigger left behind
   await c.query(`CREATE FUNCTION update_artifact_location() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
     CREATE TRIGGER update_artifact_location_trg AFTER INSERT ON experiment_tags FOR EACH ROW EXECUTE FUNCTION update_artifact_location()`);
-  expectCheck(t, (await w.doctor(database)).byId['trigger.legacy'], 'fail', /the manual procedure's trigger is still installed \(trigger on experiment_tags, public\.update_artifact_location\(\)\)/,
-    /^psql -c 'DROP TRIGGER update_artifact_location_trg ON experiment_tags; DROP FUNCTION public\.update_artifact_location\(\);'$/);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.legacy'], 'fail', /the manual procedure's trigger is still installed \(trigger on public\.experiment_tags, public\.update_artifact_location\(\)\)/,
+    /^psql -c 'DROP TRIGGER update_artifact_location_trg ON public\.experiment_tags; DROP FUNCTION public\.update_artifact_location\(\);'$/);
 
   // doctor only reads: the catalog and the rows are as they were
-  const before = (await c.query('SELECT count(*)::int AS n, max(xmin::text) AS x FROM experiments')).rows[0];
+  const catalog = 'SELECT (SELECT count(*)::int FROM experiments) AS n, (SELECT max(xmin::text) FROM experiments) AS x, '
+    + "(SELECT string_agg(tgname::text || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal) AS triggers, (SELECT max(xmin::text) FROM pg_proc) AS procs";
+  const before = (await c.query(catalog)).rows[0];
   await w.doctor(database);
-  t.same((await c.query('SELECT count(*)::int AS n, max(xmin::text) AS x FROM experiments')).rows[0], before, 'no experiment row was written');
+  t.same((await c.query(catalog)).rows[0], before, 'no experiment row, trigger or function was written');
 
   // wrong password, wrong database
   r = (await w.doctor({ database: { databaseUrl: server.url('mlflow').replace(server.password, 'wrong'), env: {} } })).byId;
@@ -523,33 +574,48 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   expectCheck(t, (await w.doctor({ database: { databaseUrl: server.url('empty'), env: {} } })).byId['trigger.connection'], 'fail', /database "empty" lacks MLflow's tables public\.experiment_tags, public\.experiments/);
 });
 
-t.test('ruleLocation gives what the installed trigger does, value by value, in both modes', async (t) => {
-  const server = await startPostgres();
-  t.teardown(() => server.stop());
-  const c = await server.client();
-  t.teardown(() => c.end());
-  await c.query(MLFLOW_TABLES);
-  const custom = parseConfig({ ...JSON.parse(JSON.stringify(config)), trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/custom', 's3://team-bucket/'] } });
-  const cases: Array<[Config, string, string[]]> = [
-    [config, 'mlflow.domino.project_id', ['proj-1', 'a.b_c-9', '..', '.', 'a/b', 'x..y', '', 'é', 'p'.repeat(240)]],
-    [custom, 'domino.artifacts_location', ['s3://team-bucket/x', 's3://sw-domino-project-based-mlflow/custom/a', 's3://sw-domino-project-based-mlflow/customer', 's3://team-bucket/a/../b', 's3://team-bucket/./a', 's3://elsewhere/x', `s3://team-bucket/${'x'.repeat(250)}`]],
-  ];
-  let n = 0;
-  for (const [cfg, tag, values] of cases) {
-    await installTrigger(c, cfg, quiet());
-    for (const value of values) {
-      const outcome = ruleLocation(cfg, value);
-      let stored: string | null | 'refused';
-      try {
-        const id = await createExperiment(c, `e${n++}`, { [tag]: value });
-        stored = (await c.query('SELECT artifact_location FROM experiments WHERE experiment_id = $1', [id])).rows[0].artifact_location;
-      } catch (err) {
-        t.equal((err as { code?: string }).code, '23514', `${JSON.stringify(value)}: refused by the trigger with check_violation`);
-        stored = 'refused';
-      }
-      t.same('refused' in outcome ? 'refused' : outcome.location, stored, `${cfg.trigger.mode} ${JSON.stringify(value.slice(0, 40))}`);
-    }
-  }
+t.test('trigger.drift counts with the trigger\'s own rule: both location styles, the 157-character limit, the custom-location refusals', async (t) => {
+  const { c, database } = await trackingDatabase(t);
+  await c.query(DEFAULT_EXPERIMENT);
+  const w = await world(t);
+  const TAG = 'mlflow.domino.project_id';
+  const proxied = withTrigger(config, { locationStyle: 'proxied', allowedLocationPrefixes: [] });
+  const drift = async (cfg: Config) => (await w.doctor({ ...database, config: cfg })).byId['trigger.drift'];
+
+  await installTrigger(c, config, quiet());
+  const a = await createExperiment(c, 'a', { [TAG]: 'proj-a' });
+  await createExperiment(c, 'b', { [TAG]: 'proj-b' });
+  expectCheck(t, await drift(config), 'pass', /^2 tagged experiments, all where their tag puts them$/);
+  // a proxied config: the experiments still at their s3:// locations are not where the proxied rule puts them
+  expectCheck(t, await drift(proxied), 'warn',
+    new RegExp(`^2 of 2 tagged experiments are not where their tag puts them \\(e\\.g\\. experiment ${a} is at s3://sw-domino-project-based-mlflow/mlflow/proj-a, the rule gives mlflow-artifacts:/mlflow/proj-a\\)$`),
+    /^mlflow-irsa-webhook install-trigger --config config\.yaml --backfill$/);
+
+  // a 120-character project id: 163 characters as s3://sw-domino-project-based-mlflow/mlflow/<id>, refused (over 157);
+  // 145 as mlflow-artifacts:/mlflow/<id>, accepted
+  const long = await triggersOff(c, () => createExperiment(c, 'long', { [TAG]: 'p'.repeat(120) }));
+  expectCheck(t, await drift(config), 'pass', /^3 tagged experiments, all where their tag puts them; 1 experiment carry a tag value the rule refuses and keep their location$/);
+  expectCheck(t, await drift(proxied), 'warn', /^3 of 3 tagged experiments are not where their tag puts them/);
+
+  // the proxied install with --backfill moves them; now the direct config sees the drift the other way
+  await installTrigger(c, proxied, quiet(), { backfill: true });
+  t.equal((await c.query('SELECT artifact_location FROM experiments WHERE experiment_id = $1', [long])).rows[0].artifact_location, `mlflow-artifacts:/mlflow/${'p'.repeat(120)}`);
+  expectCheck(t, await drift(proxied), 'pass', /^3 tagged experiments, all where their tag puts them$/);
+  expectCheck(t, await drift(config), 'warn',
+    new RegExp(`^2 of 3 tagged experiments are not where their tag puts them \\(e\\.g\\. experiment ${a} is at mlflow-artifacts:/mlflow/proj-a, the rule gives s3://sw-domino-project-based-mlflow/mlflow/proj-a\\); 1 experiment carry a tag value the rule refuses`));
+  expectCheck(t, (await w.doctor({ ...database, config: proxied })).byId['trigger.function'], 'pass', /location style proxied, location policy on/);
+
+  // custom-location mode: a "//" or ".." in the tag value is refused by the rule, so it is counted as refused, not as drift
+  const custom = withTrigger(config, { mode: 'custom-location', allowedLocationPrefixes: [] });
+  const LOCATION_TAG = 'domino.artifacts_location';
+  await installTrigger(c, custom, quiet());
+  await createExperiment(c, 'custom', { [LOCATION_TAG]: 's3://sw-domino-project-based-mlflow/team/x' });
+  await triggersOff(c, async () => {
+    await createExperiment(c, 'double-slash', { [LOCATION_TAG]: 's3://sw-domino-project-based-mlflow//x' });
+    await createExperiment(c, 'dot-dot', { [LOCATION_TAG]: 's3://sw-domino-project-based-mlflow/a/../b' });
+    await createExperiment(c, 'not-applied', { [LOCATION_TAG]: 's3://sw-domino-project-based-mlflow/team/y' });
+  });
+  expectCheck(t, await drift(custom), 'warn', /^1 of 4 tagged experiments are not where their tag puts them \(e\.g\. experiment \d+ is at mlflow-artifacts:\/\d+, the rule gives s3:\/\/sw-domino-project-based-mlflow\/team\/y\); 2 experiments carry a tag value the rule refuses/);
 });
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ import type { LocationStyle } from '../artifact-location.js';
 import type { Config, TriggerMode } from '../config.js';
 import type { Logger } from '../log.js';
 import { TriggerError } from './connect.js';
+import { expectedFingerprints, fingerprint } from './fingerprint.js';
 import {
   BACKFILL_BATCH_SIZE, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
-  backfillSql, configuredPolicy, installStatements, preamble, triggerSql, uninstallStatements, type ResolvedPolicy,
+  backfillSql, configuredPolicy, installStatements, preamble, triggerSql, uninstallStatements,
+  type Policy, type ResolvedPolicy,
 } from './sql.js';
 
 export interface InstalledTrigger {
@@ -23,8 +25,8 @@ export interface Installed {
   readonly trigger?: InstalledTrigger;
   /** our location-policy trigger on <schema>.experiments, if present */
   readonly policyTrigger?: InstalledTrigger;
-  /** our function, if present */
-  readonly function?: { readonly signature: string; readonly comment: string | null };
+  /** our function, if present, with its body as PostgreSQL keeps it (pg_proc.prosrc) */
+  readonly function?: { readonly signature: string; readonly comment: string | null; readonly body: string };
   /** the WHEN clause's test function, if present, with its SQL body */
   readonly tagTest?: { readonly signature: string; readonly body: string };
   /** the mode, tag, policy and location style our function's comment records */
@@ -79,10 +81,68 @@ export async function readInstalled(client: pg.Client, schema: string): Promise<
   return {
     ...(trigger && { trigger }),
     ...(policyTrigger && { policyTrigger }),
-    ...(f && { function: { signature: f.signature, comment: f.comment } }),
+    ...(f && { function: { signature: f.signature, comment: f.comment, body: f.body } }),
     ...(test && { tagTest: { signature: test.signature, body: test.body } }),
     ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2], policy: (recorded[3] ?? 'off') as 'on' | 'off', style: (recorded[4] ?? 'direct') as LocationStyle }),
   };
+}
+
+/** Which part of an install a difference concerns: doctor reports each under its own check. */
+export type Aspect = 'present' | 'enabled' | 'deferred' | 'function' | 'policy-trigger';
+
+export interface Difference {
+  readonly aspect: Aspect;
+  readonly problem: string;
+}
+
+/** A constraint trigger runs at COMMIT, after MLflow's own UPDATE of artifact_location, only when it is both. */
+const deferred = (t: InstalledTrigger) => t.deferrable && t.initiallyDeferred;
+
+/**
+ * How what is installed differs from what installing this config with this location policy leaves behind; empty when it
+ * is exactly that. The one definition of "installed": install-trigger's read-back refuses any difference, and doctor's
+ * trigger checks report them, each its aspects. The functions are compared by fingerprint (their whitespace-normalised
+ * bodies), the rest by what pg_trigger and our function's comment record.
+ */
+export function installedDifferences(installed: Installed, config: Config, policy: Policy): Difference[] {
+  const s = triggerSql(config);
+  const differences: Difference[] = [];
+  const add = (aspect: Aspect, problem: string) => differences.push({ aspect, problem });
+  const { trigger, policyTrigger, tagTest } = installed;
+  if (!trigger) add('present', `our trigger ${TRIGGER_NAME} is not installed on ${s.schema}.experiment_tags`);
+  if (!installed.function) add('present', `our function ${s.schema}.${FUNCTION_NAME}() is missing`);
+  if (!tagTest) add('present', `our function ${s.schema}.${TAG_TEST_NAME}(experiment_tags) is missing`);
+  if (trigger && !trigger.enabled) add('enabled', `the trigger ${TRIGGER_NAME} on ${trigger.table} is disabled`);
+  if (trigger && !deferred(trigger)) add('deferred', `the trigger ${TRIGGER_NAME} on ${trigger.table} is not DEFERRABLE INITIALLY DEFERRED`);
+
+  const on = policy.enforced ? 'on' : 'off';
+  const expected = expectedFingerprints(config, policy);
+  if (installed.function) {
+    const recorded: string[] = [];
+    if (installed.mode !== s.mode || installed.tag !== s.tag) {
+      recorded.push(`it is for mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}, this config installs mode ${s.mode} on tag ${s.tag}`);
+    }
+    if (installed.style !== config.trigger.locationStyle) recorded.push(`it records location style ${installed.style ?? '?'}, this config's is ${config.trigger.locationStyle}`);
+    if (installed.policy !== on) recorded.push(`it records the location policy ${installed.policy ?? '?'}, this config installs it ${on}`);
+    for (const problem of recorded) add('function', problem);
+    // with the recorded fields equal, only the body can tell another prefix, destination, root or version apart
+    const actual = fingerprint(installed.function.body);
+    if (recorded.length === 0 && actual !== expected.function) {
+      add('function', `its body has fingerprint ${actual}, this config's has ${expected.function}: another config or version installed it`);
+    }
+  }
+  if (tagTest && fingerprint(tagTest.body) !== expected.tagTest) {
+    add('function', `${TAG_TEST_NAME} does not test for the tag ${s.tag}`);
+  }
+
+  if (policy.enforced) {
+    if (!policyTrigger) add('policy-trigger', `the location policy is on, but our trigger ${POLICY_TRIGGER_NAME} is not installed on ${s.schema}.experiments`);
+    else if (!policyTrigger.enabled) add('policy-trigger', `the trigger ${POLICY_TRIGGER_NAME} on ${policyTrigger.table} is disabled`);
+    else if (!deferred(policyTrigger)) add('policy-trigger', `the trigger ${POLICY_TRIGGER_NAME} on ${policyTrigger.table} is not DEFERRABLE INITIALLY DEFERRED`);
+  } else if (policyTrigger) {
+    add('policy-trigger', `the location policy is off, but our trigger ${POLICY_TRIGGER_NAME} is installed on ${policyTrigger.table}`);
+  }
+  return differences;
 }
 
 /** The manual procedure's trigger and function, wherever they are. */
@@ -167,6 +227,14 @@ async function derivePolicy(client: pg.Client, config: Config): Promise<Resolved
   return { policy: { enforced: true, defaultPrefix }, source: `experiment 0 (Default), location ${location}` };
 }
 
+/**
+ * The location policy an install would put in place now: the config's, or derived from MLflow's Default experiment. Only
+ * reads, so doctor asks it too, inside its read-only transaction.
+ */
+export async function resolvePolicy(client: pg.Client, config: Config): Promise<ResolvedPolicy> {
+  return configuredPolicy(config) ?? derivePolicy(client, config);
+}
+
 export interface Backfill {
   /** experiments that carry the mode's tag */
   readonly tagged: number;
@@ -244,15 +312,13 @@ export async function installTrigger(client: pg.Client, config: Config, logger: 
   const s = triggerSql(config);
   const { installed, legacy, resolved } = await transaction(client, true, async () => {
     await requireTables(client, s.schema);
-    const resolved = configuredPolicy(config) ?? await derivePolicy(client, config);
+    const resolved = await resolvePolicy(client, config);
     const before = await readInstalled(client, s.schema);
     for (const statement of installStatements(config, resolved.policy)) await client.query(statement);
     const after = await readInstalled(client, s.schema);
-    const deferred = (t?: InstalledTrigger) => Boolean(t && t.enabled && t.deferrable && t.initiallyDeferred);
-    const policy = resolved.policy.enforced ? 'on' : 'off';
-    if (!deferred(after.trigger) || !after.tagTest || after.mode !== s.mode || after.tag !== s.tag || after.policy !== policy || after.style !== config.trigger.locationStyle
-      || (policy === 'on') !== deferred(after.policyTrigger) || (policy === 'off' && after.policyTrigger)) {
-      throw new TriggerError(`the trigger read back from pg_trigger/pg_proc is not what was installed: ${JSON.stringify(after)}`);
+    const differences = installedDifferences(after, config, resolved.policy);
+    if (differences.length > 0) {
+      throw new TriggerError(`the trigger read back from pg_trigger/pg_proc is not what was installed: ${differences.map((d) => d.problem).join('; ')}`);
     }
     if (before.mode && before.mode !== s.mode) logger.info({ from: before.mode, to: s.mode }, 'replacing the installed mode');
     if (before.style && before.style !== after.style) {

@@ -128,8 +128,8 @@ function customRefusals(config: Config, value: string): string[] {
 
 /**
  * The configured rule as SQL: from the tag's value to the location (in the configured style), or a refusal. This is the one
- * definition of the rule: the trigger function and --backfill use it, and so can doctor's drift count (backfillSql's
- * `survey` counts the tagged experiments whose location differs from it). Needs search_path = SAFE_SEARCH_PATH for its
+ * definition of the rule: the trigger function, --backfill and doctor's drift count use it (backfillSql's `survey` counts
+ * the tagged experiments whose location differs from it). Needs search_path = SAFE_SEARCH_PATH for its
  * operators (the function pins it; installer transactions set it).
  */
 export function ruleSql(config: Config, value: string): RuleSql {
@@ -309,6 +309,8 @@ export interface BackfillSql {
   readonly survey: string;
   /** the refused experiments, at most `limit` ($1): experiment_id, message */
   readonly refused: string;
+  /** the due experiments, at most `limit` ($1): experiment_id, artifact_location (as stored), location (the rule's) */
+  readonly due: string;
   /**
    * One batch: re-sets the next BACKFILL_BATCH_SIZE due tag rows after experiment id $1 to their own value, so that our trigger
    * applies the rule to each at COMMIT, reading the tag as it stands then. Returns `changed` and the `last` experiment id it
@@ -317,7 +319,7 @@ export interface BackfillSql {
   readonly batch: string;
 }
 
-/** The --backfill statements, built on ruleSql so a backfill can never disagree with the trigger. */
+/** The --backfill statements (and doctor's drift count), built on ruleSql so neither can disagree with the trigger. */
 export function backfillSql(config: Config): BackfillSql {
   const s = triggerSql(config);
   const rule = ruleSql(config, 't.value');
@@ -332,6 +334,7 @@ export function backfillSql(config: Config): BackfillSql {
   return {
     survey: `SELECT count(*)::int AS tagged, count(*) FILTER (WHERE ${due})::int AS due, count(r.refusal)::int AS refused\n  FROM ${judged}`,
     refused: `SELECT t.experiment_id, ${refusalMessageSql(lit(s.tag), 't.value', 'r.refusal')} AS message\n  FROM ${judged}\n   AND r.refusal IS NOT NULL\n ORDER BY t.experiment_id LIMIT $1`,
+    due: `SELECT t.experiment_id, e.artifact_location, r.location\n  FROM ${judged}\n   AND ${due}\n ORDER BY t.experiment_id LIMIT $1`,
     // keyset on the (key, experiment_id) primary key: each batch reads only the rows after the previous one
     batch: [
       `WITH due AS (SELECT t.experiment_id FROM ${judged.replace(/\n/g, '\n  ')}`,

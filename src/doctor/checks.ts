@@ -3,9 +3,9 @@
 // and "installed" is what db/install.ts reads back, so doctor never has a definition of its own.
 import { X509Certificate } from 'node:crypto';
 import type { Config } from '../config.js';
-import type { Installed, Legacy } from '../db/install.js';
-import { expectedFunctionBody, fingerprint } from '../db/fingerprint.js';
-import { ruleLocation } from '../db/location.js';
+import { installedDifferences, type Aspect, type Installed, type Legacy } from '../db/install.js';
+import { expectedFingerprints } from '../db/fingerprint.js';
+import { POLICY_TRIGGER_NAME, type ResolvedPolicy } from '../db/sql.js';
 import { parseRoleArn, shellQuote, trustPolicy } from '../iam-policy.js';
 import { planPatch, type JsonObject, type Mutate, type Mutators } from '../mutators/index.js';
 import { isObject, jsonEqual } from '../mutators/json.js';
@@ -32,15 +32,25 @@ export interface ServingCertificate {
   readonly chain: readonly string[];
 }
 
+/** --backfill's survey of the tagged experiments (backfillSql), with the first that is not where the rule puts it. */
+export interface Drift {
+  /** experiments carrying the mode's tag */
+  readonly tagged: number;
+  /** of those, how many have a location other than the rule's for their tag value */
+  readonly due: number;
+  /** how many carry a tag value the rule refuses (they keep their location) */
+  readonly refused: number;
+  readonly example?: { readonly experimentId: number; readonly location: string | null; readonly expected: string };
+}
+
 export interface DatabaseFacts {
   readonly database: string;
   readonly missingTables: readonly string[];
   readonly installed: Installed;
   readonly legacy?: Legacy;
-  /** pg_proc.prosrc of our function */
-  readonly functionBody?: string;
-  /** experiments carrying the mode's tag */
-  readonly tagged: ReadonlyArray<{ readonly experimentId: number; readonly location: string | null; readonly value: string | null }>;
+  /** the location policy install-trigger would install now, resolved as it does (absent when MLflow's tables are) */
+  readonly policy?: ResolvedPolicy;
+  readonly drift?: Drift;
 }
 
 export interface TrustFacts {
@@ -509,35 +519,51 @@ function judgeConnection(f: DoctorFacts, c: DoctorContext): Verdict {
   return pass(`connected to database "${d.database}", which has MLflow's tables in schema ${c.config.trigger.schema}`);
 }
 
+/** How the installed trigger differs from what install-trigger would install now, in the given aspects (install.ts decides). */
+function differences(f: DoctorFacts, c: DoctorContext, ...aspects: Aspect[]): string[] {
+  const d = db(f);
+  return installedDifferences(d.installed, c.config, d.policy!.policy).filter((x) => aspects.includes(x.aspect)).map((x) => x.problem);
+}
+
 function judgeInstalled(f: DoctorFacts, c: DoctorContext): Verdict {
   const { installed } = db(f);
-  if (!installed.trigger) return fail('our trigger is not installed on experiment_tags', installCommand(c));
-  if (!installed.function) return fail(`the trigger's function ${installed.trigger.function} is missing`, installCommand(c));
-  if (!installed.trigger.enabled) return fail(`the trigger on ${installed.trigger.table} is disabled`, installCommand(c));
-  return pass(`trigger on ${installed.trigger.table}, function ${installed.function.signature}, mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}`);
+  const problems = differences(f, c, 'present', 'enabled');
+  if (problems.length > 0) return fail(problems.join('; '), installCommand(c));
+  return pass(`trigger on ${installed.trigger!.table}, function ${installed.function!.signature}, mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}`);
 }
 
 function judgeFunction(f: DoctorFacts, c: DoctorContext): Verdict {
-  const d = db(f);
-  const expected = fingerprint(expectedFunctionBody(c.config));
-  const actual = d.functionBody === undefined ? undefined : fingerprint(d.functionBody);
-  const mode = c.config.trigger.mode;
-  const tag = mode === 'project-id' ? c.config.trigger.projectTag : c.config.trigger.locationTag;
-  if (d.installed.mode !== mode || d.installed.tag !== tag) {
-    return fail(`the installed function is for mode ${d.installed.mode ?? '?'} on tag ${d.installed.tag ?? '?'}, the config says mode ${mode} on tag ${tag}`, installCommand(c));
-  }
-  if (actual !== expected) {
-    return fail(`the installed function (fingerprint ${actual}) is not what this config installs (${expected}): another config or version installed it`, installCommand(c));
-  }
-  return pass(`the installed function is what this config installs (fingerprint ${expected})`);
+  const { installed, policy } = db(f);
+  const problems = differences(f, c, 'function');
+  if (problems.length > 0) return fail(`the installed function is not what this config installs: ${problems.join('; ')}`, installCommand(c));
+  return pass(`the installed function is what this config installs: mode ${installed.mode} on tag ${installed.tag}, location style ${installed.style}, `
+    + `location policy ${installed.policy} (fingerprint ${expectedFingerprints(c.config, policy!.policy).function})`);
 }
 
 function judgeDeferred(f: DoctorFacts, c: DoctorContext): Verdict {
-  const t = db(f).installed.trigger!;
-  if (!t.deferrable || !t.initiallyDeferred) {
-    return fail('the trigger is not DEFERRABLE INITIALLY DEFERRED: it would run before MLflow\'s own UPDATE of artifact_location, which then overwrites it', installCommand(c));
+  const problems = differences(f, c, 'deferred');
+  if (problems.length > 0) {
+    return fail(`${problems.join('; ')}: it would run before MLflow's own UPDATE of artifact_location, which then overwrites it`, installCommand(c));
   }
   return pass('the trigger is DEFERRABLE INITIALLY DEFERRED (it runs at commit, after MLflow\'s own UPDATE)');
+}
+
+function judgeLocationPolicy(f: DoctorFacts, c: DoctorContext): Verdict {
+  const resolved = db(f).policy!;
+  const problems = differences(f, c, 'policy-trigger');
+  const { policy } = resolved;
+  if (problems.length > 0) {
+    const wanted = policy.enforced ? `install-trigger installs it on (MLflow's default from ${resolved.source})` : `install-trigger installs it off: ${resolved.off}`;
+    return fail(`${problems.join('; ')}; ${wanted}`, installCommand(c));
+  }
+  if (policy.enforced) {
+    const custom = c.config.trigger.mode === 'custom-location' ? ', an allowed custom location' : '';
+    return pass(`on: trigger ${POLICY_TRIGGER_NAME} on experiments refuses a location written without the tag unless empty${custom} or MLflow's default `
+      + `${policy.defaultPrefix}<experiment id> (from ${resolved.source})`);
+  }
+  if (!c.config.trigger.enforceLocations) return pass(`off (${resolved.off}): explicit artifact locations are not checked`);
+  return warn(`off: ${resolved.off}; until then explicit artifact locations are not checked`,
+    `${installCommand(c)}  # after setting trigger.defaultArtifactRoot to MLflow's --default-artifact-root`);
 }
 
 function judgeLegacy(f: DoctorFacts): Verdict {
@@ -548,21 +574,13 @@ function judgeLegacy(f: DoctorFacts): Verdict {
 }
 
 function judgeDrift(f: DoctorFacts, c: DoctorContext): Verdict {
-  const { tagged } = db(f);
-  const drifted: Array<{ experimentId: number; location: string | null; expected: string }> = [];
-  let refused = 0;
-  for (const row of tagged) {
-    const outcome = ruleLocation(c.config, row.value);
-    if ('refused' in outcome) refused++;
-    else if (outcome.location !== row.location) drifted.push({ experimentId: row.experimentId, location: row.location, expected: outcome.location });
-  }
+  const { tagged, due, refused, example } = db(f).drift!;
   const refusedNote = refused > 0 ? `; ${plural(refused, 'experiment')} carry a tag value the rule refuses and keep their location` : '';
-  if (drifted.length > 0) {
-    const e = drifted[0];
-    return warn(`${drifted.length} of ${plural(tagged.length, 'tagged experiment')} are not where their tag puts them (e.g. experiment ${e.experimentId} is at ${e.location ?? 'NULL'}, the rule gives ${e.expected})${refusedNote}`,
-      installCommand(c, ' --backfill'));
+  if (due > 0) {
+    const e = example ? ` (e.g. experiment ${example.experimentId} is at ${example.location ?? 'NULL'}, the rule gives ${example.expected})` : '';
+    return warn(`${due} of ${plural(tagged, 'tagged experiment')} are not where their tag puts them${e}${refusedNote}`, installCommand(c, ' --backfill'));
   }
-  return pass(`${plural(tagged.length, 'tagged experiment')}, all where their tag puts them${refusedNote}`);
+  return pass(`${plural(tagged, 'tagged experiment')}, all where their tag puts them${refusedNote}`);
 }
 
 // ---- IAM ---------------------------------------------------------------------------------------------------------
@@ -664,6 +682,7 @@ export const CHECKS: readonly CheckDefinition[] = [
   check('trigger.installed', judgeInstalled, ['trigger.connection']),
   check('trigger.function', judgeFunction, ['trigger.installed']),
   check('trigger.deferred', judgeDeferred, ['trigger.installed']),
+  check('trigger.location-policy', judgeLocationPolicy, ['trigger.installed']),
   check('trigger.legacy', judgeLegacy, ['trigger.connection']),
   check('trigger.drift', judgeDrift, ['trigger.connection']),
   check('iam.trust-policy', judgeTrust),

@@ -4,17 +4,19 @@
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { KubeClient } from '../k8s/client.js';
 import { withDatabase } from '../db/connect.js';
-import { findLegacy, missingTables, readInstalled } from '../db/install.js';
-import { installedFunctionBody } from '../db/fingerprint.js';
-import { triggerSql } from '../db/sql.js';
+import { findLegacy, missingTables, readInstalled, resolvePolicy } from '../db/install.js';
+import { backfillSql, preamble } from '../db/sql.js';
 import { normaliseOidcProvider } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
-import { dryRunPatch, pemBlocks, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts } from './checks.js';
+import {
+  dryRunPatch, pemBlocks, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts,
+} from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,
   'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'readSecret' | 'readDeployment' | 'dryRunPatchDeployment'
@@ -109,31 +111,34 @@ function labelSelector(deployment: JsonObject): string {
   return Object.entries(labels).map(([k, v]) => `${k}=${String(v)}`).join(',');
 }
 
+/** How many tagged experiments are not where the rule puts them, by --backfill's own survey, with the first as an example. */
+async function readDrift(client: pg.Client, config: Config): Promise<Drift> {
+  const sql = backfillSql(config);
+  const { rows: [survey] } = await client.query<{ tagged: number; due: number; refused: number }>(sql.survey);
+  const { rows: [first] } = await client.query<{ experiment_id: number; artifact_location: string | null; location: string }>(sql.due, [1]);
+  return { ...survey, ...(first && { example: { experimentId: first.experiment_id, location: first.artifact_location, expected: first.location } }) };
+}
+
 async function readDatabase(o: ReadOptions, db: NonNullable<ReadOptions['database']>): Promise<Read<DatabaseFacts>> {
   const { config } = o;
   const schema = config.trigger.schema;
-  const s = triggerSql(config);
   return settle(withDatabase({ databaseUrl: db.databaseUrl, waitSeconds: DATABASE_WAIT_SECONDS, env: db.env }, o.logger, async (client) => {
-    // read only, so not even a mistake in these queries could change MLflow's data
+    // read only, so not even a mistake in these queries could change MLflow's data; the installer's settings otherwise
+    // (its search_path, which the rule's SQL needs, and its lock timeout), without its advisory lock
     await client.query('BEGIN READ ONLY');
     try {
+      for (const statement of preamble({ lock: false })) await client.query(statement);
       const missing = await missingTables(client, schema);
-      if (missing.length > 0) return { database: client.database ?? '', missingTables: missing, installed: {}, tagged: [] };
+      if (missing.length > 0) return { database: client.database ?? '', missingTables: missing, installed: {} };
       const installed = await readInstalled(client, schema);
       const legacy = await findLegacy(client);
-      const functionBody = await installedFunctionBody(client, schema);
-      const { rows } = await client.query<{ experiment_id: number; artifact_location: string | null; value: string | null }>(
-        `SELECT e.experiment_id, e.artifact_location, t.value FROM ${s.experimentsTable} e JOIN ${s.tagsTable} t ON t.experiment_id = e.experiment_id
-          WHERE t.key = $1 ORDER BY e.experiment_id`,
-        [s.tag],
-      );
       return {
         database: client.database ?? '',
         missingTables: [],
         installed,
         ...(legacy && { legacy }),
-        ...(functionBody !== undefined && { functionBody }),
-        tagged: rows.map((r) => ({ experimentId: r.experiment_id, location: r.artifact_location, value: r.value })),
+        policy: await resolvePolicy(client, config),
+        drift: await readDrift(client, config),
       };
     } finally {
       // nothing to keep: a read-only transaction ends the same either way (on a lost connection this fails too, harmlessly)

@@ -545,6 +545,10 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   await c.query('ALTER TABLE experiments DISABLE TRIGGER mlflow_irsa_location_policy_trg');
   expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is disabled; install-trigger installs it on/);
   await installTrigger(c, config, quiet());
+  await c.query(`DROP TRIGGER mlflow_irsa_location_policy_trg ON experiments;
+    CREATE TRIGGER mlflow_irsa_location_policy_trg AFTER INSERT OR UPDATE ON experiments FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()`);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is not DEFERRABLE INITIALLY DEFERRED;/);
+  await installTrigger(c, config, quiet());
   await c.query('DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags');
   await c.query('CREATE TRIGGER mlflow_irsa_artifact_location_trg AFTER INSERT OR UPDATE ON experiment_tags FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()');
   expectCheck(t, (await w.doctor(database)).byId['trigger.deferred'], 'fail', /^the trigger mlflow_irsa_artifact_location_trg on public\.experiment_tags is not DEFERRABLE INITIALLY DEFERRED: it would run before MLflow's own UPDATE/);

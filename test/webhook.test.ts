@@ -10,6 +10,7 @@ import { createServingCert, type KeyPair } from '../src/tls.js';
 import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
 import { validateK8s } from './helpers/k8s-schema.js';
+import { diff, PatchLimitError } from '../src/patch.js';
 
 const config = loadConfig(exampleConfig);
 let pair: KeyPair;
@@ -129,6 +130,42 @@ t.test('patches are minimal and use JSON-pointer escaping', async (t) => {
   t.ok(dep.every((op) => op.path.startsWith('/spec/template/spec/')), 'only the pod spec is touched');
   t.same(dep.filter((op) => op.op === 'remove'), [{ op: 'remove', path: '/spec/template/spec/containers/0/env/2' }], 'AWS_CONFIG_FILE removed by index, later env not rewritten');
   t.notOk(JSON.stringify(dep).includes('postgresql-password'), 'no other env entry is re-sent');
+});
+
+t.test('the patch mechanism alone: entries paired by name, reference or value; only what changed', async (t) => {
+  const env = (names: string[]) => names.map((name) => ({ name, value: `v-${name}` }));
+  const check = (what: string, a: any, b: any) => {
+    const ops = diff(a, b);
+    t.same(applyStrict(a, ops), b, `${what}: the patch applied strictly gives the target`);
+    return ops;
+  };
+  const long = env(Array.from({ length: 5000 }, (_, i) => `E${i}`));
+  const front = check('a removal at the front, ours appended', { env: [{ name: 'AWS_CONFIG_FILE', value: 'x' }, ...long] }, { env: [...long, { name: 'AWS_ROLE_ARN', value: 'r' }] });
+  t.same(front, [{ op: 'remove', path: '/env/0' }, { op: 'add', path: '/env/5000', value: { name: 'AWS_ROLE_ARN', value: 'r' } }], 'one remove, one add; the 5,000 entries between are not re-sent');
+
+  const edited = check('an entry edited in place', { env: env(['A', 'B', 'C']) }, { env: [{ name: 'A', value: 'v-A' }, { name: 'B', value: 'new' }, { name: 'C', value: 'v-C' }] });
+  t.same(edited, [{ op: 'replace', path: '/env/1/value', value: 'new' }], 'only the changed field');
+
+  const dupes = check('duplicates of a name pair in order', { env: env(['X', 'A', 'X', 'B', 'X']) }, { env: env(['X', 'A', 'B']) });
+  t.same(dupes, [{ op: 'remove', path: '/env/4' }, { op: 'remove', path: '/env/2' }], 'the later duplicates removed, the first kept');
+
+  const moved = check('an entry moved (no mutator does this; still correct)', { env: env(['A', 'B', 'C', 'D']) }, { env: env(['B', 'C', 'D', 'A']) });
+  t.same(moved, [{ op: 'remove', path: '/env/0' }, { op: 'add', path: '/env/3', value: { name: 'A', value: 'v-A' } }], 'the longest run in order is kept; the moved entry is removed and added');
+
+  const shared = { value: 'no name', deep: { x: [1, 2] } };
+  const byRef = check('unnamed entries paired by reference', { list: [1, shared, 'a', null, shared] }, { list: [shared, 'a', null, 2] });
+  t.same(byRef, [{ op: 'remove', path: '/list/4' }, { op: 'remove', path: '/list/0' }, { op: 'add', path: '/list/3', value: 2 }]);
+  const byValue = check('unnamed entries rebuilt by a copying mutator, paired by value', { list: [{ a: 1 }, { b: [2] }] }, { list: [{ b: [2] }, { c: 3 }] });
+  t.same(byValue, [{ op: 'remove', path: '/list/0' }, { op: 'add', path: '/list/1', value: { c: 3 } }], 'the equal entry is kept, not re-sent');
+  t.same(check('kinds differ', { a: { deep: [[[[1]]]] }, b: 'x', c: [1] }, { a: 'flat', b: 'x', c: { k: 1 } }), [
+    { op: 'replace', path: '/a', value: 'flat' }, { op: 'replace', path: '/c', value: { k: 1 } },
+  ]);
+  t.same(check('keys that need escaping', { m: { 'a/b': 1, 'c~d': 2 } }, { m: { 'a/b': 2 } }), [{ op: 'remove', path: '/m/c~0d' }, { op: 'replace', path: '/m/a~1b', value: 2 }]);
+
+  const big = { deep: shared };
+  t.same(diff(big, { ...big }), [], 'a shared subtree is skipped by reference');
+  t.throws(() => diff({ env: long }, { env: [] }, 100), PatchLimitError, 'the diff stops at the operation limit');
+  t.equal(diff({ env: long }, { env: [] }, 5000).length, 5000, 'and not before it');
 });
 
 t.test('dryRun gets the same patch; v1beta1 is answered in v1beta1', async (t) => {

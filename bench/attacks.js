@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from './run.js';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -140,7 +141,10 @@ export function amplificationTable(rows, label) {
   return out.join('\n');
 }
 
-/** Spawns `serve` from the build, opens `count` TLS connections from this one process, and reads the server's memory. */
+/**
+ * Spawns `serve` from the build, opens `count` TLS connections from this one process, and reads the server's memory.
+ * The request timeout is at its maximum (300 s) so that no connection is closed for idling while the rest are opened.
+ */
 async function connections(dist, count) {
   const { createServingCert } = await load(dist, 'tls.js');
   const dir = mkdtempSync(join(tmpdir(), 'attack-conns-'));
@@ -149,15 +153,15 @@ async function connections(dist, count) {
     writeFileSync(join(dir, 'tls.crt'), pair.cert);
     writeFileSync(join(dir, 'tls.key'), pair.key);
     const config = join(dir, 'config.json');
-    writeFileSync(config, JSON.stringify({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bucket-x', logLevel: 'warn', reconcile: { enabled: false }, server: { drainSeconds: 0 } }));
-    const child = spawn(process.execPath, [join(dist, 'cli.js'), 'serve', '--config', config, '--host', '127.0.0.1', '--port', '0', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    writeFileSync(config, JSON.stringify({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bucket-x', logLevel: 'info', reconcile: { enabled: false }, server: { drainSeconds: 0, requestTimeoutSeconds: 300 } }));
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(dist, 'cli.js'), 'serve', '--config', config, '--host', '127.0.0.1', '--port', String(port), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (out += c));
-    const port = await new Promise((res, rej) => {
+    await new Promise((res, rej) => {
       const timer = setInterval(() => {
-        const m = /"port":(\d+)[^\n]*"msg":"listening/.exec(out);
-        if (m) { clearInterval(timer); res(Number(m[1])); }
+        if (out.includes('"msg":"listening')) { clearInterval(timer); res(); }
         if (child.exitCode !== null) { clearInterval(timer); rej(new Error(out)); }
       }, 20);
     });
@@ -180,7 +184,7 @@ async function connections(dist, count) {
     const loaded = memory(child.pid);
     for (const s of sockets) s.destroy();
     child.kill('SIGKILL');
-    return { count, handshakes: count - failed, failed, openMs, restRssMiB: rest.rss, peakRssMiB: loaded.hwm, rssAfterMiB: loaded.rss };
+    return { count, handshakes: count - failed, failed, peakOpen, openMs, restRssMiB: rest.rss, peakRssMiB: loaded.hwm, rssAfterMiB: loaded.rss };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -205,6 +209,6 @@ async function main() {
   }
 }
 
-const count = (r, label) => `${r.count} TLS connections from one client (${label}): ${r.handshakes} completed the handshake, ${r.failed} refused or reset, in ${(r.openMs / 1000).toFixed(1)} s; server RSS ${f1(r.restRssMiB)} MiB at rest, peak ${f1(r.peakRssMiB)} MiB, ${f1(r.rssAfterMiB)} MiB with them open.`;
+const count = (r, label) => `${r.count} TLS connections from one client (${label}): ${r.handshakes} completed the handshake (at most ${r.peakOpen} open at once), ${r.failed} refused or reset, in ${(r.openMs / 1000).toFixed(1)} s; server RSS ${f1(r.restRssMiB)} MiB at rest, peak ${f1(r.peakRssMiB)} MiB, ${f1(r.rssAfterMiB)} MiB with them open.`;
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

@@ -33,6 +33,7 @@ export interface ServerConfig {
   readonly bodyLimitBytes: number;
   readonly requestTimeoutSeconds: number;
   readonly drainSeconds: number;
+  readonly maxConnections: number;
   readonly certReloadSeconds: number;
 }
 

@@ -222,7 +222,9 @@ export function buildServer(options: ServerOptions): WebhookServer {
    * request timeout is destroyed.
    */
   async function closeConnections(): Promise<{ idle: number; fresh: number; forced: number }> {
-    TlsServer.prototype.close.call(app.server);
+    // its callback runs once every connection is gone, those still in their TLS handshake included
+    let allClosed = false;
+    TlsServer.prototype.close.call(app.server, () => { allClosed = true; });
     const counts = { idle: 0, fresh: 0, forced: 0 };
     const start = Date.now();
     for (;;) {
@@ -235,7 +237,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
         else continue;
         socket.end();
       }
-      if (connections.size === 0) return counts;
+      if (allClosed) return counts;
       if (waited >= timeoutMs) {
         for (const socket of connections) {
           counts.forced++;

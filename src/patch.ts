@@ -40,23 +40,34 @@ function pairBy(a: unknown[], b: unknown[], match: Int32Array, taken: Uint8Array
   const names = new Map<string, number>();
   const others = new Map<unknown, number>();
   const next = new Int32Array(b.length);
-  const slot = (v: unknown): [Map<any, number>, unknown] | undefined => {
-    if (byValue) return unnamedContainer(v) ? [others, JSON.stringify(v)] : undefined;
-    return isNamed(v) ? [names, v.name] : [others, v];
+  // the key of v, and which map it lives in (through `inNames`); undefined when v takes no part in this pass
+  let inNames = false;
+  const keyOf = (v: unknown): unknown => {
+    if (byValue) {
+      inNames = false;
+      return unnamedContainer(v) ? JSON.stringify(v) : undefined;
+    }
+    inNames = isNamed(v);
+    return inNames ? (v as { name: string }).name : v;
   };
   for (let j = b.length - 1; j >= 0; j--) {
-    const s = taken[j] ? undefined : slot(b[j]);
-    if (!s) continue;
-    next[j] = s[0].get(s[1]) ?? -1;
-    s[0].set(s[1], j);
+    if (taken[j]) continue;
+    const k = keyOf(b[j]);
+    if (k === undefined && byValue) continue;
+    const map: Map<unknown, number> = inNames ? names : others;
+    next[j] = map.get(k) ?? -1;
+    map.set(k, j);
   }
   for (let i = 0; i < a.length; i++) {
-    const s = match[i] >= 0 ? undefined : slot(a[i]);
-    const j = s && s[0].get(s[1]);
+    if (match[i] >= 0) continue;
+    const k = keyOf(a[i]);
+    if (k === undefined && byValue) continue;
+    const map: Map<unknown, number> = inNames ? names : others;
+    const j = map.get(k);
     if (j === undefined || j < 0) continue;
     match[i] = j;
     taken[j] = 1;
-    s![0].set(s![1], next[j]);
+    map.set(k, next[j]);
   }
 }
 

@@ -1,7 +1,7 @@
 // AdmissionReview in, AdmissionReview out: checks the envelope, routes to a mutator, derives the JSON patch, echoes uid and version.
 import { PatchLimitError, type Operation } from './patch.js';
 import { planPatch, type Mutators, type JsonObject } from './mutators/index.js';
-import { isObject, shown, text } from './mutators/json.js';
+import { cut, isObject, shown, text } from './mutators/json.js';
 
 export const SUPPORTED_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 const OPERATIONS = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
@@ -82,8 +82,6 @@ export function envelopeProblem(body: unknown): string | undefined {
 function meta(obj: unknown): JsonObject {
   return isObject(obj) && isObject(obj.metadata) ? obj.metadata : {};
 }
-
-const cut = (value: string, max: number) => (value.length > max ? `${value.slice(0, max - 3)}...` : value);
 
 /** Warnings as they leave: duplicates dropped, each cut, at most LIMITS.warnings with the last saying how many more. */
 export function boundWarnings(warnings: readonly string[]): string[] {

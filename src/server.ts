@@ -218,8 +218,8 @@ export function buildServer(options: ServerOptions): WebhookServer {
    * requests finish (their responses close the connection), a connection accepted just before gets FRESH_GRACE_MS to
    * send its request, and kept-alive connections idle through the whole drain are ended (close_notify and FIN, after
    * which the client's pool drops them). Node's own close() would destroy every connection without a request in
-   * progress at once, the just-accepted ones with their first request on the way included. Whatever is left after the
-   * request timeout is destroyed.
+   * progress at once, the just-accepted ones with their first request on the way included. Whatever is left once a
+   * request could have arrived whole (the request timeout) and the grace has passed is destroyed.
    */
   async function closeConnections(): Promise<{ idle: number; fresh: number; forced: number }> {
     // its callback runs once every connection is gone, those still in their TLS handshake included
@@ -227,6 +227,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     TlsServer.prototype.close.call(app.server, () => { allClosed = true; });
     const counts = { idle: 0, fresh: 0, forced: 0 };
     const start = Date.now();
+    const deadline = Math.max(timeoutMs, FRESH_GRACE_MS) + 1000;
     for (;;) {
       const waited = Date.now() - start;
       for (const socket of connections) {
@@ -238,7 +239,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
         socket.end();
       }
       if (allClosed) return counts;
-      if (waited >= timeoutMs) {
+      if (waited >= deadline) {
         for (const socket of connections) {
           counts.forced++;
           socket.destroy();

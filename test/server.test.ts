@@ -268,6 +268,9 @@ t.test('dual stack: "::" (the default) answers IPv4 and IPv6; a kernel without I
   t.match(fallback.lines, [{ level: 'warn', msg: /IPv6 is not available on this host: listening on 0\.0\.0\.0/, code: 'EAFNOSUPPORT' }]);
   const explicit = await listenDualStack(async () => { throw Object.assign(new Error('x'), { code: 'EAFNOSUPPORT' }); }, '::1', 8443, fallback.logger).then(() => 'listened', (err: Error) => err.message);
   t.equal(explicit, 'cannot listen on [::1]:8443: EAFNOSUPPORT (this host does not support the address family)', 'an address set on purpose is never replaced');
+  const neither = await listenDualStack(async (h) => { throw Object.assign(new Error('x'), { code: h === '::' ? 'EAFNOSUPPORT' : 'EADDRINUSE' }); }, '::', 8443, fallback.logger)
+    .then(() => 'listened', (err: Error) => err.message);
+  t.equal(neither, 'cannot listen on 0.0.0.0:8443: EADDRINUSE (another process listens on this port)', 'a failed fallback names the address it tried');
 });
 
 t.test('server.maxConnections: connections past the cap are closed on arrival, counted, and logged once', async (t) => {
@@ -290,4 +293,55 @@ t.test('server.maxConnections: connections past the cap are closed on arrival, c
   t.match(log.lines.find((l) => l.msg.startsWith('connections closed')), { level: 'warn', maxConnections: 5, dropped: 1 });
   for (const s of open) s.destroy();
   t.equal(parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.maxConnections, 1000, 'the default cap');
+});
+
+t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a just-accepted connection still gets its request answered, a client that never closes is cut at the deadline', async (t) => {
+  const log = capture();
+  const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 1 }), { port: 0, host: '127.0.0.1' }, log.logger);
+  /** A TLS connection spoken to by hand, so the test sees every byte and how the connection ends. */
+  const raw = (allowHalfOpen = false) => new Promise<{ text: () => string; ended: Promise<string>; ask: (path: string) => Promise<string> }>((resolve, reject) => {
+    let text = '';
+    const socket = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions, () => resolve({
+      text: () => text, ended,
+      ask: (path) => {
+        const from = text.length;
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`);
+        return new Promise((res) => { const poll = setInterval(() => { if (/\r\n\r\n[\s\S]*\}/.test(text.slice(from))) { clearInterval(poll); res(text.slice(from)); } }, 5); });
+      },
+    }));
+    t.teardown(() => { socket.destroy(); });
+    const ended = new Promise<string>((res) => {
+      socket.on('end', () => res('end'));
+      socket.on('error', (err: NodeJS.ErrnoException) => res(err.code ?? err.message));
+      socket.on('close', () => res('close'));
+    });
+    socket.on('data', (c) => { text += c; });
+    socket.on('error', reject);
+  });
+  const idle = await raw();
+  t.notMatch(await idle.ask('/healthz'), /connection: close/i, 'before SIGTERM, keep-alive');
+  const halfOpen = await raw(true);
+  await halfOpen.ask('/healthz');
+  const during = await raw();
+  const fresh = await raw();
+
+  const stopped = running.stop();
+  await new Promise((r) => setTimeout(r, 100));
+  const answer = await during.ask('/readyz');
+  t.match(answer, /^HTTP\/1\.1 503/, 'readyz 503 while draining');
+  t.match(answer, /\r\nconnection: close\r\n/i, 'and the answer closes its connection');
+  t.equal(await during.ended, 'end', 'which the server then ends cleanly');
+
+  // the listener closes at 0.5 s; the just-accepted connection sends its first request after that, within the grace
+  await new Promise((r) => setTimeout(r, 900));
+  await t.rejects(https(running.port, '/healthz', { rejectUnauthorized: false }), /ECONNREFUSED/, 'no new connections after the drain');
+  const late = await fresh.ask('/healthz');
+  t.match(late, /^HTTP\/1\.1 200/, 'a connection accepted before the close still gets its request answered');
+  t.match(late, /\r\nconnection: close\r\n/i);
+  t.equal(await idle.ended, 'end', 'a kept-alive connection idle through the drain is ended with close_notify and FIN, not reset');
+  t.equal(await halfOpen.ended, 'end', 'so is one whose client does not close its side');
+  await stopped;
+  t.match(log.lines.find((l) => l.msg === 'listener closed; connections ended'), { closedIdle: 2, closedWithoutRequest: 0, destroyed: 1 },
+    'two idle connections ended; the one whose client never closed its side destroyed at the deadline');
+  t.ok(log.lines.some((l) => l.msg === 'closed: in-flight requests finished'));
 });

@@ -158,6 +158,8 @@ t.test('the patch mechanism alone: entries paired by name, reference or value; o
   t.same(byRef, [{ op: 'remove', path: '/list/4' }, { op: 'remove', path: '/list/0' }, { op: 'add', path: '/list/3', value: 2 }]);
   const byValue = check('unnamed entries rebuilt by a copying mutator, paired by value', { list: [{ a: 1 }, { b: [2] }] }, { list: [{ b: [2] }, { c: 3 }] });
   t.same(byValue, [{ op: 'remove', path: '/list/0' }, { op: 'add', path: '/list/1', value: { c: 3 } }], 'the equal entry is kept, not re-sent');
+  const mixed = check('rebuilt unnamed entries beside named ones and primitives', { list: [{ name: 'a', v: 1 }, 1, { x: [1] }, 'p'] }, { list: [{ name: 'a', v: 1 }, 1, { x: [1] }, 'q'] });
+  t.same(mixed, [{ op: 'remove', path: '/list/3' }, { op: 'add', path: '/list/3', value: 'q' }], 'only the changed primitive');
   t.same(check('kinds differ', { a: { deep: [[[[1]]]] }, b: 'x', c: [1] }, { a: 'flat', b: 'x', c: { k: 1 } }), [
     { op: 'replace', path: '/a', value: 'flat' }, { op: 'replace', path: '/c', value: { k: 1 } },
   ]);

@@ -1,7 +1,7 @@
 // Makes the MLflow Deployment's pod template use IRSA: projected token volume, mount and env on one container. Pure.
 import { posix } from 'node:path';
 import type { Config } from '../config.js';
-import { isObject, jsonEqual, shown, type Json, type JsonObject } from './json.js';
+import { cut, isObject, jsonEqual, shown, text, type Json, type JsonObject } from './json.js';
 import type { MutationResult } from './index.js';
 
 /** Everything the mutation writes, derived once from the config. */
@@ -153,6 +153,9 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): Mu
 /** namespace/name of an object for a message: each a string cut short, or "?" when it is anything else. */
 export function describeMeta(obj: JsonObject): string {
   const meta = isObject(obj.metadata) ? obj.metadata : {};
-  const part = (v: unknown) => (typeof v === 'string' && v.length > 0 ? (v.length > 253 ? `${v.slice(0, 250)}...` : v) : undefined);
+  const part = (v: unknown) => {
+    const t = text(v);
+    return t === undefined ? undefined : cut(t, 253);
+  };
   return `${part(meta.namespace) ?? '?'}/${part(meta.name) ?? part(meta.generateName) ?? '?'}`;
 }

@@ -20,13 +20,18 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
+/** A string cut to at most `max` characters, ending in "..." when it was longer. */
+export function cut(value: string, max: number): string {
+  return value.length > max ? `${value.slice(0, max - 3)}...` : value;
+}
+
 /**
  * A value quoted into a message (a warning, a log line, an error reply): a string in JSON quotes, cut to `max`
  * characters; anything else only by its type. Never throws and never walks the value, since it may be a request's
  * object with a `toString` key or nested far deeper than the stack.
  */
 export function shown(value: unknown, max = 64): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > max ? `${value.slice(0, max - 3)}...` : value);
+  if (typeof value === 'string') return JSON.stringify(cut(value, max));
   if (value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (value === undefined) return 'nothing';
   return Array.isArray(value) ? 'an array' : 'an object';

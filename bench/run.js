@@ -1,4 +1,5 @@
-// `npm run bench`: the real webhook against a bare node:https ceiling, same run, same load: throughput, latency, RSS, start-up.
+// `npm run bench`: the real webhook against a bare node:https ceiling, same run, same load: throughput, latency, RSS, start-up;
+// then the patch's cost against list size (bench/attacks.js), each size in a fresh process.
 // The headline is each ratio to the baseline: the machine is shared and noisy, so absolute figures drift between runs
 // while ratios taken side by side, in interleaved rounds, hold.
 import { fork, spawn } from 'node:child_process';
@@ -11,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createServingCert } from '../dist/tls.js';
 import { buildMixes } from './mixes.js';
+import { listSizes, listSizeTable } from './attacks.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -25,7 +27,7 @@ const COMPARE_DIST = process.env.BENCH_COMPARE_DIST;
 // BENCH_WARN=1 adds the webhook at logLevel warn on the target mix (32 connections): pino's share, at ~15 s more
 const WARN = process.env.BENCH_WARN === '1';
 const CONNECTIONS = [1, 32];
-export const TARGETS = { ratio: 0.85, p99Ms: 2, rssMiB: 80, readyMs: 400, triggerForeign: 1.1 };
+export const TARGETS = { ratio: 0.85, p99Ms: 2, rssMiB: 80, readyMs: 400, triggerForeign: 1.1, list8000Ms: 20, list8000MiB: 20 };
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
@@ -291,6 +293,9 @@ export function table(results) {
   out.push(`| peak RSS under load (all mixes) | ≤ ${TARGETS.rssMiB} MiB | ${f1(rss)} MiB | ${yes(rss <= TARGETS.rssMiB)} |`);
   out.push(`| spawn → ready (median of ${STARTS}) | ≤ ${TARGETS.readyMs} ms | ${f1(startup.webhook.medianMs)} ms | ${yes(startup.webhook.medianMs <= TARGETS.readyMs)} |`);
   out.push(`| trigger overhead, foreign-tag insert | ≤ ${TARGETS.triggerForeign}× | ${fr === undefined ? 'n/a' : `${f3(fr)}×`} | ${yes(fr === undefined ? undefined : fr <= TARGETS.triggerForeign)} |`);
+  const l8 = results.lists?.find((r) => r.n === 8000 && !r.failed);
+  out.push(`| patch of 8,000 env entries and mounts: time, extra peak RSS | < ${TARGETS.list8000Ms} ms, < ${TARGETS.list8000MiB} MiB | ${l8 ? `${f2(l8.ms)} ms, ${f1(l8.extraMiB)} MiB` : 'n/a'} | ${yes(l8 ? l8.ms < TARGETS.list8000Ms && l8.extraMiB < TARGETS.list8000MiB : undefined)} |`);
+  if (results.lists) out.push('', listSizeTable(results.lists));
   return out.join('\n');
 }
 
@@ -333,6 +338,8 @@ async function main() {
     }
     log('trigger cost');
     const trigger = await measureTrigger();
+    log('patch cost against list size');
+    const lists = await listSizes();
     const results = {
       machine: {
         cores: availableParallelism(),
@@ -347,6 +354,7 @@ async function main() {
       startup,
       mixes,
       trigger,
+      lists,
       elapsedSeconds: (Date.now() - started) / 1000,
     };
     const markdown = table(results);

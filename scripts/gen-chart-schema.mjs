@@ -59,6 +59,12 @@ export const chartProperties = {
     enabled: bool('render the PodDisruptionBudget'),
     minAvailable: { type: ['integer', 'string'], description: 'pods kept through voluntary disruptions' },
   }),
+  hostNetwork: bool('run the webhook pods in the node network (EKS with a custom CNI); server.port must then be free on every node'),
+  networkPolicy: obj('ingress NetworkPolicy of the webhook pods', {
+    enabled: bool('render the NetworkPolicy (not with hostNetwork)'),
+    apiServer: { type: 'array', items: { type: 'object' }, description: 'peers of the API server, which calls /mutate; on EKS ipBlocks of the VPC or its control-plane subnets' },
+    metricsScrapers: { type: 'array', items: { type: 'object' }, description: 'peers that scrape /metrics (Prometheus)' },
+  }),
   failurePolicy: { type: 'string', enum: ['Ignore', 'Fail'], description: 'what the API server does when the webhook cannot be reached' },
   matchConditions: obj('CEL matchConditions on the object name (Kubernetes 1.28+)', { enabled: bool('render matchConditions') }),
   validatingPolicy: obj('ValidatingAdmissionPolicy that warns when mlflow runs unmutated (Kubernetes 1.30+)', {

@@ -1,12 +1,29 @@
 // AdmissionReview in, AdmissionReview out: checks the envelope, routes to a mutator, derives the JSON patch, echoes uid and version.
-import type { Operation } from './patch.js';
+import { PatchLimitError, type Operation } from './patch.js';
 import { planPatch, type Mutators, type JsonObject } from './mutators/index.js';
-import { isObject } from './mutators/json.js';
+import { cut, isObject, shown, text } from './mutators/json.js';
 
 export const SUPPORTED_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 const OPERATIONS = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
 
-export type Outcome = 'patched' | 'unchanged' | 'ignored' | 'failed-open';
+export type Outcome = 'patched' | 'unchanged' | 'ignored' | 'failed-open' | 'too-large';
+
+/**
+ * What one review may produce, whatever the request holds (README, "Limits"). The warning bounds follow the API
+ * server's: it may cut a warning past 256 characters and drops warnings past 4096 characters in all.
+ */
+export const LIMITS = {
+  /** a patch needing more operations is not sent: the object is admitted unchanged with one warning */
+  patchOps: 256,
+  /** nor one longer than this, serialised */
+  patchBytes: 64 * 1024,
+  /** distinct warnings returned and logged; the last one says how many more there were */
+  warnings: 8,
+  /** characters per warning */
+  warningChars: 256,
+  /** characters of a request's namespace, name, kind or uid in a log line (uids and names are at most 253) */
+  logValueChars: 253,
+} as const;
 
 export interface AdmissionResponse {
   apiVersion: string;
@@ -38,12 +55,6 @@ export type ReviewResult =
   | { ok: true; review: AdmissionResponse; decision: Decision; patch?: Operation[] }
   | { ok: false; error: string };
 
-/** A value quoted into an error message, cut short: the message goes to the log and back to the caller. */
-function shown(v: unknown): string {
-  const text = JSON.stringify(v) ?? 'nothing';
-  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
-}
-
 function str(v: unknown): v is string {
   return typeof v === 'string';
 }
@@ -72,6 +83,14 @@ function meta(obj: unknown): JsonObject {
   return isObject(obj) && isObject(obj.metadata) ? obj.metadata : {};
 }
 
+/** Warnings as they leave: duplicates dropped, each cut, at most LIMITS.warnings with the last saying how many more. */
+export function boundWarnings(warnings: readonly string[]): string[] {
+  const distinct = [...new Set(warnings)].map((w) => cut(w, LIMITS.warningChars));
+  if (distinct.length <= LIMITS.warnings) return distinct;
+  const kept = distinct.slice(0, LIMITS.warnings - 1);
+  return [...kept, `mlflow-irsa-webhook: ${distinct.length - kept.length} more warnings not shown`];
+}
+
 /** Answers one AdmissionReview. Never throws: a mutator's exception fails open (allowed, no patch, a warning). */
 export function review(body: unknown, mutators: Mutators): ReviewResult {
   const problem = envelopeProblem(body);
@@ -85,8 +104,9 @@ export function review(body: unknown, mutators: Mutators): ReviewResult {
   const decision: Decision = {
     uid: req.uid as string,
     kind: `${kind.group ? `${kind.group}/` : ''}${kind.version}/${kind.kind}`,
-    namespace: String(req.namespace || m.namespace || ''),
-    name: String(req.name || m.name || ''),
+    // the request's own fields first; the object's only when they are strings (a {"toString": ...} or a list is none)
+    namespace: text(req.namespace) ?? text(m.namespace) ?? '',
+    name: text(req.name) ?? text(m.name) ?? '',
     operation,
     dryRun: req.dryRun === true,
     outcome: 'ignored',
@@ -100,17 +120,28 @@ export function review(body: unknown, mutators: Mutators): ReviewResult {
     : undefined;
   if (!mutate || !object) return { ok: true, review: response, decision };
 
-  let patch: Operation[];
-  try {
-    const planned = planPatch(mutate, object);
-    decision.warnings = [...planned.warnings];
-    patch = planned.patch;
-  } catch (err) {
-    decision.outcome = 'failed-open';
-    decision.error = err instanceof Error ? `${err.name}: ${err.message}` : 'non-Error thrown';
-    decision.warnings = [`mlflow-irsa-webhook could not mutate ${decision.kind} ${decision.namespace}/${decision.name}; admitted unchanged`];
+  const target = `${decision.kind} ${cut(decision.namespace, 63)}/${cut(decision.name, 63)}`;
+  const unchangedWith = (outcome: Outcome, warning: string, error?: string): ReviewResult => {
+    decision.outcome = outcome;
+    decision.error = error;
+    decision.warnings = [warning];
     response.response.warnings = decision.warnings;
     return { ok: true, review: response, decision };
+  };
+  let patch: Operation[];
+  let encoded: string;
+  try {
+    const planned = planPatch(mutate, object, LIMITS.patchOps);
+    patch = planned.patch;
+    encoded = JSON.stringify(patch);
+    if (encoded.length > LIMITS.patchBytes) throw new PatchLimitError(LIMITS.patchOps);
+    decision.warnings = boundWarnings(planned.warnings);
+  } catch (err) {
+    if (err instanceof PatchLimitError) {
+      return unchangedWith('too-large', `mlflow-irsa-webhook: mutating ${target} would need a patch over ${LIMITS.patchOps} operations or ${LIMITS.patchBytes / 1024} KiB; admitted unchanged`);
+    }
+    const error = err instanceof Error ? `${err.name}: ${cut(err.message, LIMITS.warningChars)}` : 'non-Error thrown';
+    return unchangedWith('failed-open', `mlflow-irsa-webhook could not mutate ${target}; admitted unchanged`, error);
   }
   if (decision.warnings.length > 0) response.response.warnings = decision.warnings;
   if (patch.length === 0) {
@@ -120,6 +151,12 @@ export function review(body: unknown, mutators: Mutators): ReviewResult {
   decision.outcome = 'patched';
   decision.patchOps = patch.length;
   response.response.patchType = 'JSONPatch';
-  response.response.patch = Buffer.from(JSON.stringify(patch)).toString('base64');
+  response.response.patch = Buffer.from(encoded).toString('base64');
   return { ok: true, review: response, decision, patch };
+}
+
+/** The decision's request-chosen strings cut for a log line; the reply still echoes the uid whole, as it must. */
+export function loggable(d: Decision): Pick<Decision, 'uid' | 'kind' | 'namespace' | 'name'> {
+  const n = LIMITS.logValueChars;
+  return { uid: cut(d.uid, n), kind: cut(d.kind, n), namespace: cut(d.namespace, n), name: cut(d.name, n) };
 }

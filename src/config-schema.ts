@@ -105,11 +105,12 @@ export const configSchema = {
       description: 'HTTPS server settings of `serve`',
       properties: {
         port: { type: 'integer', minimum: 1, maximum: 65535, default: 8443, description: 'HTTPS port' },
-        host: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'listen address' },
+        host: { type: 'string', minLength: 1, default: '::', description: 'listen address; "::" answers IPv6 and IPv4 (dual stack), and falls back to 0.0.0.0 on a kernel without IPv6' },
         tlsMinVersion: { type: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2', description: 'lowest TLS version accepted' },
         bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 67108864, default: 3145728, description: 'largest AdmissionReview accepted (the API server sends at most 3 MiB)' },
         requestTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 300, default: 10, description: 'a request (headers and body) must arrive within this' },
         drainSeconds: { type: 'number', minimum: 0, maximum: 300, default: 5, description: 'on SIGTERM, /readyz answers 503 this long before the listener closes' },
+        maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'open connections at most (each TLS connection holds ~30 KiB); further ones are closed at once and counted' },
         certReloadSeconds: { type: 'number', minimum: 0.05, maximum: 3600, default: 5, description: 'how often the cert and key files are checked for rotation' },
         metricsPort: { type: 'integer', minimum: 0, maximum: 65535, default: 0, description: 'plain-HTTP port serving only GET /metrics, for Prometheus without the webhook\'s CA; 0 = off' },
       },

@@ -41,6 +41,7 @@ export interface ServerConfig {
   readonly bodyLimitBytes: number;
   readonly requestTimeoutSeconds: number;
   readonly drainSeconds: number;
+  readonly maxConnections: number;
   readonly certReloadSeconds: number;
   /** 0: no plain-HTTP metrics listener */
   readonly metricsPort: number;

@@ -8,6 +8,8 @@ export interface Metrics {
   readonly patches: Counter<'kind'>;
   readonly duration: Histogram<'outcome'>;
   readonly certReloads: Counter<'result'>;
+  readonly certNotAfter: Gauge;
+  readonly connectionsDropped: Counter;
   readonly repairs: Counter<'object'>;
   readonly lastCheck: Gauge;
   readonly leader: Gauge;
@@ -27,7 +29,7 @@ export function createMetrics(defaults = true): Metrics {
     registry,
     requests: new Counter({
       name: 'mlflow_irsa_webhook_admission_requests_total',
-      help: 'AdmissionReview requests by object kind, operation and outcome (patched, unchanged, ignored, failed-open, invalid)',
+      help: 'AdmissionReview requests by object kind, operation and outcome (patched, unchanged, ignored, failed-open, too-large, invalid)',
       labelNames: ['kind', 'operation', 'outcome'],
       registers: [registry],
     }),
@@ -48,6 +50,16 @@ export function createMetrics(defaults = true): Metrics {
       name: 'mlflow_irsa_webhook_cert_reloads_total',
       help: 'Serving certificate reloads from disk, by result (ok, error)',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    certNotAfter: new Gauge({
+      name: 'mlflow_irsa_webhook_serving_cert_not_after_timestamp_seconds',
+      help: 'When the certificate now served expires (Unix time); alert well before time() reaches it',
+      registers: [registry],
+    }),
+    connectionsDropped: new Counter({
+      name: 'mlflow_irsa_webhook_connections_dropped_total',
+      help: 'Connections closed on arrival because server.maxConnections were open',
       registers: [registry],
     }),
     repairs: new Counter({

@@ -3,87 +3,174 @@
 // Written here rather than taken from fast-json-patch's `compare`, which diffs arrays index by index: removing one
 // env entry from the middle of a list makes it rewrite every later entry in place (names, values, secretKeyRefs) and
 // so re-sends content that is not ours and clobbers what another webhook changed meanwhile. This diff matches list
-// entries by their `name` (containers, env, volumes, volumeMounts) or, for other lists, by value, along the longest
-// common subsequence, and emits only removes of entries gone, edits inside entries kept, and adds of entries new.
+// entries by their `name` (containers, env, volumes, volumeMounts), else by reference, else by value, and emits only
+// removes of entries gone, edits inside entries kept, and adds of entries new.
+//
+// Cost follows the change, since a caller controls the size of the lists: subtrees the two objects share by reference
+// are skipped at once (`a === b`), so a mutator that copies only along the paths it writes pays for those paths; list
+// entries are paired through a Map in O(n + m), never through a table of n × m cells.
 import fastJsonPatch from 'fast-json-patch';
 
 export type Operation = fastJsonPatch.Operation;
 const esc = fastJsonPatch.escapePathComponent;
 
+/** Thrown when the patch would need more operations than the caller allowed; the diff stops there. */
+export class PatchLimitError extends Error {
+  constructor(readonly maxOps: number) {
+    super(`the patch would need more than ${maxOps} operations`);
+    this.name = 'PatchLimitError';
+  }
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function entryKey(v: unknown): string {
-  if (isPlainObject(v) && typeof v.name === 'string') return `name:${v.name}`;
-  return `value:${JSON.stringify(v)}`;
+const isNamed = (v: unknown): v is { name: string } => isPlainObject(v) && typeof (v as { name?: unknown }).name === 'string';
+const unnamedContainer = (v: unknown) => v !== null && typeof v === 'object' && !isNamed(v);
+
+/**
+ * Pairs entries of `a` with unpaired entries of `b` of the same key, first with first, so that duplicates of a name pair
+ * in order. The key is an entry's name when it has one; else, in the first pass, a primitive's value or a container's
+ * reference (a copy-on-write mutator leaves the entries it does not touch as the same objects); in the `byValue` pass,
+ * which sees only unnamed containers, their JSON text. One pass over each list: a linked list through `next` holds b's
+ * indices per key, and names and other keys live in separate maps so that a name never meets an equal string value.
+ */
+function pairBy(a: unknown[], b: unknown[], match: Int32Array, taken: Uint8Array, byValue: boolean): void {
+  const names = new Map<string, number>();
+  const others = new Map<unknown, number>();
+  const next = new Int32Array(b.length);
+  // the key of v, and which map it lives in (through `inNames`); undefined when v takes no part in this pass
+  let inNames = false;
+  const keyOf = (v: unknown): unknown => {
+    if (byValue) {
+      inNames = false;
+      return unnamedContainer(v) ? JSON.stringify(v) : undefined;
+    }
+    inNames = isNamed(v);
+    return inNames ? (v as { name: string }).name : v;
+  };
+  for (let j = b.length - 1; j >= 0; j--) {
+    if (taken[j]) continue;
+    const k = keyOf(b[j]);
+    if (k === undefined && byValue) continue;
+    const map: Map<unknown, number> = inNames ? names : others;
+    next[j] = map.get(k) ?? -1;
+    map.set(k, j);
+  }
+  for (let i = 0; i < a.length; i++) {
+    if (match[i] >= 0) continue;
+    const k = keyOf(a[i]);
+    if (k === undefined && byValue) continue;
+    const map: Map<unknown, number> = inNames ? names : others;
+    const j = map.get(k);
+    if (j === undefined || j < 0) continue;
+    match[i] = j;
+    taken[j] = 1;
+    map.set(k, next[j]);
+  }
 }
 
 /**
- * Index pairs (i in a, j in b) of the longest common subsequence of entry keys. The common head and tail are paired
- * without a table (a mutation usually appends or edits a few entries), and the table for the middle is one flat array.
+ * Indices into `js` of a longest strictly increasing subsequence (patience sorting, O(k log k)). Used only when the
+ * pairs cross (an entry moved), which no mutator here does: a list that kept its order costs one linear check.
  */
-function lcs(a: string[], b: string[]): Array<[number, number]> {
-  let head = 0;
-  while (head < a.length && head < b.length && a[head] === b[head]) head++;
-  let endA = a.length;
-  let endB = b.length;
-  while (endA > head && endB > head && a[endA - 1] === b[endB - 1]) {
-    endA--;
-    endB--;
-  }
-  const n = endA - head;
-  const m = endB - head;
-  const w = m + 1;
-  const len = new Uint32Array((n + 1) * w);
-  for (let i = n - 1; i >= 0; i--) {
-    for (let j = m - 1; j >= 0; j--) {
-      len[i * w + j] = a[head + i] === b[head + j] ? len[(i + 1) * w + j + 1] + 1 : Math.max(len[(i + 1) * w + j], len[i * w + j + 1]);
+function increasing(js: Int32Array): Uint8Array {
+  const keep = new Uint8Array(js.length);
+  const tails: number[] = [];
+  const prev = new Int32Array(js.length).fill(-1);
+  for (let k = 0; k < js.length; k++) {
+    let lo = 0;
+    let hi = tails.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (js[tails[mid]] < js[k]) lo = mid + 1;
+      else hi = mid;
     }
+    if (lo > 0) prev[k] = tails[lo - 1];
+    tails[lo] = k;
   }
-  const pairs: Array<[number, number]> = [];
-  for (let k = 0; k < head; k++) pairs.push([k, k]);
-  for (let i = 0, j = 0; i < n && j < m;) {
-    if (a[head + i] === b[head + j]) pairs.push([head + i++, head + j++]);
-    else if (len[(i + 1) * w + j] >= len[i * w + j + 1]) i++;
-    else j++;
-  }
-  for (let k = 0; k < a.length - endA; k++) pairs.push([endA + k, endB + k]);
-  return pairs;
+  for (let k = tails.length ? tails[tails.length - 1] : -1; k >= 0; k = prev[k]) keep[k] = 1;
+  return keep;
 }
 
-function diffArray(a: unknown[], b: unknown[], path: string, ops: Operation[]): void {
-  const pairs = lcs(a.map(entryKey), b.map(entryKey));
-  const keptA = new Uint8Array(a.length);
-  const keptB = new Uint8Array(b.length);
-  for (const [i, j] of pairs) keptA[i] = keptB[j] = 1;
-  // Removes from the highest index down keep every lower index valid; then kept entries sit at their rank.
-  for (let i = a.length - 1; i >= 0; i--) if (!keptA[i]) ops.push({ op: 'remove', path: `${path}/${i}` });
-  pairs.forEach(([i, j], rank) => diffValue(a[i], b[j], `${path}/${rank}`, ops));
-  // Adding in ascending order of the target index puts each new entry exactly where it ends up.
-  for (let j = 0; j < b.length; j++) if (!keptB[j]) ops.push({ op: 'add', path: `${path}/${j}`, value: structuredClone(b[j]) });
-}
+class Diff {
+  readonly ops: Operation[] = [];
+  constructor(private readonly maxOps: number) {}
 
-function diffValue(a: unknown, b: unknown, path: string, ops: Operation[]): void {
-  if (a === b) return;
-  if (Array.isArray(a) && Array.isArray(b)) return diffArray(a, b, path, ops);
-  if (isPlainObject(a) && isPlainObject(b)) {
+  private push(op: Operation): void {
+    if (this.ops.length >= this.maxOps) throw new PatchLimitError(this.maxOps);
+    this.ops.push(op);
+  }
+
+  value(a: unknown, b: unknown, path: string): void {
+    if (a === b) return;
+    if (Array.isArray(a) && Array.isArray(b)) return this.array(a, b, path);
+    if (isPlainObject(a) && isPlainObject(b)) return this.object(a, b, path);
+    // two different primitives, or values of different kinds: neither needs a walk to know they differ
+    this.push({ op: 'replace', path, value: b });
+  }
+
+  private object(a: Record<string, unknown>, b: Record<string, unknown>, path: string): void {
     for (const key of Object.keys(a)) {
-      if (a[key] !== undefined && b[key] === undefined) ops.push({ op: 'remove', path: `${path}/${esc(key)}` });
+      if (a[key] !== undefined && b[key] === undefined) this.push({ op: 'remove', path: `${path}/${esc(key)}` });
     }
     for (const key of Object.keys(b)) {
       if (b[key] === undefined) continue;
-      if (a[key] === undefined) ops.push({ op: 'add', path: `${path}/${esc(key)}`, value: structuredClone(b[key]) });
-      else diffValue(a[key], b[key], `${path}/${esc(key)}`, ops);
+      if (a[key] === undefined) this.push({ op: 'add', path: `${path}/${esc(key)}`, value: b[key] });
+      else this.value(a[key], b[key], `${path}/${esc(key)}`);
     }
-    return;
   }
-  if (JSON.stringify(a) !== JSON.stringify(b)) ops.push({ op: 'replace', path, value: structuredClone(b) });
+
+  private array(a: unknown[], b: unknown[], path: string): void {
+    const match = new Int32Array(a.length).fill(-1);
+    const taken = new Uint8Array(b.length);
+    pairBy(a, b, match, taken, false);
+    // an unnamed entry rebuilt rather than shared finds no partner by reference: pair what is left by value (its JSON
+    // text, linear in the size of those entries). Such pairs are equal, so they need no walk below.
+    const byValue = new Uint8Array(a.length);
+    if (a.some((v, i) => match[i] < 0 && unnamedContainer(v)) && b.some((v, j) => !taken[j] && unnamedContainer(v))) {
+      const before = Int32Array.from(match);
+      pairBy(a, b, match, taken, true);
+      for (let i = 0; i < a.length; i++) if (before[i] !== match[i]) byValue[i] = 1;
+    }
+
+    // The pairs in a's order; kept are those whose b indices rise (all of them unless an entry moved).
+    let count = 0;
+    for (let i = 0; i < a.length; i++) if (match[i] >= 0) count++;
+    const is = new Int32Array(count);
+    const js = new Int32Array(count);
+    let rising = true;
+    for (let i = 0, k = 0; i < a.length; i++) {
+      if (match[i] < 0) continue;
+      is[k] = i;
+      js[k] = match[i];
+      if (k > 0 && js[k] < js[k - 1]) rising = false;
+      k++;
+    }
+    const keep = rising ? undefined : increasing(js);
+    const keptA = new Uint8Array(a.length);
+    const keptB = new Uint8Array(b.length);
+    for (let k = 0; k < count; k++) if (!keep || keep[k]) keptA[is[k]] = keptB[js[k]] = 1;
+
+    // Removes from the highest index down keep every lower index valid; then kept entries sit at their rank.
+    for (let i = a.length - 1; i >= 0; i--) if (!keptA[i]) this.push({ op: 'remove', path: `${path}/${i}` });
+    for (let k = 0, rank = 0; k < count; k++) {
+      if (!keptA[is[k]]) continue;
+      if (!byValue[is[k]]) this.value(a[is[k]], b[js[k]], `${path}/${rank}`);
+      rank++;
+    }
+    // Adding in ascending order of the target index puts each new entry exactly where it ends up.
+    for (let j = 0; j < b.length; j++) if (!keptB[j]) this.push({ op: 'add', path: `${path}/${j}`, value: b[j] });
+  }
 }
 
-/** The patch from `original` to `mutated`; subtrees the two share by reference are skipped without a walk. */
-export function diff(original: unknown, mutated: unknown): Operation[] {
-  const ops: Operation[] = [];
-  diffValue(original, mutated, '', ops);
-  return ops;
+/**
+ * The patch from `original` to `mutated`. Values in the operations are shared with `mutated`, not copied: serialise the
+ * patch, or copy it, before anything writes to either. Throws PatchLimitError past `maxOps` operations.
+ */
+export function diff(original: unknown, mutated: unknown, maxOps = Infinity): Operation[] {
+  const d = new Diff(maxOps);
+  d.value(original, mutated, '');
+  return d.ops;
 }

@@ -5,7 +5,7 @@ import { createLogger, type Logger } from './log.js';
 import { buildServer, type WebhookServer } from './server.js';
 import { listenMetrics, type MetricsListener } from './metrics-listener.js';
 import { version } from './version.js';
-import { createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
+import { certValidity, createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +72,47 @@ async function startReconciler(config: Config, opts: ServeOptions, server: Webho
   return reconciler;
 }
 
+/** Logs the certificate's validity: error when expired or not yet valid, warn within 30 days of expiry, else info. */
+function logValidity(pair: KeyPair, logger: Logger, what: string, certFile?: string): void {
+  const v = certValidity(pair.cert);
+  const fields = { certFile, notBefore: v.notBefore.toISOString(), notAfter: v.notAfter.toISOString() };
+  if (v.problem) logger[v.problem.level](fields, `${what}: ${v.problem.message}`);
+  else logger.info(fields, what);
+}
+
+/** Codes with which listening on "::" fails on a kernel without IPv6 (booted with ipv6.disable=1, or built without it). */
+const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
+const LISTEN_HINTS: Record<string, string> = {
+  EADDRINUSE: 'another process listens on this port',
+  EACCES: 'not allowed to bind this port (below 1024 it needs privileges)',
+  EADDRNOTAVAIL: 'this host has no such address',
+  EAFNOSUPPORT: 'this host does not support the address family',
+};
+
+/**
+ * Listens on host:port. "::" (the default) is dual stack, since Node binds it with IPV6_V6ONLY off; where the kernel
+ * has no IPv6 at all it falls back to 0.0.0.0 with a warning, as "all addresses" there means all IPv4 ones. Any other
+ * failure becomes an error naming the address, the code and its likely cause.
+ */
+export async function listenDualStack(listen: (host: string) => Promise<void>, host: string, port: number, logger: Logger): Promise<string> {
+  const describe = (h: string, err: NodeJS.ErrnoException) =>
+    new Error(`cannot listen on ${h.includes(':') ? `[${h}]` : h}:${port}: ${err.code ?? err.message}${err.code && LISTEN_HINTS[err.code] ? ` (${LISTEN_HINTS[err.code]})` : ''}`);
+  try {
+    await listen(host);
+    return host;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (host !== '::' || !e.code || !NO_IPV6.has(e.code)) throw describe(host, e);
+    logger.warn({ host, code: e.code }, 'IPv6 is not available on this host: listening on 0.0.0.0 (IPv4 only); set server.host to silence this');
+  }
+  try {
+    await listen('0.0.0.0');
+  } catch (err) {
+    throw describe('0.0.0.0', err as NodeJS.ErrnoException);
+  }
+  return '0.0.0.0';
+}
+
 export interface Running {
   readonly server: WebhookServer;
   readonly port: number;
@@ -93,11 +134,12 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
     pair = await createServingCert(['localhost', svc, `${svc}.${config.namespace}.svc`], 365);
     logger.warn('no --tls-cert/--tls-key given: serving an in-memory self-signed certificate, which no API server trusts; use it for local trials only');
   }
+  logValidity(pair, logger, 'serving certificate', opts.tlsCert);
   const server = buildServer({ config, tls: pair, logger });
-  const host = opts.host ?? config.server.host;
-  await server.app.listen({ port: opts.port ?? config.server.port, host });
+  const wanted = opts.port ?? config.server.port;
+  const host = await listenDualStack((h) => server.app.listen({ port: wanted, host: h }).then(() => undefined), opts.host ?? config.server.host, wanted, logger);
   const address = server.app.server.address();
-  const port = typeof address === 'object' && address ? address.port : (opts.port ?? config.server.port);
+  const port = typeof address === 'object' && address ? address.port : wanted;
   logger.info({ host, port, namespace: config.namespace, deployment: config.deployment, serviceAccount: config.serviceAccount }, 'listening (HTTPS)');
   let metrics: MetricsListener | undefined;
   if (config.server.metricsPort > 0) {
@@ -115,7 +157,7 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
   if (opts.tlsCert && opts.tlsKey) {
     unwatch = watchKeyPair(opts.tlsCert, opts.tlsKey, config.server.certReloadSeconds * 1000, (next) => {
       server.setKeyPair(next);
-      logger.info({ certFile: opts.tlsCert }, 'serving certificate reloaded');
+      logValidity(next, logger, 'serving certificate reloaded', opts.tlsCert);
     }, (err) => {
       server.metrics.certReloads.inc({ result: 'error' });
       logger.warn({ certFile: opts.tlsCert, reason: err.message }, 'certificate files changed but are not a valid pair yet; keeping the current one');
@@ -156,9 +198,9 @@ export async function serveUntilSignal(config: Config, opts: ServeOptions): Prom
   process.on('SIGINT', onSignal);
 }
 
-export const usage = usageText('--config FILE [--port 8443] [--host 0.0.0.0] [--tls-cert FILE --tls-key FILE] [--kubeconfig FILE]', [
+export const usage = usageText('--config FILE [--port 8443] [--host ::] [--tls-cert FILE --tls-key FILE] [--kubeconfig FILE]', [
   ['--port', 'HTTPS port (default: server.port of the config, 8443)'],
-  ['--host', 'listen address of the HTTPS port and of server.metricsPort (default: server.host, 0.0.0.0)'],
+  ['--host', 'listen address of the HTTPS port and of server.metricsPort (default: server.host, :: — IPv6 and IPv4)'],
   ['--tls-cert', 'PEM serving certificate, re-read when it changes on disk; goes with --tls-key'],
   ['--tls-key', 'its PEM private key; without the pair, an in-memory self-signed certificate for local trials'],
   ['--kubeconfig', 'credentials for the reconcile loop outside a pod (in a pod: its service account)'],

@@ -1,13 +1,16 @@
 // The fastify HTTPS server: /mutate, probes, metrics, certificate swap and draining. It knows HTTP, not IRSA.
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
+import { Server as TlsServer, type TLSSocket } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
 import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { review } from './admission.js';
+import { loggable, review } from './admission.js';
 import { buildMutators, type Mutators } from './mutators/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { secureContextOptions, type KeyPair } from './tls.js';
+import { certValidity, secureContextOptions, type KeyPair } from './tls.js';
+import { shown } from './mutators/json.js';
 
 export interface ServerOptions {
   readonly config: Config;
@@ -24,7 +27,10 @@ export interface WebhookServer {
   readonly draining: boolean;
   /** Swaps the serving certificate for new handshakes; open connections keep theirs. */
   setKeyPair(pair: KeyPair): void;
-  /** readyz → 503, wait drainSeconds, stop accepting, let in-flight requests finish, close. */
+  /**
+   * readyz → 503 and every response closes its connection; after drainSeconds stop accepting, let in-flight requests
+   * finish, close what is left without a reset where a client could be writing, and close the app.
+   */
   drain(drainSeconds?: number): Promise<void>;
 }
 
@@ -72,6 +78,19 @@ function jsonProblem(err: Error): string {
   return err.message.startsWith('Unexpected token') ? 'unexpected token (the text around it is not repeated)' : 'not a JSON value';
 }
 
+/** Per connection, for the drain: how many requests it has carried and how many are in progress on it. */
+interface ConnectionState {
+  requests: number;
+  active: number;
+}
+const kConnection = Symbol('mlflow-irsa-webhook.connection');
+type TrackedSocket = TLSSocket & { [kConnection]?: ConnectionState };
+
+/** A connection accepted just before the listener closed gets this long to send its first request. */
+const FRESH_GRACE_MS = 2000;
+/** A connection closed on arrival (server.maxConnections) is logged at most this often, with the count since. */
+const DROP_LOG_INTERVAL_MS = 60_000;
+
 function badRequest(message: string): FastifyError {
   return Object.assign(new Error(message), { statusCode: 400, code: 'BAD_REQUEST', name: 'BadRequest' }) as FastifyError;
 }
@@ -97,9 +116,30 @@ export function buildServer(options: ServerOptions): WebhookServer {
     requestTimeout: timeoutMs,
     connectionTimeout: timeoutMs * 3,
     keepAliveTimeout: 30_000,
-    return503OnClosing: true,
+    // the drain closes connections itself, so by the time fastify closes there is nothing left to answer 503 to
+    return503OnClosing: false,
   }) as unknown as FastifyInstance<HttpsServer>;
   app.server.headersTimeout = timeoutMs;
+  metrics.certNotAfter.set(certValidity(options.tls.cert).notAfter.getTime() / 1000);
+
+  // Node closes connections past this at once, before the TLS handshake: each open one holds ~30 KiB.
+  app.server.maxConnections = s.maxConnections;
+  let lastDropLog = 0;
+  let droppedSince = 0;
+  app.server.on('drop', () => {
+    metrics.connectionsDropped.inc();
+    droppedSince++;
+    if (Date.now() - lastDropLog < DROP_LOG_INTERVAL_MS) return;
+    logger.warn({ maxConnections: s.maxConnections, dropped: droppedSince }, 'connections closed on arrival: server.maxConnections are open');
+    lastDropLog = Date.now();
+    droppedSince = 0;
+  });
+  const connections = new Set<TrackedSocket>();
+  app.server.on('secureConnection', (socket: TrackedSocket) => {
+    socket[kConnection] = { requests: 0, active: 0 };
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   // AdmissionReviews are JSON and nothing else: fastify's text/plain parser would let other bodies reach the handler,
   // and its JSON parser answers every syntax error with one generic message. Ours says what is wrong and where.
   app.removeAllContentTypeParsers();
@@ -113,6 +153,18 @@ export function buildServer(options: ServerOptions): WebhookServer {
   });
 
   let draining = false;
+  app.addHook('onRequest', (request, reply, done) => {
+    const conn = (request.raw.socket as TrackedSocket)[kConnection];
+    if (conn) {
+      conn.requests++;
+      conn.active++;
+      reply.raw.once('close', () => conn.active--);
+    }
+    // Go's http.Server.Shutdown does the same: a client told to close after this response never finds the
+    // connection gone under a request it is writing (the API server retries a POST only when nothing was written)
+    if (draining) reply.header('connection', 'close');
+    done();
+  });
   // Decision lines carry only Decision's fixed fields (never object content, never a key the redaction list names),
   // so the logger's wildcard redaction finds nothing in them, yet it cost ~11 µs a line, most of pino's share of the
   // hot path in the profile. They go through a child that skips it; every other line keeps redaction.
@@ -121,13 +173,20 @@ export function buildServer(options: ServerOptions): WebhookServer {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error({ err: { message: error.message, code: error.code } }, 'unexpected error');
-    else request.log.warn({ status, code: error.code, url: request.url, reason: error.message }, 'rejected request');
+    else request.log.warn({ status, code: error.code, url: request.url.slice(0, 256), reason: error.message }, 'rejected request');
     metrics.requests.inc({ kind: 'unknown', operation: 'unknown', outcome: 'invalid' });
     return reply.code(status).send({ statusCode: status, error: REASONS[status] ?? 'Internal Server Error', message: error.message });
   });
 
   app.post('/mutate', { schema: { response: { 200: reviewReply, '4xx': errorReply } } }, async (request, reply) => {
-    const result = review(request.body, mutators);
+    let result: ReturnType<typeof review>;
+    try {
+      result = review(request.body, mutators);
+    } catch (err) {
+      // review() checks types and depth itself; this is the last guard, so that no input can make a 5xx
+      const e = err instanceof Error ? err : new Error('non-Error thrown');
+      throw badRequest(`could not process the AdmissionReview (${e.name}: ${shown(e.message, 120)})`);
+    }
     // one path for every rejection (parser, limits, envelope): the error handler logs, counts and answers it
     if (!result.ok) throw badRequest(`invalid AdmissionReview: ${result.error}`);
     const d = result.decision;
@@ -136,7 +195,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     metrics.duration.observe({ outcome: d.outcome }, seconds);
     if (d.outcome === 'patched') metrics.patches.inc({ kind: kindLabel(d.kind) });
     const line = {
-      reqId: request.id, uid: d.uid, kind: d.kind, namespace: d.namespace, name: d.name, operation: d.operation, dryRun: d.dryRun,
+      reqId: request.id, ...loggable(d), operation: d.operation, dryRun: d.dryRun,
       outcome: d.outcome, patched: d.outcome === 'patched', patchOps: d.patchOps, durationMs: Math.round(seconds * 1e6) / 1e3,
     };
     if (d.outcome === 'failed-open') decisionLog.error({ ...line, error: d.error }, 'mutation failed; admitted unchanged');
@@ -154,6 +213,43 @@ export function buildServer(options: ServerOptions): WebhookServer {
     return metrics.registry.metrics();
   });
 
+  /**
+   * Stops accepting, then lets each connection end without a reset where its client could be writing: in-flight
+   * requests finish (their responses close the connection), a connection accepted just before gets FRESH_GRACE_MS to
+   * send its request, and kept-alive connections idle through the whole drain are ended (close_notify and FIN, after
+   * which the client's pool drops them). Node's own close() would destroy every connection without a request in
+   * progress at once, the just-accepted ones with their first request on the way included. Whatever is left once a
+   * request could have arrived whole (the request timeout) and the grace has passed is destroyed.
+   */
+  async function closeConnections(): Promise<{ idle: number; fresh: number; forced: number }> {
+    // its callback runs once every connection is gone, those still in their TLS handshake included
+    let allClosed = false;
+    TlsServer.prototype.close.call(app.server, () => { allClosed = true; });
+    const counts = { idle: 0, fresh: 0, forced: 0 };
+    const start = Date.now();
+    const deadline = Math.max(timeoutMs, FRESH_GRACE_MS) + 1000;
+    for (;;) {
+      const waited = Date.now() - start;
+      for (const socket of connections) {
+        const conn = socket[kConnection]!;
+        if (conn.active > 0 || socket.writableEnded) continue;
+        if (conn.requests > 0) counts.idle++;
+        else if (waited >= FRESH_GRACE_MS) counts.fresh++;
+        else continue;
+        socket.end();
+      }
+      if (allClosed) return counts;
+      if (waited >= deadline) {
+        for (const socket of connections) {
+          counts.forced++;
+          socket.destroy();
+        }
+        return counts;
+      }
+      await sleep(20);
+    }
+  }
+
   return {
     app,
     metrics,
@@ -162,13 +258,16 @@ export function buildServer(options: ServerOptions): WebhookServer {
     },
     setKeyPair(pair) {
       app.server.setSecureContext(secureContextOptions(pair, s.tlsMinVersion));
+      metrics.certNotAfter.set(certValidity(pair.cert).notAfter.getTime() / 1000);
       metrics.certReloads.inc({ result: 'ok' });
     },
     async drain(drainSeconds = s.drainSeconds) {
       if (draining) return;
       draining = true;
-      logger.info({ drainSeconds }, 'draining: /readyz now answers 503');
-      await new Promise((resolve) => setTimeout(resolve, drainSeconds * 1000));
+      logger.info({ drainSeconds }, 'draining: /readyz now answers 503, every response closes its connection');
+      await sleep(drainSeconds * 1000);
+      const closed = app.server.listening ? await closeConnections() : undefined;
+      logger.info({ closedIdle: closed?.idle, closedWithoutRequest: closed?.fresh, destroyed: closed?.forced }, 'listener closed; connections ended');
       await app.close();
       logger.info('closed: in-flight requests finished');
     },

@@ -1,8 +1,10 @@
 // Serving certificates: read and validate a cert/key pair, follow it on disk through rotation, or make one with selfsigned.
 import { readFileSync, watchFile, unwatchFile, type Stats } from 'node:fs';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { createSecureContext, DEFAULT_CIPHERS, type SecureContextOptions } from 'node:tls';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+
+const DAY_MS = 86_400_000;
 
 export interface KeyPair {
   readonly cert: string;
@@ -43,8 +45,7 @@ export function watchKeyPair(
   current?: KeyPair,
 ): () => void {
   let last = current;
-  const check = (curr: Stats, prev: Stats) => {
-    if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+  const reread = () => {
     let pair: KeyPair;
     try {
       pair = readKeyPair(certFile, keyFile);
@@ -56,21 +57,68 @@ export function watchKeyPair(
     last = pair;
     onPair(pair);
   };
+  const check = (curr: Stats, prev: Stats) => {
+    if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+    reread();
+  };
   watchFile(certFile, { interval: intervalMs, persistent: false }, check);
   watchFile(keyFile, { interval: intervalMs, persistent: false }, check);
+  // watchFile takes its baseline with a first stat that runs asynchronously, and reports only changes after it: a
+  // rotation that lands between reading `current` and that stat would never be reported. One read after the first
+  // interval closes that gap.
+  const settle = setTimeout(reread, intervalMs);
+  settle.unref();
   return () => {
+    clearTimeout(settle);
     unwatchFile(certFile, check);
     unwatchFile(keyFile, check);
   };
 }
 
+/**
+ * TLS 1.2 suites: ECDHE key exchange (forward secrecy) with an AEAD cipher only: no CBC, no SHA-1 MAC, no RSA key
+ * exchange. Go's client (the API server) and every kubelet and Prometheus offer these. Both certificate kinds work:
+ * the ECDSA one bootstrap-cert makes and the RSA one cert-manager issues by default.
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+] as const;
+/** TLS 1.3 suites as Node ships them (all AEAD); named here because a cipher list without them would turn TLS 1.3 off. */
+export const TLS13_CIPHERS = DEFAULT_CIPHERS.split(':').filter((c) => c.startsWith('TLS_'));
+const CIPHERS = [...TLS13_CIPHERS, ...TLS12_CIPHERS].join(':');
+
 export function secureContextOptions(pair: KeyPair, minVersion: SecureContextOptions['minVersion']): SecureContextOptions {
-  return { cert: pair.cert, key: pair.key, minVersion };
+  return { cert: pair.cert, key: pair.key, minVersion, ciphers: CIPHERS, honorCipherOrder: true };
+}
+
+export interface CertValidity {
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** what is wrong or soon will be, for the log; undefined when the certificate is good for more than 30 days */
+  readonly problem?: { readonly level: 'error' | 'warn'; readonly message: string };
+}
+
+/** Certificates with fewer days left than this are logged at warn: cert-manager and bootstrap-cert renew at 30. */
+export const EXPIRY_WARN_DAYS = 30;
+
+/** When the serving certificate is valid, and whether it is expired, not valid yet, or expiring soon. */
+export function certValidity(certPem: string, now = Date.now()): CertValidity {
+  const x509 = new X509Certificate(certPem);
+  const notBefore = new Date(x509.validFrom);
+  const notAfter = new Date(x509.validTo);
+  const days = (notAfter.getTime() - now) / DAY_MS;
+  const range = `valid ${notBefore.toISOString()} to ${notAfter.toISOString()}`;
+  let problem: CertValidity['problem'];
+  if (now > notAfter.getTime()) problem = { level: 'error', message: `serving certificate EXPIRED (${range}): clients refuse it; renew the certificate` };
+  else if (now < notBefore.getTime()) problem = { level: 'error', message: `serving certificate NOT YET VALID (${range}): clients refuse it; check the issuer's and this node's clocks` };
+  else if (days < EXPIRY_WARN_DAYS) problem = { level: 'warn', message: `serving certificate expires in ${days.toFixed(1)} days (${range}); it should have been renewed by now` };
+  return { notBefore, notAfter, problem };
 }
 
 export interface CertificateAuthority extends KeyPair {}
 
-const DAY_MS = 86_400_000;
 
 // selfsigned (and its crypto stack) costs ~0.5 s to load; `serve` with certificate files, the chart's case, never needs it.
 const loadSelfsigned = () => import('selfsigned');

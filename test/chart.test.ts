@@ -516,6 +516,73 @@ t.test('examples/values-domino.yaml: lints, and renders valid objects for a Domi
   t.match(env, { PGHOST: 'mlflow-postgresql.domino-platform.svc', PGPASSWORD: { secretKeyRef: { name: 'mlflow-postgresql', key: 'postgresql-password' } } });
 });
 
+t.test('reachability: NetworkPolicy, hostNetwork and the container port', async (t) => {
+  const peers = ['networkPolicy.enabled=true', 'networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.0/16', 'networkPolicy.apiServer[1].ipBlock.cidr=2600:1f14::/56'];
+  const [plain, policy, scraped, host, hostPort] = await Promise.all([
+    render(),
+    render(peers),
+    render([...peers, 'networkPolicy.metricsScrapers[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring']),
+    render(['hostNetwork=true']),
+    render(['hostNetwork=true', 'server.port=10260']),
+  ]);
+  t.same(find(plain, 'NetworkPolicy'), [], 'no NetworkPolicy unless asked for');
+  const d = one(plain, 'Deployment', FULL, NS);
+  t.notOk(podSpec(d).hostNetwork, 'pod network by default');
+  t.notOk(podSpec(d).dnsPolicy);
+
+  validateAll(t, policy);
+  const np = one(policy, 'NetworkPolicy', FULL, NS);
+  const webhookPod = one(policy, 'Deployment', FULL, NS).spec.template.metadata.labels;
+  t.ok(Object.entries(np.spec.podSelector.matchLabels).every(([k, v]) => webhookPod[k] === v), 'selects the webhook pods');
+  const restartPod = jobNamed(policy, 'restart-target').spec.template.metadata.labels;
+  t.notOk(Object.entries(np.spec.podSelector.matchLabels).every(([k, v]) => restartPod[k] === v), 'and not the hook Jobs');
+  t.same(np.spec.policyTypes, ['Ingress'], 'ingress only: the reconcile loop still reaches the API server');
+  const https = [{ port: 'https', protocol: 'TCP' }];
+  t.same(np.spec.ingress.map((r: Obj) => r.ports), [https, https, https], 'the webhook\'s port only');
+  t.same(np.spec.ingress[0].from, [{ ipBlock: { cidr: '10.0.0.0/16' } }, { ipBlock: { cidr: '2600:1f14::/56' } }], 'the API server peers as given (IPv4 and IPv6)');
+  const fromRestart = np.spec.ingress[1].from[0].podSelector.matchLabels;
+  t.ok(Object.entries(fromRestart).every(([k, v]) => restartPod[k] === v), 'the restart Job may reach /readyz');
+  // the helm test doctor Pod runs beside the database Secret, in another namespace: it may reach the Service from there
+  const doctorPod = one(policy, 'Pod', `${FULL}-doctor`);
+  const fromDoctor = np.spec.ingress[2].from[0];
+  t.same(fromDoctor.namespaceSelector, { matchLabels: { 'kubernetes.io/metadata.name': doctorPod.metadata.namespace } }, 'from the doctor Pod\'s namespace');
+  t.ok(Object.entries(fromDoctor.podSelector.matchLabels).every(([k, v]) => doctorPod.metadata.labels[k] === v), 'the helm test doctor Pod may fetch the certificate');
+  t.notOk(Object.entries(fromDoctor.podSelector.matchLabels).every(([k, v]) => restartPod[k] === v), 'that rule does not admit the Jobs');
+  t.equal(np.spec.ingress.length, 3, 'no scrapers, no fourth rule');
+  const noTests = one(await render([...peers, 'tests.enabled=false']), 'NetworkPolicy', FULL, NS);
+  t.equal(noTests.spec.ingress.length, 2, 'no doctor rule without the helm test');
+  const withScrapers = one(scraped, 'NetworkPolicy', FULL, NS);
+  t.same(withScrapers.spec.ingress[3].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'metrics scrapers as given');
+  t.same(withScrapers.spec.ingress[3].ports, https, 'scrapers reach /metrics on the HTTPS port');
+  const plainMetrics = one(await render([...peers, 'networkPolicy.metricsScrapers[0].podSelector.matchLabels.app=prometheus', 'server.metricsPort=9090']), 'NetworkPolicy', FULL, NS);
+  t.same(plainMetrics.spec.ingress[3].ports, [...https, { port: 'metrics', protocol: 'TCP' }], 'and on the plain-HTTP metrics port when server.metricsPort is set');
+
+  validateAll(t, hostPort);
+  const hd = one(hostPort, 'Deployment', FULL, NS);
+  t.match(podSpec(hd), { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' });
+  t.same(podSpec(hd).containers[0].ports, [{ name: 'https', containerPort: 10260, protocol: 'TCP' }], 'the container port is server.port');
+  t.equal(parseConfigText(one(hostPort, 'ConfigMap', FULL, NS).data['config.yaml']).server.port, 10260, 'and the webhook listens there');
+  t.same(hd.spec.strategy.rollingUpdate, { maxUnavailable: 1, maxSurge: 0 }, 'no surge pod that could not share a node with an old one');
+  t.same(d.spec.strategy.rollingUpdate, { maxUnavailable: 0, maxSurge: 1 }, 'surge in the pod network');
+  t.match(podSpec(one(host, 'Deployment', FULL, NS)), { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' }, 'hostNetwork with the default port renders');
+
+  const base = ['template', RELEASE, chart, '--namespace', NS, '-f', ciValues];
+  const refused: Array<[string[], RegExp]> = [
+    [['--set', 'hostNetwork=true', '--set', 'server.port=10250'], /server\.port 10250 is a kubelet or kube-proxy port on every node; with hostNetwork pick a free one, e\.g\. 10260/],
+    [['--set', 'hostNetwork=true', '--set', 'server.port=10256'], /server\.port 10256 is a kubelet or kube-proxy port/],
+    [['--set', 'hostNetwork=true', '--set', 'server.port=443'], /server\.port 443 is below 1024/],
+    [['--set', 'hostNetwork=true', ...peers.flatMap((p) => ['--set', p])], /networkPolicy\.enabled has no effect on hostNetwork pods/],
+    [['--set', 'networkPolicy.enabled=true'], /networkPolicy\.apiServer is empty: the NetworkPolicy would keep the API server from the webhook/],
+    [['--set', 'networkPolicy.apiServer=nope'], /networkPolicy\.apiServer: Invalid type/],
+  ];
+  const results = await Promise.all(refused.map(([args]) => helmRun([...base, ...args])));
+  results.forEach((r, i) => {
+    t.not(r.code, 0, refused[i][0].join(' '));
+    t.match(r.stderr, refused[i][1]);
+  });
+  t.equal((await helmRun([...base, '--set', 'server.port=10250'])).code, 0, 'a kubelet port number is fine in the pod network');
+});
+
 t.test('NOTES.txt renders the verification commands for the values given', async (t) => {
   // helm template does not print NOTES.txt, so a copy of the chart renders it through tpl into a ConfigMap.
   const dir = mkdtempSync(join(tmpdir(), 'chart-notes-'));
@@ -529,17 +596,25 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     return parseYaml(r.stdout).data.notes as string;
   };
   const metricsOn = ['--set', 'server.metricsPort=9090', '--set', 'metrics.serviceMonitor.enabled=true'];
-  const [notes, withPolicy, quiet, metrics, metricsNoApi] = await Promise.all([
+  const [notes, withPolicy, quiet, metrics, metricsNoApi, netpol, hostNet] = await Promise.all([
     notesFor(['--set', 'deployment=tracking']),
     notesFor(WITH_POLICY_API),
     notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false', '--set', 'tests.enabled=false']),
     notesFor([...metricsOn, ...WITH_SERVICE_MONITOR_API]),
     notesFor(metricsOn),
+    notesFor(['--set', 'networkPolicy.enabled=true', '--set', 'networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.0/16']),
+    notesFor(['--set', 'hostNetwork=true', '--set', 'server.port=10260']),
   ]);
   t.notMatch(notes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
   t.match(metrics, `kubectl -n ${NS} port-forward svc/${FULL} 9090:9090`);
   t.match(metrics, `ServiceMonitor ${NS}/${FULL} has prometheus-operator scrape it`);
   t.match(metricsNoApi, 'The ServiceMonitor was NOT installed', 'says when the cluster lacks the CRD');
+  t.match(notes, 'mlflow_irsa_webhook_serving_cert_not_after_timestamp_seconds - time() < 21 * 86400', 'the certificate expiry alert');
+  t.match(notes, 'increase(mlflow_irsa_webhook_connections_dropped_total[10m]) > 0');
+  t.match(notes, 'connections are being closed at server.maxConnections:');
+  t.notMatch(notes, /NetworkPolicy|hostNetwork/, 'nothing about reachability options left off');
+  t.match(netpol, `kubectl -n ${NS} get networkpolicy ${FULL} -o yaml`);
+  t.match(hostNet, 'the webhook listens on port 10260 of each node it runs on');
   t.match(notes, 'kubectl -n domino-platform get deploy tracking -o jsonpath=');
   t.match(notes, `kubectl get mutatingwebhookconfiguration ${FULL}`);
   t.match(notes, 'psql -h localhost -U mlflow -d mlflow');

@@ -1,5 +1,7 @@
 // Property-based specification of /mutate under bad input: every generated request gets a well-formed 4xx JSON error or a
-// valid AdmissionReview whose patch applies strictly; never a 5xx, a throw or a heap that keeps growing.
+// valid AdmissionReview whose patch applies strictly and whose warnings stay within the limits; never a 5xx, a throw or
+// a heap that keeps growing. Generators include objects with toString/valueOf keys, every envelope field nested far
+// past the stack, and lists where strings belong.
 //
 // Replay a failure with the seed (and path) the report prints: RESILIENCE_SEED=<seed> [RESILIENCE_PATH=<path>] npx tap test/resilience-fuzz.test.ts
 import t from 'tap';
@@ -14,6 +16,7 @@ import { createMetrics } from '../src/metrics.js';
 import { createServingCert } from '../src/tls.js';
 import { admissionFixtures, exampleConfig } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
+import { LIMITS } from '../src/admission.js';
 
 // a real full collection between the heap readings, so the margin can be small
 setFlagsFromString('--expose-gc');
@@ -58,6 +61,34 @@ function envLists(review: Json): Json[][] {
   return cs.filter((c: Json) => c && typeof c === 'object' && Array.isArray(c.env)).map((c: Json) => c.env);
 }
 
+/** Every field of the envelope the webhook reads, and the object fields it routes by, as paths from the review's root. */
+const ENVELOPE: Array<Array<string | number>> = [
+  ['kind'], ['apiVersion'], ['request'], ['request', 'uid'], ['request', 'kind'], ['request', 'kind', 'group'], ['request', 'kind', 'version'],
+  ['request', 'kind', 'kind'], ['request', 'resource'], ['request', 'operation'], ['request', 'name'], ['request', 'namespace'],
+  ['request', 'subResource'], ['request', 'dryRun'], ['request', 'userInfo'], ['request', 'options'], ['request', 'object'], ['request', 'oldObject'],
+  ['request', 'object', 'metadata'], ['request', 'object', 'metadata', 'name'], ['request', 'object', 'metadata', 'namespace'],
+  ['request', 'object', 'metadata', 'annotations'], ['request', 'object', 'spec'],
+];
+const POD = ['request', 'object', 'spec', 'template', 'spec'];
+/** Fields where a string belongs. */
+const STRINGS: Array<Array<string | number>> = [
+  ['kind'], ['apiVersion'], ['request', 'uid'], ['request', 'kind', 'group'], ['request', 'kind', 'version'], ['request', 'kind', 'kind'],
+  ['request', 'operation'], ['request', 'name'], ['request', 'namespace'], ['request', 'subResource'],
+  ['request', 'object', 'metadata', 'name'], ['request', 'object', 'metadata', 'namespace'],
+  [...POD, 'containers', 0, 'name'], [...POD, 'containers', 0, 'env', 0, 'name'], [...POD, 'containers', 0, 'env', 0, 'value'],
+  [...POD, 'containers', 0, 'volumeMounts', 0, 'name'], [...POD, 'containers', 0, 'volumeMounts', 0, 'mountPath'], [...POD, 'volumes', 0, 'name'],
+];
+
+/** Sets the value at a path whose parent exists; a missing parent leaves the review as it is. */
+function put(review: Json, path: Array<string | number>, value: Json): void {
+  let cur = review;
+  for (const k of path.slice(0, -1)) {
+    if (cur === null || typeof cur !== 'object') return;
+    cur = cur[k];
+  }
+  if (cur !== null && typeof cur === 'object') cur[path[path.length - 1]] = value;
+}
+
 /** One edit of an AdmissionReview; its fields are plain data, so a failing case prints and replays as it was. */
 const edit = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('retype' as const), at: fc.nat(), value: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(null, [], {}, '', 0, -1, true, 1e308, '\u0000', 'null')) }) },
@@ -79,6 +110,11 @@ const edit = fc.oneof(
   ) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('huge' as const), at: fc.nat(), size: fc.integer({ min: 10_000, max: 3_300_000 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deep' as const), at: fc.nat(), depth: fc.integer({ min: 50, max: 1_000 }), array: fc.boolean() }) },
+  // objects a String() or template literal cannot convert (JSON cannot carry functions, so these keys are plain data)
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('coercion' as const), at: fc.nat(), value: fc.constantFrom<Json>({ toString: 1 }, { valueOf: {} }, { toString: 'x', valueOf: null }, { toString: {}, valueOf: {} }, { toJSON: 1 }, { name: { toString: 1 } }) }) },
+  // every envelope field nested far past the stack, as objects or arrays
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('deepField' as const), at: fc.nat(), depth: fc.constantFrom(2_000, 20_000, 100_000), array: fc.boolean() }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('arrayForString' as const), at: fc.nat(), value: fc.constantFrom<Json>(['mlflow'], ['domino-platform'], [], ['CREATE'], [['mlflow']], ['admission.k8s.io/v1']) }) },
 );
 
 const request = fc.record({
@@ -125,12 +161,21 @@ function build(r: Request): { body: string; sent: Json | undefined } {
         deep = e.array ? '['.repeat(e.depth) + ']'.repeat(e.depth) : '{"a":'.repeat(e.depth) + '1' + '}'.repeat(e.depth);
         break;
       }
+      case 'deepField': if (!deep) {
+        put(review, pick(ENVELOPE, e.at), JSON.parse(DEEP));
+        if (JSON.stringify(review).includes(DEEP)) deep = e.array ? '['.repeat(e.depth) + ']'.repeat(e.depth) : '{"a":'.repeat(e.depth) + '1' + '}'.repeat(e.depth);
+        break;
+      }
+      case 'coercion': put(review, pick([...ENVELOPE, ...STRINGS], e.at), structuredClone(e.value)); break;
+      case 'arrayForString': put(review, pick(STRINGS, e.at), structuredClone(e.value)); break;
     }
   }
   let body = JSON.stringify(review) ?? '';
   if (deep) body = body.replace(DEEP, deep);
   if (r.truncate !== null) return { body: body.slice(0, Math.floor(body.length * r.truncate)), sent: undefined };
-  return { body, sent: deep ? JSON.parse(body) : review };
+  // With deep nesting, the oracle judges the patch against the same review nested only three levels there (no copy of
+  // 100,000 levels is possible): a patch may add beside the nesting, but one reaching into it fails the strict apply.
+  return { body, sent: deep ? JSON.parse(JSON.stringify(review).replace(DEEP, deep.startsWith('[') ? '[[[]]]' : '{"a":{"a":{"a":1}}}')) : review };
 }
 
 /** The oracle: what any answer to any input must look like. Throws (so fast-check shrinks) on the first breach. */
@@ -158,6 +203,9 @@ function check(status: number, contentType: string, text: string, r: Request, se
   }
   if (res.warnings !== undefined && !(Array.isArray(res.warnings) && res.warnings.every((w: unknown) => typeof w === 'string'))) {
     throw new Error('warnings must be a list of strings');
+  }
+  if (res.warnings && (res.warnings.length > LIMITS.warnings || res.warnings.some((w: string) => w.length > LIMITS.warningChars))) {
+    throw new Error(`warnings over the limits: ${res.warnings.length} of up to ${Math.max(...res.warnings.map((w: string) => w.length))} characters`);
   }
 }
 

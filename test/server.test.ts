@@ -3,7 +3,8 @@ import t from 'tap';
 import { request, type RequestOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { connect } from 'node:tls';
+import { connect, createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
+import { generate } from 'selfsigned';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,11 +14,50 @@ import { Writable } from 'node:stream';
 import { loadConfig, parseConfig } from '../src/config.js';
 import { serve } from '../src/serve.js';
 import { createLogger } from '../src/log.js';
-import { createCa, createServingCert, daysLeft } from '../src/tls.js';
+import { createCa, createServingCert, daysLeft, TLS12_CIPHERS, watchKeyPair, type KeyPair } from '../src/tls.js';
 import { version } from '../src/version.js';
+import { listenDualStack } from '../src/serve.js';
 import { exampleConfig, fixture, root } from './helpers/fixtures.js';
 
 const silent = () => createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
+
+/** A logger that keeps its lines, parsed. */
+function capture() {
+  const lines: any[] = [];
+  const logger = createLogger('info', new Writable({ write: (c, _e, cb) => { for (const l of c.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l)); cb(); } }));
+  return { logger, lines };
+}
+
+/** A self-signed pair for localhost with the validity and key type given (the product only makes current ECDSA ones). */
+async function pairFor(notBefore: Date, notAfter: Date, keyType: 'ec' | 'rsa' = 'ec'): Promise<KeyPair> {
+  const r = await generate([{ name: 'commonName', value: 'localhost' }], {
+    keyType, algorithm: 'sha256', notBeforeDate: notBefore, notAfterDate: notAfter,
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }] }],
+  } as never);
+  return { cert: r.cert, key: r.private };
+}
+
+const DAY = 86_400_000;
+const baseConfig = (server: Record<string, unknown> = {}) =>
+  parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))), reconcile: { enabled: false }, server: { drainSeconds: 0, certReloadSeconds: 0.05, ...server } });
+
+function writePairIn(dir: string, pair: KeyPair) {
+  writeFileSync(join(dir, 'tls.crt'), pair.cert);
+  writeFileSync(join(dir, 'tls.key'), pair.key);
+  return { tlsCert: join(dir, 'tls.crt'), tlsKey: join(dir, 'tls.key') };
+}
+
+/** Connects with these TLS options; the negotiated protocol and cipher, or the error code. */
+function handshake(o: ConnectionOptions & { port: number }): Promise<{ protocol?: string; cipher?: string; error?: string }> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', servername: 'localhost', rejectUnauthorized: false, ...o }, () => {
+      const out = { protocol: socket.getProtocol() ?? undefined, cipher: socket.getCipher().name };
+      socket.destroy();
+      resolve(out);
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+  });
+}
 
 function https(port: number, path: string, opts: RequestOptions & { body?: string } = {}): Promise<{ status: number; body: string; cert: string }> {
   return new Promise((resolve, reject) => {
@@ -181,6 +221,204 @@ t.test('SIGTERM: /readyz turns 503, in-flight work finishes, exit 0', async (t) 
   const mutate = await https(probe, '/mutate', { rejectUnauthorized: false, body: JSON.stringify(fixture('serviceaccount-create').review) });
   t.equal(mutate.status, 200, 'requests during the drain are still answered');
   t.equal(await exited, 0, 'exit 0');
-  t.match(out, /"msg":"draining: \/readyz now answers 503"/);
+  t.match(out, /"msg":"draining: \/readyz now answers 503, every response closes its connection"/);
   t.match(out, /"msg":"closed: in-flight requests finished"/);
+});
+
+t.test('watchKeyPair: a rotation that lands before the watcher\'s first stat (right at start) is still reported', async (t) => {
+  const now = Date.now();
+  const [a, b] = await Promise.all([pairFor(new Date(now - DAY), new Date(now + 30 * DAY)), pairFor(new Date(now - DAY), new Date(now + 60 * DAY))]);
+  const dir = mkdtempSync(join(tmpdir(), 'watch-early-'));
+  // serve read pair a; the files rotated to b before the watch took its baseline, so polling alone never sees a change
+  writePairIn(dir, a);
+  const files = writePairIn(dir, b);
+  const seen: KeyPair[] = [];
+  const errors: Error[] = [];
+  const unwatch = watchKeyPair(files.tlsCert, files.tlsKey, 50, (p) => seen.push(p), (e) => errors.push(e), a);
+  t.teardown(unwatch);
+  for (let i = 0; i < 400 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  t.equal(seen.length, 1, 'reported once');
+  t.equal(seen[0]?.cert, b.cert, 'the new pair');
+  t.same(errors, [], 'no error');
+});
+
+t.test('TLS 1.2 is ECDHE with AEAD only: CBC, SHA-1 and RSA key exchange suites are refused over a real socket', async (t) => {
+  const now = Date.now();
+  const [ecdsa, rsa] = await Promise.all([pairFor(new Date(now - DAY), new Date(now + 30 * DAY)), pairFor(new Date(now - DAY), new Date(now + 30 * DAY), 'rsa')]);
+  for (const [kind, pair, refused, accepted] of [
+    ['ECDSA', ecdsa, ['ECDHE-ECDSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA', 'ECDHE-ECDSA-AES128-SHA256'], 'ECDHE-ECDSA-AES128-GCM-SHA256'],
+    ['RSA (cert-manager\'s default)', rsa, ['AES256-SHA', 'AES128-SHA256', 'AES256-SHA256', 'ECDHE-RSA-AES128-SHA', 'AES128-GCM-SHA256'], 'ECDHE-RSA-AES256-GCM-SHA384'],
+  ] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'ciphers-'));
+    const running = await serve(baseConfig(), { port: 0, host: '127.0.0.1', ...writePairIn(dir, pair) }, silent());
+    // control: a server with OpenSSL's defaults and the same certificate agrees to every suite the webhook refuses
+    const open = createTlsServer({ ...pair, ciphers: 'ALL@SECLEVEL=0', minVersion: 'TLSv1.2' }, (sock) => sock.end());
+    await new Promise<void>((resolve) => open.listen(0, '127.0.0.1', resolve));
+    const openPort = (open.address() as AddressInfo).port;
+    for (const cipher of refused) {
+      const client = { maxVersion: 'TLSv1.2' as const, ciphers: `${cipher}@SECLEVEL=0` };
+      t.equal((await handshake({ ...client, port: openPort })).cipher, cipher, `${kind}: ${cipher} is negotiable where allowed`);
+      t.match((await handshake({ ...client, port: running.port })).error, /HANDSHAKE_FAILURE|NO_SHARED_CIPHER|NO_CIPHERS/, `${kind}: the webhook refuses ${cipher}`);
+    }
+    t.same(await handshake({ maxVersion: 'TLSv1.2', ciphers: accepted, port: running.port }), { protocol: 'TLSv1.2', cipher: accepted }, `${kind}: ${accepted} is accepted`);
+    const offered = await handshake({ maxVersion: 'TLSv1.2', port: running.port });
+    t.ok((TLS12_CIPHERS as readonly string[]).includes(offered.cipher!), `${kind}: a default TLS 1.2 client gets ${offered.cipher}, from the documented list`);
+    t.match(await handshake({ port: running.port }), { protocol: 'TLSv1.3', cipher: /^TLS_/ }, `${kind}: TLS 1.3 unchanged`);
+    await new Promise((resolve) => open.close(resolve));
+    await running.stop();
+  }
+});
+
+t.test('certificate validity: logged at start and at every reload, error when expired or not yet valid, warn within 30 days; the gauge follows', async (t) => {
+  const now = Date.now();
+  const gauge = async (port: number) => {
+    const m = /^mlflow_irsa_webhook_serving_cert_not_after_timestamp_seconds (\S+)$/m.exec((await https(port, '/metrics', { rejectUnauthorized: false })).body);
+    return m ? Number(m[1]) : undefined;
+  };
+  const notAfterOf = (pair: KeyPair) => Math.floor(Date.parse(new X509Certificate(pair.cert).validTo) / 1000);
+  const cases = [
+    ['valid 2020-2021 (expired)', await pairFor(new Date('2020-01-01T00:00:00Z'), new Date('2021-01-01T00:00:00Z')), 'error', /serving certificate: serving certificate EXPIRED \(valid 2020-01-01T00:00:00\.000Z to 2021-01-01T00:00:00\.000Z\)/],
+    ['valid from tomorrow', await pairFor(new Date(now + DAY), new Date(now + 400 * DAY)), 'error', /NOT YET VALID/],
+    ['10 days left', await pairFor(new Date(now - DAY), new Date(now + 10 * DAY)), 'warn', /expires in (9\.9|10\.0) days/],
+    ['a year left', await pairFor(new Date(now - DAY), new Date(now + 365 * DAY)), 'info', /^serving certificate$/],
+  ] as const;
+  for (const [what, pair, level, message] of cases) {
+    const dir = mkdtempSync(join(tmpdir(), 'validity-'));
+    const log = capture();
+    const running = await serve(baseConfig(), { port: 0, host: '127.0.0.1', ...writePairIn(dir, pair) }, log.logger);
+    const line = log.lines.find((l) => /serving certificate/.test(l.msg));
+    t.match(line, { level, msg: message, notAfter: new Date(new X509Certificate(pair.cert).validTo).toISOString() }, `${what}: logged at ${level} at start`);
+    t.equal(await gauge(running.port), notAfterOf(pair), `${what}: the gauge holds notAfter`);
+    t.equal((await https(running.port, '/readyz', { rejectUnauthorized: false })).status, 200, `${what}: still serves (a clock may be wrong; the log and the metric say so)`);
+    await running.stop();
+  }
+
+  // rotation to an expired pair: the reload is logged at error and the gauge moves back
+  const dir = mkdtempSync(join(tmpdir(), 'validity-reload-'));
+  const log = capture();
+  const good = cases[3][1];
+  const running = await serve(baseConfig(), { port: 0, host: '127.0.0.1', ...writePairIn(dir, good) }, log.logger);
+  t.teardown(() => running.stop());
+  const expired = cases[0][1];
+  writeFileSync(join(dir, 'tls.key.new'), expired.key);
+  writeFileSync(join(dir, 'tls.crt'), expired.cert);
+  renameSync(join(dir, 'tls.key.new'), join(dir, 'tls.key'));
+  // a loaded machine can delay the file polling by seconds: wait for the line rather than a fixed time
+  for (let i = 0; i < 1200 && !log.lines.some((l) => l.msg.startsWith('serving certificate reloaded')); i++) await new Promise((r) => setTimeout(r, 25));
+  t.match(log.lines.find((l) => l.msg.startsWith('serving certificate reloaded')), { level: 'error', msg: /^serving certificate reloaded: serving certificate EXPIRED/ });
+  t.equal(await gauge(running.port), notAfterOf(expired), 'the gauge follows the reload');
+});
+
+t.test('dual stack: "::" (the default) answers IPv4 and IPv6; a kernel without IPv6 falls back to 0.0.0.0; listen errors name the address', async (t) => {
+  const config = baseConfig();
+  t.equal(config.server.host, '::', 'the default host');
+  const log = capture();
+  const running = await serve(config, { port: 0 }, log.logger);
+  t.teardown(() => running.stop());
+  for (const host of ['127.0.0.1', '::1']) {
+    const res = await https(running.port, '/mutate', { host, rejectUnauthorized: false, body: JSON.stringify(fixture('serviceaccount-create').review) });
+    t.equal(res.status, 200, `a review over ${host}`);
+  }
+  t.match(log.lines.find((l) => l.msg === 'listening (HTTPS)'), { host: '::', port: running.port });
+
+  // In use: the error names the address and the cause.
+  const busy = await serve(config, { port: running.port }, silent()).then(() => 'listened', (err: Error) => err.message);
+  t.equal(busy, `cannot listen on [::]:${running.port}: EADDRINUSE (another process listens on this port)`);
+
+  // A kernel without IPv6 cannot be had here: the first listen on "::" fails as it would there (EAFNOSUPPORT), the
+  // fallback then listens for real.
+  const fallback = capture();
+  const { buildServer } = await import('../src/server.js');
+  const s = buildServer({ config, tls: await createServingCert(['localhost'], 1), logger: fallback.logger });
+  t.teardown(() => s.app.close());
+  const tried: string[] = [];
+  const host = await listenDualStack(async (h) => {
+    tried.push(h);
+    if (h === '::') throw Object.assign(new Error('address family not supported'), { code: 'EAFNOSUPPORT' });
+    await s.app.listen({ port: 0, host: h });
+  }, '::', 0, fallback.logger);
+  t.same(tried, ['::', '0.0.0.0']);
+  t.equal(host, '0.0.0.0');
+  const port = (s.app.server.address() as AddressInfo).port;
+  t.equal((await https(port, '/healthz', { rejectUnauthorized: false })).status, 200, 'answers over IPv4');
+  await t.rejects(https(port, '/healthz', { host: '::1', rejectUnauthorized: false }), /ECONNREFUSED/, 'and not over IPv6');
+  t.match(fallback.lines, [{ level: 'warn', msg: /IPv6 is not available on this host: listening on 0\.0\.0\.0/, code: 'EAFNOSUPPORT' }]);
+  const explicit = await listenDualStack(async () => { throw Object.assign(new Error('x'), { code: 'EAFNOSUPPORT' }); }, '::1', 8443, fallback.logger).then(() => 'listened', (err: Error) => err.message);
+  t.equal(explicit, 'cannot listen on [::1]:8443: EAFNOSUPPORT (this host does not support the address family)', 'an address set on purpose is never replaced');
+  const neither = await listenDualStack(async (h) => { throw Object.assign(new Error('x'), { code: h === '::' ? 'EAFNOSUPPORT' : 'EADDRINUSE' }); }, '::', 8443, fallback.logger)
+    .then(() => 'listened', (err: Error) => err.message);
+  t.equal(neither, 'cannot listen on 0.0.0.0:8443: EADDRINUSE (another process listens on this port)', 'a failed fallback names the address it tried');
+});
+
+t.test('server.maxConnections: connections past the cap are closed on arrival, counted, and logged once', async (t) => {
+  const log = capture();
+  const running = await serve(baseConfig({ maxConnections: 5 }), { port: 0, host: '127.0.0.1' }, log.logger);
+  t.teardown(() => running.stop());
+  const open = await Promise.all(Array.from({ length: 5 }, () => new Promise<ReturnType<typeof connect>>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }, () => resolve(s));
+    s.on('error', reject);
+  })));
+  const extra = await Promise.all([1, 2, 3].map(() => handshake({ port: running.port })));
+  for (const e of extra) t.match(e.error, /ECONNRESET|socket disconnected|socket hang up|EPIPE/, `a sixth connection is closed before its handshake (${e.error})`);
+  const metrics = await (async () => {
+    open.pop()!.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    return (await https(running.port, '/metrics', { rejectUnauthorized: false })).body;
+  })();
+  t.match(metrics, /^mlflow_irsa_webhook_connections_dropped_total 3$/m, 'each one counted');
+  t.equal(log.lines.filter((l) => l.msg === 'connections closed on arrival: server.maxConnections are open').length, 1, 'one warning, not one per connection');
+  t.match(log.lines.find((l) => l.msg.startsWith('connections closed')), { level: 'warn', maxConnections: 5, dropped: 1 });
+  for (const s of open) s.destroy();
+  t.equal(parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.maxConnections, 1000, 'the default cap');
+});
+
+t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a just-accepted connection still gets its request answered, a client that never closes is cut at the deadline', async (t) => {
+  const log = capture();
+  const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 1 }), { port: 0, host: '127.0.0.1' }, log.logger);
+  /** A TLS connection spoken to by hand, so the test sees every byte and how the connection ends. */
+  const raw = (allowHalfOpen = false) => new Promise<{ text: () => string; ended: Promise<string>; ask: (path: string) => Promise<string> }>((resolve, reject) => {
+    let text = '';
+    const socket = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions, () => resolve({
+      text: () => text, ended,
+      ask: (path) => {
+        const from = text.length;
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`);
+        return new Promise((res) => { const poll = setInterval(() => { if (/\r\n\r\n[\s\S]*\}/.test(text.slice(from))) { clearInterval(poll); res(text.slice(from)); } }, 5); });
+      },
+    }));
+    t.teardown(() => { socket.destroy(); });
+    const ended = new Promise<string>((res) => {
+      socket.on('end', () => res('end'));
+      socket.on('error', (err: NodeJS.ErrnoException) => res(err.code ?? err.message));
+      socket.on('close', () => res('close'));
+    });
+    socket.on('data', (c) => { text += c; });
+    socket.on('error', reject);
+  });
+  const idle = await raw();
+  t.notMatch(await idle.ask('/healthz'), /connection: close/i, 'before SIGTERM, keep-alive');
+  const halfOpen = await raw(true);
+  await halfOpen.ask('/healthz');
+  const during = await raw();
+  const fresh = await raw();
+
+  const stopped = running.stop();
+  await new Promise((r) => setTimeout(r, 100));
+  const answer = await during.ask('/readyz');
+  t.match(answer, /^HTTP\/1\.1 503/, 'readyz 503 while draining');
+  t.match(answer, /\r\nconnection: close\r\n/i, 'and the answer closes its connection');
+  t.equal(await during.ended, 'end', 'which the server then ends cleanly');
+
+  // the listener closes at 0.5 s; the just-accepted connection sends its first request after that, within the grace
+  await new Promise((r) => setTimeout(r, 900));
+  await t.rejects(https(running.port, '/healthz', { rejectUnauthorized: false }), /ECONNREFUSED/, 'no new connections after the drain');
+  const late = await fresh.ask('/healthz');
+  t.match(late, /^HTTP\/1\.1 200/, 'a connection accepted before the close still gets its request answered');
+  t.match(late, /\r\nconnection: close\r\n/i);
+  t.equal(await idle.ended, 'end', 'a kept-alive connection idle through the drain is ended with close_notify and FIN, not reset');
+  t.equal(await halfOpen.ended, 'end', 'so is one whose client does not close its side');
+  await stopped;
+  t.match(log.lines.find((l) => l.msg === 'listener closed; connections ended'), { closedIdle: 2, closedWithoutRequest: 0, destroyed: 1 },
+    'two idle connections ended; the one whose client never closed its side destroyed at the deadline');
+  t.ok(log.lines.some((l) => l.msg === 'closed: in-flight requests finished'));
 });

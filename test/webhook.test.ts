@@ -10,6 +10,8 @@ import { createServingCert, type KeyPair } from '../src/tls.js';
 import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
 import { validateK8s } from './helpers/k8s-schema.js';
+import { diff, PatchLimitError } from '../src/patch.js';
+import { boundWarnings, LIMITS } from '../src/admission.js';
 
 const config = loadConfig(exampleConfig);
 let pair: KeyPair;
@@ -129,6 +131,44 @@ t.test('patches are minimal and use JSON-pointer escaping', async (t) => {
   t.ok(dep.every((op) => op.path.startsWith('/spec/template/spec/')), 'only the pod spec is touched');
   t.same(dep.filter((op) => op.op === 'remove'), [{ op: 'remove', path: '/spec/template/spec/containers/0/env/2' }], 'AWS_CONFIG_FILE removed by index, later env not rewritten');
   t.notOk(JSON.stringify(dep).includes('postgresql-password'), 'no other env entry is re-sent');
+});
+
+t.test('the patch mechanism alone: entries paired by name, reference or value; only what changed', async (t) => {
+  const env = (names: string[]) => names.map((name) => ({ name, value: `v-${name}` }));
+  const check = (what: string, a: any, b: any) => {
+    const ops = diff(a, b);
+    t.same(applyStrict(a, ops), b, `${what}: the patch applied strictly gives the target`);
+    return ops;
+  };
+  const long = env(Array.from({ length: 5000 }, (_, i) => `E${i}`));
+  const front = check('a removal at the front, ours appended', { env: [{ name: 'AWS_CONFIG_FILE', value: 'x' }, ...long] }, { env: [...long, { name: 'AWS_ROLE_ARN', value: 'r' }] });
+  t.same(front, [{ op: 'remove', path: '/env/0' }, { op: 'add', path: '/env/5000', value: { name: 'AWS_ROLE_ARN', value: 'r' } }], 'one remove, one add; the 5,000 entries between are not re-sent');
+
+  const edited = check('an entry edited in place', { env: env(['A', 'B', 'C']) }, { env: [{ name: 'A', value: 'v-A' }, { name: 'B', value: 'new' }, { name: 'C', value: 'v-C' }] });
+  t.same(edited, [{ op: 'replace', path: '/env/1/value', value: 'new' }], 'only the changed field');
+
+  const dupes = check('duplicates of a name pair in order', { env: env(['X', 'A', 'X', 'B', 'X']) }, { env: env(['X', 'A', 'B']) });
+  t.same(dupes, [{ op: 'remove', path: '/env/4' }, { op: 'remove', path: '/env/2' }], 'the later duplicates removed, the first kept');
+
+  const moved = check('an entry moved (no mutator does this; still correct)', { env: env(['A', 'B', 'C', 'D']) }, { env: env(['B', 'C', 'D', 'A']) });
+  t.same(moved, [{ op: 'remove', path: '/env/0' }, { op: 'add', path: '/env/3', value: { name: 'A', value: 'v-A' } }], 'the longest run in order is kept; the moved entry is removed and added');
+
+  const shared = { value: 'no name', deep: { x: [1, 2] } };
+  const byRef = check('unnamed entries paired by reference', { list: [1, shared, 'a', null, shared] }, { list: [shared, 'a', null, 2] });
+  t.same(byRef, [{ op: 'remove', path: '/list/4' }, { op: 'remove', path: '/list/0' }, { op: 'add', path: '/list/3', value: 2 }]);
+  const byValue = check('unnamed entries rebuilt by a copying mutator, paired by value', { list: [{ a: 1 }, { b: [2] }] }, { list: [{ b: [2] }, { c: 3 }] });
+  t.same(byValue, [{ op: 'remove', path: '/list/0' }, { op: 'add', path: '/list/1', value: { c: 3 } }], 'the equal entry is kept, not re-sent');
+  const mixed = check('rebuilt unnamed entries beside named ones and primitives', { list: [{ name: 'a', v: 1 }, 1, { x: [1] }, 'p'] }, { list: [{ name: 'a', v: 1 }, 1, { x: [1] }, 'q'] });
+  t.same(mixed, [{ op: 'remove', path: '/list/3' }, { op: 'add', path: '/list/3', value: 'q' }], 'only the changed primitive');
+  t.same(check('kinds differ', { a: { deep: [[[[1]]]] }, b: 'x', c: [1] }, { a: 'flat', b: 'x', c: { k: 1 } }), [
+    { op: 'replace', path: '/a', value: 'flat' }, { op: 'replace', path: '/c', value: { k: 1 } },
+  ]);
+  t.same(check('keys that need escaping', { m: { 'a/b': 1, 'c~d': 2 } }, { m: { 'a/b': 2 } }), [{ op: 'remove', path: '/m/c~0d' }, { op: 'replace', path: '/m/a~1b', value: 2 }]);
+
+  const big = { deep: shared };
+  t.same(diff(big, { ...big }), [], 'a shared subtree is skipped by reference');
+  t.throws(() => diff({ env: long }, { env: [] }, 100), PatchLimitError, 'the diff stops at the operation limit');
+  t.equal(diff({ env: long }, { env: [] }, 5000).length, 5000, 'and not before it');
 });
 
 t.test('dryRun gets the same patch; v1beta1 is answered in v1beta1', async (t) => {
@@ -274,4 +314,111 @@ t.test('metrics, probes and one log line per decision without object content', a
 
   t.same((await s.app.inject({ url: '/healthz' })).json(), { status: 'ok' });
   t.same((await s.app.inject({ url: '/readyz' })).json(), { status: 'ready' });
+});
+
+t.test('output is bounded whatever the request: warnings, log lines, patch size', async (t) => {
+  const TOKEN_DIR = '/var/run/secrets/eks.amazonaws.com/serviceaccount';
+  const { s, log } = server();
+  t.teardown(() => s.app.close());
+  const logBytes = () => log.raw.reduce((n, l) => n + l.length + 1, 0);
+
+  // 20,000 mounts on the token's path: 20,000 removes and as many warnings before; now admitted unchanged, one warning
+  const many = structuredClone(fixture('deployment-create').review);
+  many.request.object.spec.template.spec.containers[0].volumeMounts = Array.from({ length: 20_000 }, (_, i) => ({ name: `t${i}`, mountPath: TOKEN_DIR }));
+  let before = logBytes();
+  const big = await post(s, many);
+  t.equal(big.status, 200);
+  t.equal(big.body.response.allowed, true);
+  t.equal(big.body.response.patch, undefined, 'no patch');
+  t.same(big.body.response.warnings, [`mlflow-irsa-webhook: mutating apps/v1/Deployment domino-platform/mlflow would need a patch over ${LIMITS.patchOps} operations or 64 KiB; admitted unchanged`]);
+  t.ok(JSON.stringify(big.body).length < 1024, `response ${JSON.stringify(big.body).length} bytes`);
+  t.ok(logBytes() - before < 2048, `log ${logBytes() - before} bytes`);
+  t.match(log.lines.at(-1), { level: 'warn', outcome: 'too-large', patched: false });
+
+  // a few displaced mounts are still removed, in one warning that names three and counts the rest
+  const some = structuredClone(fixture('deployment-create').review);
+  some.request.object.spec.template.spec.containers[0].volumeMounts.push(...Array.from({ length: 40 }, (_, i) => ({ name: `t${i}`, mountPath: `${TOKEN_DIR}/` })));
+  const res = await post(s, some);
+  t.same(res.body.response.warnings, [`Deployment domino-platform/mlflow: removed 40 volumeMounts ("t0", "t1", "t2" and 37 more) of container "mlflow", which used the token's mountPath ${TOKEN_DIR}`]);
+  t.equal(applyStrict(some.request.object, decodePatch(res.body.response)!).spec.template.spec.containers[0].volumeMounts.filter((m: any) => m.mountPath.startsWith(TOKEN_DIR)).length, 1, 'only ours is left on the path');
+
+  // a mount name of 3 MiB: the warning quotes 61 characters of it, and neither reply nor log carries the rest
+  const longName = structuredClone(fixture('deployment-create').review);
+  const name = 'n'.repeat(3_000_000);
+  longName.request.object.spec.template.spec.containers[0].volumeMounts.push({ name, mountPath: TOKEN_DIR });
+  before = logBytes();
+  const long = await post(s, longName);
+  t.equal(long.status, 200);
+  t.ok(long.body.response.patch, 'patched: the mount is removed by index');
+  t.same(long.body.response.warnings, [`Deployment domino-platform/mlflow: removed volumeMount "${'n'.repeat(61)}..." of container "mlflow", which used the token's mountPath ${TOKEN_DIR}`]);
+  t.ok(JSON.stringify(long.body).length < 4096, `response ${JSON.stringify(long.body).length} bytes`);
+  t.ok(logBytes() - before < 2048, `log ${logBytes() - before} bytes`);
+
+  // request-chosen strings in the envelope: cut in the log line, the uid echoed whole in the reply
+  const odd = structuredClone(fixture('nontarget-other-name').review);
+  odd.request.uid = 'u'.repeat(100_000);
+  odd.request.name = 'x'.repeat(100_000);
+  odd.request.kind.kind = 'K'.repeat(100_000);
+  before = logBytes();
+  const echoed = await post(s, odd);
+  t.equal(echoed.body.response.uid, odd.request.uid, 'the reply echoes the uid as the API server needs');
+  const line = log.lines.at(-1);
+  t.ok(logBytes() - before < 2048, `log ${logBytes() - before} bytes`);
+  t.equal(line.uid.length, LIMITS.logValueChars);
+  t.equal(line.name.length, LIMITS.logValueChars);
+  t.match(line.kind, /^apps\/v1\/K+\.\.\.$/);
+});
+
+t.test('boundWarnings: duplicates dropped, each cut to 256 characters, at most 8 with the last counting the rest', async (t) => {
+  t.same(boundWarnings(['a', 'b', 'a']), ['a', 'b']);
+  const cut = boundWarnings(['w'.repeat(10_000)]);
+  t.equal(cut[0].length, LIMITS.warningChars);
+  t.match(cut[0], /w\.\.\.$/);
+  const many = boundWarnings(Array.from({ length: 20_000 }, (_, i) => `warning ${i}`));
+  t.equal(many.length, LIMITS.warnings);
+  t.same(many.slice(0, 2), ['warning 0', 'warning 1']);
+  t.equal(many.at(-1), `mlflow-irsa-webhook: ${20_000 - LIMITS.warnings + 1} more warnings not shown`);
+  t.ok(many.join('').length <= 4096, 'under the API server\'s 4096 characters in all');
+});
+
+t.test('no input makes a 5xx: coercion-proof fields, deep envelopes, and a last-resort 400', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const base = fixture('deployment-create').review;
+  const noNs = structuredClone(base);
+  delete noNs.request.namespace;
+  noNs.request.object.metadata.namespace = { toString: 1 };
+  const r1 = await post(s, noNs);
+  t.equal(r1.status, 200, 'request.namespace absent, metadata.namespace {"toString": 1}: answered');
+  t.equal(r1.body.response.patch, undefined, 'and not taken for the target namespace');
+  const listName = structuredClone(base);
+  delete listName.request.name;
+  listName.request.object.metadata.name = ['mlflow'];
+  const r2 = await post(s, listName);
+  t.equal(r2.status, 200);
+  t.equal(r2.body.response.patch, undefined, 'metadata.name ["mlflow"] is not the name "mlflow"');
+  const valueOf = structuredClone(base);
+  valueOf.request.object.metadata.namespace = { valueOf: {}, toString: null };
+  t.ok((await post(s, valueOf)).body.response.patch, 'request.namespace (a string) decides; the odd object metadata is only described, never coerced');
+
+  for (const field of ['kind', 'apiVersion', 'request.operation', 'request.uid', 'request.kind', 'request.name', 'request.namespace'] as const) {
+    const review: any = structuredClone(base);
+    const [a, b] = field.split('.');
+    if (b) review[a][b] = '__deep__';
+    else review[a] = '__deep__';
+    const body = JSON.stringify(review).replace('"__deep__"', '['.repeat(100_000) + ']'.repeat(100_000));
+    const res = await post(s, body);
+    t.equal(res.status, 400, `${field} nested 100,000 deep → 400`);
+    t.match(res.body.message, new RegExp(`${field.replace('.', '\\.')}|kind must|apiVersion`), `${field}: ${res.body.message}`);
+    t.ok(res.body.message.length < 300, 'a short message');
+  }
+
+  // The last guard: review() throwing for any reason answers 400 with a message, never 500.
+  const real = buildMutators(config);
+  const broken: Mutators = { ...real, forTarget: () => { throw new RangeError('Maximum call stack size exceeded'); } };
+  const b = server({ mutators: broken });
+  t.teardown(() => b.s.app.close());
+  const res = await post(b.s, base);
+  t.equal(res.status, 400);
+  t.equal(res.body.message, 'could not process the AdmissionReview (RangeError: "Maximum call stack size exceeded")');
 });

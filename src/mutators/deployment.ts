@@ -1,7 +1,7 @@
 // Makes the MLflow Deployment's pod template use IRSA: projected token volume, mount and env on one container. Pure.
 import { posix } from 'node:path';
 import type { Config } from '../config.js';
-import { childArray, isObject, jsonEqual, type Json, type JsonObject } from './json.js';
+import { cut, isObject, jsonEqual, shown, text, type Json, type JsonObject } from './json.js';
 import type { MutationResult } from './index.js';
 
 /** Everything the mutation writes, derived once from the config. */
@@ -48,20 +48,56 @@ export function deploymentPlan(config: Config): DeploymentPlan {
   };
 }
 
-/** Puts `desired` where an entry of its name stands (first one), drops later ones of that name, else appends. */
-function upsertByName(list: Json[], desired: JsonObject): void {
-  const first = list.findIndex((e) => nameOf(e) === desired.name);
-  if (first < 0) {
-    list.push(structuredClone(desired));
-    return;
+/**
+ * One pass over a list: entries `drop` names are left out, each `desired` entry takes the place of the first entry of
+ * its name (that entry itself kept when it already equals it) and later ones of that name are left out, and desired
+ * entries not found are appended in order. Linear whatever the duplicates, since the caller chooses the list's length;
+ * the list itself comes back when nothing changed, so the diff can skip it by reference.
+ */
+function rebuild(list: readonly Json[], desired: readonly JsonObject[], drop?: (entry: Json) => boolean): Json[] {
+  const wanted = new Map(desired.map((d) => [d.name as string, d]));
+  const placed = new Set<string>();
+  const out: Json[] = [];
+  let changed = false;
+  for (const entry of list) {
+    if (drop?.(entry)) {
+      changed = true;
+      continue;
+    }
+    const name = nameOf(entry);
+    const want = typeof name === 'string' ? wanted.get(name) : undefined;
+    if (!want) out.push(entry);
+    else if (placed.has(name as string)) changed = true;
+    else {
+      placed.add(name as string);
+      if (jsonEqual(entry, want)) out.push(entry);
+      else {
+        out.push(structuredClone(want));
+        changed = true;
+      }
+    }
   }
-  if (!jsonEqual(list[first], desired)) list[first] = structuredClone(desired);
-  for (let i = list.length - 1; i > first; i--) if (nameOf(list[i]) === desired.name) list.splice(i, 1);
+  for (const d of desired) {
+    if (placed.has(d.name as string)) continue;
+    out.push(structuredClone(d));
+    changed = true;
+  }
+  return changed ? out : (list as Json[]);
+}
+
+/** The list at obj[key] ([] when absent or null), or undefined when something else stands there. */
+function listAt(obj: JsonObject, key: string): readonly Json[] | undefined {
+  const cur = obj[key];
+  if (cur === undefined || cur === null) return [];
+  return Array.isArray(cur) ? cur : undefined;
 }
 
 function unchanged(original: JsonObject, warning: string): MutationResult {
   return { object: original, warnings: [warning] };
 }
+
+/** How many names a warning lists before it says "and N more". */
+const NAMES_SHOWN = 3;
 
 export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): MutationResult {
   const where = `Deployment ${describeMeta(original)}`;
@@ -71,50 +107,55 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): Mu
   if (!isObject(spec) || !isObject(template) || !isObject(podSpec) || !Array.isArray(podSpec.containers)) {
     return unchanged(original, `${where}: spec.template.spec.containers is not a list; not mutated`);
   }
-  if (!podSpec.containers.some((c) => nameOf(c) === plan.container)) {
-    return unchanged(original, `${where}: container "${plan.container}" not found; not mutated`);
-  }
-  // Only the path to what we write is copied (template, pod spec, our container, and the three lists); everything
-  // else, managedFields included, is shared with the original and never written. The diff skips shared subtrees
-  // without a walk, so the patch costs what changed rather than the size of the pod template.
-  const pod: JsonObject = { ...podSpec };
-  const object: JsonObject = { ...original, spec: { ...spec, template: { ...template, spec: pod } } };
-  const containers = [...podSpec.containers];
-  pod.containers = containers;
-  const at = containers.findIndex((c) => nameOf(c) === plan.container);
-  const container: JsonObject = { ...(containers[at] as JsonObject) };
-  containers[at] = container;
-
-  const volumes = childArray(pod, 'volumes');
-  const mounts = childArray(container, 'volumeMounts');
-  const env = childArray(container, 'env');
-  if (!volumes || !mounts || !env) {
+  const at = podSpec.containers.findIndex((c) => nameOf(c) === plan.container);
+  if (at < 0) return unchanged(original, `${where}: container "${plan.container}" not found; not mutated`);
+  const current = podSpec.containers[at] as JsonObject;
+  const volumesNow = listAt(podSpec, 'volumes');
+  const mountsNow = listAt(current, 'volumeMounts');
+  const envNow = listAt(current, 'env');
+  if (!volumesNow || !mountsNow || !envNow) {
     return unchanged(original, `${where}: volumes, volumeMounts or env is not a list; not mutated`);
   }
   const warnings: string[] = [];
 
-  upsertByName(volumes, plan.volume);
-
+  const volumes = rebuild(volumesNow, [plan.volume]);
   // A mount of another volume on our directory (the manual procedure's aws-user-token) would make the pod invalid.
-  for (let i = mounts.length - 1; i >= 0; i--) {
-    const m = mounts[i];
-    if (isObject(m) && m.name !== plan.mount.name && normPath(m.mountPath) === plan.mountDir) {
-      warnings.push(`${where}: removed volumeMount "${String(m.name)}" of container "${plan.container}", which used the token's mountPath ${String(plan.mount.mountPath)}`);
-      mounts.splice(i, 1);
-    }
+  const displaced: Json[] = [];
+  const mounts = rebuild(mountsNow, [plan.mount], (m) => {
+    const other = isObject(m) && m.name !== plan.mount.name && normPath(m.mountPath) === plan.mountDir;
+    if (other) displaced.push(m.name);
+    return other;
+  });
+  if (displaced.length > 0) {
+    const names = displaced.slice(0, NAMES_SHOWN).map((n) => shown(n)).join(', ') + (displaced.length > NAMES_SHOWN ? ` and ${displaced.length - NAMES_SHOWN} more` : '');
+    const what = displaced.length === 1 ? `volumeMount ${names}` : `${displaced.length} volumeMounts (${names})`;
+    warnings.push(`${where}: removed ${what} of container "${plan.container}", which used the token's mountPath ${plan.mount.mountPath}`);
   }
-  upsertByName(mounts, plan.mount);
+  const env = rebuild(envNow, plan.env, (e) => {
+    const name = nameOf(e);
+    return typeof name === 'string' && plan.removeEnv.has(name);
+  });
+  if (volumes === volumesNow && mounts === mountsNow && env === envNow) return { object: original, warnings };
 
-  for (let i = env.length - 1; i >= 0; i--) {
-    const name = nameOf(env[i]);
-    if (typeof name === 'string' && plan.removeEnv.has(name)) env.splice(i, 1);
-  }
-  for (const entry of plan.env) upsertByName(env, entry);
-
-  return { object, warnings };
+  // Only the path to what we write is copied (template, pod spec, our container, and the lists that changed);
+  // everything else, managedFields included, is shared with the original and never written. The diff skips shared
+  // subtrees without a walk, so the patch costs what changed rather than the size of the pod template.
+  const container: JsonObject = { ...current };
+  if (mounts !== mountsNow) container.volumeMounts = mounts;
+  if (env !== envNow) container.env = env;
+  const containers = [...podSpec.containers];
+  containers[at] = container;
+  const pod: JsonObject = { ...podSpec, containers };
+  if (volumes !== volumesNow) pod.volumes = volumes;
+  return { object: { ...original, spec: { ...spec, template: { ...template, spec: pod } } }, warnings };
 }
 
+/** namespace/name of an object for a message: each a string cut short, or "?" when it is anything else. */
 export function describeMeta(obj: JsonObject): string {
   const meta = isObject(obj.metadata) ? obj.metadata : {};
-  return `${String(meta.namespace ?? '?')}/${String(meta.name ?? meta.generateName ?? '?')}`;
+  const part = (v: unknown) => {
+    const t = text(v);
+    return t === undefined ? undefined : cut(t, 253);
+  };
+  return `${part(meta.namespace) ?? '?'}/${part(meta.name) ?? part(meta.generateName) ?? '?'}`;
 }

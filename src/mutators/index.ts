@@ -56,10 +56,11 @@ export interface PlannedPatch {
 
 /**
  * Runs a mutation and derives its patch by diffing the original with the mutated copy: the one mechanism every
- * caller uses (admission, restart-target) to ask "what would change?". Throws what the mutator throws.
+ * caller uses (admission, restart-target) to ask "what would change?". Throws what the mutator throws, and
+ * PatchLimitError when the patch would exceed `maxOps` operations.
  */
-export function planPatch(mutate: Mutate, original: JsonObject): PlannedPatch {
+export function planPatch(mutate: Mutate, original: JsonObject, maxOps?: number): PlannedPatch {
   const result = mutate(original);
-  const patch = result.object === original ? [] : diff(original, result.object);
+  const patch = result.object === original ? [] : diff(original, result.object, maxOps);
   return { patch, warnings: result.warnings };
 }

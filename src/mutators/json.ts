@@ -20,15 +20,24 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
+/** A string cut to at most `max` characters, ending in "..." when it was longer. */
+export function cut(value: string, max: number): string {
+  return value.length > max ? `${value.slice(0, max - 3)}...` : value;
+}
+
 /**
- * Puts a shallow copy of obj[key] (or a new list when absent) in its place and returns it, so that a mutator may
- * push, splice and replace entries of a copied object without touching the original's list. Undefined when
- * something else stands there.
+ * A value quoted into a message (a warning, a log line, an error reply): a string in JSON quotes, cut to `max`
+ * characters; anything else only by its type. Never throws and never walks the value, since it may be a request's
+ * object with a `toString` key or nested far deeper than the stack.
  */
-export function childArray(obj: JsonObject, key: string): Json[] | undefined {
-  const cur = obj[key];
-  if (cur !== undefined && cur !== null && !Array.isArray(cur)) return undefined;
-  const copy: Json[] = cur ? [...cur] : [];
-  obj[key] = copy;
-  return copy;
+export function shown(value: unknown, max = 64): string {
+  if (typeof value === 'string') return JSON.stringify(cut(value, max));
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (value === undefined) return 'nothing';
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+/** A string field of untrusted JSON, or undefined when it is absent, empty or not a string. */
+export function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
 }

@@ -109,6 +109,21 @@ that are set in the values, so the file validates against the same schema as val
 {{- if and (or $dbTls.caSecret.name $dbTls.caConfigMap.name) (eq .Values.database.sslMode "disable") -}}
 {{- fail "database.tls gives a CA certificate but database.sslMode is disable, which never uses it: use verify-full (or verify-ca), or remove the CA" -}}
 {{- end -}}
+{{- if .Values.hostNetwork -}}
+{{- $port := int .Values.server.port -}}
+{{- if has $port (list 10248 10249 10250 10255 10256 10257 10259) -}}
+{{- fail (printf "server.port %d is a kubelet or kube-proxy port on every node; with hostNetwork pick a free one, e.g. 10260 (cert-manager's choice)" $port) -}}
+{{- end -}}
+{{- if lt $port 1024 -}}
+{{- fail (printf "server.port %d is below 1024, which the webhook (non-root, no capabilities) cannot bind in the node's network; pick e.g. 10260" $port) -}}
+{{- end -}}
+{{- if .Values.networkPolicy.enabled -}}
+{{- fail "networkPolicy.enabled has no effect on hostNetwork pods (NetworkPolicy selects pod-network pods only): set networkPolicy.enabled=false and allow the API server to server.port in the node security group" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.apiServer) -}}
+{{- fail "networkPolicy.apiServer is empty: the NetworkPolicy would keep the API server from the webhook; list its peers (on EKS, ipBlocks of the VPC's CIDR or the control-plane subnets)" -}}
+{{- end -}}
 {{- $self := include "mlflow-irsa-webhook.fullname" . -}}
 {{- if and (eq .Release.Namespace .Values.namespace) (or (eq $self .Values.deployment) (eq $self .Values.serviceAccount)) -}}
 {{- fail (printf "the release's objects are named %q in namespace %q, the same as the mlflow Deployment/ServiceAccount the webhook mutates; use another release name or namespace" $self .Release.Namespace) -}}

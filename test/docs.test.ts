@@ -1,0 +1,240 @@
+// The docs cannot drift from the code: links, quoted messages and the commands they show are checked here.
+//
+// (a) Links. Every link in README.md, CHANGELOG.md, docs/*.md and the chart's README (inline `[text](target)`, images,
+//     and reference definitions `[name]: target`) is either an https:// URL or a relative path that resolves to a file
+//     inside the repository; a `#anchor` must name a heading of the target Markdown file, slugged as GitHub does.
+// (b) The troubleshooting table (docs/operator-guide.md, "Troubleshooting"). Its column "printed by" says where each
+//     row's text comes from. For `ours` (this program) every `code span` in the first column must exist in src/, for
+//     `chart` in the chart's templates; any other value names another tool (Helm, Kubernetes, AWS, ...), quoted as that
+//     tool prints it, and is not checked here. In a quoted message of ours, `<…>` marks a part the program fills in
+//     (written with a typical value, e.g. `<mlflow>`) and `…` a part left out; the rest must appear in the sources
+//     literally (string literals joined with `+` count as one), or, where the code assembles it from pieces, each
+//     phrase of it between punctuation.
+// (c) `kubectl logs` with a label selector (-l / --selector) shows only the last 10 lines per pod unless told
+//     otherwise, so every such command in the docs (NOTES.txt included) carries --tail.
+// (d) Every `node dist/cli.js <command> ...` uses only options that command accepts: the `options` of the command's
+//     module, found through src/cli.ts's command table, plus the ones cli.ts adds to every command.
+// (e) Every `helm <subcommand> ...` uses only flags that the real helm binary's `helm <subcommand> --help` lists.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { promisify } from 'node:util';
+import { root } from './helpers/fixtures.js';
+
+const exec = promisify(execFile);
+const read = (file: string) => readFileSync(join(root, file), 'utf8');
+const walk = (dir: string, keep: (f: string) => boolean): string[] => readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' })
+  .map((f) => join(dir, f)).filter((f) => statSync(join(root, f)).isFile() && keep(f)).sort();
+
+const DOCS = ['README.md', 'CHANGELOG.md', 'charts/mlflow-irsa-webhook/README.md', ...walk('docs', (f) => f.endsWith('.md'))];
+/** Where commands are shown to an operator: the docs, the notes Helm prints after an install, the example values. */
+const COMMAND_SOURCES = [...DOCS, 'charts/mlflow-irsa-webhook/templates/NOTES.txt', ...walk('examples', (f) => /\.ya?ml$/.test(f))];
+
+/** Markdown with fenced code blocks blanked (line count kept), for what is prose. */
+const prose = (md: string) => md.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, (block) => block.replace(/[^\n]/g, ''));
+
+/** GitHub's heading anchors: lowercase, drop everything but letters, marks, digits, `_`, `-` and spaces, spaces to `-`; repeats get -1, -2, ... */
+export function anchors(md: string): Set<string> {
+  const seen = new Map<string, number>();
+  const out = new Set<string>();
+  for (const m of prose(md).matchAll(/^#{1,6}[ \t]+(.+?)[ \t#]*$/gm)) {
+    const text = m[1].replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
+    const base = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-');
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    out.add(n === 0 ? base : `${base}-${n}`);
+  }
+  return out;
+}
+
+/** The links of a Markdown file (outside code), with their line numbers. */
+export function links(md: string): Array<{ target: string; line: number }> {
+  const text = prose(md).replace(/(`+)[^`\n][\s\S]*?\1/g, (span) => span.replace(/[^\n]/g, ' '));
+  const found: Array<{ target: string; line: number }> = [];
+  const lineOf = (index: number) => text.slice(0, index).split('\n').length;
+  for (const m of text.matchAll(/!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) found.push({ target: m[1], line: lineOf(m.index) });
+  for (const m of text.matchAll(/^ {0,3}\[[^\]\n]+\]:\s*<?(\S+?)>?(?:\s|$)/gm)) found.push({ target: m[1], line: lineOf(m.index) });
+  for (const m of text.matchAll(/<([a-z][a-z0-9+.-]*:[^>\s]+)>/gi)) found.push({ target: m[1], line: lineOf(m.index) });
+  return found;
+}
+
+/** Why a link from `file` is broken, or undefined when it resolves. */
+export function brokenLink(file: string, target: string, repo = root): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(target)) return /^https:\/\/[^/\s]+/i.test(target) ? undefined : 'leaves the repository by another scheme than https://';
+  const [path, anchor] = target.split('#', 2) as [string, string | undefined];
+  const absolute = path === '' ? join(repo, file) : resolve(repo, dirname(file), decodeURIComponent(path));
+  if (absolute !== repo && !absolute.startsWith(repo.endsWith(sep) ? repo : repo + sep)) return `points outside the repository (${relative(repo, absolute)})`;
+  if (!existsSync(absolute)) return `no such file ${relative(repo, absolute)}`;
+  if (anchor !== undefined && absolute.endsWith('.md') && !anchors(readFileSync(absolute, 'utf8')).has(anchor)) {
+    return `no heading #${anchor} in ${relative(repo, absolute)}`;
+  }
+  return undefined;
+}
+
+t.test('(a) every link resolves inside the repository, or is https://', async (t) => {
+  let count = 0;
+  for (const file of DOCS) {
+    for (const { target, line } of links(read(file))) {
+      count++;
+      const why = brokenLink(file, target);
+      t.equal(why, undefined, `${file}:${line} → ${target}${why ? `: ${why}` : ''}`);
+    }
+  }
+  t.ok(count > 60, `links were found (${count})`);
+  // the checker itself fails on each kind of bad link
+  t.match(brokenLink('README.md', '../shared/reference/mlflow-irsa-procedure.md'), /outside the repository/);
+  t.match(brokenLink('README.md', 'docs/no-such.md'), /no such file/);
+  t.match(brokenLink('README.md', 'docs/operator-guide.md#no-such-heading'), /no heading/);
+  t.match(brokenLink('README.md', 'http://example.com/'), /https/);
+  t.match(brokenLink('README.md', 'file:///etc/passwd'), /https/);
+  t.equal(brokenLink('docs/security.md', '../README.md#build-and-push-the-image'), undefined);
+  t.same(links('see [a](x.md), `[b](y.md)`\n```\n[c](z.md)\n```\n[d]: https://e.org\n'), [{ target: 'x.md', line: 1 }, { target: 'https://e.org', line: 5 }]);
+  t.ok(anchors('# The two modes (`trigger.mode`)\n## Hooks and their order\n## Hooks and their order\n```\n# not a heading\n```\n')
+    .has('the-two-modes-triggermode'), 'code spans and punctuation drop out of the slug');
+  t.same([...anchors('## a\n## a\n```\n# b\n```\n')], ['a', 'a-1']);
+});
+
+// ---- (b) the troubleshooting table's quoted messages ----
+
+/** A table row's cells, split on `|` outside code spans. */
+function cells(row: string): string[] {
+  const out: string[] = [];
+  let cell = '';
+  let tick = false;
+  for (const ch of row.trim().replace(/^\||\|$/g, '')) {
+    if (ch === '`') tick = !tick;
+    if (ch === '|' && !tick) {
+      out.push(cell.trim());
+      cell = '';
+    } else cell += ch;
+  }
+  return [...out, cell.trim()];
+}
+
+const codeSpans = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+
+/**
+ * Source text without comments, where `'a' + 'b'` reads as `'ab'` and escaped quotes as quotes, so a message is found
+ * as it prints and a phrase is not found in a comment.
+ */
+const sourceText = (file: string) => read(file)
+  .replace(/^\s*(\/\/|\/\*|\*).*$/gm, '').replace(/\s\/\/\s.*$/gm, '').replace(/\{\{-?\s*\/\*[\s\S]*?\*\/\s*-?\}\}/g, '')
+  .replace(/(['"`])\s*\+\s*(['"`])/g, '').replace(/\\(['"`])/g, '$1');
+
+/**
+ * Where a quoted message was not found, or undefined when it was: whole, or each literal part between placeholders,
+ * or, where the code joins a part from pieces (a hint from a table, a clause in a variable), each phrase of it between
+ * punctuation.
+ */
+export function missingMessage(quote: string, corpus: readonly string[]): string | undefined {
+  const found = (text: string) => corpus.some((source) => source.includes(text));
+  if (found(quote)) return undefined;
+  const parts = quote.split(/<[^<>]*>|…/).filter((p) => p.trim().length >= 3);
+  if (!parts.some((p) => p.trim().length >= 10)) return 'too little of it is literal text to check';
+  const missing = parts.flatMap((p) => (found(p) ? [] : p.split(/[(),;:"]/).map((w) => w.trim()).filter((w) => w.length >= 3 && !found(w))));
+  return missing.length === 0 ? undefined : `not in the sources: ${missing.map((p) => JSON.stringify(p)).join(', ')}`;
+}
+
+t.test('(b) each message the troubleshooting table quotes as ours exists in the code that prints it', async (t) => {
+  const guide = read('docs/operator-guide.md');
+  const section = /^## \d+\. Troubleshooting\n([\s\S]*?)(?=^## )/m.exec(guide)?.[1] ?? '';
+  const rows = section.split('\n').filter((l) => l.startsWith('|')).map(cells);
+  const header = rows[0] ?? [];
+  const by = header.findIndex((h) => /^printed by$/i.test(h));
+  t.ok(by > 0, 'the table has a "printed by" column');
+  const corpora: Record<string, string[]> = {
+    ours: walk('src', (f) => f.endsWith('.ts')).map(sourceText),
+    chart: walk('charts/mlflow-irsa-webhook/templates', () => true).map(sourceText),
+  };
+  const checked: Record<string, number> = { ours: 0, chart: 0 };
+  for (const row of rows.slice(2)) {
+    if (row.slice(1).every((c) => c === '')) continue; // a group heading
+    const origin = row[by] ?? '';
+    t.not(origin, '', `a row says who prints it: ${row[0]}`);
+    const corpus = corpora[origin];
+    if (!corpus) continue;
+    const quotes = codeSpans(row[0]);
+    t.ok(quotes.length > 0, `a row marked ${origin} quotes its message: ${row[0]}`);
+    for (const quote of quotes) {
+      checked[origin]++;
+      const why = missingMessage(quote, corpus);
+      t.equal(why, undefined, `${origin}: ${quote}${why ? `: ${why}` : ''}`);
+    }
+  }
+  t.ok(checked.ours >= 30, `messages of ours checked (${checked.ours})`);
+  t.ok(checked.chart >= 5, `messages of the chart checked (${checked.chart})`);
+  // the check fails on a message the code does not print, and on one that is all placeholder
+  t.match(missingMessage('webhook not ready at <url>, so it sulks', corpora.ours), /not in the sources/);
+  t.match(missingMessage('<everything>: <else>', corpora.ours), /too little/);
+  t.equal(missingMessage('cannot listen on <[::]>:<8443>: <EADDRINUSE> (another process listens on this port)', corpora.ours), undefined);
+});
+
+// ---- commands shown in the docs ----
+
+/** Every command line in the sources that starts with `prefix`: continuation lines joined, cut at a shell operator or the end of a code span. */
+function commandLines(prefix: RegExp): Array<{ file: string; command: string }> {
+  const found: Array<{ file: string; command: string }> = [];
+  for (const file of COMMAND_SOURCES) {
+    const text = read(file).replace(/\\\n\s*/g, ' ');
+    for (const line of text.split('\n')) {
+      for (const m of line.matchAll(new RegExp(prefix.source, 'g'))) {
+        const rest = line.slice(m.index);
+        found.push({ file, command: rest.split(/`|\s[|;&>#]|\s\|\||\$\(|\)\s|'\)|\)$/)[0].trim() });
+      }
+    }
+  }
+  return found;
+}
+
+t.test('(c) kubectl logs with a label selector shows every line (--tail)', async (t) => {
+  const selecting = commandLines(/kubectl\s[^\n`]*?\blogs\b/).filter(({ command }) => /\s(-l|--selector)[\s=]/.test(` ${command}`));
+  t.ok(selecting.length >= 3, `kubectl logs -l commands found (${selecting.length})`);
+  for (const { file, command } of selecting) t.match(command, /\s--tail[= ]-?\d+/, `${file}: ${command}`);
+});
+
+/** The options each command accepts: its module's `options` (through src/cli.ts's table) and what cli.ts adds. */
+async function commandOptions(): Promise<Map<string, Set<string>>> {
+  const table = [...read('src/cli.ts').matchAll(/^\s*'?([a-z-]+)'?: \{ summary: .*import\('\.\/([^']+)'\)/gm)];
+  const out = new Map<string, Set<string>>();
+  for (const [, name, module] of table) {
+    const m = await import(`../src/${module}`) as { options: Record<string, { short?: string }>; readsChartValues?: boolean };
+    const names = ['config', 'c', 'help', 'h', ...(m.readsChartValues ? ['values', 'f'] : [])];
+    for (const [long, spec] of Object.entries(m.options)) names.push(long, ...(spec.short ? [spec.short] : []));
+    out.set(name, new Set(names));
+  }
+  return out;
+}
+
+/** The option names a command line uses: `--name`, `--name=value` and `-x`. */
+const flagsOf = (command: string) => command.split(/\s+/).filter((w) => /^--?[a-z]/i.test(w)).map((w) => w.replace(/^--?/, '').replace(/=.*$/, ''));
+
+t.test('(d) node dist/cli.js commands in the docs use only options the command accepts', async (t) => {
+  const options = await commandOptions();
+  t.ok(options.size >= 6 && options.get('iam-policy')?.has('kms-key-arn'), 'the command table was read');
+  const lines = commandLines(/node dist\/cli\.js\s/);
+  t.ok(lines.length >= 10, `commands found (${lines.length})`);
+  for (const { file, command } of lines) {
+    const [name, ...rest] = command.replace(/^node dist\/cli\.js\s+/, '').split(/\s+/);
+    if (name === '--version' || name.startsWith('<')) continue; // the version, or a placeholder for any command
+    const accepted = options.get(name);
+    t.ok(accepted, `${file}: ${command}: ${name} is a command`);
+    for (const flag of flagsOf(rest.join(' '))) t.ok(accepted?.has(flag), `${file}: ${command}: ${name} accepts --${flag}`);
+  }
+  // the check fails on an option the command does not have
+  t.notOk(options.get('doctor')?.has('values'), 'doctor takes no --values');
+});
+
+t.test('(e) helm commands in the docs use only flags helm has', async (t) => {
+  const helm = join(root, '.cache/helm/helm');
+  const lines = commandLines(/\bhelm (install|upgrade|uninstall|test|template|lint|rollback|status|get)\s/);
+  t.ok(lines.length >= 10, `helm commands found (${lines.length})`);
+  const help = new Map<string, string>();
+  for (const sub of new Set(lines.map(({ command }) => command.split(/\s+/)[1]))) help.set(sub, (await exec(helm, [sub, '--help'])).stdout);
+  const has = (text: string, flag: string) => new RegExp(flag.length === 1 ? `(^|\\s)-${flag},` : `(^|\\s)--${flag}[\\s=]`, 'm').test(text);
+  for (const { file, command } of lines) {
+    const [, sub, ...rest] = command.split(/\s+/);
+    for (const flag of flagsOf(rest.join(' '))) t.ok(has(help.get(sub) ?? '', flag), `${file}: ${command}: helm ${sub} has ${flag.length === 1 ? '-' : '--'}${flag}`);
+  }
+  t.notOk(has(help.get('install') ?? '', 'no-such-flag'), 'the check fails on a flag helm lacks');
+});

@@ -9,8 +9,8 @@ const OPERATIONS = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
 export type Outcome = 'patched' | 'unchanged' | 'ignored' | 'failed-open' | 'too-large';
 
 /**
- * What one review may produce, whatever the request holds (README, "Limits"). The warning bounds follow the API
- * server's: it may cut a warning past 256 characters and drops warnings past 4096 characters in all.
+ * What one review may produce, whatever the request holds (docs/security.md, "Bounded answers and logs"). The warning
+ * bounds follow the API server's: it may cut a warning past 256 characters and drops warnings past 4096 in all.
  */
 export const LIMITS = {
   /** a patch needing more operations is not sent: the object is admitted unchanged with one warning */

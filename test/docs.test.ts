@@ -15,6 +15,7 @@
 // (d) Every `node dist/cli.js <command> ...` uses only options that command accepts: the `options` of the command's
 //     module, found through src/cli.ts's command table, plus the ones cli.ts adds to every command.
 // (e) Every `helm <subcommand> ...` uses only flags that the real helm binary's `helm <subcommand> --help` lists.
+// (f) The uninstall SQL the operator guide gives for `helm uninstall --no-hooks` is the one `install-trigger` runs.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -237,4 +238,12 @@ t.test('(e) helm commands in the docs use only flags helm has', async (t) => {
     for (const flag of flagsOf(rest.join(' '))) t.ok(has(help.get(sub) ?? '', flag), `${file}: ${command}: helm ${sub} has ${flag.length === 1 ? '-' : '--'}${flag}`);
   }
   t.notOk(has(help.get('install') ?? '', 'no-such-flag'), 'the check fails on a flag helm lacks');
+});
+
+t.test('(f) the uninstall SQL the operator guide gives by hand is what install-trigger --uninstall runs', async (t) => {
+  const { stdout } = await exec(process.execPath, [join(root, 'dist/cli.js'), 'install-trigger', '--config', join(root, 'examples/config.yaml'), '--dry-run', '--uninstall']);
+  const drops = stdout.split('\n').filter((l) => l.startsWith('DROP '));
+  t.ok(drops.length >= 4, `the script drops our triggers and functions (${drops.length})`);
+  const guide = read('docs/operator-guide.md');
+  for (const drop of drops) t.ok(guide.includes(drop), `the guide has ${drop}`);
 });

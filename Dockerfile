@@ -26,7 +26,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
-# keep in step with package.json's version (a test checks); docs: README "Build the image"
+# keep in step with package.json's version (a test checks); docs: README "Build and push the image"
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="mlflow-irsa-webhook" \
       org.opencontainers.image.description="Mutating admission webhook and tracking-database trigger that move Domino's MLflow artifacts to S3 with IRSA" \

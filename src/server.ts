@@ -39,7 +39,8 @@ const errorReply = {
   properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
 } as const;
 
-const reviewReply = {
+/** The AdmissionReview reply's shape, as fastify compiles it into the reply's serialiser. */
+export const reviewReply = {
   type: 'object',
   properties: {
     apiVersion: { type: 'string' },

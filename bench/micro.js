@@ -65,7 +65,7 @@ async function child({ dist, compareDist, mixIds }) {
   const compareMutators = compareDist ? (await load(compareDist, 'mutators/index.js')).buildMutators(config) : undefined;
 
   // what fastify compiles from the reply schema: the serialiser the server used before its reply was built by hand
-  const reviewSchema = server.reviewReply;
+  const reviewSchema = admission.REVIEW_REPLY_SCHEMA ?? server.reviewReply;
   const fjs = SerializerSelector()()({ schema: reviewSchema, method: 'POST', url: '/mutate', httpStatus: '200' });
   const sjOptions = { protoAction: 'error', constructorAction: 'error' };
 

@@ -1,16 +1,17 @@
 // The fastify HTTPS server: /mutate, probes, metrics, certificate swap and draining. It knows HTTP, not IRSA.
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
+import { createRequire } from 'node:module';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { loggable, review } from './admission.js';
+import { encodeReview, loggable, review } from './admission.js';
 import { buildMutators, type Mutators } from './mutators/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { certValidity, secureContextOptions, type KeyPair } from './tls.js';
 import { shown } from './mutators/json.js';
+import { parseJsonBody } from './json-body.js';
 
 export interface ServerOptions {
   readonly config: Config;
@@ -34,31 +35,21 @@ export interface WebhookServer {
   drain(drainSeconds?: number): Promise<void>;
 }
 
-const errorReply = {
-  type: 'object',
-  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
-} as const;
+/**
+ * fastify loads ajv (to validate request bodies) and fast-json-stringify (for reply schemas) when it is created, about
+ * 80 ms of every start; no route here has a schema (the AdmissionReview reply is built by encodeReview), so they are
+ * loaded only if a route with one is ever added. Resolved from fastify's own directory, as fastify would.
+ */
+const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+type Factory = (...args: unknown[]) => unknown;
+let validators: Factory | undefined;
+let serializers: Factory | undefined;
+const lazyCompilers = {
+  buildValidator: (...args: unknown[]) => (validators ??= (fromFastify('@fastify/ajv-compiler') as () => Factory)())(...args),
+  buildSerializer: (...args: unknown[]) => (serializers ??= (fromFastify('@fastify/fast-json-stringify-compiler') as () => Factory)())(...args),
+};
 
-/** The AdmissionReview reply's shape, as fastify compiles it into the reply's serialiser. */
-export const reviewReply = {
-  type: 'object',
-  properties: {
-    apiVersion: { type: 'string' },
-    kind: { type: 'string' },
-    response: {
-      type: 'object',
-      properties: {
-        uid: { type: 'string' },
-        allowed: { type: 'boolean' },
-        patchType: { type: 'string' },
-        patch: { type: 'string' },
-        warnings: { type: 'array', items: { type: 'string' } },
-      },
-    },
-  },
-} as const;
-
-const statusReply = { type: 'object', properties: { status: { type: 'string' } } } as const;
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type' };
 
@@ -68,16 +59,6 @@ const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Time
  */
 const KIND_LABELS = new Set(['apps/v1/Deployment', 'v1/ServiceAccount']);
 const kindLabel = (kind: string) => (KIND_LABELS.has(kind) ? kind : 'other');
-
-/**
- * The parser's complaint without the body's text: V8 quotes the characters around an unexpected token
- * (`Unexpected token 'M', "...": "MARKER"}..." is not valid JSON`), and those may be an env value, which would then
- * reach the log and the reply. Its other messages name only the rule and a position.
- */
-function jsonProblem(err: Error): string {
-  if (!/is not valid JSON$/.test(err.message)) return err.message;
-  return err.message.startsWith('Unexpected token') ? 'unexpected token (the text around it is not repeated)' : 'not a JSON value';
-}
 
 /** Per connection, for the drain: how many requests it has carried and how many are in progress on it. */
 interface ConnectionState {
@@ -119,6 +100,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     keepAliveTimeout: 30_000,
     // the drain closes connections itself, so by the time fastify closes there is nothing left to answer 503 to
     return503OnClosing: false,
+    schemaController: { compilersFactory: lazyCompilers as never },
   }) as unknown as FastifyInstance<HttpsServer>;
   app.server.headersTimeout = timeoutMs;
   metrics.certNotAfter.set(certValidity(options.tls.cert).notAfter.getTime() / 1000);
@@ -145,12 +127,13 @@ export function buildServer(options: ServerOptions): WebhookServer {
   // and its JSON parser answers every syntax error with one generic message. Ours says what is wrong and where.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    if (body.length === 0) return done(badRequest('body is empty; expected an AdmissionReview'), undefined);
+    let value: unknown;
     try {
-      done(null, secureJson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' }));
+      value = parseJsonBody(body as string);
     } catch (err) {
-      done(badRequest(`body is not valid JSON: ${jsonProblem(err as Error)}`), undefined);
+      return done(badRequest((err as Error).message), undefined);
     }
+    done(null, value);
   });
 
   let draining = false;
@@ -179,7 +162,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     return reply.code(status).send({ statusCode: status, error: REASONS[status] ?? 'Internal Server Error', message: error.message });
   });
 
-  app.post('/mutate', { schema: { response: { 200: reviewReply, '4xx': errorReply } } }, async (request, reply) => {
+  app.post('/mutate', async (request, reply) => {
     let result: ReturnType<typeof review>;
     try {
       result = review(request.body, mutators);
@@ -203,11 +186,12 @@ export function buildServer(options: ServerOptions): WebhookServer {
     else if (d.warnings.length > 0) decisionLog.warn({ ...line, warnings: d.warnings }, 'admission decision');
     else if (d.outcome === 'ignored') decisionLog.debug(line, 'admission decision');
     else decisionLog.info(line, 'admission decision');
-    return result.review;
+    reply.type(JSON_TYPE);
+    return encodeReview(result.review);
   });
 
-  app.get('/healthz', { schema: { response: { 200: statusReply } } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { response: { 200: statusReply, 503: statusReply } } }, async (_req, reply) =>
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) =>
     draining ? reply.code(503).send({ status: 'draining' }) : { status: 'ready' });
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);

@@ -13,7 +13,10 @@ import { validateK8s } from './helpers/k8s-schema.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { constant, diff, encodedDiff, PatchLimitError } from '../src/patch.js';
-import { boundWarnings, LIMITS } from '../src/admission.js';
+import { boundWarnings, encodeReview, LIMITS, REVIEW_REPLY_SCHEMA, review, SUPPORTED_VERSIONS, type AdmissionResponse } from '../src/admission.js';
+import { createRequire } from 'node:module';
+import { parseJson } from '../src/json-body.js';
+import secureJson from 'secure-json-parse';
 
 const config = loadConfig(exampleConfig);
 let pair: KeyPair;
@@ -364,6 +367,93 @@ t.test('bad input gets a clear 4xx naming the problem', async (t) => {
   t.match(long.body.message, /got "KKKK.*\.\.\./);
   const wrongMethod = await s.app.inject({ method: 'GET', url: '/mutate' });
   t.equal(wrongMethod.statusCode, 404);
+});
+
+t.test('the reply is what fastify\'s serialiser compiled from the reply schema writes, byte for byte', async (t) => {
+  // the compiler fastify used for the reply schema before the reply was built by hand, from fastify's own dependencies
+  const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+  const compiled = fromFastify('@fastify/fast-json-stringify-compiler')()()({ schema: REVIEW_REPLY_SCHEMA, method: 'POST', url: '/mutate', httpStatus: '200' });
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const mutators = buildMutators(config);
+  let replies = 0;
+  for (const c of admissionFixtures()) {
+    const res = await s.app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(c.review) });
+    const result = review(c.review, mutators);
+    if (!result.ok) continue;
+    t.equal(res.body, compiled(result.review), `${c.name}: the bytes fastify's serialiser wrote`);
+    t.equal(res.headers['content-type'], 'application/json; charset=utf-8', `${c.name}: as JSON`);
+    replies++;
+  }
+  t.ok(replies >= 15, `${replies} fixtures`);
+  // and any reply: uids and warnings with quotes, backslashes, control characters and lone surrogates
+  const text = fc.string({ unit: 'binary', maxLength: 40 });
+  const response = fc.record({
+    apiVersion: fc.oneof(fc.constantFrom(...SUPPORTED_VERSIONS), text),
+    uid: text,
+    patch: fc.option(fc.base64String({ maxLength: 200 }), { nil: undefined }),
+    warnings: fc.option(fc.array(text, { maxLength: 3 }), { nil: undefined }),
+  }).map(({ apiVersion, uid, patch, warnings }): AdmissionResponse => ({
+    apiVersion, kind: 'AdmissionReview',
+    response: { uid, allowed: true, ...(warnings ? { warnings } : {}), ...(patch === undefined ? {} : { patchType: 'JSONPatch' as const, patch }) },
+  }));
+  fc.assert(fc.property(response, (r) => assert.equal(encodeReview(r), compiled(r))), { numRuns: 1000 });
+  t.pass('1000 random replies: the same bytes');
+});
+
+t.test('a route with a schema still gets fastify\'s compilers, loaded when first needed', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  s.app.post('/schema-check', {
+    schema: { body: { type: 'object', required: ['a'], properties: { a: { type: 'integer' } } }, response: { 200: { type: 'object', properties: { a: { type: 'integer' } } } } },
+  }, async (request) => ({ a: (request.body as { a: number }).a, dropped: 'by the reply schema' }));
+  const ok = await s.app.inject({ method: 'POST', url: '/schema-check', headers: { 'content-type': 'application/json' }, payload: '{"a":7}' });
+  t.equal(ok.body, '{"a":7}', 'the reply schema serialises');
+  const bad = await s.app.inject({ method: 'POST', url: '/schema-check', headers: { 'content-type': 'application/json' }, payload: '{"b":1}' });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /must have required property 'a'/, 'the body schema validates');
+});
+
+t.test('the body parser gives what secure-json-parse gives: the same value, or the same error', async (t) => {
+  const library = (text: string) => secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
+  const outcome = (parse: (text: string) => unknown, text: string) => {
+    try {
+      return { value: parse(text) };
+    } catch (err) {
+      return { error: `${(err as Error).name}: ${(err as Error).message}` };
+    }
+  };
+  const crafted = [
+    '{"__proto__":{"x":1}}', '{"a":{"b":[{"__proto__":1}]}}', '{ "__proto__" \n: {} }', '{"\\u005f_proto__":{}}', '{"__pro\\u0074o__":{}}',
+    '{"\\u005F\\u005Fproto\\u005F\\u005F":1}', '{"constructor":{"prototype":{"x":1}}}', '{"a":[{"constructor":{"prototype":null}}]}',
+    '{"c\\u006fnstructor":{"prototype":1}}', '{"constructor":{"pr\\u006ftotype":1}}', '{"constructor":{"prototype2":1}}', '{"constructor":"x"}',
+    '{"constructor":null}', '{"constructor":{"constructor":{"prototype":1}}}', '"__proto__"', '{"v":"__proto__"}', '{"v":"constructor"}',
+    '{"v":"\\u0041 \\u003c"}', '\ufeff{"a":1}', '\ufeff{"__proto__":1}', '\ufeff', '[{"__proto__":1}]', '{"a": 1,}', '{"a":"MARKER}', 'null', '7',
+    '{"__proto__":{"x":1}', JSON.stringify(fixture('deployment-create').review),
+  ];
+  for (const text of crafted) t.same(outcome(parseJson, text), outcome(library, text), `${JSON.stringify(text).slice(0, 60)}: as the library`);
+  const refused = crafted.filter((text) => outcome(library, text).error?.includes('prototype')).length;
+  t.ok(refused >= 10, `${refused} crafted texts are refused for their prototype keys, by both`);
+
+  // random texts from fragments that matter (escapes, both words, byte order marks), most of them not JSON at all
+  const fragment = fc.constantFrom('{', '}', '[', ']', ':', ',', '"', ' ', 'a', '1', 'null', '__proto__', 'constructor', 'prototype', '\\u005f',
+    '\\u0063', '\\u006f', '\\u0041', '\\', '\ufeff', '{"__proto__":', '{"constructor":{"prototype":', '"x":');
+  // and JSON values holding those keys at random depths (written as text: an object literal cannot hold a __proto__ key)
+  const keyed = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small' }, fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)), tie('object'), tie('array')),
+    object: fc.array(fc.tuple(fc.constantFrom('"a"', '"__proto__"', '"constructor"', '"prototype"', '"\\u005f_proto__"', '"c\\u006fnstructor"'), tie('value')), { maxLength: 3 })
+      .map((entries) => `{${entries.map(([k, v]) => `${k}:${v}`).join(',')}}`),
+    array: fc.array(tie('value'), { maxLength: 3 }).map((items) => `[${items.join(',')}]`),
+  })).value as fc.Arbitrary<string>;
+  let texts = 0;
+  let refusedRandom = 0;
+  fc.assert(fc.property(fc.oneof(fc.array(fragment, { maxLength: 12 }).map((f) => f.join('')), keyed), (text) => {
+    const library_ = outcome(library, text);
+    assert.deepStrictEqual(outcome(parseJson, text), library_);
+    texts++;
+    if (library_.error?.includes('prototype')) refusedRandom++;
+  }), { numRuns: 2000 });
+  t.ok(refusedRandom > 50, `${texts} random texts: the same outcome as the library, ${refusedRandom} of them refused for prototype keys`);
 });
 
 t.test('metrics, probes and one log line per decision without object content', async (t) => {

@@ -57,7 +57,8 @@ async function child({ dist, compareDist, mixIds }) {
   const admission = await load(dist, 'admission.js');
   const server = await load(dist, 'server.js');
   const jsonBody = await load(dist, 'json-body.js');
-  const { createLogger } = await load(dist, 'log.js');
+  const { createLogger, lazyChildLogger } = await load(dist, 'log.js');
+  const decisionModule = await load(dist, 'decision.js');
   const { createMetrics } = await load(dist, 'metrics.js');
   const config = loadConfig(join(root, 'examples/config.yaml'));
   const mutators = buildMutators(config);
@@ -99,10 +100,10 @@ async function child({ dist, compareDist, mixIds }) {
     const child = logger.child({}, { redact: [] });
     return () => child.info({ reqId: 'req-1', ...admission.loggable(decision), operation: decision.operation, dryRun: decision.dryRun, outcome: decision.outcome, patched: true, patchOps: decision.patchOps, durationMs: 0.123 }, 'admission decision');
   };
-  const oursLine = (logger) => server.decisionLogger && ((log) => () => log(decision, 'req-1', 0.000123))(server.decisionLogger(logger));
+  const oursLine = (logger) => decisionModule.decisionLogger && ((log) => () => log(decision, 'req-1', 0.000123))(decisionModule.decisionLogger(logger));
   const metricsBefore = createMetrics();
   const metricsOurs = createMetrics();
-  const record = server.recordDecision;
+  const record = decisionModule.recordDecision;
   const extras = measure([
     { key: 'logPipeBefore', fn: beforeLine(toPipe) },
     { key: 'logNullBefore', fn: beforeLine(toNull) },
@@ -110,6 +111,7 @@ async function child({ dist, compareDist, mixIds }) {
     { key: 'logNullOurs', fn: oursLine(toNull) },
     // what fastify does per request when it is given the logger: a child carrying the request id
     { key: 'fastifyChildLogger', fn: (i) => toNull.child({ reqId: `req-${i}` }, {}) },
+    { key: 'requestLoggerOurs', fn: lazyChildLogger && ((i) => lazyChildLogger(toNull, { reqId: `req-${i}` }, {})) },
     {
       key: 'metricsBefore',
       fn: () => {

@@ -10,7 +10,7 @@
 // are skipped at once (`a === b`), so a mutator that copies only along the paths it writes pays for those paths; list
 // entries are paired through a Map in O(n + m), never through a table of n × m cells.
 import fastJsonPatch from 'fast-json-patch';
-import { deepFreeze } from './mutators/json.js';
+import { deepFreeze, jsonString, NEEDS_ESCAPE } from './mutators/json.js';
 
 export type Operation = fastJsonPatch.Operation;
 const esc = fastJsonPatch.escapePathComponent;
@@ -30,12 +30,9 @@ export function constant<T extends object>(value: T): T {
   return value;
 }
 
-/** Characters JSON.stringify escapes in a string (surrogates: it escapes lone ones; pairs are sent to it too). */
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-
 /** The JSON text of a value in an operation: a constant's remembered text, else JSON.stringify's. */
 function valueText(v: unknown): string {
-  if (typeof v === 'string') return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
+  if (typeof v === 'string') return jsonString(v);
   return (v !== null && typeof v === 'object' && constantText.get(v)) || JSON.stringify(v);
 }
 

@@ -5,8 +5,10 @@ import { createRequire } from 'node:module';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { lazyChildLogger } from './log.js';
 import type { Config } from './config.js';
-import { encodeReview, loggable, review } from './admission.js';
+import { encodeReview, review } from './admission.js';
+import { decisionLogger, recordDecision } from './decision.js';
 import { buildMutators, type Mutators } from './mutators/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { certValidity, secureContextOptions, type KeyPair } from './tls.js';
@@ -53,13 +55,6 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type' };
 
-/**
- * The kinds the webhook's rules send. Any other kind comes from a client we do not serve, and is counted as "other": a
- * label value taken from the request would let any caller mint time series (of any length) that live as long as the process.
- */
-const KIND_LABELS = new Set(['apps/v1/Deployment', 'v1/ServiceAccount']);
-const kindLabel = (kind: string) => (KIND_LABELS.has(kind) ? kind : 'other');
-
 /** Per connection, for the drain: how many requests it has carried and how many are in progress on it. */
 interface ConnectionState {
   requests: number;
@@ -94,6 +89,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     loggerInstance: logger,
     // one decision line per review instead of fastify's two lines per request
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger as never,
     bodyLimit: s.bodyLimitBytes,
     requestTimeout: timeoutMs,
     connectionTimeout: timeoutMs * 3,
@@ -150,9 +146,8 @@ export function buildServer(options: ServerOptions): WebhookServer {
     done();
   });
   // Decision lines carry only Decision's fixed fields (never object content, never a key the redaction list names),
-  // so the logger's wildcard redaction finds nothing in them, yet it cost ~11 µs a line, most of pino's share of the
-  // hot path in the profile. They go through a child that skips it; every other line keeps redaction.
-  const decisionLog = logger.child({}, { redact: [] });
+  // so they skip the wildcard redaction every other line keeps, and pino's generic path (see decisionLogger).
+  const logDecision = decisionLogger(logger);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
@@ -173,19 +168,9 @@ export function buildServer(options: ServerOptions): WebhookServer {
     }
     // one path for every rejection (parser, limits, envelope): the error handler logs, counts and answers it
     if (!result.ok) throw badRequest(`invalid AdmissionReview: ${result.error}`);
-    const d = result.decision;
     const seconds = reply.elapsedTime / 1000;
-    metrics.requests.inc({ kind: kindLabel(d.kind), operation: d.operation, outcome: d.outcome });
-    metrics.duration.observe({ outcome: d.outcome }, seconds);
-    if (d.outcome === 'patched') metrics.patches.inc({ kind: kindLabel(d.kind) });
-    const line = {
-      reqId: request.id, ...loggable(d), operation: d.operation, dryRun: d.dryRun,
-      outcome: d.outcome, patched: d.outcome === 'patched', patchOps: d.patchOps, durationMs: Math.round(seconds * 1e6) / 1e3,
-    };
-    if (d.outcome === 'failed-open') decisionLog.error({ ...line, error: d.error }, 'mutation failed; admitted unchanged');
-    else if (d.warnings.length > 0) decisionLog.warn({ ...line, warnings: d.warnings }, 'admission decision');
-    else if (d.outcome === 'ignored') decisionLog.debug(line, 'admission decision');
-    else decisionLog.info(line, 'admission decision');
+    recordDecision(metrics, result.decision, seconds);
+    logDecision(result.decision, request.id, seconds);
     reply.type(JSON_TYPE);
     return encodeReview(result.review);
   });

@@ -4,7 +4,8 @@ import { Writable } from 'node:stream';
 import { loadConfig, parseConfig } from '../src/config.js';
 import { buildServer, type WebhookServer } from '../src/server.js';
 import { buildMutators, type Mutators } from '../src/mutators/index.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, lazyChildLogger } from '../src/log.js';
+import { decisionLogger, pinoDecisionLogger } from '../src/decision.js';
 import { createMetrics } from '../src/metrics.js';
 import { createServingCert, type KeyPair } from '../src/tls.js';
 import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
@@ -334,7 +335,7 @@ t.test('a mutator exception fails open: allowed, no patch, a warning and an erro
 
 t.test('bad input gets a clear 4xx naming the problem', async (t) => {
   const small = parseConfig({ ...JSON.parse(JSON.stringify(config)), server: { ...config.server, bodyLimitBytes: 4096 } });
-  const { s } = server({ cfg: small });
+  const { s, log } = server({ cfg: small });
   t.teardown(() => s.app.close());
   const ok = fixture('serviceaccount-create').review;
   const cases: Array<[string, unknown, string, number, RegExp]> = [
@@ -367,6 +368,27 @@ t.test('bad input gets a clear 4xx naming the problem', async (t) => {
   t.match(long.body.message, /got "KKKK.*\.\.\./);
   const wrongMethod = await s.app.inject({ method: 'GET', url: '/mutate' });
   t.equal(wrongMethod.statusCode, 404);
+  const rejected = log.lines.filter((l) => l.msg === 'rejected request');
+  t.ok(rejected.length >= cases.length, `a line per rejected request (${rejected.length})`);
+  t.ok(rejected.every((l) => /^req-/.test(l.reqId) && l.level === 'warn'), 'each at warn with its request id, through fastify\'s request logger');
+  t.equal(new Set(rejected.map((l) => l.reqId)).size, rejected.length, 'a different id on each');
+});
+
+t.test('a request\'s logger becomes a pino child only when a line is written through it', async (t) => {
+  const { logger, lines } = captureLog('info');
+  let made = 0;
+  const parent = Object.assign(Object.create(logger), { child: (b: object, o: object) => (made++, logger.child(b, o)) });
+  const lazy = lazyChildLogger(parent, { reqId: 'req-9' }, {});
+  lazy.debug('below the level');
+  t.equal(made, 1, 'made when first written through (even below the level, as pino would have made it at once)');
+  const quiet = lazyChildLogger(parent, { reqId: 'req-10' }, {});
+  t.equal(made, 1, 'not made while nothing is written');
+  quiet.warn({ status: 400 }, 'rejected request');
+  lazy.info('kept');
+  t.equal(made, 2);
+  t.same(lines.map((l) => [l.reqId, l.msg, l.level]), [['req-10', 'rejected request', 'warn'], ['req-9', 'kept', 'info']], 'the lines carry their request ids');
+  t.equal(quiet.level, 'info', 'the level is the parent\'s');
+  t.equal(typeof quiet.child({ x: 1 }).info, 'function');
 });
 
 t.test('the reply is what fastify\'s serialiser compiled from the reply schema writes, byte for byte', async (t) => {
@@ -481,6 +503,38 @@ t.test('metrics, probes and one log line per decision without object content', a
 
   t.same((await s.app.inject({ url: '/healthz' })).json(), { status: 'ok' });
   t.same((await s.app.inject({ url: '/readyz' })).json(), { status: 'ready' });
+});
+
+t.test('decision lines are the bytes pino writes for the same fields, at the same levels', async (t) => {
+  const outcomes = ['patched', 'unchanged', 'ignored', 'failed-open', 'too-large'] as const;
+  const text = fc.string({ unit: 'grapheme', maxLength: 30 });
+  const decision = fc.record({
+    uid: fc.oneof(text, fc.constant('q"uo\\te\n\u0001'), fc.string({ minLength: 300, maxLength: 400 })), kind: text, namespace: text, name: text,
+    operation: fc.constantFrom('CREATE', 'UPDATE', 'DELETE', 'CONNECT'), dryRun: fc.boolean(), outcome: fc.constantFrom(...outcomes),
+    patchOps: fc.nat({ max: 300 }), warnings: fc.array(text, { maxLength: 3 }), error: fc.option(text, { nil: undefined }),
+  });
+  const sameTime = (line: string) => line.replace(/"time":"[^"]*"/, '"time":"T"');
+  let lines = 0;
+  for (const level of ['debug', 'info', 'error'] as const) {
+    const ours = captureLog(level);
+    const theirs = captureLog(level);
+    const write = decisionLogger(ours.logger);
+    const reference = pinoDecisionLogger(theirs.logger);
+    fc.assert(fc.property(decision, fc.nat(), fc.double({ min: 0, max: 2, noNaN: true }), (d, n, seconds) => {
+      const before = ours.raw.length;
+      write(d, `req-${n}`, seconds);
+      reference(d, `req-${n}`, seconds);
+      assert.equal(ours.raw.length, theirs.raw.length, 'a line where pino writes one, none where it writes none');
+      if (ours.raw.length > before) assert.equal(sameTime(ours.raw.at(-1)!), sameTime(theirs.raw.at(-1)!));
+    }), { numRuns: 300 });
+    lines += ours.raw.length;
+    t.ok(ours.raw.every((l) => JSON.parse(l).name !== undefined), `at ${level}: ${ours.raw.length} lines, each the bytes pino wrote (time aside)`);
+  }
+  t.ok(lines > 300, 'lines at every level were compared');
+  // a lone surrogate pino writes raw (invalid UTF-16, which reaches the log as U+FFFD); here it is escaped, still one JSON line
+  const { logger, raw } = captureLog('info');
+  decisionLogger(logger)({ uid: 'a\ud800b', kind: 'k', namespace: 'n', name: 'x', operation: 'CREATE', dryRun: false, outcome: 'patched', patchOps: 1, warnings: [] }, 'req-1', 0);
+  t.equal(JSON.parse(raw[0]).uid, 'a\ud800b');
 });
 
 t.test('output is bounded whatever the request: warnings, log lines, patch size', async (t) => {

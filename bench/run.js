@@ -25,8 +25,10 @@ const WARMUP_SECONDS = 1;
 const STARTS = Number(process.env.BENCH_STARTS ?? 5);
 // BENCH_MIXES=target-create,not-ours runs only those; BENCH_COMPARE_DIST=DIR adds a webhook built into DIR (an
 // earlier build, say) to every mix, measured in the same interleaved rounds: the A/B behind each optimisation commit.
+// DIR,DIR,... adds one webhook per build (each DIR a dist/ directory beside a package.json), for a ladder of commits.
 const ONLY = process.env.BENCH_MIXES ? process.env.BENCH_MIXES.split(',') : undefined;
 const COMPARE_DIST = process.env.BENCH_COMPARE_DIST;
+const COMPARE_DISTS = COMPARE_DIST ? COMPARE_DIST.split(',') : [];
 // BENCH_WARN=1 adds the webhook at logLevel warn on the target mix (32 connections): pino's share, at ~15 s more
 const WARN = process.env.BENCH_WARN === '1';
 // BENCH_CONNECTIONS=32 leaves out the 1-connection figures (an A/B run that only needs the throughput)
@@ -34,7 +36,8 @@ const CONNECTIONS = process.env.BENCH_CONNECTIONS ? process.env.BENCH_CONNECTION
 const LOADED = Math.max(...CONNECTIONS);
 // Every server on CPU 1 and the load generator on CPU 0 (as the issue's own figures were taken), so that a server's
 // helper threads (GC, TLS) cannot borrow the load generator's core and what is compared is work per core. BENCH_PIN=0 turns it off.
-const PIN = process.env.BENCH_PIN !== '0' && availableParallelism() >= 2 && existsSync('/usr/bin/taskset');
+const CORES = availableParallelism();
+const PIN = process.env.BENCH_PIN !== '0' && CORES >= 2 && existsSync('/usr/bin/taskset');
 // A Node 22+ binary to measure start-up with as well (the image runs Node 24): BENCH_NODE_ALT, else the CI's cached one.
 const ALT_NODE = process.env.BENCH_NODE_ALT ?? (() => {
   const cache = join(root, '.cache');
@@ -81,9 +84,11 @@ export async function startServer(def, tls, { pin = false, node = process.execPa
   const child = spawn(argv[0], argv.slice(1), {
     cwd: root,
     env: env ? { ...process.env, ...env } : process.env,
-    // the webhook's info lines go to /dev/null: written (one sync write each, as in a container) but not read back
-    stdio: ['ignore', 'ignore', 'pipe'],
+    // stdout is a pipe this process drains, as a container runtime reads a container's: each log line costs the
+    // server the write it costs in a pod
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  child.stdout.resume();
   let stderr = '';
   child.stderr.on('data', (c) => (stderr += c));
   let exited = false;
@@ -181,7 +186,7 @@ export function serverDefs(dir) {
     baseline: { name: 'bare node:https', args: [join(here, 'baseline.js')], checksPatch: false },
     fastify: { name: 'minimal fastify', args: [join(here, 'fastify-min.js')], checksPatch: false },
     bareReview: { name: 'bare node:https + review()', args: [join(here, 'baseline.js'), '--review', '--config', join(root, 'examples/config.yaml')], checksPatch: true },
-    ...(COMPARE_DIST ? { compare: { name: `webhook from ${COMPARE_DIST}`, args: [join(COMPARE_DIST, 'cli.js'), 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true } } : {}),
+    ...Object.fromEntries(COMPARE_DISTS.map((d, i) => [`compare${i}`, { name: `webhook from ${d}`, args: [join(d, 'cli.js'), 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true }])),
   };
 }
 
@@ -219,7 +224,7 @@ async function measureStartup(defs, tls, dir) {
 function sidesFor(mix, defs) {
   const sides = [{ key: 'baseline', conns: CONNECTIONS }, { key: 'webhook', conns: CONNECTIONS }, { key: 'fastify', conns: [LOADED] }, { key: 'bareReview', conns: [LOADED] }];
   if (WARN && mix.id === 'target-create') sides.push({ key: 'webhookWarn', conns: [LOADED] });
-  if (defs.compare) sides.push({ key: 'compare', conns: CONNECTIONS });
+  COMPARE_DISTS.forEach((_, i) => sides.push({ key: `compare${i}`, conns: CONNECTIONS }));
   return sides;
 }
 
@@ -285,7 +290,8 @@ const kib = (m) => `${f1(m.bodyBytes / 1024)} KiB`;
 const ratioCell = (x, base, bold = false) => (x ? `${bold ? '**' : ''}${f2(x.rps / base.rps)}${bold ? '**' : ''} (${Math.round(x.rps)})` : 'n/a');
 const startCell = (s) => `${f1(s.medianMs)} ms (${s.samplesMs.join(', ')})`;
 
-function microTables(micro, compareLabel) {
+function microTables(micro, compareLabels) {
+  const compareLabel = compareLabels[0];
   const out = [];
   const cmp = micro.mixes.some((m) => m.us.reviewCompare !== undefined);
   out.push(`Per request, in process (\`bench/micro.js\`, a fresh process, median of ${micro.settings.rounds} interleaved batches of ~${micro.settings.msPerBatch} ms): \`review()\` beside \`JSON.parse\` of the same body, the ratio being the figure that survives a noisy machine.`);
@@ -317,7 +323,10 @@ function microTables(micro, compareLabel) {
 
 export function table(results) {
   const { machine, mixes, startup, trigger, micro, settings } = results;
-  const compareLabel = settings.compareDist ? `build in ${settings.compareDist}` : undefined;
+  const compareLabels = (settings.compareDists ?? []).map((d) => `build in ${d}`);
+  const compares = compareLabels.map((label, i) => ({ key: `compare${i}`, label }));
+  const cmpHead = compares.map((c) => ` ${c.label} |`).join('');
+  const cmpRule = compares.map(() => '---:|').join('');
   const out = [];
   out.push(`Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${machine.date}; load average ${machine.loadAverage.start.map(f2).join(', ')} at the start, ${machine.loadAverage.end.map(f2).join(', ')} at the end. ` +
     `${settings.rounds} interleaved rounds × ${settings.seconds} s per figure, autocannon in its own process${settings.pinned ? ' on CPU 0, each server on CPU 1' : ''}, keep-alive HTTPS, TLS ${settings.tls}.`);
@@ -326,12 +335,12 @@ export function table(results) {
     out.push('');
     out.push(`Throughput at ${loaded} connections as a ratio to bare node:https (req/s in brackets). Minimal fastify: the framework's own cost. Bare + \`review()\`: our review work without any server extras.`);
     out.push('');
-    out.push(`| mix | body | bare node:https req/s | minimal fastify | bare + \`review()\` | **webhook** |${compareLabel ? ` ${compareLabel} |` : ''} webhook p50 / p99 ms | bare p50 / p99 ms |`);
-    out.push(`|---|---:|---:|---:|---:|---:|${compareLabel ? '---:|' : ''}---:|---:|`);
+    out.push(`| mix | body | bare node:https req/s | minimal fastify | bare + \`review()\` | **webhook** |${cmpHead} webhook p50 / p99 ms | bare p50 / p99 ms |`);
+    out.push(`|---|---:|---:|---:|---:|---:|${cmpRule}---:|---:|`);
     for (const m of mixes) {
       const b = m.baseline[loaded];
-      out.push(`| ${m.label} | ${kib(m)} | ${Math.round(b.rps)} | ${ratioCell(m.fastify?.[loaded], b)} | ${ratioCell(m.bareReview?.[loaded], b)} | ${ratioCell(m.webhook[loaded], b, true)} |${compareLabel ? ` ${ratioCell(m.compare?.[loaded], b)} |` : ''} ${lat2(m.webhook[loaded].latencyMs)} | ${lat2(b.latencyMs)} |`);
-      if (m.webhookWarn) out.push(`| ${m.label}, webhook at logLevel warn | ${kib(m)} | ${Math.round(b.rps)} | | | ${ratioCell(m.webhookWarn[loaded], b)} |${compareLabel ? ' |' : ''} ${lat2(m.webhookWarn[loaded].latencyMs)} | |`);
+      out.push(`| ${m.label} | ${kib(m)} | ${Math.round(b.rps)} | ${ratioCell(m.fastify?.[loaded], b)} | ${ratioCell(m.bareReview?.[loaded], b)} | ${ratioCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${ratioCell(m[c.key]?.[loaded], b)} |`).join('')} ${lat2(m.webhook[loaded].latencyMs)} | ${lat2(b.latencyMs)} |`);
+      if (m.webhookWarn) out.push(`| ${m.label}, webhook at logLevel warn | ${kib(m)} | ${Math.round(b.rps)} | | | ${ratioCell(m.webhookWarn[loaded], b)} |${compares.map(() => ' |').join('')} ${lat2(m.webhookWarn[loaded].latencyMs)} | |`);
     }
     if (settings.connections.includes(1)) {
       out.push('');
@@ -341,7 +350,7 @@ export function table(results) {
       out.push('|---|---:|---|---:|---:|---:|---:|');
       for (const m of mixes) {
         const b = m.baseline[1];
-        for (const [key, name] of [['webhook', 'webhook'], ['compare', compareLabel]]) {
+        for (const { key, label: name } of [{ key: 'webhook', label: 'webhook' }, ...compares]) {
           if (!m[key]?.[1]) continue;
           out.push(`| ${m.label} | ${kib(m)} | ${name} | ${Math.round(m[key][1].rps)} | ${f2(m[key][1].rps / b.rps)} | ${lat(m[key][1].latencyMs)} | ${lat(b.latencyMs)} |`);
         }
@@ -354,7 +363,7 @@ export function table(results) {
     out.push('|---|---:|---:|---:|---:|---:|');
     out.push(`| after ${last.label} | ${f1(peak('webhook'))} MiB | ${f1(peak('baseline'))} MiB | ${f1(peak('fastify'))} MiB | ${f1(peak('bareReview'))} MiB | **${f2(peak('webhook') / peak('baseline'))}** |`);
   }
-  if (micro) out.push('', microTables(micro, compareLabel));
+  if (micro) out.push('', microTables(micro, compareLabels));
   if (startup) {
     out.push('');
     out.push(`Start-up, spawn → first 200 on /readyz with certificate files, median of ${settings.starts} starts (samples in brackets), servers unpinned:`);
@@ -446,6 +455,8 @@ async function main() {
       log(`start-up: ${STARTS} starts each${ALT_NODE ? `, also on ${ALT_NODE}` : ''}`);
       startup = await measureStartup(defs, tls, dir);
     }
+    // from here on this process (which drains the webhook's stdout) shares the load generator's CPU, not the servers'
+    if (PIN) execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
     const mixes = [];
     const chosen = buildMixes().filter((m) => !ONLY || ONLY.includes(m.id));
     const servers = await startAll(chosen, defs, tls, load);
@@ -461,7 +472,7 @@ async function main() {
     let micro;
     if (!skip.has('micro')) {
       log('per-request pieces in process (bench/micro.js)');
-      micro = await microBench({ compareDist: COMPARE_DIST, mixIds: ONLY });
+      micro = await microBench({ compareDist: COMPARE_DISTS[0], mixIds: ONLY });
     }
     let trigger;
     if (!skip.has('trigger')) {
@@ -475,7 +486,7 @@ async function main() {
     }
     const results = {
       machine: {
-        cores: availableParallelism(),
+        cores: CORES,
         cpu: cpus()[0]?.model.trim() ?? 'unknown',
         memoryGiB: Math.round(totalmem() / 1024 ** 3),
         node: process.version,
@@ -485,7 +496,7 @@ async function main() {
       },
       settings: {
         seconds: SECONDS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, serversLiveThroughAllMixes: true, connections: CONNECTIONS, loaded: LOADED,
-        starts: STARTS, pinned: PIN, compareDist: COMPARE_DIST, tls: 'self-signed ECDSA P-256, TLSv1.2 floor',
+        starts: STARTS, pinned: PIN, compareDists: COMPARE_DISTS, stdout: 'a pipe the bench drains', tls: 'self-signed ECDSA P-256, TLSv1.2 floor',
       },
       targets: TARGETS,
       startup,

@@ -67,8 +67,9 @@ const sameKey = (x: unknown, y: unknown) => (isNamed(x) ? isNamed(y) && x.name =
  * indices per key, and names and other keys live in separate maps so that a name never meets an equal string value.
  */
 function pairBy(a: unknown[], b: unknown[], match: Int32Array, taken: Uint8Array, byValue: boolean): void {
-  const names = new Map<string, number>();
-  const others = new Map<unknown, number>();
+  // made when a first key goes in (a list of named entries never needs `others`)
+  let names: Map<unknown, number> | undefined;
+  let others: Map<unknown, number> | undefined;
   const next = new Int32Array(b.length);
   // the key of v, and which map it lives in (through `inNames`); undefined when v takes no part in this pass
   let inNames = false;
@@ -84,7 +85,7 @@ function pairBy(a: unknown[], b: unknown[], match: Int32Array, taken: Uint8Array
     if (taken[j]) continue;
     const k = keyOf(b[j]);
     if (k === undefined && byValue) continue;
-    const map: Map<unknown, number> = inNames ? names : others;
+    const map = inNames ? (names ??= new Map()) : (others ??= new Map());
     next[j] = map.get(k) ?? -1;
     map.set(k, j);
   }
@@ -92,12 +93,12 @@ function pairBy(a: unknown[], b: unknown[], match: Int32Array, taken: Uint8Array
     if (match[i] >= 0) continue;
     const k = keyOf(a[i]);
     if (k === undefined && byValue) continue;
-    const map: Map<unknown, number> = inNames ? names : others;
-    const j = map.get(k);
+    const map = inNames ? names : others;
+    const j = map?.get(k);
     if (j === undefined || j < 0) continue;
     match[i] = j;
     taken[j] = 1;
-    map.set(k, next[j]);
+    map!.set(k, next[j]);
   }
 }
 
@@ -216,41 +217,49 @@ class Diff {
     pairBy(a, b, match, taken, false);
     // an unnamed entry rebuilt rather than shared finds no partner by reference: pair what is left by value (its JSON
     // text, linear in the size of those entries). Such pairs are equal, so they need no walk below.
-    const byValue = new Uint8Array(a.length);
-    if (a.some((v, i) => match[i] < 0 && unnamedContainer(v)) && b.some((v, j) => !taken[j] && unnamedContainer(v))) {
+    let byValue: Uint8Array | undefined;
+    if (someLoose(a, (i) => match[i] < 0) && someLoose(b, (j) => !taken[j])) {
       const before = Int32Array.from(match);
       pairBy(a, b, match, taken, true);
+      byValue = new Uint8Array(a.length);
       for (let i = 0; i < a.length; i++) if (before[i] !== match[i]) byValue[i] = 1;
     }
 
-    // The pairs in a's order; kept are those whose b indices rise (all of them unless an entry moved).
-    let count = 0;
-    for (let i = 0; i < a.length; i++) if (match[i] >= 0) count++;
-    const is = new Int32Array(count);
-    const js = new Int32Array(count);
+    // Kept are the pairs whose b indices rise in a's order: all of them unless an entry moved. The others are undone
+    // (match and taken cleared), so that from here on match[i] >= 0 means kept.
     let rising = true;
-    for (let i = 0, k = 0; i < a.length; i++) {
+    for (let i = 0, last = -1; i < a.length && rising; i++) {
       if (match[i] < 0) continue;
-      is[k] = i;
-      js[k] = match[i];
-      if (k > 0 && js[k] < js[k - 1]) rising = false;
-      k++;
+      rising = match[i] > last;
+      last = match[i];
     }
-    const keep = rising ? undefined : increasing(js);
-    const keptA = new Uint8Array(a.length);
-    const keptB = new Uint8Array(b.length);
-    for (let k = 0; k < count; k++) if (!keep || keep[k]) keptA[is[k]] = keptB[js[k]] = 1;
+    if (!rising) {
+      const is: number[] = [];
+      for (let i = 0; i < a.length; i++) if (match[i] >= 0) is.push(i);
+      const keep = increasing(Int32Array.from(is, (i) => match[i]));
+      for (let k = 0; k < is.length; k++) {
+        if (keep[k]) continue;
+        taken[match[is[k]]] = 0;
+        match[is[k]] = -1;
+      }
+    }
 
     // Removes from the highest index down keep every lower index valid; then kept entries sit at their rank.
-    for (let i = a.length - 1; i >= 0; i--) if (!keptA[i]) this.push({ op: 'remove', path: `${path}/${i}` }, plain);
-    for (let k = 0, rank = 0; k < count; k++) {
-      if (!keptA[is[k]]) continue;
-      if (!byValue[is[k]]) this.value(a[is[k]], b[js[k]], `${path}/${rank}`, plain);
+    for (let i = a.length - 1; i >= 0; i--) if (match[i] < 0) this.push({ op: 'remove', path: `${path}/${i}` }, plain);
+    for (let i = 0, rank = 0; i < a.length; i++) {
+      if (match[i] < 0) continue;
+      if (!byValue?.[i]) this.value(a[i], b[match[i]], `${path}/${rank}`, plain);
       rank++;
     }
     // Adding in ascending order of the target index puts each new entry exactly where it ends up.
-    for (let j = 0; j < b.length; j++) if (!keptB[j]) this.push({ op: 'add', path: `${path}/${j}`, value: b[j] }, plain);
+    for (let j = 0; j < b.length; j++) if (!taken[j]) this.push({ op: 'add', path: `${path}/${j}`, value: b[j] }, plain);
   }
+}
+
+/** Whether some entry of `list` that `loose(index)` says is unpaired is an unnamed container. */
+function someLoose(list: readonly unknown[], loose: (index: number) => boolean): boolean {
+  for (let i = 0; i < list.length; i++) if (loose(i) && unnamedContainer(list[i])) return true;
+  return false;
 }
 
 /**

@@ -57,7 +57,7 @@ async function child({ dist, compareDist, mixIds }) {
   const admission = await load(dist, 'admission.js');
   const server = await load(dist, 'server.js');
   const jsonBody = await load(dist, 'json-body.js');
-  const { createLogger, lazyChildLogger } = await load(dist, 'log.js');
+  const { createLogger, lazyChildLogger, TurnBufferedDestination } = await load(dist, 'log.js');
   const decisionModule = await load(dist, 'decision.js');
   const { createMetrics } = await load(dist, 'metrics.js');
   const config = loadConfig(join(root, 'examples/config.yaml'));
@@ -101,6 +101,16 @@ async function child({ dist, compareDist, mixIds }) {
     return () => child.info({ reqId: 'req-1', ...admission.loggable(decision), operation: decision.operation, dryRun: decision.dryRun, outcome: decision.outcome, patched: true, patchOps: decision.patchOps, durationMs: 0.123 }, 'admission decision');
   };
   const oursLine = (logger) => decisionModule.decisionLogger && ((log) => () => log(decision, 'req-1', 0.000123))(decisionModule.decisionLogger(logger));
+  // the server's destination writes once per event-loop turn: a turn that answers `perTurn` requests, emulated
+  const turned = (perTurn) => {
+    if (!TurnBufferedDestination || !decisionModule.decisionLogger) return undefined;
+    const dest = new TurnBufferedDestination(1);
+    const log = decisionModule.decisionLogger(createLogger('info', dest));
+    return (i) => {
+      log(decision, 'req-1', 0.000123);
+      if (i % perTurn === perTurn - 1) dest.flushSync();
+    };
+  };
   const metricsBefore = createMetrics();
   const metricsOurs = createMetrics();
   const record = decisionModule.recordDecision;
@@ -108,6 +118,9 @@ async function child({ dist, compareDist, mixIds }) {
     { key: 'logPipeBefore', fn: beforeLine(toPipe) },
     { key: 'logNullBefore', fn: beforeLine(toNull) },
     { key: 'logPipeOurs', fn: oursLine(toPipe) },
+    { key: 'logPipeTurn1', fn: turned(1) },
+    { key: 'logPipeTurn4', fn: turned(4) },
+    { key: 'logPipeTurn16', fn: turned(16) },
     { key: 'logNullOurs', fn: oursLine(toNull) },
     // what fastify does per request when it is given the logger: a child carrying the request id
     { key: 'fastifyChildLogger', fn: (i) => toNull.child({ reqId: `req-${i}` }, {}) },

@@ -5,15 +5,16 @@ import { request as httpRequest } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { connect, createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
 import { generate } from 'selfsigned';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { loadConfig, parseConfig } from '../src/config.js';
 import { serve } from '../src/serve.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, TurnBufferedDestination } from '../src/log.js';
 import { createCa, createServingCert, daysLeft, TLS12_CIPHERS, watchKeyPair, type KeyPair } from '../src/tls.js';
 import { version } from '../src/version.js';
 import { listenDualStack } from '../src/serve.js';
@@ -223,6 +224,41 @@ t.test('SIGTERM: /readyz turns 503, in-flight work finishes, exit 0', async (t) 
   t.equal(await exited, 0, 'exit 0');
   t.match(out, /"msg":"draining: \/readyz now answers 503, every response closes its connection"/);
   t.match(out, /"msg":"closed: in-flight requests finished"/);
+});
+
+t.test('the server\'s log destination: one write per event-loop turn, in order; what is left at exit; a reader gone ends it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'turn-'));
+  const file = join(dir, 'log');
+  const dest = new TurnBufferedDestination(openSync(file, 'w'));
+  dest.write('a\n');
+  dest.write('b\n');
+  t.equal(readFileSync(file, 'utf8'), '', 'nothing written while the turn runs');
+  await new Promise((r) => setImmediate(r));
+  t.equal(readFileSync(file, 'utf8'), 'a\nb\n', 'the turn\'s lines in one write when it ends, in order');
+  dest.write('x'.repeat(70_000));
+  t.equal(readFileSync(file, 'utf8').length, 4 + 70_000, 'past 64 KiB, written at once within the turn');
+  dest.write('é\n');
+  dest.flushSync();
+  t.ok(readFileSync(file, 'utf8').endsWith('é\n'), 'UTF-8');
+
+  const logModule = pathToFileURL(join(root, 'dist/log.js')).href;
+  const run = (code: string) => spawnSync(process.execPath, ['--input-type=module', '-e', `import { TurnBufferedDestination } from '${logModule}'; const d = new TurnBufferedDestination(1); ${code}`], { encoding: 'utf8' });
+  t.equal(run("d.write('last\\n'); process.exit(3);").stdout, 'last\n', 'process.exit: the turn\'s lines are written on the way out');
+  const crashed = run("d.write('before the crash\\n'); throw new Error('boom');");
+  t.equal(crashed.stdout, 'before the crash\n', 'an uncaught exception: the same');
+  t.not(crashed.status, 0);
+
+  // a reader that went away: writes fail with EPIPE, and logging ends without taking the process with it
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `import { TurnBufferedDestination } from '${logModule}';
+    const d = new TurnBufferedDestination(1);
+    for (let i = 0; i < 200; i++) { d.write('x'.repeat(1000) + '\\n'); await new Promise((r) => setTimeout(r, 2)); }
+    process.stderr.write('still running');`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let err = '';
+  child.stderr.on('data', (c) => (err += c));
+  const code = await new Promise((r) => child.on('exit', r));
+  t.equal(code, 0, 'exit 0');
+  t.equal(err, 'still running', 'and no error');
 });
 
 t.test('watchKeyPair: a rotation that lands before the watcher\'s first stat (right at start) is still reported', async (t) => {

@@ -408,19 +408,29 @@ t.test('server.maxConnections: connections past the cap are closed on arrival, c
   t.equal(parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.maxConnections, 1000, 'the default cap');
 });
 
-t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a just-accepted connection still gets its request answered, a client that never closes is cut at the deadline', async (t) => {
+t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a request still arriving and a just-accepted connection are answered, a client that never closes is cut at the deadline', async (t) => {
   const log = capture();
   const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 1 }), { port: 0, host: '127.0.0.1' }, log.logger);
   /** A TLS connection spoken to by hand, so the test sees every byte and how the connection ends. */
-  const raw = (allowHalfOpen = false) => new Promise<{ text: () => string; ended: Promise<string>; ask: (path: string) => Promise<string> }>((resolve, reject) => {
+  const raw = (allowHalfOpen = false) => new Promise<{ ended: Promise<string>; ask: (path: string) => Promise<string>; send: (data: string) => Promise<string>; write: (data: string) => void }>((resolve, reject) => {
     let text = '';
+    /** Writes, and resolves with the answer that follows (headers and a JSON body). */
+    const send = (data: string) => {
+      const from = text.length;
+      socket.write(data);
+      // what came instead when no answer does within 5 s, so that a test fails rather than waits
+      const start = Date.now();
+      return new Promise<string>((res) => {
+        const poll = setInterval(() => {
+          if (!/\r\n\r\n[\s\S]*\}/.test(text.slice(from)) && Date.now() - start < 5000) return;
+          clearInterval(poll);
+          res(text.slice(from) || '(no answer)');
+        }, 5);
+      });
+    };
     const socket = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions, () => resolve({
-      text: () => text, ended,
-      ask: (path) => {
-        const from = text.length;
-        socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`);
-        return new Promise((res) => { const poll = setInterval(() => { if (/\r\n\r\n[\s\S]*\}/.test(text.slice(from))) { clearInterval(poll); res(text.slice(from)); } }, 5); });
-      },
+      ended, send, write: (data) => socket.write(data),
+      ask: (path) => send(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`),
     }));
     t.teardown(() => { socket.destroy(); });
     const ended = new Promise<string>((res) => {
@@ -437,9 +447,14 @@ t.test('drain in process: answers say Connection: close, idle kept-alive connect
   await halfOpen.ask('/healthz');
   const during = await raw();
   const fresh = await raw();
+  const slow = await raw();
+  await slow.ask('/healthz');
 
   const stopped = running.stop();
   await new Promise((r) => setTimeout(r, 100));
+  // a request whose body is still on its way when the listener closes: its connection is left alone until it is answered
+  const body = JSON.stringify(fixture('serviceaccount-create').review);
+  slow.write(`POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 100)}`);
   const answer = await during.ask('/readyz');
   t.match(answer, /^HTTP\/1\.1 503/, 'readyz 503 while draining');
   t.match(answer, /\r\nconnection: close\r\n/i, 'and the answer closes its connection');
@@ -448,6 +463,10 @@ t.test('drain in process: answers say Connection: close, idle kept-alive connect
   // the listener closes at 0.5 s; the just-accepted connection sends its first request after that, within the grace
   await new Promise((r) => setTimeout(r, 900));
   await t.rejects(https(running.port, '/healthz', { rejectUnauthorized: false }), /ECONNREFUSED/, 'no new connections after the drain');
+  const slowAnswer = await slow.send(body.slice(100));
+  t.match(slowAnswer, /^HTTP\/1\.1 200/, 'a request still arriving when the listener closed is answered');
+  t.match(slowAnswer, /\r\nconnection: close\r\n/i);
+  t.equal(await slow.ended, 'end', 'and its connection ended after that');
   const late = await fresh.ask('/healthz');
   t.match(late, /^HTTP\/1\.1 200/, 'a connection accepted before the close still gets its request answered');
   t.match(late, /\r\nconnection: close\r\n/i);
@@ -455,6 +474,6 @@ t.test('drain in process: answers say Connection: close, idle kept-alive connect
   t.equal(await halfOpen.ended, 'end', 'so is one whose client does not close its side');
   await stopped;
   t.match(log.lines.find((l) => l.msg === 'listener closed; connections ended'), { closedIdle: 2, closedWithoutRequest: 0, destroyed: 1 },
-    'two idle connections ended; the one whose client never closed its side destroyed at the deadline');
+    'two idle connections ended (the slow one closed itself with its answer); the one whose client never closed its side destroyed at the deadline');
   t.ok(log.lines.some((l) => l.msg === 'closed: in-flight requests finished'));
 });

@@ -1,5 +1,10 @@
 // The request body parser: JSON with secure-json-parse's prototype-poisoning protection, for little more than JSON.parse.
-import secureJson from 'secure-json-parse';
+import { createRequire } from 'node:module';
+import type secureJsonParse from 'secure-json-parse';
+
+/** secure-json-parse, loaded the first time a body needs its scan (few do), not at every start. */
+let secureJson: typeof secureJsonParse | undefined;
+const library = () => (secureJson ??= createRequire(import.meta.url)('secure-json-parse') as typeof secureJsonParse);
 
 const PROTECTION = { protoAction: 'error', constructorAction: 'error' } as const;
 
@@ -15,7 +20,7 @@ const PROTECTION = { protoAction: 'error', constructorAction: 'error' } as const
 export function parseJson(text: string): unknown {
   const value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   if (value !== null && typeof value === 'object' && (text.includes('_proto') || text.includes('uctor') || text.includes('\\u00'))) {
-    secureJson.scan(value, PROTECTION);
+    library().scan(value, PROTECTION);
   }
   return value;
 }

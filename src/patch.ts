@@ -9,11 +9,13 @@
 // Cost follows the change, since a caller controls the size of the lists: subtrees the two objects share by reference
 // are skipped at once (`a === b`), so a mutator that copies only along the paths it writes pays for those paths; list
 // entries are paired through a Map in O(n + m), never through a table of n × m cells.
-import fastJsonPatch from 'fast-json-patch';
+import type { Operation } from 'fast-json-patch';
 import { deepFreeze, jsonString, NEEDS_ESCAPE } from './mutators/json.js';
 
-export type Operation = fastJsonPatch.Operation;
-const esc = fastJsonPatch.escapePathComponent;
+export type { Operation };
+
+/** A key as a JSON Pointer token (RFC 6901): "~" as "~0", "/" as "~1". (fast-json-patch's own is this; its module is not loaded for it.) */
+const esc = (key: string) => (key.includes('~') || key.includes('/') ? key.replace(/~/g, '~0').replace(/\//g, '~1') : key);
 
 /** The JSON text of each value registered by constant(); such a value is frozen, so its text cannot go stale. */
 const constantText = new WeakMap<object, string>();

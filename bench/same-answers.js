@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
+import { cowArbitraries, edit } from '../test/helpers/cow-edits.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { dist: { type: 'string' }, runs: { type: 'string' } } });
@@ -24,59 +25,9 @@ const builds = await Promise.all([join(root, 'dist'), values.dist].map(async (di
 const [ours, theirs] = builds;
 
 // 1. The diff on random copy-on-write edits.
-const odd = ['a/b', 'c~d', 'q"u', 'b\\s', '\u0000', '\ud800', '\u{1F600}', 'é'];
-const key = fc.oneof(fc.constantFrom('name', 'env', 'value', ...odd), fc.string({ maxLength: 3 })).filter((k) => k !== '__proto__');
-const leaf = fc.oneof(fc.constantFrom(...odd), fc.string({ maxLength: 6 }), fc.integer(), fc.boolean(), fc.constant(null));
-const shared = { name: 'B', projected: { x: [1, null] } };
-const { value: tree } = fc.letrec((tie) => ({
-  value: fc.oneof({ depthSize: 'small' }, leaf, tie('object'), tie('array'), tie('named'), fc.constant(shared)),
-  object: fc.dictionary(key, tie('value'), { maxKeys: 5 }),
-  array: fc.array(tie('value'), { maxLength: 6 }),
-  named: fc.array(fc.record({ name: fc.constantFrom('A', 'B', 'C', 'D'), value: tie('value') }), { maxLength: 7 }),
-}));
-
-/** One edit, copying only along its path (as a copy-on-write mutator does), then changing what is there. */
-function edit(v, e, depth = 0) {
-  if (depth < e.path.length && v !== null && typeof v === 'object') {
-    if (Array.isArray(v) && v.length > 0) {
-      const copy = [...v];
-      const i = e.path[depth] % v.length;
-      copy[i] = edit(v[i], e, depth + 1);
-      return copy;
-    }
-    const keys = Object.keys(v);
-    if (!Array.isArray(v) && keys.length > 0) {
-      const k = keys[e.path[depth] % keys.length];
-      return { ...v, [k]: edit(v[k], e, depth + 1) };
-    }
-  }
-  if (Array.isArray(v)) {
-    const i = v.length === 0 ? 0 : e.at % v.length;
-    if (e.action === 'push') return [...v, e.value];
-    if (e.action === 'pop') return v.slice(0, -1);
-    if (e.action === 'insert') return [...v.slice(0, i), e.value, ...v.slice(i)];
-    if (e.action === 'delete') return [...v.slice(0, i), ...v.slice(i + 1)];
-    if (e.action === 'move' && v.length > 1) return [...v.slice(1), v[0]];
-    if (e.action === 'duplicate' && v.length > 0) return [...v.slice(0, i), v[i], ...v.slice(i)];
-    if (e.action === 'rebuild' && v.length > 0) return v.map((x, j) => (j === i ? structuredClone(x) : x));
-  } else if (v !== null && typeof v === 'object') {
-    const keys = Object.keys(v);
-    if (e.action === 'delete' && keys.length > 0) {
-      const { [keys[e.at % keys.length]]: _gone, ...rest } = v;
-      return rest;
-    }
-    if (e.action === 'push') return { ...v, [`k${e.at}`]: e.value };
-  }
-  return e.value;
-}
-const edits = fc.array(fc.record({
-  path: fc.array(fc.nat(), { maxLength: 5 }),
-  action: fc.constantFrom('set', 'delete', 'push', 'pop', 'insert', 'move', 'duplicate', 'rebuild'),
-  at: fc.nat(),
-  value: fc.oneof(tree, fc.constant(shared)),
-}), { minLength: 1, maxLength: 5 });
+const { root: object, edits } = cowArbitraries(fc, { name: 'B', projected: { x: [1, null] } });
 let operations = 0;
-fc.assert(fc.property(fc.dictionary(key, tree, { maxKeys: 6 }), edits, (a, es) => {
+fc.assert(fc.property(object, edits, (a, es) => {
   const b = es.reduce((v, e) => edit(v, e), a);
   const ops = ours.patch.diff(a, b);
   assert.deepStrictEqual(ops, theirs.patch.diff(a, b));

@@ -1,11 +1,29 @@
-// The ceiling: a bare node:https server that reads the body, JSON.parses it and answers a constant allowed AdmissionReview.
+// The references, in one file so that they differ only where they should: a bare node:https server that reads the
+// body, JSON.parses it and answers a constant allowed AdmissionReview (the ceiling); with --review it answers with
+// this project's review() instead (mutation, diff, base64), which prices our review work without any server extras.
 // Same certificate, TLS floor and keep-alive as the real server, so the only difference left is what the webhook does.
 import { createServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' } } });
+const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, review: { type: 'boolean' }, config: { type: 'string' } } });
 const json = { 'content-type': 'application/json; charset=utf-8' };
+
+/** The constant answer: the uid is echoed because an API server rejects a review without it. */
+const constant = (body) => `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":${JSON.stringify(String(body?.request?.uid))},"allowed":true}}`;
+
+let answer = (body) => ({ status: 200, text: constant(body) });
+if (values.review) {
+  const dist = new URL('../dist/', import.meta.url);
+  const [{ loadConfig }, { buildMutators }, { review }] = await Promise.all([
+    import(new URL('config.js', dist)), import(new URL('mutators/index.js', dist)), import(new URL('admission.js', dist)),
+  ]);
+  const mutators = buildMutators(loadConfig(values.config ?? new URL('../examples/config.yaml', import.meta.url).pathname));
+  answer = (body) => {
+    const result = review(body, mutators);
+    return result.ok ? { status: 200, text: JSON.stringify(result.review) } : { status: 400, text: JSON.stringify({ message: result.error }) };
+  };
+}
 
 const server = createServer({ cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']), minVersion: 'TLSv1.2' }, (req, res) => {
   if (req.method === 'GET' && (req.url === '/readyz' || req.url === '/healthz')) {
@@ -22,8 +40,8 @@ const server = createServer({ cert: readFileSync(values['tls-cert']), key: readF
       res.writeHead(400, json).end(JSON.stringify({ message: err.message }));
       return;
     }
-    // the uid is echoed because an API server rejects a review without it; everything else is constant
-    res.writeHead(200, json).end(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":${JSON.stringify(String(body?.request?.uid))},"allowed":true}}`);
+    const { status, text } = answer(body);
+    res.writeHead(status, json).end(text);
   });
 });
 server.keepAliveTimeout = 30_000;

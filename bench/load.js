@@ -8,7 +8,7 @@ import { createHistogram } from 'node:perf_hooks';
 const totals = new Map();
 
 function run({ key, url, body, connections, seconds, ca }) {
-  const t = totals.get(key) ?? { latency: createHistogram(), ok: 0, seconds: 0, rounds: [], non2xx: 0, errors: 0, timeouts: 0 };
+  const t = totals.get(key) ?? { latency: createHistogram(), ok: 0, seconds: 0, rounds: [], roundsOk: [], non2xx: 0, errors: 0, timeouts: 0 };
   totals.set(key, t);
   const { latency } = t;
   return new Promise((resolve, reject) => {
@@ -29,6 +29,7 @@ function run({ key, url, body, connections, seconds, ca }) {
       t.ok += ok;
       t.seconds += result.duration;
       t.rounds.push(Math.round(ok / result.duration));
+      t.roundsOk.push(ok);
       t.non2xx += result.non2xx;
       t.errors += result.errors;
       t.timeouts += result.timeouts;
@@ -38,6 +39,7 @@ function run({ key, url, body, connections, seconds, ca }) {
         ok: t.ok,
         rps: t.ok / t.seconds,
         roundsRps: t.rounds,
+        roundsOk: t.roundsOk,
         non2xx: t.non2xx,
         errors: t.errors,
         timeouts: t.timeouts,

@@ -27,14 +27,22 @@ export function padManagedFields(review, bytes) {
 
 /**
  * Each mix is one request shape, sent over and over. `expect` is what a correct answer looks like, checked once
- * before the load so that a mix can never silently measure 400s or a missing patch.
+ * before the load so that a mix can never silently measure 400s or a missing patch; `latency` mixes are also measured
+ * at one connection (the p99 target is the padded Deployment CREATE's). Each Deployment mix comes twice:
+ * as recorded (the object alone is ~5 KB compact; an UPDATE carries oldObject too) and padded to DEPLOYMENT_BODY_BYTES.
  */
 export function buildMixes() {
+  const deployments = [
+    { id: 'target-create', label: 'target Deployment CREATE (patched)', fixture: 'deployment-create', expect: { patch: true }, latency: true },
+    { id: 'mutated-update', label: 'already-mutated Deployment UPDATE (no patch)', fixture: 'deployment-update-restart-mutated', expect: { patch: false } },
+    { id: 'not-ours', label: 'Deployment not ours (fast path)', fixture: 'nontarget-other-name', expect: { patch: false } },
+  ];
   const mixes = [
-    { id: 'target-create', label: 'target Deployment CREATE (patched)', review: padManagedFields(read('deployment-create'), DEPLOYMENT_BODY_BYTES), expect: { patch: true } },
-    { id: 'mutated-update', label: 'already-mutated Deployment UPDATE (no patch)', review: padManagedFields(read('deployment-update-restart-mutated'), DEPLOYMENT_BODY_BYTES), expect: { patch: false } },
-    { id: 'not-ours', label: 'Deployment not ours (fast path)', review: padManagedFields(read('nontarget-other-name'), DEPLOYMENT_BODY_BYTES), expect: { patch: false } },
-    { id: 'serviceaccount', label: 'ServiceAccount CREATE (patched)', review: read('serviceaccount-create'), expect: { patch: true } },
+    ...deployments.flatMap((d) => [
+      { id: `${d.id}-fixture`, label: `${d.label}, as recorded`, review: read(d.fixture), expect: d.expect },
+      { id: d.id, label: `${d.label}, padded`, review: padManagedFields(read(d.fixture), DEPLOYMENT_BODY_BYTES), expect: d.expect, latency: d.latency },
+    ]),
+    { id: 'serviceaccount', label: 'ServiceAccount CREATE (patched)', review: read('serviceaccount-create'), expect: { patch: true }, latency: true },
   ];
   return mixes.map((m) => ({ ...m, body: JSON.stringify(m.review), uid: m.review.request.uid }));
 }

@@ -1,37 +1,60 @@
 // `npm run bench`: the real webhook against a bare node:https ceiling, same run, same load: throughput, latency, RSS, start-up;
+// beside them two references that attribute the gap (a minimal fastify: the framework's own cost; bare node:https calling
+// this project's review(): our review work without server extras); the per-request pieces timed alone (bench/micro.js);
 // then the patch's cost against list size (bench/attacks.js), each size in a fresh process.
 // The headline is each ratio to the baseline: the machine is shared and noisy, so absolute figures drift between runs
 // while ratios taken side by side, in interleaved rounds, hold.
-import { fork, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:https';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createServingCert } from '../dist/tls.js';
 import { buildMixes } from './mixes.js';
 import { listSizes, listSizeTable } from './attacks.js';
+import { microBench } from './micro.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2.5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+// Many short rounds rather than a few long ones: another process's burst then falls on one round of each server, and
+// each ratio is the median over rounds of the pair measured side by side in that round.
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.25);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const WARMUP_SECONDS = 1;
 const STARTS = Number(process.env.BENCH_STARTS ?? 5);
 // BENCH_MIXES=target-create,not-ours runs only those; BENCH_COMPARE_DIST=DIR adds a webhook built into DIR (an
 // earlier build, say) to every mix, measured in the same interleaved rounds: the A/B behind each optimisation commit.
+// DIR,DIR,... adds one webhook per build (each DIR a dist/ directory beside a package.json), for a ladder of commits.
 const ONLY = process.env.BENCH_MIXES ? process.env.BENCH_MIXES.split(',') : undefined;
 const COMPARE_DIST = process.env.BENCH_COMPARE_DIST;
+const COMPARE_DISTS = COMPARE_DIST ? COMPARE_DIST.split(',') : [];
 // BENCH_WARN=1 adds the webhook at logLevel warn on the target mix (32 connections): pino's share, at ~15 s more
 const WARN = process.env.BENCH_WARN === '1';
-const CONNECTIONS = [1, 32];
-export const TARGETS = { ratio: 0.85, p99Ms: 2, rssMiB: 80, readyMs: 400, triggerForeign: 1.1, list8000Ms: 20, list8000MiB: 20 };
+// BENCH_CONNECTIONS=32 leaves out the 1-connection figures (an A/B run that only needs the throughput)
+const CONNECTIONS = process.env.BENCH_CONNECTIONS ? process.env.BENCH_CONNECTIONS.split(',').map(Number) : [1, 32];
+const LOADED = Math.max(...CONNECTIONS);
+// Every server on CPU 1 and the load generator on CPU 0 (as the issue's own figures were taken), so that a server's
+// helper threads (GC, TLS) cannot borrow the load generator's core and what is compared is work per core. BENCH_PIN=0 turns it off.
+const CORES = availableParallelism();
+const PIN = process.env.BENCH_PIN !== '0' && CORES >= 2 && existsSync('/usr/bin/taskset');
+// A Node 22+ binary to measure start-up with as well (the image runs Node 24): BENCH_NODE_ALT, else the CI's cached one.
+const ALT_NODE = process.env.BENCH_NODE_ALT ?? (() => {
+  const cache = join(root, '.cache');
+  const dir = existsSync(cache) ? readdirSync(cache).filter((d) => /^node-v2[2-9]/.test(d)).sort().at(-1) : undefined;
+  return dir && existsSync(join(cache, dir, 'bin/node')) ? join(cache, dir, 'bin/node') : undefined;
+})();
+export const TARGETS = { ratio: 0.85, p99Ms: 2, rssRatio: 1.1, readyMs: 300, reviewDeploymentUs: 10, reviewServiceAccountUs: 3, triggerForeign: 1.1, list8000Ms: 20, list8000MiB: 20 };
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+};
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -58,14 +81,22 @@ function call(port, ca, method, path, body) {
 }
 
 /** Spawns a server and polls /readyz until the first 200; the time from spawn to that answer is its start-up. */
-export async function startServer(def, tls) {
+export async function startServer(def, tls, { pin = false, node = process.execPath, env } = {}) {
   const port = await freePort();
+  const argv = [node, ...(def.nodeArgs ?? []), ...def.args, '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile];
+  // taskset execs node in its own process, so the pid stays the server's
+  if (pin) argv.unshift('taskset', '-c', '1');
+  // stdout is a pipe that a `cat` of its own drains, as a container runtime's shim reads a container's: each log line
+  // costs the server the write it costs in a pod (a drain in this busy process would fill the pipe and stall it)
+  const sink = spawn('cat', [], { stdio: ['pipe', 'ignore', 'ignore'] });
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [...(def.nodeArgs ?? []), ...def.args, '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile], {
+  const child = spawn(argv[0], argv.slice(1), {
     cwd: root,
-    // the webhook's info lines go to /dev/null: written (one sync write each, as in a container) but not read back
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: env ? { ...process.env, ...env } : process.env,
+    stdio: ['ignore', sink.stdin, 'pipe'],
   });
+  // the server holds its own copy of the pipe's end; cat ends when the server does
+  sink.stdin.destroy();
   let stderr = '';
   child.stderr.on('data', (c) => (stderr += c));
   let exited = false;
@@ -94,6 +125,24 @@ export async function stopServer(s) {
   clearTimeout(timer);
 }
 
+/**
+ * CPU time a process has used so far, all its threads (GC and TLS helpers included), in ns: the first field of each
+ * thread's /proc schedstat. Null where /proc is missing.
+ */
+function cpuNs(pid) {
+  const dir = `/proc/${pid}/task`;
+  if (!existsSync(dir)) return null;
+  let ns = 0;
+  for (const tid of readdirSync(dir)) {
+    try {
+      ns += Number(readFileSync(`${dir}/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // a thread that ended between the listing and the read used no more time
+    }
+  }
+  return ns;
+}
+
 /** Peak resident set of a running process (Linux VmHWM), in MiB; null where /proc is missing. */
 function peakRssMiB(pid) {
   const file = `/proc/${pid}/status`;
@@ -113,8 +162,9 @@ export async function checkAnswer(s, mix, tls) {
   }
 }
 
-export function loadClient() {
+export function loadClient({ pin = false } = {}) {
   const child = fork(join(here, 'load.js'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  if (pin) execFileSync('taskset', ['-a', '-p', '-c', '0', String(child.pid)], { stdio: 'ignore' });
   const pending = new Map();
   let next = 0;
   child.on('message', ({ id, result, error }) => {
@@ -160,27 +210,49 @@ export function serverDefs(dir) {
     webhook: { name: 'webhook', nodeArgs: (process.env.BENCH_WEBHOOK_NODE_ARGS ?? '').split(' ').filter(Boolean), args: ['dist/cli.js', 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true },
     webhookWarn: { name: 'webhook (logLevel warn)', args: ['dist/cli.js', 'serve', '--config', writeConfig(dir, 'warn')], checksPatch: true },
     baseline: { name: 'bare node:https', args: [join(here, 'baseline.js')], checksPatch: false },
-    ...(COMPARE_DIST ? { compare: { name: `webhook from ${COMPARE_DIST}`, args: [join(COMPARE_DIST, 'cli.js'), 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true } } : {}),
+    fastify: { name: 'minimal fastify', args: [join(here, 'fastify-min.js')], checksPatch: false },
+    bareReview: { name: 'bare node:https + review()', args: [join(here, 'baseline.js'), '--review', '--config', join(root, 'examples/config.yaml')], checksPatch: true },
+    ...Object.fromEntries(COMPARE_DISTS.map((d, i) => [`compare${i}`, { name: `webhook from ${d}`, args: [join(d, 'cli.js'), 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true }])),
   };
 }
 
-async function measureStartup(defs, tls) {
-  const times = { webhook: [], baseline: [] };
+/**
+ * Spawn → first 200 on /readyz, each server STARTS times in turn (unpinned, as a pod starts). With a Node 22+ binary at
+ * hand the webhook is started on it too: once with an empty compile cache (NODE_COMPILE_CACHE), then with it warm.
+ */
+async function measureStartup(defs, tls, dir) {
+  const keys = ['webhook', 'baseline', 'fastify', 'bareReview'];
+  const times = Object.fromEntries(keys.map((k) => [k, []]));
+  const alt = ALT_NODE ? { node: ALT_NODE, version: execFileSync(ALT_NODE, ['--version'], { encoding: 'utf8' }).trim(), plain: [], bare: [], cold: [], warm: [] } : undefined;
+  const cacheDir = join(dir, 'compile-cache');
+  const start = async (def, options) => {
+    const s = await startServer(def, tls, options);
+    await stopServer(s);
+    return s.readyMs;
+  };
   for (let i = 0; i < STARTS; i++) {
-    for (const key of Object.keys(times)) {
-      const s = await startServer(defs[key], tls);
-      times[key].push(s.readyMs);
-      await stopServer(s);
+    for (const key of keys) times[key].push(await start(defs[key], {}));
+    if (alt) {
+      alt.plain.push(await start(defs.webhook, { node: alt.node }));
+      alt.bare.push(await start(defs.baseline, { node: alt.node }));
+      rmSync(cacheDir, { recursive: true, force: true });
+      alt.cold.push(await start(defs.webhook, { node: alt.node, env: { NODE_COMPILE_CACHE: cacheDir } }));
+      alt.warm.push(await start(defs.webhook, { node: alt.node, env: { NODE_COMPILE_CACHE: cacheDir } }));
     }
   }
-  return Object.fromEntries(Object.entries(times).map(([k, xs]) => [k, { medianMs: median(xs), samplesMs: xs.map((x) => Math.round(x)) }]));
+  const summary = (xs) => ({ medianMs: median(xs), samplesMs: xs.map((x) => Math.round(x)) });
+  const out = Object.fromEntries(keys.map((k) => [k, summary(times[k])]));
+  if (alt) out.alt = { node: alt.version, webhook: summary(alt.plain), baseline: summary(alt.bare), compileCacheCold: summary(alt.cold), compileCacheWarm: summary(alt.warm) };
+  return out;
 }
 
 /** Which servers each mix drives, and at which connection counts. */
 function sidesFor(mix, defs) {
-  const sides = [{ key: 'baseline', conns: CONNECTIONS }, { key: 'webhook', conns: CONNECTIONS }];
-  if (WARN && mix.id === 'target-create') sides.push({ key: 'webhookWarn', conns: [32] });
-  if (defs.compare) sides.push({ key: 'compare', conns: CONNECTIONS });
+  // one connection (latency) only on the mixes that ask for it: it adds two runs a round to a mix
+  const conns = mix.latency ? CONNECTIONS : [LOADED];
+  const sides = [{ key: 'baseline', conns }, { key: 'webhook', conns }, { key: 'fastify', conns: [LOADED] }, { key: 'bareReview', conns: [LOADED] }];
+  if (WARN && mix.id === 'target-create') sides.push({ key: 'webhookWarn', conns: [LOADED] });
+  COMPARE_DISTS.forEach((_, i) => sides.push({ key: `compare${i}`, conns }));
   return sides;
 }
 
@@ -198,7 +270,12 @@ async function measureMix(mix, sides, servers, tls, load) {
       for (const connections of side.conns) {
         const key = `${side.key}:${mix.id}:${connections}`;
         figures[side.key] ??= {};
-        figures[side.key][connections] = await load.run({ key, url: servers[side.key].url, body: mix.body, connections, seconds: SECONDS, ca: tls.ca });
+        const pid = servers[side.key].child.pid;
+        const cpu0 = cpuNs(pid);
+        const f = await load.run({ key, url: servers[side.key].url, body: mix.body, connections, seconds: SECONDS, ca: tls.ca });
+        const cpu = cpuNs(pid) - cpu0;
+        const cpuUsPerRequest = [...(figures[side.key][connections]?.cpuUsPerRequest ?? []), cpu0 === null ? null : cpu / 1e3 / f.roundsOk.at(-1)];
+        figures[side.key][connections] = { ...f, cpuUsPerRequest };
       }
     }
   }
@@ -215,7 +292,7 @@ async function startAll(mixes, defs, tls, load) {
   const keys = new Set(mixes.flatMap((m) => sidesFor(m, defs).map((s) => s.key)));
   const servers = {};
   for (const key of keys) {
-    servers[key] = await startServer(defs[key], tls);
+    servers[key] = await startServer(defs[key], tls, { pin: PIN });
     await load.run({ key: `warmup:${key}`, url: servers[key].url, body: mixes[0].body, connections: 32, seconds: WARMUP_SECONDS, ca: tls.ca });
   }
   return servers;
@@ -238,63 +315,162 @@ function foreignRatio(trigger) {
 const f1 = (x) => (x == null ? 'n/a' : x.toFixed(1));
 const f2 = (x) => (x == null ? 'n/a' : x.toFixed(2));
 const f3 = (x) => (x == null ? 'n/a' : x.toFixed(3));
+const us = (x) => (x == null ? 'n/a' : x < 10 ? x.toFixed(2) : x.toFixed(1));
 const lat = (l) => `${f3(l.p50)} / ${f3(l.p99)} / ${f3(l.p99_9)}`;
+const lat2 = (l) => `${f3(l.p50)} / ${f3(l.p99)}`;
 const yes = (ok) => (ok === undefined ? 'not measured' : ok ? 'met' : '**missed**');
+const kib = (m) => `${f1(m.bodyBytes / 1024)} KiB`;
+/** The median over rounds of x's throughput ÷ the baseline's in the same round (rounds alternate the servers' order). */
+export const ratio = (x, base) => median(x.roundsRps.map((r, i) => r / base.roundsRps[i]));
+/**
+ * The same from CPU time: the baseline's CPU µs per request ÷ x's, median over rounds. Each server has one core to
+ * itself, so on a quiet machine this equals the throughput ratio; on a shared one it does not move when another
+ * process takes part of that core, since a request costs the same CPU either way.
+ */
+export const cpuRatio = (x, base) => (x.cpuUsPerRequest?.every((v) => v) ? median(x.cpuUsPerRequest.map((c, i) => base.cpuUsPerRequest[i] / c)) : null);
+const ratioCell = (x, base, bold = false) => (x ? `${bold ? '**' : ''}${f2(ratio(x, base))}${bold ? '**' : ''} (${Math.round(median(x.roundsRps))})` : 'n/a');
+const cpuCell = (x, base, bold = false) => (x ? `${bold ? '**' : ''}${f2(cpuRatio(x, base))}${bold ? '**' : ''} (${us(median(x.cpuUsPerRequest))})` : 'n/a');
+const startCell = (s) => `${f1(s.medianMs)} ms (${s.samplesMs.join(', ')})`;
+
+function microTables(micro, compareLabels) {
+  const compareLabel = compareLabels[0];
+  const out = [];
+  const cmp = micro.mixes.some((m) => m.us.reviewCompare !== undefined);
+  out.push(`Per request, in process (\`bench/micro.js\`, a fresh process, median of ${micro.settings.rounds} interleaved batches of ~${micro.settings.msPerBatch} ms): \`review()\` beside \`JSON.parse\` of the same body, the ratio being the figure that survives a noisy machine.`);
+  out.push('');
+  out.push(`| mix | body | \`JSON.parse\` µs | \`review()\` µs | **÷ \`JSON.parse\`** |${cmp ? ` \`review()\` µs, ${compareLabel} | ÷ \`JSON.parse\` |` : ''}`);
+  out.push(`|---|---:|---:|---:|---:|${cmp ? '---:|---:|' : ''}`);
+  for (const m of micro.mixes) {
+    const u = m.us;
+    out.push(`| ${m.label} | ${kib(m)} | ${us(u.jsonParse)} | ${us(u.review)} | **${f3(u.review / u.jsonParse)}** |${cmp ? ` ${us(u.reviewCompare)} | ${f3(u.reviewCompare / u.jsonParse)} |` : ''}`);
+  }
+  out.push('');
+  const pick = (id) => micro.mixes.find((m) => m.id === id);
+  const cols = ['target-create-fixture', 'target-create', 'serviceaccount'].map(pick).filter(Boolean);
+  const e = micro.extras;
+  const over = (m, key) => (m.us[key] === undefined ? undefined : m.us[key] - m.us.jsonParse);
+  const perMix = (f) => cols.map((m) => us(f(m))).join(' / ');
+  out.push(`Server extras, µs per request (columns for the body-dependent ones: ${cols.map((m) => `${m.label} ${kib(m)}`).join(' / ')}):`);
+  out.push('');
+  out.push('| extra | library path, as before | this build |');
+  out.push('|---|---:|---:|');
+  out.push(`| body: poisoning check, over \`JSON.parse\` | secure-json-parse: ${perMix((m) => over(m, 'secureJsonParse'))} | ${perMix((m) => over(m, 'bodyParser'))} |`);
+  out.push(`| reply serialisation | fastify response schema: ${perMix((m) => m.us.replySchema)} | ${perMix((m) => m.us.replyOurs)} |`);
+  out.push(`| decision log line, sync write to a pipe (as to a container's stdout) | pino child without redaction: ${us(e.logPipeBefore)} | ${us(e.logPipeOurs)} |`);
+  out.push(`| decision log line, sync write to /dev/null (as in the throughput runs) | ${us(e.logNullBefore)} | ${us(e.logNullOurs)} |`);
+  out.push(`| request logger (fastify, when given a logger: a child per request) | pino child: ${us(e.fastifyChildLogger)} | ${us(e.requestLoggerOurs)} |`);
+  out.push(`| metrics: requests, duration, patches | prom-client, labels as objects: ${us(e.metricsBefore)} | ${us(e.metricsOurs)} |`);
+  return out.join('\n');
+}
 
 export function table(results) {
-  const { machine, mixes, startup, trigger } = results;
+  const { machine, mixes, startup, trigger, micro, settings } = results;
+  const compareLabels = (settings.compareDists ?? []).map((d) => `build in ${d}`);
+  const compares = compareLabels.map((label, i) => ({ key: `compare${i}`, label }));
+  const cmpHead = compares.map((c) => ` ${c.label} |`).join('');
+  const cmpRule = compares.map(() => '---:|').join('');
   const out = [];
-  out.push(`Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${machine.date}. ` +
-    `${results.settings.rounds} interleaved rounds × ${results.settings.seconds} s per figure, autocannon in its own process, keep-alive HTTPS, TLS ${results.settings.tls}.`);
-  out.push('');
-  out.push('| mix | body | conns | webhook req/s | baseline req/s | **ratio** | webhook p50 / p99 / p99.9 ms | baseline p50 / p99 / p99.9 ms |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
-  for (const m of mixes) {
-    for (const c of CONNECTIONS) {
-      const w = m.webhook[c];
-      const b = m.baseline[c];
-      out.push(`| ${m.label} | ${f1(m.bodyBytes / 1024)} KiB | ${c} | ${Math.round(w.rps)} | ${Math.round(b.rps)} | **${f2(w.rps / b.rps)}** | ${lat(w.latencyMs)} | ${lat(b.latencyMs)} |`);
-    }
-    for (const c of m.compare ? CONNECTIONS : []) {
-      const w = m.compare[c];
-      const b = m.baseline[c];
-      out.push(`| ${m.label}, build in ${COMPARE_DIST} | ${f1(m.bodyBytes / 1024)} KiB | ${c} | ${Math.round(w.rps)} | ${Math.round(b.rps)} | ${f2(w.rps / b.rps)} | ${lat(w.latencyMs)} | ${lat(b.latencyMs)} |`);
-    }
-    if (m.webhookWarn) {
-      const w = m.webhookWarn[32];
-      const b = m.baseline[32];
-      out.push(`| ${m.label}, logLevel warn | ${f1(m.bodyBytes / 1024)} KiB | 32 | ${Math.round(w.rps)} | ${Math.round(b.rps)} | ${f2(w.rps / b.rps)} | ${lat(w.latencyMs)} | ${lat(b.latencyMs)} |`);
-    }
-  }
-  out.push('');
-  out.push('| peak RSS (VmHWM) after | webhook | bare node:https |');
-  out.push('|---|---:|---:|');
-  for (const m of mixes) out.push(`| ${m.label} (and every mix above it) | ${f1(m.webhook.peakRssMiB)} MiB | ${f1(m.baseline.peakRssMiB)} MiB |`);
-  out.push('');
-  out.push(`Spawn → first 200 on /readyz, median of ${STARTS} starts: webhook ${f1(startup.webhook.medianMs)} ms (${startup.webhook.samplesMs.join(', ')}), bare node:https ${f1(startup.baseline.medianMs)} ms (${startup.baseline.samplesMs.join(', ')}); webhook ÷ bare ${f2(startup.webhook.medianMs / startup.baseline.medianMs)}.`);
-  out.push('');
-  if (trigger.skipped) out.push(`Trigger cost: not measured (${trigger.skipped}).`);
-  else {
-    out.push('Trigger cost (embedded PostgreSQL, `INSERT INTO experiment_tags`, with our trigger ÷ without):');
+  out.push(`Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; ${machine.date}; load average ${machine.loadAverage.start.map(f2).join(', ')} at the start, ${machine.loadAverage.end.map(f2).join(', ')} at the end. ` +
+    `${settings.rounds} interleaved rounds × ${settings.seconds} s per figure (ratios: the median over rounds of the pair in each round), autocannon in its own process${settings.pinned ? ' on CPU 0, each server on CPU 1' : ''}, keep-alive HTTPS, TLS ${settings.tls}.`);
+  if (mixes.length > 0) {
+    const loaded = settings.loaded;
     out.push('');
-    out.push('| figure | value |');
-    out.push('|---|---:|');
-    for (const [k, v] of Object.entries(trigger)) out.push(`| ${k} | ${typeof v === 'number' ? (Number.isInteger(v) ? v : f3(v)) : typeof v === 'object' ? JSON.stringify(v) : v} |`);
+    out.push(`Throughput at ${loaded} connections as a ratio to bare node:https (req/s in brackets). Minimal fastify: the framework's own cost. Bare + \`review()\`: our review work without any server extras.`);
+    out.push('');
+    out.push(`| mix | body | bare node:https req/s | minimal fastify | bare + \`review()\` | **webhook** |${cmpHead} webhook p50 / p99 ms | bare p50 / p99 ms |`);
+    out.push(`|---|---:|---:|---:|---:|---:|${cmpRule}---:|---:|`);
+    for (const m of mixes) {
+      const b = m.baseline[loaded];
+      out.push(`| ${m.label} | ${kib(m)} | ${Math.round(median(b.roundsRps))} | ${ratioCell(m.fastify?.[loaded], b)} | ${ratioCell(m.bareReview?.[loaded], b)} | ${ratioCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${ratioCell(m[c.key]?.[loaded], b)} |`).join('')} ${lat2(m.webhook[loaded].latencyMs)} | ${lat2(b.latencyMs)} |`);
+      if (m.webhookWarn) out.push(`| ${m.label}, webhook at logLevel warn | ${kib(m)} | ${Math.round(median(b.roundsRps))} | | | ${ratioCell(m.webhookWarn[loaded], b)} |${compares.map(() => ' |').join('')} ${lat2(m.webhookWarn[loaded].latencyMs)} | |`);
+    }
+    out.push('');
+    out.push(`The same runs, as CPU time: bare node:https's CPU µs per request ÷ each server's (its µs per request in brackets; all threads of the process, from /proc). With a core to itself, a server's throughput is 1 ÷ its CPU per request; on a shared machine the CPU figure holds when another process takes part of that core, and throughput does not.`);
+    out.push('');
+    out.push(`| mix | body | bare node:https µs | minimal fastify | bare + \`review()\` | **webhook** |${cmpHead}`);
+    out.push(`|---|---:|---:|---:|---:|---:|${cmpRule}`);
+    for (const m of mixes) {
+      const b = m.baseline[loaded];
+      out.push(`| ${m.label} | ${kib(m)} | ${us(median(b.cpuUsPerRequest))} | ${cpuCell(m.fastify?.[loaded], b)} | ${cpuCell(m.bareReview?.[loaded], b)} | ${cpuCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${cpuCell(m[c.key]?.[loaded], b)} |`).join('')}`);
+    }
+    if (settings.connections.includes(1)) {
+      out.push('');
+      out.push('One connection (latency; the load generator waits for each answer):');
+      out.push('');
+      out.push('| mix | body | server | req/s | ratio to bare | p50 / p99 / p99.9 ms | bare p50 / p99 / p99.9 ms |');
+      out.push('|---|---:|---|---:|---:|---:|---:|');
+      for (const m of mixes.filter((x) => x.baseline[1])) {
+        const b = m.baseline[1];
+        for (const { key, label: name } of [{ key: 'webhook', label: 'webhook' }, ...compares]) {
+          if (!m[key]?.[1]) continue;
+          out.push(`| ${m.label} | ${kib(m)} | ${name} | ${Math.round(median(m[key][1].roundsRps))} | ${f2(ratio(m[key][1], b))} | ${lat(m[key][1].latencyMs)} | ${lat(b.latencyMs)} |`);
+        }
+      }
+    }
+    const last = mixes.at(-1);
+    const peak = (key) => Math.max(...mixes.map((m) => m[key]?.peakRssMiB ?? 0)) || null;
+    out.push('');
+    out.push('| peak RSS (VmHWM) over every mix | webhook | bare node:https | minimal fastify | bare + `review()` | **webhook ÷ bare** |');
+    out.push('|---|---:|---:|---:|---:|---:|');
+    out.push(`| after ${last.label} | ${f1(peak('webhook'))} MiB | ${f1(peak('baseline'))} MiB | ${f1(peak('fastify'))} MiB | ${f1(peak('bareReview'))} MiB | **${f2(peak('webhook') / peak('baseline'))}** |`);
+  }
+  if (micro) out.push('', microTables(micro, compareLabels));
+  if (startup) {
+    out.push('');
+    out.push(`Start-up, spawn → first 200 on /readyz with certificate files, median of ${settings.starts} starts (samples in brackets), servers unpinned:`);
+    out.push('');
+    out.push('| server | Node | spawn → ready |');
+    out.push('|---|---|---:|');
+    out.push(`| webhook | ${machine.node} | **${startCell(startup.webhook)}** |`);
+    out.push(`| bare node:https | ${machine.node} | ${startCell(startup.baseline)} |`);
+    out.push(`| minimal fastify | ${machine.node} | ${startCell(startup.fastify)} |`);
+    out.push(`| bare node:https + \`review()\` (config, mutators) | ${machine.node} | ${startCell(startup.bareReview)} |`);
+    if (startup.alt) {
+      out.push(`| webhook | ${startup.alt.node} | ${startCell(startup.alt.webhook)} |`);
+      out.push(`| bare node:https | ${startup.alt.node} | ${startCell(startup.alt.baseline)} |`);
+      out.push(`| webhook, empty compile cache (NODE_COMPILE_CACHE) | ${startup.alt.node} | ${startCell(startup.alt.compileCacheCold)} |`);
+      out.push(`| webhook, warm compile cache | ${startup.alt.node} | ${startCell(startup.alt.compileCacheWarm)} |`);
+    }
+  }
+  if (trigger) {
+    out.push('');
+    if (trigger.skipped) out.push(`Trigger cost: not measured (${trigger.skipped}).`);
+    else {
+      out.push('Trigger cost (embedded PostgreSQL, `INSERT INTO experiment_tags`, with our trigger ÷ without):');
+      out.push('');
+      out.push('| figure | value |');
+      out.push('|---|---:|');
+      for (const [k, v] of Object.entries(trigger)) out.push(`| ${k} | ${typeof v === 'number' ? (Number.isInteger(v) ? v : f3(v)) : typeof v === 'object' ? JSON.stringify(v) : v} |`);
+    }
   }
   out.push('');
-  const ratios32 = mixes.map((m) => ({ label: m.label, r: m.webhook[32].rps / m.baseline[32].rps }));
-  const target = mixes.find((m) => m.id === 'target-create') ?? mixes[0];
-  const rss = Math.max(...mixes.map((m) => m.webhook.peakRssMiB ?? 0));
-  const fr = foreignRatio(trigger);
   out.push('| target | goal | measured | |');
   out.push('|---|---|---|---|');
-  for (const { label, r } of ratios32) out.push(`| throughput ÷ baseline, ${label}, 32 conns | ≥ ${TARGETS.ratio} | ${f2(r)} | ${yes(r >= TARGETS.ratio)} |`);
-  out.push(`| p99 latency, target Deployment, 1 conn | ≤ ${TARGETS.p99Ms} ms | ${f3(target.webhook[1].latencyMs.p99)} ms | ${yes(target.webhook[1].latencyMs.p99 <= TARGETS.p99Ms)} |`);
-  out.push(`| peak RSS under load (all mixes) | ≤ ${TARGETS.rssMiB} MiB | ${f1(rss)} MiB | ${yes(rss <= TARGETS.rssMiB)} |`);
-  out.push(`| spawn → ready (median of ${STARTS}) | ≤ ${TARGETS.readyMs} ms | ${f1(startup.webhook.medianMs)} ms | ${yes(startup.webhook.medianMs <= TARGETS.readyMs)} |`);
-  out.push(`| trigger overhead, foreign-tag insert | ≤ ${TARGETS.triggerForeign}× | ${fr === undefined ? 'n/a' : `${f3(fr)}×`} | ${yes(fr === undefined ? undefined : fr <= TARGETS.triggerForeign)} |`);
+  if (mixes.length > 0) {
+    const loaded = settings.loaded;
+    for (const m of mixes) {
+      const r = ratio(m.webhook[loaded], m.baseline[loaded]);
+      out.push(`| throughput ÷ bare, ${m.label} ${kib(m)}, ${loaded} conns | ≥ ${TARGETS.ratio} | ${f2(r)} (per CPU: ${f2(cpuRatio(m.webhook[loaded], m.baseline[loaded]))}) | ${yes(r >= TARGETS.ratio)} |`);
+    }
+    const target = mixes.find((m) => m.id === 'target-create') ?? mixes[0];
+    if (target.webhook[1]) out.push(`| p99 latency, ${target.label}, 1 conn | ≤ ${TARGETS.p99Ms} ms | ${f3(target.webhook[1].latencyMs.p99)} ms | ${yes(target.webhook[1].latencyMs.p99 <= TARGETS.p99Ms)} |`);
+    const w = Math.max(...mixes.map((m) => m.webhook.peakRssMiB ?? 0));
+    const b = Math.max(...mixes.map((m) => m.baseline.peakRssMiB ?? 0));
+    out.push(`| peak RSS under load ÷ bare node:https | ≤ ${TARGETS.rssRatio}× | ${f1(w)} ÷ ${f1(b)} MiB = ${f2(w / b)}× | ${yes(w / b <= TARGETS.rssRatio)} |`);
+  }
+  if (micro) {
+    for (const [id, goal] of [['target-create-fixture', TARGETS.reviewDeploymentUs], ['target-create', TARGETS.reviewDeploymentUs], ['serviceaccount', TARGETS.reviewServiceAccountUs]]) {
+      const m = micro.mixes.find((x) => x.id === id);
+      if (m) out.push(`| \`review()\`, ${m.label} ${kib(m)} | ≤ ${goal} µs | ${us(m.us.review)} µs (${f3(m.us.review / m.us.jsonParse)} × \`JSON.parse\`) | ${yes(m.us.review <= goal)} |`);
+    }
+  }
+  if (startup) out.push(`| spawn → ready (median of ${settings.starts}), Node ${machine.node} | ≤ ${TARGETS.readyMs} ms | ${f1(startup.webhook.medianMs)} ms | ${yes(startup.webhook.medianMs <= TARGETS.readyMs)} |`);
+  if (trigger) {
+    const fr = foreignRatio(trigger);
+    out.push(`| trigger overhead, foreign-tag insert | ≤ ${TARGETS.triggerForeign}× | ${fr === undefined ? 'n/a' : `${f3(fr)}×`} | ${yes(fr === undefined ? undefined : fr <= TARGETS.triggerForeign)} |`);
+  }
   const l8 = results.lists?.find((r) => r.n === 8000 && !r.failed);
-  out.push(`| patch of 8,000 env entries and mounts: time, extra peak RSS | < ${TARGETS.list8000Ms} ms, < ${TARGETS.list8000MiB} MiB | ${l8 ? `${f2(l8.ms)} ms, ${f1(l8.extraMiB)} MiB` : 'n/a'} | ${yes(l8 ? l8.ms < TARGETS.list8000Ms && l8.extraMiB < TARGETS.list8000MiB : undefined)} |`);
+  if (results.lists) out.push(`| patch of 8,000 env entries and mounts: time, extra peak RSS | < ${TARGETS.list8000Ms} ms, < ${TARGETS.list8000MiB} MiB | ${l8 ? `${f2(l8.ms)} ms, ${f1(l8.extraMiB)} MiB` : 'n/a'} | ${yes(l8 ? l8.ms < TARGETS.list8000Ms && l8.extraMiB < TARGETS.list8000MiB : undefined)} |`);
   if (results.lists) out.push('', listSizeTable(results.lists));
   return out.join('\n');
 }
@@ -318,12 +494,20 @@ function writeResultsMd(markdown) {
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'mlflow-irsa-bench-'));
-  const load = loadClient();
+  // BENCH_SKIP=startup,micro,trigger,lists leaves those parts out (a quicker A/B run)
+  const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
+  const loadStart = loadavg();
+  const load = loadClient({ pin: PIN });
   try {
     const tls = await makeTls(dir);
     const defs = serverDefs(dir);
-    log(`start-up: ${STARTS} starts each`);
-    const startup = await measureStartup(defs, tls);
+    let startup;
+    if (!skip.has('startup')) {
+      log(`start-up: ${STARTS} starts each${ALT_NODE ? `, also on ${ALT_NODE}` : ''}`);
+      startup = await measureStartup(defs, tls, dir);
+    }
+    // from here on this process (which drains the webhook's stdout) shares the load generator's CPU, not the servers'
+    if (PIN) execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
     const mixes = [];
     const chosen = buildMixes().filter((m) => !ONLY || ONLY.includes(m.id));
     const servers = await startAll(chosen, defs, tls, load);
@@ -336,31 +520,48 @@ async function main() {
     } finally {
       for (const s of Object.values(servers)) await stopServer(s);
     }
-    log('trigger cost');
-    const trigger = await measureTrigger();
-    log('patch cost against list size');
-    const lists = await listSizes();
+    let micro;
+    if (!skip.has('micro')) {
+      log('per-request pieces in process (bench/micro.js)');
+      micro = await microBench({ compareDist: COMPARE_DISTS[0], mixIds: ONLY });
+    }
+    let trigger;
+    if (!skip.has('trigger')) {
+      log('trigger cost');
+      trigger = await measureTrigger();
+    }
+    let lists;
+    if (!skip.has('lists')) {
+      log('patch cost against list size');
+      lists = await listSizes();
+    }
     const results = {
       machine: {
-        cores: availableParallelism(),
+        cores: CORES,
         cpu: cpus()[0]?.model.trim() ?? 'unknown',
         memoryGiB: Math.round(totalmem() / 1024 ** 3),
         node: process.version,
         platform: `${process.platform}-${process.arch}`,
         date: new Date().toISOString(),
+        loadAverage: { start: loadStart, end: loadavg() },
       },
-      settings: { seconds: SECONDS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, serversLiveThroughAllMixes: true, connections: CONNECTIONS, starts: STARTS, tls: 'self-signed ECDSA P-256, TLSv1.2 floor' },
+      settings: {
+        seconds: SECONDS, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS, serversLiveThroughAllMixes: true, connections: CONNECTIONS, loaded: LOADED,
+        starts: STARTS, pinned: PIN, compareDists: COMPARE_DISTS, stdout: 'a pipe the bench drains', tls: 'self-signed ECDSA P-256, TLSv1.2 floor',
+      },
       targets: TARGETS,
       startup,
       mixes,
+      micro,
       trigger,
       lists,
       elapsedSeconds: (Date.now() - started) / 1000,
     };
     const markdown = table(results);
     process.stdout.write(`${markdown}\n`);
-    if (ONLY || COMPARE_DIST || process.env.BENCH_WEBHOOK_NODE_ARGS) {
+    if (ONLY || COMPARE_DIST || skip.size > 0 || process.env.BENCH_CONNECTIONS || process.env.BENCH_WEBHOOK_NODE_ARGS) {
       log(`done in ${results.elapsedSeconds.toFixed(1)} s; a partial or A/B run, so bench/results.json and bench/RESULTS.md are left as they were`);
+      if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, `${JSON.stringify(results, null, 2)}\n`);
       return;
     }
     writeFileSync(join(here, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

@@ -37,6 +37,39 @@ export interface AdmissionResponse {
   };
 }
 
+/** The reply's shape as a JSON schema: what encodeReview writes, and what the tests compile to check it byte for byte. */
+export const REVIEW_REPLY_SCHEMA = {
+  type: 'object',
+  properties: {
+    apiVersion: { type: 'string' },
+    kind: { type: 'string' },
+    response: {
+      type: 'object',
+      properties: {
+        uid: { type: 'string' },
+        allowed: { type: 'boolean' },
+        patchType: { type: 'string' },
+        patch: { type: 'string' },
+        warnings: { type: 'array', items: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+
+/**
+ * The reply's JSON text: what fastify's serialiser compiled from REVIEW_REPLY_SCHEMA writes (its key order, absent
+ * fields left out), byte for byte, without its per-field work: the patch is base64, which needs no escaping, and that
+ * serialiser tested the whole of it against a regular expression on every reply.
+ */
+export function encodeReview(r: AdmissionResponse): string {
+  const x = r.response;
+  let out = `{"apiVersion":${JSON.stringify(r.apiVersion)},"kind":"${r.kind}","response":{"uid":${JSON.stringify(x.uid)},"allowed":${x.allowed}`;
+  if (x.patchType !== undefined) out += `,"patchType":"${x.patchType}"`;
+  if (x.patch !== undefined) out += `,"patch":"${x.patch}"`;
+  if (x.warnings !== undefined) out += `,"warnings":${JSON.stringify(x.warnings)}`;
+  return `${out}}}`;
+}
+
 /** What happened, for the log line and the metrics. Never holds object content. */
 export interface Decision {
   uid: string;
@@ -91,6 +124,15 @@ export function boundWarnings(warnings: readonly string[]): string[] {
   return [...kept, `mlflow-irsa-webhook: ${distinct.length - kept.length} more warnings not shown`];
 }
 
+/** The answer when the object is admitted unchanged because of a problem: one warning, the outcome saying which. */
+function unchangedWith(response: AdmissionResponse, decision: Decision, outcome: Outcome, warning: string, error?: string): ReviewResult {
+  decision.outcome = outcome;
+  decision.error = error;
+  decision.warnings = [warning];
+  response.response.warnings = decision.warnings;
+  return { ok: true, review: response, decision };
+}
+
 /** Answers one AdmissionReview. Never throws: a mutator's exception fails open (allowed, no patch, a warning). */
 export function review(body: unknown, mutators: Mutators): ReviewResult {
   const problem = envelopeProblem(body);
@@ -120,28 +162,21 @@ export function review(body: unknown, mutators: Mutators): ReviewResult {
     : undefined;
   if (!mutate || !object) return { ok: true, review: response, decision };
 
-  const target = `${decision.kind} ${cut(decision.namespace, 63)}/${cut(decision.name, 63)}`;
-  const unchangedWith = (outcome: Outcome, warning: string, error?: string): ReviewResult => {
-    decision.outcome = outcome;
-    decision.error = error;
-    decision.warnings = [warning];
-    response.response.warnings = decision.warnings;
-    return { ok: true, review: response, decision };
-  };
   let patch: Operation[];
   let encoded: string;
   try {
     const planned = planPatch(mutate, object, LIMITS.patchOps);
     patch = planned.patch;
-    encoded = JSON.stringify(patch);
+    encoded = planned.text;
     if (encoded.length > LIMITS.patchBytes) throw new PatchLimitError(LIMITS.patchOps);
-    decision.warnings = boundWarnings(planned.warnings);
+    if (planned.warnings.length > 0) decision.warnings = boundWarnings(planned.warnings);
   } catch (err) {
+    const target = `${decision.kind} ${cut(decision.namespace, 63)}/${cut(decision.name, 63)}`;
     if (err instanceof PatchLimitError) {
-      return unchangedWith('too-large', `mlflow-irsa-webhook: mutating ${target} would need a patch over ${LIMITS.patchOps} operations or ${LIMITS.patchBytes / 1024} KiB; admitted unchanged`);
+      return unchangedWith(response, decision, 'too-large', `mlflow-irsa-webhook: mutating ${target} would need a patch over ${LIMITS.patchOps} operations or ${LIMITS.patchBytes / 1024} KiB; admitted unchanged`);
     }
     const error = err instanceof Error ? `${err.name}: ${cut(err.message, LIMITS.warningChars)}` : 'non-Error thrown';
-    return unchangedWith('failed-open', `mlflow-irsa-webhook could not mutate ${target}; admitted unchanged`, error);
+    return unchangedWith(response, decision, 'failed-open', `mlflow-irsa-webhook could not mutate ${target}; admitted unchanged`, error);
   }
   if (decision.warnings.length > 0) response.response.warnings = decision.warnings;
   if (patch.length === 0) {

@@ -2,7 +2,6 @@
 // Command-line entry: parses arguments, loads the one config, and hands over to the command's module.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { loadChartValues } from './chart-values.js';
 import { UsageError, usageText, type CommandModule, type Values } from './command.js';
 import { version } from './version.js';
 
@@ -39,12 +38,13 @@ function usage(): string {
  * The one config: from --config FILE, or, for a command that reads the chart's values, from --values FILE... rendered
  * as the chart renders its config file. Never both: two sources that could disagree are refused, not merged.
  */
-function commandConfig(values: Values, valuesFiles: string[] | undefined, readsChartValues: boolean): Config {
+async function commandConfig(values: Values, valuesFiles: string[] | undefined, readsChartValues: boolean): Promise<Config> {
   const configFile = values.config as string | undefined;
   if (configFile !== undefined && valuesFiles !== undefined) {
     throw new UsageError('--config and --values are mutually exclusive: give the program\'s config file, or the chart\'s values file(s) it is rendered from, not both');
   }
-  if (valuesFiles !== undefined) return loadChartValues(valuesFiles);
+  // loaded only here: the chart's schema and defaults are no part of `serve`'s start
+  if (valuesFiles !== undefined) return (await import('./chart-values.js')).loadChartValues(valuesFiles);
   if (configFile === undefined) throw new UsageError(readsChartValues ? '--config FILE or --values FILE is required' : '--config FILE is required');
   return loadConfig(configFile);
 }
@@ -83,7 +83,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
       allowPositionals: command.allowPositionals ?? false,
     });
     const { values: valuesFiles, ...values } = parsed as Values & { values?: string[] };
-    const config = commandConfig(values, valuesFiles, readsChartValues);
+    const config = await commandConfig(values, valuesFiles, readsChartValues);
     return await command.run({ values, positionals, config });
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -8,6 +8,7 @@ import validate from './config-validator.gen.js';
 import {
   LENGTH_REASON, MAX_LOCATION_LENGTH, defaultAllowedPrefix, hasDotSegment, locationPath, projectBase, withSlash, type LocationStyle,
 } from './artifact-location.js';
+import { deepFreeze } from './mutators/json.js';
 
 export type TriggerMode = 'project-id' | 'custom-location';
 
@@ -188,14 +189,6 @@ function refine(raw: Record<string, any>): string[] {
     problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);
   }
   return problems;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 /** Validates an already-parsed config document. Throws ConfigError listing every problem. */

@@ -1,7 +1,7 @@
 // The `serve` command: config → TLS → server → listen, then certificate watching and SIGTERM draining.
 import type { Config } from './config.js';
 import { intOption, stringOption, usageText, UsageError, type CommandArgs } from './command.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, TurnBufferedDestination, type Logger } from './log.js';
 import { buildServer, type WebhookServer } from './server.js';
 import { listenMetrics, type MetricsListener } from './metrics-listener.js';
 import { version } from './version.js';
@@ -179,7 +179,7 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
 
 /** Runs until SIGTERM/SIGINT, then drains and exits 0. */
 export async function serveUntilSignal(config: Config, opts: ServeOptions): Promise<void> {
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, new TurnBufferedDestination(1));
   const running = await serve(config, opts, logger);
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {

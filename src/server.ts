@@ -1,16 +1,20 @@
 // The fastify HTTPS server: /mutate, probes, metrics, certificate swap and draining. It knows HTTP, not IRSA.
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import { createRequire } from 'node:module';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
+import { lazyChildLogger } from './log.js';
 import type { Config } from './config.js';
-import { loggable, review } from './admission.js';
+import { encodeReview, review } from './admission.js';
+import { decisionLogger, recordDecision } from './decision.js';
 import { buildMutators, type Mutators } from './mutators/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { certValidity, secureContextOptions, type KeyPair } from './tls.js';
 import { shown } from './mutators/json.js';
+import { parseJsonBody } from './json-body.js';
 
 export interface ServerOptions {
   readonly config: Config;
@@ -34,55 +38,32 @@ export interface WebhookServer {
   drain(drainSeconds?: number): Promise<void>;
 }
 
-const errorReply = {
-  type: 'object',
-  properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
-} as const;
+/**
+ * fastify loads ajv (to validate request bodies) and fast-json-stringify (for reply schemas) when it is created, about
+ * 80 ms of every start; no route here has a schema (the AdmissionReview reply is built by encodeReview), so they are
+ * loaded only if a route with one is ever added. Resolved from fastify's own directory, as fastify would.
+ */
+const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+type Factory = (...args: unknown[]) => unknown;
+let validators: Factory | undefined;
+let serializers: Factory | undefined;
+const lazyCompilers = {
+  buildValidator: (...args: unknown[]) => (validators ??= (fromFastify('@fastify/ajv-compiler') as () => Factory)())(...args),
+  buildSerializer: (...args: unknown[]) => (serializers ??= (fromFastify('@fastify/fast-json-stringify-compiler') as () => Factory)())(...args),
+};
 
-const reviewReply = {
-  type: 'object',
-  properties: {
-    apiVersion: { type: 'string' },
-    kind: { type: 'string' },
-    response: {
-      type: 'object',
-      properties: {
-        uid: { type: 'string' },
-        allowed: { type: 'boolean' },
-        patchType: { type: 'string' },
-        patch: { type: 'string' },
-        warnings: { type: 'array', items: { type: 'string' } },
-      },
-    },
-  },
-} as const;
-
-const statusReply = { type: 'object', properties: { status: { type: 'string' } } } as const;
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type' };
 
-/**
- * The kinds the webhook's rules send. Any other kind comes from a client we do not serve, and is counted as "other": a
- * label value taken from the request would let any caller mint time series (of any length) that live as long as the process.
- */
-const KIND_LABELS = new Set(['apps/v1/Deployment', 'v1/ServiceAccount']);
-const kindLabel = (kind: string) => (KIND_LABELS.has(kind) ? kind : 'other');
-
-/**
- * The parser's complaint without the body's text: V8 quotes the characters around an unexpected token
- * (`Unexpected token 'M', "...": "MARKER"}..." is not valid JSON`), and those may be an env value, which would then
- * reach the log and the reply. Its other messages name only the rule and a position.
- */
-function jsonProblem(err: Error): string {
-  if (!/is not valid JSON$/.test(err.message)) return err.message;
-  return err.message.startsWith('Unexpected token') ? 'unexpected token (the text around it is not repeated)' : 'not a JSON value';
-}
-
-/** Per connection, for the drain: how many requests it has carried and how many are in progress on it. */
+/** Per connection, for the drain: how many requests it has carried, and the response to its latest one. */
 interface ConnectionState {
   requests: number;
-  active: number;
+  response?: ServerResponse;
 }
+
+/** Whether a request is in progress on the connection: its latest response neither written out nor cut off. */
+const busy = (c: ConnectionState) => c.response !== undefined && !c.response.writableFinished && !c.response.destroyed;
 const kConnection = Symbol('mlflow-irsa-webhook.connection');
 type TrackedSocket = TLSSocket & { [kConnection]?: ConnectionState };
 
@@ -112,12 +93,14 @@ export function buildServer(options: ServerOptions): WebhookServer {
     loggerInstance: logger,
     // one decision line per review instead of fastify's two lines per request
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger as never,
     bodyLimit: s.bodyLimitBytes,
     requestTimeout: timeoutMs,
     connectionTimeout: timeoutMs * 3,
     keepAliveTimeout: 30_000,
     // the drain closes connections itself, so by the time fastify closes there is nothing left to answer 503 to
     return503OnClosing: false,
+    schemaController: { compilersFactory: lazyCompilers as never },
   }) as unknown as FastifyInstance<HttpsServer>;
   app.server.headersTimeout = timeoutMs;
   metrics.certNotAfter.set(certValidity(options.tls.cert).notAfter.getTime() / 1000);
@@ -136,7 +119,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
   });
   const connections = new Set<TrackedSocket>();
   app.server.on('secureConnection', (socket: TrackedSocket) => {
-    socket[kConnection] = { requests: 0, active: 0 };
+    socket[kConnection] = { requests: 0 };
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
   });
@@ -144,31 +127,31 @@ export function buildServer(options: ServerOptions): WebhookServer {
   // and its JSON parser answers every syntax error with one generic message. Ours says what is wrong and where.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    if (body.length === 0) return done(badRequest('body is empty; expected an AdmissionReview'), undefined);
+    let value: unknown;
     try {
-      done(null, secureJson.parse(body as string, undefined, { protoAction: 'error', constructorAction: 'error' }));
+      value = parseJsonBody(body as string);
     } catch (err) {
-      done(badRequest(`body is not valid JSON: ${jsonProblem(err as Error)}`), undefined);
+      return done(badRequest((err as Error).message), undefined);
     }
+    done(null, value);
   });
 
   let draining = false;
-  app.addHook('onRequest', (request, reply, done) => {
-    const conn = (request.raw.socket as TrackedSocket)[kConnection];
+  // Before fastify's own listener, on Node's 'request' event rather than through a fastify hook and a 'close' listener
+  // per response (~2 µs a request): whether a request is still in progress is read from its response when the drain asks.
+  app.server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    const conn = (req.socket as TrackedSocket)[kConnection];
     if (conn) {
       conn.requests++;
-      conn.active++;
-      reply.raw.once('close', () => conn.active--);
+      conn.response = res;
     }
     // Go's http.Server.Shutdown does the same: a client told to close after this response never finds the
     // connection gone under a request it is writing (the API server retries a POST only when nothing was written)
-    if (draining) reply.header('connection', 'close');
-    done();
+    if (draining) res.setHeader('connection', 'close');
   });
   // Decision lines carry only Decision's fixed fields (never object content, never a key the redaction list names),
-  // so the logger's wildcard redaction finds nothing in them, yet it cost ~11 µs a line, most of pino's share of the
-  // hot path in the profile. They go through a child that skips it; every other line keeps redaction.
-  const decisionLog = logger.child({}, { redact: [] });
+  // so they skip the wildcard redaction every other line keeps, and pino's generic path (see decisionLogger).
+  const logDecision = decisionLogger(logger);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
@@ -178,7 +161,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     return reply.code(status).send({ statusCode: status, error: REASONS[status] ?? 'Internal Server Error', message: error.message });
   });
 
-  app.post('/mutate', { schema: { response: { 200: reviewReply, '4xx': errorReply } } }, async (request, reply) => {
+  app.post('/mutate', async (request, reply) => {
     let result: ReturnType<typeof review>;
     try {
       result = review(request.body, mutators);
@@ -189,24 +172,15 @@ export function buildServer(options: ServerOptions): WebhookServer {
     }
     // one path for every rejection (parser, limits, envelope): the error handler logs, counts and answers it
     if (!result.ok) throw badRequest(`invalid AdmissionReview: ${result.error}`);
-    const d = result.decision;
     const seconds = reply.elapsedTime / 1000;
-    metrics.requests.inc({ kind: kindLabel(d.kind), operation: d.operation, outcome: d.outcome });
-    metrics.duration.observe({ outcome: d.outcome }, seconds);
-    if (d.outcome === 'patched') metrics.patches.inc({ kind: kindLabel(d.kind) });
-    const line = {
-      reqId: request.id, ...loggable(d), operation: d.operation, dryRun: d.dryRun,
-      outcome: d.outcome, patched: d.outcome === 'patched', patchOps: d.patchOps, durationMs: Math.round(seconds * 1e6) / 1e3,
-    };
-    if (d.outcome === 'failed-open') decisionLog.error({ ...line, error: d.error }, 'mutation failed; admitted unchanged');
-    else if (d.warnings.length > 0) decisionLog.warn({ ...line, warnings: d.warnings }, 'admission decision');
-    else if (d.outcome === 'ignored') decisionLog.debug(line, 'admission decision');
-    else decisionLog.info(line, 'admission decision');
-    return result.review;
+    recordDecision(metrics, result.decision, seconds);
+    logDecision(result.decision, request.id, seconds);
+    reply.type(JSON_TYPE);
+    return encodeReview(result.review);
   });
 
-  app.get('/healthz', { schema: { response: { 200: statusReply } } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { response: { 200: statusReply, 503: statusReply } } }, async (_req, reply) =>
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) =>
     draining ? reply.code(503).send({ status: 'draining' }) : { status: 'ready' });
   app.get('/metrics', async (_req, reply) => {
     reply.type(metrics.registry.contentType);
@@ -232,7 +206,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
       const waited = Date.now() - start;
       for (const socket of connections) {
         const conn = socket[kConnection]!;
-        if (conn.active > 0 || socket.writableEnded) continue;
+        if (busy(conn) || socket.writableEnded) continue;
         if (conn.requests > 0) counts.idle++;
         else if (waited >= FRESH_GRACE_MS) counts.fresh++;
         else continue;

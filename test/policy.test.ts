@@ -159,9 +159,11 @@ t.test('other values: every value is an escaped CEL string, and the policy accep
   t.same(failing(policy, unmutated()), policy.spec.validations.map((v: Validation) => v.message).filter((m: string) => !m.includes('AWS_PROFILE')),
     'the unmutated Deployment fails every validation but the one for AWS_PROFILE, which it never had');
 
-  // The literal is the exact value, not something that merely looks like it after unescaping once more.
-  const env = container(mutated, 'mlflow').env.find((e: Obj) => e.name === 'AWS_ROLE_ARN');
+  // The literal is the exact value, not something that merely looks like it after unescaping once more. (The mutated
+  // copy shares the plan's frozen entries, so the edit is made on a copy of it.)
+  const edited = structuredClone(mutated);
+  const env = container(edited, 'mlflow').env.find((e: Obj) => e.name === 'AWS_ROLE_ARN');
   env.value = env.value.replace('\\', '\\\\');
-  t.same(failing(policy, mutated).length, 1, 'a doubled backslash is another role');
+  t.same(failing(policy, edited).length, 1, 'a doubled backslash is another role');
   t.notMatch(policy.spec.validations.map((v: Validation) => v.message).join(''), /\n/, 'no line break in any message');
 });

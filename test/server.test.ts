@@ -5,15 +5,16 @@ import { request as httpRequest } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { connect, createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
 import { generate } from 'selfsigned';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { loadConfig, parseConfig } from '../src/config.js';
 import { serve } from '../src/serve.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, TurnBufferedDestination } from '../src/log.js';
 import { createCa, createServingCert, daysLeft, TLS12_CIPHERS, watchKeyPair, type KeyPair } from '../src/tls.js';
 import { version } from '../src/version.js';
 import { listenDualStack } from '../src/serve.js';
@@ -225,6 +226,41 @@ t.test('SIGTERM: /readyz turns 503, in-flight work finishes, exit 0', async (t) 
   t.match(out, /"msg":"closed: in-flight requests finished"/);
 });
 
+t.test('the server\'s log destination: one write per event-loop turn, in order; what is left at exit; a reader gone ends it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'turn-'));
+  const file = join(dir, 'log');
+  const dest = new TurnBufferedDestination(openSync(file, 'w'));
+  dest.write('a\n');
+  dest.write('b\n');
+  t.equal(readFileSync(file, 'utf8'), '', 'nothing written while the turn runs');
+  await new Promise((r) => setImmediate(r));
+  t.equal(readFileSync(file, 'utf8'), 'a\nb\n', 'the turn\'s lines in one write when it ends, in order');
+  dest.write('x'.repeat(70_000));
+  t.equal(readFileSync(file, 'utf8').length, 4 + 70_000, 'past 64 KiB, written at once within the turn');
+  dest.write('é\n');
+  dest.flushSync();
+  t.ok(readFileSync(file, 'utf8').endsWith('é\n'), 'UTF-8');
+
+  const logModule = pathToFileURL(join(root, 'dist/log.js')).href;
+  const run = (code: string) => spawnSync(process.execPath, ['--input-type=module', '-e', `import { TurnBufferedDestination } from '${logModule}'; const d = new TurnBufferedDestination(1); ${code}`], { encoding: 'utf8' });
+  t.equal(run("d.write('last\\n'); process.exit(3);").stdout, 'last\n', 'process.exit: the turn\'s lines are written on the way out');
+  const crashed = run("d.write('before the crash\\n'); throw new Error('boom');");
+  t.equal(crashed.stdout, 'before the crash\n', 'an uncaught exception: the same');
+  t.not(crashed.status, 0);
+
+  // a reader that went away: writes fail with EPIPE, and logging ends without taking the process with it
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `import { TurnBufferedDestination } from '${logModule}';
+    const d = new TurnBufferedDestination(1);
+    for (let i = 0; i < 200; i++) { d.write('x'.repeat(1000) + '\\n'); await new Promise((r) => setTimeout(r, 2)); }
+    process.stderr.write('still running');`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let err = '';
+  child.stderr.on('data', (c) => (err += c));
+  const code = await new Promise((r) => child.on('exit', r));
+  t.equal(code, 0, 'exit 0');
+  t.equal(err, 'still running', 'and no error');
+});
+
 t.test('watchKeyPair: a rotation that lands before the watcher\'s first stat (right at start) is still reported', async (t) => {
   const now = Date.now();
   const [a, b] = await Promise.all([pairFor(new Date(now - DAY), new Date(now + 30 * DAY)), pairFor(new Date(now - DAY), new Date(now + 60 * DAY))]);
@@ -372,19 +408,29 @@ t.test('server.maxConnections: connections past the cap are closed on arrival, c
   t.equal(parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.maxConnections, 1000, 'the default cap');
 });
 
-t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a just-accepted connection still gets its request answered, a client that never closes is cut at the deadline', async (t) => {
+t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a request still arriving and a just-accepted connection are answered, a client that never closes is cut at the deadline', async (t) => {
   const log = capture();
   const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 1 }), { port: 0, host: '127.0.0.1' }, log.logger);
   /** A TLS connection spoken to by hand, so the test sees every byte and how the connection ends. */
-  const raw = (allowHalfOpen = false) => new Promise<{ text: () => string; ended: Promise<string>; ask: (path: string) => Promise<string> }>((resolve, reject) => {
+  const raw = (allowHalfOpen = false) => new Promise<{ ended: Promise<string>; ask: (path: string) => Promise<string>; send: (data: string) => Promise<string>; write: (data: string) => void }>((resolve, reject) => {
     let text = '';
+    /** Writes, and resolves with the answer that follows (headers and a JSON body). */
+    const send = (data: string) => {
+      const from = text.length;
+      socket.write(data);
+      // what came instead when no answer does within 5 s, so that a test fails rather than waits
+      const start = Date.now();
+      return new Promise<string>((res) => {
+        const poll = setInterval(() => {
+          if (!/\r\n\r\n[\s\S]*\}/.test(text.slice(from)) && Date.now() - start < 5000) return;
+          clearInterval(poll);
+          res(text.slice(from) || '(no answer)');
+        }, 5);
+      });
+    };
     const socket = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions, () => resolve({
-      text: () => text, ended,
-      ask: (path) => {
-        const from = text.length;
-        socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`);
-        return new Promise((res) => { const poll = setInterval(() => { if (/\r\n\r\n[\s\S]*\}/.test(text.slice(from))) { clearInterval(poll); res(text.slice(from)); } }, 5); });
-      },
+      ended, send, write: (data) => socket.write(data),
+      ask: (path) => send(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`),
     }));
     t.teardown(() => { socket.destroy(); });
     const ended = new Promise<string>((res) => {
@@ -401,9 +447,14 @@ t.test('drain in process: answers say Connection: close, idle kept-alive connect
   await halfOpen.ask('/healthz');
   const during = await raw();
   const fresh = await raw();
+  const slow = await raw();
+  await slow.ask('/healthz');
 
   const stopped = running.stop();
   await new Promise((r) => setTimeout(r, 100));
+  // a request whose body is still on its way when the listener closes: its connection is left alone until it is answered
+  const body = JSON.stringify(fixture('serviceaccount-create').review);
+  slow.write(`POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 100)}`);
   const answer = await during.ask('/readyz');
   t.match(answer, /^HTTP\/1\.1 503/, 'readyz 503 while draining');
   t.match(answer, /\r\nconnection: close\r\n/i, 'and the answer closes its connection');
@@ -412,6 +463,10 @@ t.test('drain in process: answers say Connection: close, idle kept-alive connect
   // the listener closes at 0.5 s; the just-accepted connection sends its first request after that, within the grace
   await new Promise((r) => setTimeout(r, 900));
   await t.rejects(https(running.port, '/healthz', { rejectUnauthorized: false }), /ECONNREFUSED/, 'no new connections after the drain');
+  const slowAnswer = await slow.send(body.slice(100));
+  t.match(slowAnswer, /^HTTP\/1\.1 200/, 'a request still arriving when the listener closed is answered');
+  t.match(slowAnswer, /\r\nconnection: close\r\n/i);
+  t.equal(await slow.ended, 'end', 'and its connection ended after that');
   const late = await fresh.ask('/healthz');
   t.match(late, /^HTTP\/1\.1 200/, 'a connection accepted before the close still gets its request answered');
   t.match(late, /\r\nconnection: close\r\n/i);
@@ -419,6 +474,6 @@ t.test('drain in process: answers say Connection: close, idle kept-alive connect
   t.equal(await halfOpen.ended, 'end', 'so is one whose client does not close its side');
   await stopped;
   t.match(log.lines.find((l) => l.msg === 'listener closed; connections ended'), { closedIdle: 2, closedWithoutRequest: 0, destroyed: 1 },
-    'two idle connections ended; the one whose client never closed its side destroyed at the deadline');
+    'two idle connections ended (the slow one closed itself with its answer); the one whose client never closed its side destroyed at the deadline');
   t.ok(log.lines.some((l) => l.msg === 'closed: in-flight requests finished'));
 });

@@ -4,14 +4,21 @@ import { Writable } from 'node:stream';
 import { loadConfig, parseConfig } from '../src/config.js';
 import { buildServer, type WebhookServer } from '../src/server.js';
 import { buildMutators, type Mutators } from '../src/mutators/index.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, lazyChildLogger } from '../src/log.js';
+import { decisionLogger, pinoDecisionLogger } from '../src/decision.js';
 import { createMetrics } from '../src/metrics.js';
 import { createServingCert, type KeyPair } from '../src/tls.js';
 import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
+import { cowArbitraries, edit } from './helpers/cow-edits.js';
 import { validateK8s } from './helpers/k8s-schema.js';
-import { diff, PatchLimitError } from '../src/patch.js';
-import { boundWarnings, LIMITS } from '../src/admission.js';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { constant, diff, encodedDiff, PatchLimitError } from '../src/patch.js';
+import { boundWarnings, encodeReview, LIMITS, REVIEW_REPLY_SCHEMA, review, SUPPORTED_VERSIONS, type AdmissionResponse } from '../src/admission.js';
+import { createRequire } from 'node:module';
+import { parseJson } from '../src/json-body.js';
+import secureJson from 'secure-json-parse';
 
 const config = loadConfig(exampleConfig);
 let pair: KeyPair;
@@ -171,6 +178,28 @@ t.test('the patch mechanism alone: entries paired by name, reference or value; o
   t.equal(diff({ env: long }, { env: [] }, 5000).length, 5000, 'and not before it');
 });
 
+t.test('the copy-on-write shortcuts change nothing: the same operations as the long way, the same text as JSON.stringify', async (t) => {
+  const shared = constant({ name: 'B', projected: { 'q"\ud800': ['\ud800', 1, null], defaultMode: 420 } });
+  const { root: object, edits } = cowArbitraries(fc, shared);
+  // plain objects, as JSON.parse makes them (fast-check's dictionaries have no prototype)
+  const plain = (v: unknown) => JSON.parse(JSON.stringify(v));
+  let ops = 0;
+  fc.assert(fc.property(object, edits, (a, es) => {
+    const b = es.reduce<unknown>((v, e) => edit(v, e), a);
+    const shortcut = diff(a, b);
+    assert.deepStrictEqual(shortcut, diff(a, b, Infinity, false), 'the same operations as without the shortcuts');
+    const encoded = encodedDiff(a, b);
+    assert.deepStrictEqual(encoded.ops, shortcut);
+    assert.equal(encoded.text, JSON.stringify(shortcut), 'the text is JSON.stringify of the operations, byte for byte');
+    // (an edit may replace the root itself, which no webhook patch does and the strict applier refuses)
+    if (b !== null && typeof b === 'object' && !Array.isArray(b)) assert.deepStrictEqual(plain(applyStrict(plain(a), plain(shortcut))), plain(b), 'applied strictly, the patch gives the target');
+    ops += shortcut.length;
+  }), { numRuns: 500 });
+  t.ok(ops > 500, `500 random copy-on-write edits (${ops} operations): the same operations as the long way, the same text as JSON.stringify, and each patch applied strictly gives its target`);
+  t.throws(() => { (shared as { name: string }).name = 'X'; }, TypeError, 'a constant cannot be changed by any holder');
+  t.throws(() => { (shared.projected['q"\ud800'] as unknown[]).push(2); }, TypeError, 'nor anything inside it');
+});
+
 t.test('dryRun gets the same patch; v1beta1 is answered in v1beta1', async (t) => {
   const { s } = server();
   t.teardown(() => s.app.close());
@@ -254,7 +283,7 @@ t.test('a mutator exception fails open: allowed, no patch, a warning and an erro
 
 t.test('bad input gets a clear 4xx naming the problem', async (t) => {
   const small = parseConfig({ ...JSON.parse(JSON.stringify(config)), server: { ...config.server, bodyLimitBytes: 4096 } });
-  const { s } = server({ cfg: small });
+  const { s, log } = server({ cfg: small });
   t.teardown(() => s.app.close());
   const ok = fixture('serviceaccount-create').review;
   const cases: Array<[string, unknown, string, number, RegExp]> = [
@@ -287,6 +316,114 @@ t.test('bad input gets a clear 4xx naming the problem', async (t) => {
   t.match(long.body.message, /got "KKKK.*\.\.\./);
   const wrongMethod = await s.app.inject({ method: 'GET', url: '/mutate' });
   t.equal(wrongMethod.statusCode, 404);
+  const rejected = log.lines.filter((l) => l.msg === 'rejected request');
+  t.ok(rejected.length >= cases.length, `a line per rejected request (${rejected.length})`);
+  t.ok(rejected.every((l) => /^req-/.test(l.reqId) && l.level === 'warn'), 'each at warn with its request id, through fastify\'s request logger');
+  t.equal(new Set(rejected.map((l) => l.reqId)).size, rejected.length, 'a different id on each');
+});
+
+t.test('a request\'s logger becomes a pino child only when a line is written through it', async (t) => {
+  const { logger, lines } = captureLog('info');
+  let made = 0;
+  const parent = Object.assign(Object.create(logger), { child: (b: object, o: object) => (made++, logger.child(b, o)) });
+  const lazy = lazyChildLogger(parent, { reqId: 'req-9' }, {});
+  lazy.debug('below the level');
+  t.equal(made, 1, 'made when first written through (even below the level, as pino would have made it at once)');
+  const quiet = lazyChildLogger(parent, { reqId: 'req-10' }, {});
+  t.equal(made, 1, 'not made while nothing is written');
+  quiet.warn({ status: 400 }, 'rejected request');
+  lazy.info('kept');
+  t.equal(made, 2);
+  t.same(lines.map((l) => [l.reqId, l.msg, l.level]), [['req-10', 'rejected request', 'warn'], ['req-9', 'kept', 'info']], 'the lines carry their request ids');
+  t.equal(quiet.level, 'info', 'the level is the parent\'s');
+  t.equal(typeof quiet.child({ x: 1 }).info, 'function');
+});
+
+t.test('the reply is what fastify\'s serialiser compiled from the reply schema writes, byte for byte', async (t) => {
+  // the compiler fastify used for the reply schema before the reply was built by hand, from fastify's own dependencies
+  const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+  const compiled = fromFastify('@fastify/fast-json-stringify-compiler')()()({ schema: REVIEW_REPLY_SCHEMA, method: 'POST', url: '/mutate', httpStatus: '200' });
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  const mutators = buildMutators(config);
+  let replies = 0;
+  for (const c of admissionFixtures()) {
+    const res = await s.app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(c.review) });
+    const result = review(c.review, mutators);
+    if (!result.ok) continue;
+    t.equal(res.body, compiled(result.review), `${c.name}: the bytes fastify's serialiser wrote`);
+    t.equal(res.headers['content-type'], 'application/json; charset=utf-8', `${c.name}: as JSON`);
+    replies++;
+  }
+  t.ok(replies >= 15, `${replies} fixtures`);
+  // and any reply: uids and warnings with quotes, backslashes, control characters and lone surrogates
+  const text = fc.string({ unit: 'binary', maxLength: 40 });
+  const response = fc.record({
+    apiVersion: fc.oneof(fc.constantFrom(...SUPPORTED_VERSIONS), text),
+    uid: text,
+    patch: fc.option(fc.base64String({ maxLength: 200 }), { nil: undefined }),
+    warnings: fc.option(fc.array(text, { maxLength: 3 }), { nil: undefined }),
+  }).map(({ apiVersion, uid, patch, warnings }): AdmissionResponse => ({
+    apiVersion, kind: 'AdmissionReview',
+    response: { uid, allowed: true, ...(warnings ? { warnings } : {}), ...(patch === undefined ? {} : { patchType: 'JSONPatch' as const, patch }) },
+  }));
+  fc.assert(fc.property(response, (r) => assert.equal(encodeReview(r), compiled(r))), { numRuns: 1000 });
+  t.pass('1000 random replies: the same bytes');
+});
+
+t.test('a route with a schema still gets fastify\'s compilers, loaded when first needed', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  s.app.post('/schema-check', {
+    schema: { body: { type: 'object', required: ['a'], properties: { a: { type: 'integer' } } }, response: { 200: { type: 'object', properties: { a: { type: 'integer' } } } } },
+  }, async (request) => ({ a: (request.body as { a: number }).a, dropped: 'by the reply schema' }));
+  const ok = await s.app.inject({ method: 'POST', url: '/schema-check', headers: { 'content-type': 'application/json' }, payload: '{"a":7}' });
+  t.equal(ok.body, '{"a":7}', 'the reply schema serialises');
+  const bad = await s.app.inject({ method: 'POST', url: '/schema-check', headers: { 'content-type': 'application/json' }, payload: '{"b":1}' });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /must have required property 'a'/, 'the body schema validates');
+});
+
+t.test('the body parser gives what secure-json-parse gives: the same value, or the same error', async (t) => {
+  const library = (text: string) => secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
+  const outcome = (parse: (text: string) => unknown, text: string) => {
+    try {
+      return { value: parse(text) };
+    } catch (err) {
+      return { error: `${(err as Error).name}: ${(err as Error).message}` };
+    }
+  };
+  const crafted = [
+    '{"__proto__":{"x":1}}', '{"a":{"b":[{"__proto__":1}]}}', '{ "__proto__" \n: {} }', '{"\\u005f_proto__":{}}', '{"__pro\\u0074o__":{}}',
+    '{"\\u005F\\u005Fproto\\u005F\\u005F":1}', '{"constructor":{"prototype":{"x":1}}}', '{"a":[{"constructor":{"prototype":null}}]}',
+    '{"c\\u006fnstructor":{"prototype":1}}', '{"constructor":{"pr\\u006ftotype":1}}', '{"constructor":{"prototype2":1}}', '{"constructor":"x"}',
+    '{"constructor":null}', '{"constructor":{"constructor":{"prototype":1}}}', '"__proto__"', '{"v":"__proto__"}', '{"v":"constructor"}',
+    '{"v":"\\u0041 \\u003c"}', '\ufeff{"a":1}', '\ufeff{"__proto__":1}', '\ufeff', '[{"__proto__":1}]', '{"a": 1,}', '{"a":"MARKER}', 'null', '7',
+    '{"__proto__":{"x":1}', JSON.stringify(fixture('deployment-create').review),
+  ];
+  for (const text of crafted) t.same(outcome(parseJson, text), outcome(library, text), `${JSON.stringify(text).slice(0, 60)}: as the library`);
+  const refused = crafted.filter((text) => outcome(library, text).error?.includes('prototype')).length;
+  t.ok(refused >= 10, `${refused} crafted texts are refused for their prototype keys, by both`);
+
+  // random texts from fragments that matter (escapes, both words, byte order marks), most of them not JSON at all
+  const fragment = fc.constantFrom('{', '}', '[', ']', ':', ',', '"', ' ', 'a', '1', 'null', '__proto__', 'constructor', 'prototype', '\\u005f',
+    '\\u0063', '\\u006f', '\\u0041', '\\', '\ufeff', '{"__proto__":', '{"constructor":{"prototype":', '"x":');
+  // and JSON values holding those keys at random depths (written as text: an object literal cannot hold a __proto__ key)
+  const keyed = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small' }, fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)), tie('object'), tie('array')),
+    object: fc.array(fc.tuple(fc.constantFrom('"a"', '"__proto__"', '"constructor"', '"prototype"', '"\\u005f_proto__"', '"c\\u006fnstructor"'), tie('value')), { maxLength: 3 })
+      .map((entries) => `{${entries.map(([k, v]) => `${k}:${v}`).join(',')}}`),
+    array: fc.array(tie('value'), { maxLength: 3 }).map((items) => `[${items.join(',')}]`),
+  })).value as fc.Arbitrary<string>;
+  let texts = 0;
+  let refusedRandom = 0;
+  fc.assert(fc.property(fc.oneof(fc.array(fragment, { maxLength: 12 }).map((f) => f.join('')), keyed), (text) => {
+    const library_ = outcome(library, text);
+    assert.deepStrictEqual(outcome(parseJson, text), library_);
+    texts++;
+    if (library_.error?.includes('prototype')) refusedRandom++;
+  }), { numRuns: 2000 });
+  t.ok(refusedRandom > 50, `${texts} random texts: the same outcome as the library, ${refusedRandom} of them refused for prototype keys`);
 });
 
 t.test('metrics, probes and one log line per decision without object content', async (t) => {
@@ -314,6 +451,38 @@ t.test('metrics, probes and one log line per decision without object content', a
 
   t.same((await s.app.inject({ url: '/healthz' })).json(), { status: 'ok' });
   t.same((await s.app.inject({ url: '/readyz' })).json(), { status: 'ready' });
+});
+
+t.test('decision lines are the bytes pino writes for the same fields, at the same levels', async (t) => {
+  const outcomes = ['patched', 'unchanged', 'ignored', 'failed-open', 'too-large'] as const;
+  const text = fc.string({ unit: 'grapheme', maxLength: 30 });
+  const decision = fc.record({
+    uid: fc.oneof(text, fc.constant('q"uo\\te\n\u0001'), fc.string({ minLength: 300, maxLength: 400 })), kind: text, namespace: text, name: text,
+    operation: fc.constantFrom('CREATE', 'UPDATE', 'DELETE', 'CONNECT'), dryRun: fc.boolean(), outcome: fc.constantFrom(...outcomes),
+    patchOps: fc.nat({ max: 300 }), warnings: fc.array(text, { maxLength: 3 }), error: fc.option(text, { nil: undefined }),
+  });
+  const sameTime = (line: string) => line.replace(/"time":"[^"]*"/, '"time":"T"');
+  let lines = 0;
+  for (const level of ['debug', 'info', 'error'] as const) {
+    const ours = captureLog(level);
+    const theirs = captureLog(level);
+    const write = decisionLogger(ours.logger);
+    const reference = pinoDecisionLogger(theirs.logger);
+    fc.assert(fc.property(decision, fc.nat(), fc.double({ min: 0, max: 2, noNaN: true }), (d, n, seconds) => {
+      const before = ours.raw.length;
+      write(d, `req-${n}`, seconds);
+      reference(d, `req-${n}`, seconds);
+      assert.equal(ours.raw.length, theirs.raw.length, 'a line where pino writes one, none where it writes none');
+      if (ours.raw.length > before) assert.equal(sameTime(ours.raw.at(-1)!), sameTime(theirs.raw.at(-1)!));
+    }), { numRuns: 300 });
+    lines += ours.raw.length;
+    t.ok(ours.raw.every((l) => JSON.parse(l).name !== undefined), `at ${level}: ${ours.raw.length} lines, each the bytes pino wrote (time aside)`);
+  }
+  t.ok(lines > 300, 'lines at every level were compared');
+  // a lone surrogate pino writes raw (invalid UTF-16, which reaches the log as U+FFFD); here it is escaped, still one JSON line
+  const { logger, raw } = captureLog('info');
+  decisionLogger(logger)({ uid: 'a\ud800b', kind: 'k', namespace: 'n', name: 'x', operation: 'CREATE', dryRun: false, outcome: 'patched', patchOps: 1, warnings: [] }, 'req-1', 0);
+  t.equal(JSON.parse(raw[0]).uid, 'a\ud800b');
 });
 
 t.test('output is bounded whatever the request: warnings, log lines, patch size', async (t) => {

@@ -3,12 +3,16 @@ import type { Config } from '../config.js';
 import { deploymentPlan, mutateDeployment } from './deployment.js';
 import { mutateServiceAccount, serviceAccountPlan } from './service-account.js';
 import type { JsonObject } from './json.js';
-import { diff, type Operation } from '../patch.js';
+import { encodedDiff, type Operation } from '../patch.js';
 
 export type { Json, JsonObject } from './json.js';
 
 export interface MutationResult {
-  /** the mutated copy; the original itself when nothing could be done */
+  /**
+   * the mutated copy; the original itself when nothing could be done or nothing was missing. A copy on write: it
+   * shares every subtree it did not change with the original, and the entries it adds with every other copy (frozen
+   * constants of the plan). Read it, or structuredClone it before editing.
+   */
   readonly object: JsonObject;
   /** shown to the user by the API server, and logged */
   readonly warnings: readonly string[];
@@ -51,6 +55,8 @@ export function buildMutators(config: Config): Mutators {
 export interface PlannedPatch {
   /** RFC 6902 operations against the original; empty when the object already has the mutation */
   readonly patch: Operation[];
+  /** their JSON text ('[]' when there are none) */
+  readonly text: string;
   readonly warnings: readonly string[];
 }
 
@@ -61,6 +67,7 @@ export interface PlannedPatch {
  */
 export function planPatch(mutate: Mutate, original: JsonObject, maxOps?: number): PlannedPatch {
   const result = mutate(original);
-  const patch = result.object === original ? [] : diff(original, result.object, maxOps);
-  return { patch, warnings: result.warnings };
+  if (result.object === original) return { patch: [], text: '[]', warnings: result.warnings };
+  const { ops, text } = encodedDiff(original, result.object, maxOps);
+  return { patch: ops, text, warnings: result.warnings };
 }

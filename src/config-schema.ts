@@ -109,6 +109,7 @@ export const configSchema = {
         tlsMinVersion: { type: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2', description: 'lowest TLS version accepted' },
         bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 67108864, default: 3145728, description: 'largest AdmissionReview accepted (the API server sends at most 3 MiB)' },
         requestTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 300, default: 10, description: 'a request (headers and body) must arrive within this' },
+        idleTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600, default: 120, description: 'a kept-alive connection idle this long is closed; keep it above the API server\'s 90 s, so the caller closes first and never sends on a connection being closed' },
         drainSeconds: { type: 'number', minimum: 0, maximum: 300, default: 5, description: 'on SIGTERM, /readyz answers 503 this long before the listener closes' },
         maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'open connections at most (each TLS connection holds ~30 KiB); further ones are closed at once and counted' },
         certReloadSeconds: { type: 'number', minimum: 0.05, maximum: 3600, default: 5, description: 'how often the cert and key files are checked for rotation' },

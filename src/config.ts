@@ -41,6 +41,7 @@ export interface ServerConfig {
   readonly tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
   readonly bodyLimitBytes: number;
   readonly requestTimeoutSeconds: number;
+  readonly idleTimeoutSeconds: number;
   readonly drainSeconds: number;
   readonly maxConnections: number;
   readonly certReloadSeconds: number;

@@ -144,7 +144,7 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
   let metrics: MetricsListener | undefined;
   if (config.server.metricsPort > 0) {
     try {
-      metrics = await listenMetrics(server.metrics.registry, { host, port: config.server.metricsPort, requestTimeoutSeconds: config.server.requestTimeoutSeconds });
+      metrics = await listenMetrics(server.metrics.registry, { host, port: config.server.metricsPort, requestTimeoutSeconds: config.server.requestTimeoutSeconds, idleTimeoutSeconds: config.server.idleTimeoutSeconds });
     } catch (err) {
       // the HTTPS listener would otherwise keep a process that failed to start alive
       await server.app.close();

@@ -69,6 +69,12 @@ type TrackedSocket = TLSSocket & { [kConnection]?: ConnectionState };
 
 /** A connection accepted just before the listener closed gets this long to send its first request. */
 const FRESH_GRACE_MS = 2000;
+/**
+ * kube-apiserver's webhook client keeps an idle connection this long (Go's http.Transport default, which
+ * k8s.io/apimachinery's transport defaults keep). A server that closes an idle connection first races the client's
+ * next request on it, and Go does not retry a POST it has begun to write: that request fails admission.
+ */
+export const API_SERVER_IDLE_SECONDS = 90;
 /** A connection closed on arrival (server.maxConnections) is logged at most this often, with the count since. */
 const DROP_LOG_INTERVAL_MS = 60_000;
 
@@ -97,12 +103,16 @@ export function buildServer(options: ServerOptions): WebhookServer {
     bodyLimit: s.bodyLimitBytes,
     requestTimeout: timeoutMs,
     connectionTimeout: timeoutMs * 3,
-    keepAliveTimeout: 30_000,
+    keepAliveTimeout: s.idleTimeoutSeconds * 1000,
     // the drain closes connections itself, so by the time fastify closes there is nothing left to answer 503 to
     return503OnClosing: false,
     schemaController: { compilersFactory: lazyCompilers as never },
   }) as unknown as FastifyInstance<HttpsServer>;
   app.server.headersTimeout = timeoutMs;
+  if (s.idleTimeoutSeconds <= API_SERVER_IDLE_SECONDS) {
+    logger.warn({ idleTimeoutSeconds: s.idleTimeoutSeconds, apiServerIdleSeconds: API_SERVER_IDLE_SECONDS },
+      "server.idleTimeoutSeconds is not above the API server's idle timeout: a request the API server sends on a connection this server is closing fails admission (kube-apiserver does not retry it)");
+  }
   metrics.certNotAfter.set(certValidity(options.tls.cert).notAfter.getTime() / 1000);
 
   // Node closes connections past this at once, before the TLS handshake: each open one holds ~30 KiB.

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { request, type RequestOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { connect, createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
 import { generate } from 'selfsigned';
 import { spawn, spawnSync } from 'node:child_process';
@@ -14,6 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { loadConfig, parseConfig } from '../src/config.js';
 import { serve } from '../src/serve.js';
+import { API_SERVER_IDLE_SECONDS } from '../src/server.js';
 import { createLogger, TurnBufferedDestination } from '../src/log.js';
 import { createCa, createServingCert, daysLeft, TLS12_CIPHERS, watchKeyPair, type KeyPair } from '../src/tls.js';
 import { version } from '../src/version.js';
@@ -406,6 +407,55 @@ t.test('server.maxConnections: connections past the cap are closed on arrival, c
   t.match(log.lines.find((l) => l.msg.startsWith('connections closed')), { level: 'warn', maxConnections: 5, dropped: 1 });
   for (const s of open) s.destroy();
   t.equal(parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.maxConnections, 1000, 'the default cap');
+  t.notOk(log.lines.some((l) => l.msg.startsWith('server.idleTimeoutSeconds')), 'no idle-timeout warning at the default');
+});
+
+/** A kept-alive connection spoken to by hand: `ask` GETs a path and waits for the whole answer; `idleBeforeClose` is how long after its last answer the server closed it (-1: not within `waitMs`). */
+function keptAlive(socket: Socket) {
+  let text = '';
+  let lastAnswerAt = Date.now();
+  socket.on('data', (c) => { text += c; });
+  socket.on('error', () => {});
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - lastAnswerAt)));
+  return {
+    ask: (path: string) => new Promise<string>((resolve) => {
+      const from = text.length;
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+      const poll = setInterval(() => {
+        const got = text.slice(from);
+        const head = got.indexOf('\r\n\r\n');
+        const length = head < 0 ? undefined : /\r\ncontent-length: (\d+)/i.exec(got.slice(0, head))?.[1];
+        const whole = length !== undefined && Buffer.byteLength(got.slice(head + 4)) >= Number(length);
+        if (!whole && !socket.destroyed) return;
+        clearInterval(poll);
+        lastAnswerAt = Date.now();
+        resolve(got || '(closed, no answer)');
+      }, 5);
+    }),
+    idleBeforeClose: (waitMs: number) => Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), waitMs).unref())]),
+  };
+}
+
+t.test('server.idleTimeoutSeconds: a kept-alive connection outlives the request and socket timeouts and is closed once idle that long, on both ports; the default is above the API server\'s 90 s', async (t) => {
+  const log = capture();
+  const metricsPort = await freePort();
+  // requestTimeoutSeconds 1 makes headersTimeout 1 s and the socket timeout 3 s: the idle connections must outlive both
+  const running = await serve(baseConfig({ requestTimeoutSeconds: 1, idleTimeoutSeconds: 4, metricsPort }), { port: 0, host: '127.0.0.1' }, log.logger);
+  t.teardown(() => running.stop());
+  const open = (s: Socket, ready: 'secureConnect' | 'connect') => new Promise<Socket>((resolve, reject) => s.once('error', reject).once(ready, () => resolve(s)));
+  const tlsConn = keptAlive(await open(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }), 'secureConnect'));
+  const plainConn = keptAlive(await open(connectTcp({ host: '127.0.0.1', port: metricsPort }), 'connect'));
+  t.match(await tlsConn.ask('/healthz'), /^HTTP\/1\.1 200/);
+  t.match(await plainConn.ask('/metrics'), /^HTTP\/1\.1 200/);
+  await new Promise((r) => setTimeout(r, 3500));
+  t.match(await tlsConn.ask('/healthz'), /^HTTP\/1\.1 200/, 'HTTPS: idle 3.5 s (past the 1 s request and 3 s socket timeouts), the same connection still answers');
+  t.match(await plainConn.ask('/metrics'), /^HTTP\/1\.1 200/, 'metrics port: the same');
+  const [tlsIdle, plainIdle] = await Promise.all([tlsConn.idleBeforeClose(8000), plainConn.idleBeforeClose(8000)]);
+  t.ok(tlsIdle >= 3900 && tlsIdle < 6000, `HTTPS: closed once idle 4 s (Node allows up to a second more; ${tlsIdle} ms)`);
+  t.ok(plainIdle >= 3900 && plainIdle < 6000, `metrics port: the same (${plainIdle} ms)`);
+  t.match(log.lines.find((l) => l.msg.startsWith('server.idleTimeoutSeconds is not above')), { level: 'warn', idleTimeoutSeconds: 4, apiServerIdleSeconds: 90 }, 'a value the API server outlasts is warned about');
+  const defaults = parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.idleTimeoutSeconds;
+  t.ok(defaults > API_SERVER_IDLE_SECONDS, `the default (${defaults} s) outlasts the API server's idle timeout, so the API server closes first`);
 });
 
 t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a request still arriving and a just-accepted connection are answered, a client that never closes is cut at the deadline', async (t) => {

@@ -170,30 +170,19 @@ class Diff {
   private object(a: Record<string, unknown>, b: Record<string, unknown>, path: string, plain: boolean): void {
     const ka = Object.keys(a);
     const kb = Object.keys(b);
-    if (this.shortcuts && sameList(ka, kb)) {
-      // The same keys in the same order, as in a copy that only replaced values (what a copy-on-write mutator makes):
-      // the values compared side by side, without a look-up per key; the same operations in the same order as below.
-      const va = Object.values(a);
-      const vb = Object.values(b);
-      for (let i = 0; i < va.length; i++) {
-        if (va[i] !== undefined && vb[i] === undefined) this.push({ op: 'remove', path: `${path}/${esc(ka[i])}` }, plain && plainKey(ka[i]));
-      }
-      for (let i = 0; i < vb.length; i++) {
-        const bv = vb[i];
-        const av = va[i];
-        if (bv === undefined || av === bv) continue;
-        const key = kb[i];
-        if (av === undefined) this.push({ op: 'add', path: `${path}/${esc(key)}`, value: bv }, plain && plainKey(key));
-        else this.value(av, bv, `${path}/${esc(key)}`, plain && plainKey(key));
-      }
-      return;
+    // The same keys in the same order, as in a copy that only replaced values (what a copy-on-write mutator makes):
+    // the values are read side by side, without a look-up per key; the same operations in the same order either way.
+    const sideBySide = this.shortcuts && sameList(ka, kb);
+    const va = sideBySide ? Object.values(a) : undefined;
+    const vb = sideBySide ? Object.values(b) : undefined;
+    for (let i = 0; i < ka.length; i++) {
+      const key = ka[i];
+      if ((va ? va[i] : a[key]) !== undefined && (vb ? vb[i] : b[key]) === undefined) this.push({ op: 'remove', path: `${path}/${esc(key)}` }, plain && plainKey(key));
     }
-    for (const key of ka) {
-      if (a[key] !== undefined && b[key] === undefined) this.push({ op: 'remove', path: `${path}/${esc(key)}` }, plain && plainKey(key));
-    }
-    for (const key of kb) {
-      const bv = b[key];
-      const av = a[key];
+    for (let i = 0; i < kb.length; i++) {
+      const key = kb[i];
+      const bv = vb ? vb[i] : b[key];
+      const av = va ? va[i] : a[key];
       // a shared value is the common case (copy on write): skipped before its path is even built
       if (bv === undefined || av === bv) continue;
       if (av === undefined) this.push({ op: 'add', path: `${path}/${esc(key)}`, value: bv }, plain && plainKey(key));
@@ -271,14 +260,17 @@ function someLoose(list: readonly unknown[], loose: (index: number) => boolean):
  * long way, which the tests compare against.
  */
 export function diff(original: unknown, mutated: unknown, maxOps = Infinity, shortcuts = true): Operation[] {
-  const d = new Diff(maxOps, shortcuts);
-  d.value(original, mutated, '', true);
-  return d.ops;
+  return walk(original, mutated, maxOps, shortcuts).ops;
 }
 
 /** The patch as diff() makes it, and its JSON text: JSON.stringify(ops), for less than JSON.stringify costs. */
 export function encodedDiff(original: unknown, mutated: unknown, maxOps = Infinity): { ops: Operation[]; text: string } {
-  const d = new Diff(maxOps);
-  d.value(original, mutated, '', true);
+  const d = walk(original, mutated, maxOps, true);
   return { ops: d.ops, text: d.text() };
+}
+
+function walk(original: unknown, mutated: unknown, maxOps: number, shortcuts: boolean): Diff {
+  const d = new Diff(maxOps, shortcuts);
+  d.value(original, mutated, '', true);
+  return d;
 }

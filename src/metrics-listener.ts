@@ -3,14 +3,11 @@
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { listenerOptions, type ListenerTimes } from './fastify-options.js';
 
-export interface MetricsListenerOptions {
+export interface MetricsListenerOptions extends ListenerTimes {
   readonly host: string;
   readonly port: number;
-  /** a request must arrive within this, as on the HTTPS port */
-  readonly requestTimeoutSeconds: number;
-  /** an idle kept-alive connection is closed after this, as on the HTTPS port: Prometheus's Go client, like the API server's, keeps idle connections longer than a scrape interval */
-  readonly idleTimeoutSeconds: number;
 }
 
 export interface MetricsListener {
@@ -20,9 +17,8 @@ export interface MetricsListener {
 }
 
 export async function listenMetrics(registry: Registry, options: MetricsListenerOptions): Promise<MetricsListener> {
-  const timeoutMs = options.requestTimeoutSeconds * 1000;
   // no body parsers and one route: anything but GET/HEAD /metrics is a 404, and no request body is ever read
-  const app = Fastify({ requestTimeout: timeoutMs, connectionTimeout: timeoutMs * 3, keepAliveTimeout: options.idleTimeoutSeconds * 1000, bodyLimit: 1024 });
+  const app = Fastify({ ...listenerOptions(options), bodyLimit: 1024 });
   app.removeAllContentTypeParsers();
   app.get('/metrics', async (_req, reply) => {
     reply.type(registry.contentType);

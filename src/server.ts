@@ -2,11 +2,11 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import { createRequire } from 'node:module';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { lazyChildLogger } from './log.js';
+import { listenerOptions } from './fastify-options.js';
 import type { Config } from './config.js';
 import { encodeReview, review } from './admission.js';
 import { decisionLogger, recordDecision } from './decision.js';
@@ -37,20 +37,6 @@ export interface WebhookServer {
    */
   drain(drainSeconds?: number): Promise<void>;
 }
-
-/**
- * fastify loads ajv (to validate request bodies) and fast-json-stringify (for reply schemas) when it is created, about
- * 80 ms of every start; no route here has a schema (the AdmissionReview reply is built by encodeReview), so they are
- * loaded only if a route with one is ever added. Resolved from fastify's own directory, as fastify would.
- */
-const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
-type Factory = (...args: unknown[]) => unknown;
-let validators: Factory | undefined;
-let serializers: Factory | undefined;
-const lazyCompilers = {
-  buildValidator: (...args: unknown[]) => (validators ??= (fromFastify('@fastify/ajv-compiler') as () => Factory)())(...args),
-  buildSerializer: (...args: unknown[]) => (serializers ??= (fromFastify('@fastify/fast-json-stringify-compiler') as () => Factory)())(...args),
-};
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -101,12 +87,9 @@ export function buildServer(options: ServerOptions): WebhookServer {
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger as never,
     bodyLimit: s.bodyLimitBytes,
-    requestTimeout: timeoutMs,
-    connectionTimeout: timeoutMs * 3,
-    keepAliveTimeout: s.idleTimeoutSeconds * 1000,
+    ...listenerOptions(s),
     // the drain closes connections itself, so by the time fastify closes there is nothing left to answer 503 to
     return503OnClosing: false,
-    schemaController: { compilersFactory: lazyCompilers as never },
   }) as unknown as FastifyInstance<HttpsServer>;
   app.server.headersTimeout = timeoutMs;
   if (s.idleTimeoutSeconds <= API_SERVER_IDLE_SECONDS) {

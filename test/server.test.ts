@@ -188,6 +188,23 @@ t.test('server.metricsPort: plain HTTP that serves GET /metrics and nothing else
   await t.rejects(http(metricsPort, 'GET', '/metrics'), /ECONNREFUSED/, 'closed with the server');
 });
 
+t.test('serve loads fastify\'s schema compilers (ajv, fast-json-stringify) on neither port: no route has a schema', async (t) => {
+  const metricsPort = await freePort();
+  const dist = (m: string) => pathToFileURL(join(root, 'dist', m)).href;
+  const code = `import { createRequire } from 'node:module';
+    import { loadConfig, parseConfig } from '${dist('config.js')}';
+    import { serve } from '${dist('serve.js')}';
+    import { createLogger } from '${dist('log.js')}';
+    const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(${JSON.stringify(exampleConfig)}))), reconcile: { enabled: false }, server: { drainSeconds: 0, metricsPort: ${metricsPort} } });
+    const running = await serve(config, { port: 0, host: '127.0.0.1' }, createLogger('silent'));
+    const loaded = Object.keys(createRequire(import.meta.url).cache).filter((k) => /ajv-compiler|fast-json-stringify-compiler/.test(k));
+    await running.stop();
+    console.log(JSON.stringify({ metrics: running.metrics?.port, loaded }));`;
+  const out = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', cwd: root });
+  t.equal(out.status, 0, out.stderr);
+  t.same(JSON.parse(out.stdout.trim().split('\n').at(-1) ?? '{}'), { metrics: metricsPort, loaded: [] }, 'both listeners up, neither compiler loaded');
+});
+
 t.test('a metrics port already taken: serve fails naming the key, and leaves nothing listening', async (t) => {
   const taken = createNetServer().listen(0, '127.0.0.1');
   await new Promise((resolve) => taken.once('listening', resolve));

@@ -427,31 +427,50 @@ t.test('server.maxConnections: connections past the cap are closed on arrival, c
   t.notOk(log.lines.some((l) => l.msg.startsWith('server.idleTimeoutSeconds')), 'no idle-timeout warning at the default');
 });
 
-/** A kept-alive connection spoken to by hand: `ask` GETs a path and waits for the whole answer; `idleBeforeClose` is how long after its last answer the server closed it (-1: not within `waitMs`). */
-function keptAlive(socket: Socket) {
+/**
+ * A connection spoken to by hand, so that a test sees every byte and how the connection ends. `send` writes and
+ * resolves with the answer that follows (whole by its content-length), or with what came instead when the connection
+ * closes or 5 s pass, so that a test fails rather than waits; `ask` GETs a path on the same connection. `ended` says
+ * how the connection ended ('end', 'close' or an error code); `idleBeforeClose` how long after its last answer the
+ * server closed it (-1: not within `waitMs`).
+ */
+function speak(socket: Socket) {
   let text = '';
   let lastAnswerAt = Date.now();
   socket.on('data', (c) => { text += c; });
-  socket.on('error', () => {});
+  const ended = new Promise<string>((resolve) => {
+    socket.on('end', () => resolve('end'));
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    socket.on('close', () => resolve('close'));
+  });
   const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - lastAnswerAt)));
+  const send = (data: string) => new Promise<string>((resolve) => {
+    const from = text.length;
+    const start = Date.now();
+    socket.write(data);
+    const poll = setInterval(() => {
+      const got = text.slice(from);
+      const head = got.indexOf('\r\n\r\n');
+      const length = head < 0 ? undefined : /\r\ncontent-length: (\d+)/i.exec(got.slice(0, head))?.[1];
+      const whole = length !== undefined && Buffer.byteLength(got.slice(head + 4)) >= Number(length);
+      if (!whole && !socket.destroyed && Date.now() - start < 5000) return;
+      clearInterval(poll);
+      lastAnswerAt = Date.now();
+      resolve(got || '(no answer)');
+    }, 5);
+  });
   return {
-    ask: (path: string) => new Promise<string>((resolve) => {
-      const from = text.length;
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
-      const poll = setInterval(() => {
-        const got = text.slice(from);
-        const head = got.indexOf('\r\n\r\n');
-        const length = head < 0 ? undefined : /\r\ncontent-length: (\d+)/i.exec(got.slice(0, head))?.[1];
-        const whole = length !== undefined && Buffer.byteLength(got.slice(head + 4)) >= Number(length);
-        if (!whole && !socket.destroyed) return;
-        clearInterval(poll);
-        lastAnswerAt = Date.now();
-        resolve(got || '(closed, no answer)');
-      }, 5);
-    }),
+    send,
+    ask: (path: string) => send(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`),
+    write: (data: string) => { socket.write(data); },
+    ended,
     idleBeforeClose: (waitMs: number) => Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), waitMs).unref())]),
   };
 }
+
+/** Resolves with the socket once it is connected ('connect') or its TLS handshake done ('secureConnect'). */
+const connected = (socket: Socket, ready: 'secureConnect' | 'connect') =>
+  new Promise<Socket>((resolve, reject) => socket.once('error', reject).once(ready, () => resolve(socket)));
 
 t.test('server.idleTimeoutSeconds: a kept-alive connection outlives the request and socket timeouts and is closed once idle that long, on both ports; the default is above the API server\'s 90 s', async (t) => {
   const log = capture();
@@ -459,9 +478,8 @@ t.test('server.idleTimeoutSeconds: a kept-alive connection outlives the request 
   // requestTimeoutSeconds 1 makes headersTimeout 1 s and the socket timeout 3 s: the idle connections must outlive both
   const running = await serve(baseConfig({ requestTimeoutSeconds: 1, idleTimeoutSeconds: 4, metricsPort }), { port: 0, host: '127.0.0.1' }, log.logger);
   t.teardown(() => running.stop());
-  const open = (s: Socket, ready: 'secureConnect' | 'connect') => new Promise<Socket>((resolve, reject) => s.once('error', reject).once(ready, () => resolve(s)));
-  const tlsConn = keptAlive(await open(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }), 'secureConnect'));
-  const plainConn = keptAlive(await open(connectTcp({ host: '127.0.0.1', port: metricsPort }), 'connect'));
+  const tlsConn = speak(await connected(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }), 'secureConnect'));
+  const plainConn = speak(await connected(connectTcp({ host: '127.0.0.1', port: metricsPort }), 'connect'));
   t.match(await tlsConn.ask('/healthz'), /^HTTP\/1\.1 200/);
   t.match(await plainConn.ask('/metrics'), /^HTTP\/1\.1 200/);
   await new Promise((r) => setTimeout(r, 3500));
@@ -478,36 +496,11 @@ t.test('server.idleTimeoutSeconds: a kept-alive connection outlives the request 
 t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a request still arriving and a just-accepted connection are answered, a client that never closes is cut at the deadline', async (t) => {
   const log = capture();
   const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 1 }), { port: 0, host: '127.0.0.1' }, log.logger);
-  /** A TLS connection spoken to by hand, so the test sees every byte and how the connection ends. */
-  const raw = (allowHalfOpen = false) => new Promise<{ ended: Promise<string>; ask: (path: string) => Promise<string>; send: (data: string) => Promise<string>; write: (data: string) => void }>((resolve, reject) => {
-    let text = '';
-    /** Writes, and resolves with the answer that follows (headers and a JSON body). */
-    const send = (data: string) => {
-      const from = text.length;
-      socket.write(data);
-      // what came instead when no answer does within 5 s, so that a test fails rather than waits
-      const start = Date.now();
-      return new Promise<string>((res) => {
-        const poll = setInterval(() => {
-          if (!/\r\n\r\n[\s\S]*\}/.test(text.slice(from)) && Date.now() - start < 5000) return;
-          clearInterval(poll);
-          res(text.slice(from) || '(no answer)');
-        }, 5);
-      });
-    };
-    const socket = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions, () => resolve({
-      ended, send, write: (data) => socket.write(data),
-      ask: (path) => send(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`),
-    }));
+  const raw = async (allowHalfOpen = false) => {
+    const socket = await connected(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions), 'secureConnect');
     t.teardown(() => { socket.destroy(); });
-    const ended = new Promise<string>((res) => {
-      socket.on('end', () => res('end'));
-      socket.on('error', (err: NodeJS.ErrnoException) => res(err.code ?? err.message));
-      socket.on('close', () => res('close'));
-    });
-    socket.on('data', (c) => { text += c; });
-    socket.on('error', reject);
-  });
+    return speak(socket);
+  };
   const idle = await raw();
   t.notMatch(await idle.ask('/healthz'), /connection: close/i, 'before SIGTERM, keep-alive');
   const halfOpen = await raw(true);

@@ -294,10 +294,22 @@ t.test('admission.dry-run: mutated through the webhook for an unmutated Deployme
   let r = await w.doctor();
   expectCheck(t, r.byId['admission.dry-run'], 'pass', /comes back mutated: the API server calls the webhook/);
   t.same(w.stub.requests.find((q) => q.method === 'PATCH')?.body, [], 'nothing to remove: an empty JSON patch is the no-op update');
+  const admission = w.stub.admission;
   w.stub.admission = undefined; // failurePolicy Ignore and a webhook the API server cannot reach
   r = await w.doctor();
   expectCheck(t, r.byId['admission.dry-run'], 'fail', /was admitted without the mutation: the API server does not reach the webhook/,
     /^kubectl get --raw \/api\/v1\/namespaces\/mlflow-irsa-webhook\/services\/https:mlflow-irsa-webhook:443\/proxy\/readyz$/);
+  w.stub.admission = admission;
+  // the manual procedure's aws-user-token mount on the token's path: the mutation removes it with a warning, so the
+  // Deployment can still be mutated and the dry run is sent
+  const procedure = k8sFixture('deployment-mlflow');
+  const mlflow = procedure.spec.template.spec.containers.find((x: { name: string }) => x.name === 'mlflow');
+  mlflow.volumeMounts = [...(mlflow.volumeMounts ?? []), { name: 'aws-user-token', mountPath: config.token.mountPath }];
+  w.stub.seed(P.dep, procedure);
+  r = await w.doctor();
+  expectCheck(t, r.byId['deployment.template'], 'fail', /lacks the mutation \(.*remove volumeMount aws-user-token/);
+  expectCheck(t, r.byId['admission.dry-run'], 'pass', /comes back mutated/);
+  w.stub.admission = undefined;
   w.stub.seed(P.dep, k8sFixture('deployment-mlflow-mutated'));
   expectCheck(t, (await w.doctor()).byId['admission.dry-run'], 'fail', /admitted without the mutation/, undefined);
   w.stub.hang = (method) => method === 'PATCH'; // an API server whose admission never answers

@@ -7,10 +7,11 @@ import { installedDifferences, type Aspect, type Installed, type Legacy } from '
 import { expectedFingerprints } from '../db/fingerprint.js';
 import { POLICY_TRIGGER_NAME, type ResolvedPolicy } from '../db/sql.js';
 import { parseRoleArn, shellQuote, trustPolicy } from '../iam-policy.js';
-import { planPatch, type JsonObject, type Mutate, type Mutators } from '../mutators/index.js';
+import { cannotMutate, planPatch, type JsonObject, type Mutate, type Mutators } from '../mutators/index.js';
 import { isObject, jsonEqual } from '../mutators/json.js';
 import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
-import { rolloutInProgress } from '../reconcile/decide.js';
+import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
+import { ROLE_ARN_ENV } from '../mutators/deployment.js';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -333,7 +334,7 @@ function judgeEndpoints(f: DoctorFacts, c: DoctorContext): Verdict {
 // ---- the API server really calls it -----------------------------------------------------------------------------
 
 /** The env entry the dry run removes from a mutated Deployment: it comes back only if the webhook puts it back. */
-export const DRY_RUN_PROBE_ENV = 'AWS_ROLE_ARN';
+export const DRY_RUN_PROBE_ENV = ROLE_ARN_ENV;
 
 /**
  * The JSON patch of doctor's dry run: a no-op for a Deployment without the mutation, else the removal of one env
@@ -353,7 +354,7 @@ export function dryRunPatch(deployment: JsonObject, config: Config): JsonObject[
 function judgeDryRun(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, deployment } = c.config;
   if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
-  if (planPatch(c.mutators.deployment, f.deployment.value).warnings.length > 0) return skip('the Deployment cannot be mutated (see deployment.template)');
+  if (cannotMutate(planPatch(c.mutators.deployment, f.deployment.value))) return skip('the Deployment cannot be mutated (see deployment.template)');
   const svc = webhookService((f.webhookConfig as { value: JsonObject }).value);
   const proxy = svc ? `kubectl get --raw /api/v1/namespaces/${svc.namespace}/services/https:${svc.name}:${svc.port}/proxy/readyz` : `kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o yaml`;
   if (!f.dryRun || !f.dryRun.ok) {
@@ -361,15 +362,13 @@ function judgeDryRun(f: DoctorFacts, c: DoctorContext): Verdict {
     if (read.status === 401 || read.status === 403) return fail(`may not send a dry-run update of Deployment ${namespace}/${deployment}: ${read.error}`, canI('patch', `deployment/${deployment}`, namespace));
     return fail(`a dry-run update of Deployment ${namespace}/${deployment} failed: ${read.error}`, proxy);
   }
-  if (lacks(c.mutators.deployment, f.dryRun.value)) {
+  if (lacksMutation(c.mutators.deployment, f.dryRun.value)) {
     return fail(`a dry-run update of Deployment ${namespace}/${deployment} was admitted without the mutation: the API server does not reach the webhook (with failurePolicy Ignore it lets the update through)`, proxy);
   }
   return pass(`a dry-run update of Deployment ${namespace}/${deployment} comes back mutated: the API server calls the webhook`);
 }
 
 // ---- Deployment, pods, ServiceAccount ---------------------------------------------------------------------------
-
-const lacks = (mutate: Mutate, o: JsonObject) => planPatch(mutate, o).patch.length > 0;
 
 /**
  * What the mutator would still change, in words an operator can check ("volume aws-iam-token", "remove env
@@ -402,7 +401,7 @@ function judgeTemplate(f: DoctorFacts, c: DoctorContext): Verdict {
       'get', `deployment/${deployment}`, namespace);
   }
   const plan = planPatch(c.mutators.deployment, f.deployment.value);
-  if (plan.patch.length === 0 && plan.warnings.length > 0) {
+  if (cannotMutate(plan)) {
     const names = list(obj(obj(obj(f.deployment.value.spec).template).spec).containers).map((x) => str(x.name)).join(', ');
     return fail(`${plan.warnings.join('; ')} (its containers: ${names}); set container: in the config`, `kubectl -n ${namespace} get deployment ${deployment} -o jsonpath='{.spec.template.spec.containers[*].name}'`);
   }
@@ -471,7 +470,7 @@ function judgeCurrentPods(f: DoctorFacts, c: DoctorContext): Verdict {
   if (!current) return warn(`no ReplicaSet of Deployment ${namespace}/${deployment} has its current revision yet`, `kubectl -n ${namespace} rollout status deployment/${deployment}`);
   const rsName = str(meta(current).name);
   if (currentPods.length === 0) return warn(`ReplicaSet ${rsName} has no running pods`, `kubectl -n ${namespace} describe replicaset ${rsName}`);
-  const bad = currentPods.filter((p) => lacks(c.mutators.deployment, asTemplate(p)));
+  const bad = currentPods.filter((p) => lacksMutation(c.mutators.deployment, asTemplate(p)));
   if (bad.length > 0) {
     const first = bad[0];
     return fail(`${bad.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} lack the mutation (${str(meta(first).name)}: ${short(missingParts(c.mutators.deployment, asTemplate(first), c.config.container))})`,
@@ -497,7 +496,7 @@ function judgeServiceAccount(f: DoctorFacts, c: DoctorContext): Verdict {
   const annotations = serviceAccountPlan(c.config).annotations;
   const fix = `kubectl -n ${namespace} annotate serviceaccount ${serviceAccount} ${Object.entries(annotations).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')} --overwrite`;
   if (!f.serviceAccount.ok) return unreadable(f.serviceAccount, what, fail(`${what} not found`, `kubectl -n ${namespace} get serviceaccounts`), 'get', `serviceaccount/${serviceAccount}`, namespace);
-  if (lacks(c.mutators.serviceAccount, f.serviceAccount.value)) {
+  if (lacksMutation(c.mutators.serviceAccount, f.serviceAccount.value)) {
     const now = obj(meta(f.serviceAccount.value).annotations)[ROLE_ARN_ANNOTATION];
     return fail(`${what} lacks ${Object.keys(annotations).join(' and ')} as configured (${ROLE_ARN_ANNOTATION} is ${now === undefined ? 'not set' : JSON.stringify(now)})`, fix);
   }

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
 import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
-import { buildMutators, planPatch, type JsonObject } from '../mutators/index.js';
+import { buildMutators, cannotMutate, planPatch, type JsonObject } from '../mutators/index.js';
 import { clientFromArgs, kubeconfigOption, requiredOption } from './args.js';
 import { isNotFound, type KubeClient } from './client.js';
 
@@ -79,9 +79,9 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
   }
   const mutate = buildMutators(config).deployment;
   const plan = planPatch(mutate, deployment);
+  // The mutator hands back the original with a warning when it cannot apply (no such container): a restart would not help.
+  if (cannotMutate(plan)) throw new Error(`Deployment cannot be mutated: ${plan.warnings.join('; ')}`);
   if (plan.patch.length === 0) {
-    // The mutator hands back the original with a warning when it cannot apply (no such container): a restart would not help.
-    if (plan.warnings.length > 0) throw new Error(`Deployment cannot be mutated: ${plan.warnings.join('; ')}`);
     log.info(where, 'Deployment already carries the mutation; not restarted');
     return 'already-mutated';
   }

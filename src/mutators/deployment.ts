@@ -32,10 +32,13 @@ function desired(entries: JsonObject[]): Desired {
 const normPath = (p: unknown) => (typeof p === 'string' ? posix.normalize(p).replace(/\/+$/, '') : p);
 const nameOf = (entry: Json) => (isObject(entry) ? entry.name : undefined);
 
+/** The env entry that carries the IAM role: the first the mutation writes. */
+export const ROLE_ARN_ENV = 'AWS_ROLE_ARN';
+
 export function deploymentPlan(config: Config): DeploymentPlan {
   const { token } = config;
   const env: JsonObject[] = [
-    { name: 'AWS_ROLE_ARN', value: config.roleArn },
+    { name: ROLE_ARN_ENV, value: config.roleArn },
     { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: posix.join(token.mountPath, 'token') },
     { name: 'MLFLOW_ARTIFACTS_DESTINATION', value: config.artifactsDestination },
   ];

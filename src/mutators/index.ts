@@ -71,3 +71,11 @@ export function planPatch(mutate: Mutate, original: JsonObject, maxOps?: number)
   const { ops, text } = encodedDiff(original, result.object, maxOps);
   return { patch: ops, text, warnings: result.warnings };
 }
+
+/**
+ * Whether the mutator could not apply at all (no such container, a list that is not a list): nothing to patch, and a
+ * warning saying why. A plan with a patch and warnings (a displaced mount removed) can be applied.
+ */
+export function cannotMutate(plan: PlannedPatch): boolean {
+  return plan.patch.length === 0 && plan.warnings.length > 0;
+}

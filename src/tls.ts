@@ -108,7 +108,7 @@ export function certValidity(certPem: string, now = Date.now()): CertValidity {
   const x509 = new X509Certificate(certPem);
   const notBefore = new Date(x509.validFrom);
   const notAfter = new Date(x509.validTo);
-  const days = (notAfter.getTime() - now) / DAY_MS;
+  const days = daysLeft(x509, now);
   const range = `valid ${notBefore.toISOString()} to ${notAfter.toISOString()}`;
   let problem: CertValidity['problem'];
   if (now > notAfter.getTime()) problem = { level: 'error', message: `serving certificate EXPIRED (${range}): clients refuse it; renew the certificate` };
@@ -162,7 +162,13 @@ export async function createServingCert(dnsNames: string[], days: number, ca?: C
   return { cert: result.cert, key: result.private };
 }
 
-/** Days until the certificate expires (negative once expired). */
-export function daysLeft(certPem: string, now = Date.now()): number {
-  return (Date.parse(new X509Certificate(certPem).validTo) - now) / DAY_MS;
+/** Days until the certificate expires (negative once expired); a PEM text is parsed first. */
+export function daysLeft(cert: string | X509Certificate, now = Date.now()): number {
+  const x509 = typeof cert === 'string' ? new X509Certificate(cert) : cert;
+  return (Date.parse(x509.validTo) - now) / DAY_MS;
+}
+
+/** The PEM certificate blocks of a text (a bundle, a tls.crt, a root file), in order. */
+export function pemBlocks(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }

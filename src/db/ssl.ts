@@ -11,6 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { checkServerIdentity, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { pemBlocks } from '../tls.js';
 import pg from 'pg';
 import type { Logger } from '../log.js';
 
@@ -99,7 +100,7 @@ async function readRoot(path: string, origin: string): Promise<RootCertificate> 
   } catch (err) {
     throw new DatabaseTlsError(`cannot read the root certificate file (${origin}): ${(err as Error).message}`);
   }
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const blocks = pemBlocks(pem);
   if (blocks.length === 0) throw new DatabaseTlsError(`the root certificate file (${origin}) holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   for (const [i, block] of blocks.entries()) {
     try {

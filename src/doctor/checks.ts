@@ -12,6 +12,7 @@ import { isObject, jsonEqual } from '../mutators/json.js';
 import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
 import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
 import { ROLE_ARN_ENV } from '../mutators/deployment.js';
+import { daysLeft, EXPIRY_WARN_DAYS, pemBlocks } from '../tls.js';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -221,11 +222,6 @@ function judgeConfiguration(f: DoctorFacts, c: DoctorContext): Verdict {
   return pass(`${what} sends deployments and serviceaccounts in ${c.config.namespace} to ${svc!.namespace}/${svc!.name}:${svc!.port}/mutate (failurePolicy ${policies})`);
 }
 
-/** PEM blocks of a bundle (caBundle, tls.crt), in order. */
-export function pemBlocks(text: string): string[] {
-  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-}
-
 /** Parsed certificates, or the reason one is not a certificate. */
 function parseAll(pems: readonly string[], what: string): X509Certificate[] | string {
   if (pems.length === 0) return `${what} holds no PEM certificate`;
@@ -247,7 +243,6 @@ export function chainVerifies(chain: readonly X509Certificate[], roots: readonly
 }
 
 const subjectCn = (x: X509Certificate) => /CN=([^\n,]+)/.exec(x.subject)?.[1] ?? x.subject.replace(/\n/g, ', ');
-const daysUntil = (x: X509Certificate, now: number) => Math.floor((Date.parse(x.validTo) - now) / 86_400_000);
 
 /** The caBundle(s) of the configuration: one PEM text, or why there is none. */
 function caBundle(mwc: JsonObject): { pems: string[] } | { problem: string } {
@@ -286,9 +281,6 @@ function judgeCaBundle(f: DoctorFacts, c: DoctorContext): Verdict {
   return pass(`the caBundle (${roots.map(subjectCn).join(', ')}) verifies the certificate ${f.certificate.value.source}`);
 }
 
-/** Fewer days left than this is a warning: there is time to renew, but not much. */
-export const CERT_WARN_DAYS = 30;
-
 function judgeCertificate(f: DoctorFacts, c: DoctorContext): Verdict {
   const svc = webhookService((f.webhookConfig as { value: JsonObject }).value);
   if (!svc) return skip('the webhook calls a URL, not a Service');
@@ -300,13 +292,14 @@ function judgeCertificate(f: DoctorFacts, c: DoctorContext): Verdict {
   if (typeof chain === 'string') return fail(chain, certificateFix(f, c));
   const leaf = chain[0];
   const host = serviceHost(svc);
-  const left = daysUntil(leaf, c.now);
+  const left = Math.floor(daysLeft(leaf, c.now));
   if (Date.parse(leaf.validFrom) > c.now) return fail(`the certificate ${f.certificate.value.source} is not valid before ${leaf.validFrom}`, certificateFix(f, c));
   if (left < 0) return fail(`the certificate ${f.certificate.value.source} expired on ${leaf.validTo}`, certificateFix(f, c));
   if (leaf.checkHost(host) === undefined) {
     return fail(`the certificate ${f.certificate.value.source} does not name ${host}, the name the API server calls (it names ${leaf.subjectAltName ?? subjectCn(leaf)})`, certificateFix(f, c));
   }
-  if (left < CERT_WARN_DAYS) return warn(`the certificate ${f.certificate.value.source} for ${host} expires in ${plural(left, 'day')} (${leaf.validTo})`, certificateFix(f, c));
+  // fewer days than the webhook's own log warns at (when cert-manager and bootstrap-cert renew): time to act
+  if (left < EXPIRY_WARN_DAYS) return warn(`the certificate ${f.certificate.value.source} for ${host} expires in ${plural(left, 'day')} (${leaf.validTo})`, certificateFix(f, c));
   return pass(`the certificate ${f.certificate.value.source} names ${host} and expires in ${plural(left, 'day')}`);
 }
 

@@ -3,6 +3,7 @@
 // Every failure becomes a `Read` that says why, for the checks to judge; nothing here decides pass or fail.
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
+import { pemBlocks } from '../tls.js';
 import { X509Certificate } from 'node:crypto';
 import type pg from 'pg';
 import type { Config } from '../config.js';
@@ -15,7 +16,7 @@ import { normaliseOidcProvider } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
 import {
-  dryRunPatch, pemBlocks, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts,
+  dryRunPatch, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts,
 } from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,

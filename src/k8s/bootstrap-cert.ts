@@ -55,7 +55,7 @@ export function secretProblem(secret: V1Secret, dnsNames: string[], renewDays: n
   const ca = parseCert(fromB64(data[CA_CERT]), CA_CERT);
   if (typeof ca === 'string') return ca;
   for (const [name, x509] of [[TLS_CERT, cert], [CA_CERT, ca]] as const) {
-    const left = daysLeft(x509.toString());
+    const left = daysLeft(x509);
     if (left <= renewDays) return `${name} expires in ${Math.floor(left)} days (renewed at ${renewDays} days or fewer)`;
   }
   const wrongName = dnsNames.find((n) => cert.checkHost(n) === undefined);

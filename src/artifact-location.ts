@@ -49,7 +49,12 @@ export function projectBase(style: LocationStyle, artifactsDestination: string, 
 
 /** The custom-location prefixes when none are configured: everything under the destination, in the style's spelling. */
 export function defaultAllowedPrefix(style: LocationStyle, artifactsDestination: string): string {
-  return style === 'proxied' ? PROXY_ROOT : `${artifactsDestination}/`;
+  return projectBase(style, artifactsDestination, '');
+}
+
+/** Where a location's objects are in S3: an s3:// location itself; mlflow-artifacts:/<path> at <artifactsDestination>/<path>, where the proxy stores it. */
+export function s3Location(location: string, artifactsDestination: string): string {
+  return location.startsWith(PROXY_ROOT) ? `${artifactsDestination}/${locationPath(location)}` : location;
 }
 
 // Python's urllib.parse.uses_netloc: urlunparse writes "//" before the path for these schemes even without a host.

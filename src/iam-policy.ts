@@ -2,7 +2,7 @@
 //
 // The documents are built by pure functions from (config, OIDC provider, prefix, KMS key) so tests compare them with
 // hand-written expectations and judge them with an IAM policy evaluator; printing (JSON or a shell script) is a separate step.
-import { PROXY_ROOT } from './artifact-location.js';
+import { hasDotSegment, s3Location, withSlash } from './artifact-location.js';
 import { stringOption, UsageError, type CommandArgs } from './command.js';
 import type { Config } from './config.js';
 
@@ -164,7 +164,7 @@ export function objectPrefix(config: Config, prefix?: string): string {
   const dest = splitS3Uri(config.artifactsDestination);
   if (prefix === undefined) return dest.prefix;
   const p = prefix.replace(/^\/+|\/+$/g, '');
-  if (!PREFIX.test(p) || p.split('/').some((s) => s === '.' || s === '..')) {
+  if (!PREFIX.test(p) || hasDotSegment(p)) {
     throw new IamInputError(`--prefix ${JSON.stringify(prefix)} is not a key prefix (segments of A-Z a-z 0-9 . _ - separated by /, no . or .. segments)`);
   }
   if (!within(p, dest.prefix)) {
@@ -258,9 +258,7 @@ export function iamPlan(config: Config, oidcProvider: string, options: IamOption
   if (config.trigger.mode === 'custom-location') {
     const reach = `s3://${bucket}/${objPrefix ? `${objPrefix}/` : ''}`;
     for (const allowed of config.trigger.allowedLocationPrefixes) {
-      // the artifact proxy stores mlflow-artifacts:/<path> at <artifactsDestination>/<path>
-      const s3 = allowed.startsWith(PROXY_ROOT) ? `${config.artifactsDestination}/${allowed.slice(PROXY_ROOT.length)}` : allowed;
-      if (!s3.startsWith(reach) && `${s3}/` !== reach) {
+      if (!withSlash(s3Location(allowed, config.artifactsDestination)).startsWith(reach)) {
         notes.push(`trigger.allowedLocationPrefixes admits ${allowed}, which this policy does not reach (it grants ${reach}*); grant that location separately if MLflow must serve it`);
       }
     }

@@ -4,6 +4,7 @@
 // object as read, with the read resourceVersion (two replicas racing for it cannot both win) and with only the spec's
 // election fields changed, so the chart's labels and Helm's ownership annotations survive every renewal.
 import { isNotFound, retryOnConflict, type Lease, type LeaseMetadata, type LeaseRecord } from '../k8s/client.js';
+import { isObject } from '../mutators/json.js';
 
 export type LeaseStep = 'renew' | 'acquire' | 'follow';
 
@@ -163,11 +164,11 @@ export function parseLeaseMetadata(text: string | undefined): LeaseMetadata {
   } catch (err) {
     throw fail(`not valid JSON: ${(err as Error).message}`);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw fail('must be a JSON object');
+  if (!isObject(doc)) throw fail('must be a JSON object');
   const out: Record<string, Record<string, string>> = {};
   for (const [key, map] of Object.entries(doc)) {
     if (key !== 'labels' && key !== 'annotations') throw fail(`unknown key ${JSON.stringify(key)}`);
-    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw fail(`${key} must be an object`);
+    if (!isObject(map)) throw fail(`${key} must be an object`);
     for (const [k, v] of Object.entries(map)) if (typeof v !== 'string') throw fail(`${key}.${k} must be a string`);
     out[key] = { ...(map as Record<string, string>) };
   }

@@ -163,11 +163,14 @@ export async function findLegacy(client: pg.Client): Promise<Legacy | undefined>
   return { triggers: trig.rows, functions: fn.rows.map((r) => r.signature), removal };
 }
 
-/** Runs `work` in one transaction (under our advisory lock when `lock`); any failure rolls all of it back. */
-async function transaction<T>(client: pg.Client, lock: boolean, work: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
+/**
+ * Runs `work` in one transaction with the installer's settings (under our advisory lock when `lock`; READ ONLY when
+ * `readOnly`, so that not even a mistake in its queries could change MLflow's data); any failure rolls all of it back.
+ */
+export async function transaction<T>(client: pg.Client, opts: { lock: boolean; readOnly?: boolean }, work: () => Promise<T>): Promise<T> {
+  await client.query(opts.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
   try {
-    for (const statement of preamble({ lock })) await client.query(statement);
+    for (const statement of preamble({ lock: opts.lock })) await client.query(statement);
     const result = await work();
     await client.query('COMMIT');
     return result;
@@ -257,7 +260,7 @@ export interface Backfill {
 export const REFUSED_SHOWN = 100;
 
 async function survey(client: pg.Client, sql: string): Promise<{ tagged: number; due: number; refused: number }> {
-  return (await transaction(client, false, () => client.query<{ tagged: number; due: number; refused: number }>(sql))).rows[0];
+  return (await transaction(client, { lock: false }, () => client.query<{ tagged: number; due: number; refused: number }>(sql))).rows[0];
 }
 
 /**
@@ -270,7 +273,7 @@ async function survey(client: pg.Client, sql: string): Promise<{ tagged: number;
 async function backfill(client: pg.Client, config: Config, logger: Logger): Promise<Backfill> {
   const sql = backfillSql(config);
   const start = await survey(client, sql.survey);
-  const refused = await transaction(client, false, () => client.query<{ experiment_id: number; message: string }>(sql.refused, [REFUSED_SHOWN]));
+  const refused = await transaction(client, { lock: false }, () => client.query<{ experiment_id: number; message: string }>(sql.refused, [REFUSED_SHOWN]));
   logger.info({ tagged: start.tagged, due: start.due, refused: start.refused, batchSize: BACKFILL_BATCH_SIZE }, 'backfill: applying the rule to experiments that already carry the tag');
   for (const r of refused.rows) logger.warn({ experimentId: r.experiment_id, reason: r.message }, 'backfill leaves an experiment unchanged: its tag value is refused');
   if (start.refused > refused.rows.length) logger.warn({ notListed: start.refused - refused.rows.length }, 'backfill: more refused tag values than listed');
@@ -280,7 +283,7 @@ async function backfill(client: pg.Client, config: Config, logger: Logger): Prom
   // Experiment ids only grow from batch to batch, so the loop ends after at most due / batch size batches.
   for (let after = -1; ;) {
     const began = process.hrtime.bigint();
-    const { rows: [done] } = await transaction(client, false, () => client.query<{ changed: number; last: number | null }>(sql.batch, [after]));
+    const { rows: [done] } = await transaction(client, { lock: false }, () => client.query<{ changed: number; last: number | null }>(sql.batch, [after]));
     const ms = Number(process.hrtime.bigint() - began) / 1e6;
     if (done.changed === 0 || done.last === null) break;
     batches++;
@@ -310,7 +313,7 @@ export interface InstallOptions {
  */
 export async function installTrigger(client: pg.Client, config: Config, logger: Logger, opts: InstallOptions = {}): Promise<Installed & { backfill?: Backfill; resolved: ResolvedPolicy }> {
   const s = triggerSql(config);
-  const { installed, legacy, resolved } = await transaction(client, true, async () => {
+  const { installed, legacy, resolved } = await transaction(client, { lock: true }, async () => {
     await requireTables(client, s.schema);
     const resolved = await resolvePolicy(client, config);
     const before = await readInstalled(client, s.schema);
@@ -356,7 +359,7 @@ export async function installTrigger(client: pg.Client, config: Config, logger: 
 /** Removes exactly our triggers and functions, and checks nothing of ours remains. */
 export async function uninstallTrigger(client: pg.Client, config: Config, logger: Logger): Promise<Installed> {
   const s = triggerSql(config);
-  const { before, legacy } = await transaction(client, true, async () => {
+  const { before, legacy } = await transaction(client, { lock: true }, async () => {
     await requireTables(client, s.schema);
     const was = await readInstalled(client, s.schema);
     for (const statement of uninstallStatements(config)) await client.query(statement);

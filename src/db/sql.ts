@@ -355,24 +355,29 @@ export interface ScriptOptions {
   readonly backfill?: boolean;
 }
 
+/** One transaction of a psql script, as transaction() in install.ts runs it: the preamble (the lock when `lock`), the statements. */
+function transactionScript(lock: boolean, ...statements: string[]): string[] {
+  return ['BEGIN', ...preamble({ lock }), ...statements, 'COMMIT'].map((st) => `${st};`);
+}
+
 /** A psql-runnable script of exactly what an install (and its backfill) or an uninstall runs, for --dry-run. */
 export function script(config: Config, action: 'install' | 'uninstall', opts: ScriptOptions = { policy: { enforced: false } }): string {
   const ddl = action === 'install' ? installStatements(config, opts.policy) : uninstallStatements(config);
   // Only enums go into comment lines: configured strings appear in SQL as quoted literals and identifiers only.
   const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install'
     ? `install, mode ${config.trigger.mode}, style ${config.trigger.locationStyle}, location policy ${opts.policy.enforced ? 'on' : 'off'}` : 'uninstall'}`;
-  const lines = [header, ...(opts.policyNote ? opts.policyNote.split('\n').map((l) => `-- ${l}`) : []), ...['BEGIN', ...preamble(), ...ddl, 'COMMIT'].map((st) => `${st};`)];
+  const lines = [header, ...(opts.policyNote ? opts.policyNote.split('\n').map((l) => `-- ${l}`) : []), ...transactionScript(true, ...ddl)];
   if (action === 'install' && opts.backfill) {
     const b = backfillSql(config);
     lines.push(
       '',
       '-- backfill, after the install above has committed. How many experiments carry the tag, how many differ from the rule, how many are refused;',
       '-- then the refused ones (left as they are):',
-      ...['BEGIN', ...preamble({ lock: false }), b.survey, b.refused.replace('$1', 'ALL'), 'COMMIT'].map((st) => `${st};`),
+      ...transactionScript(false, b.survey, b.refused.replace('$1', 'ALL')),
       `-- then the batches of ${BACKFILL_BATCH_SIZE}, each its own transaction: our trigger sets each location at COMMIT. Run the EXECUTE block`,
       '-- with -1, then again with the "last" it returned, until it reports changed = 0.',
-      ...['BEGIN', ...preamble({ lock: false }), `PREPARE mlflow_irsa_backfill(integer) AS\n${b.batch}`, 'COMMIT'].map((st) => `${st};`),
-      ...['BEGIN', ...preamble({ lock: false }), 'EXECUTE mlflow_irsa_backfill(-1)', 'COMMIT'].map((st) => `${st};`),
+      ...transactionScript(false, `PREPARE mlflow_irsa_backfill(integer) AS\n${b.batch}`),
+      ...transactionScript(false, 'EXECUTE mlflow_irsa_backfill(-1)'),
     );
   }
   return `${lines.join('\n')}\n`;

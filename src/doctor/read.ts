@@ -10,8 +10,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { KubeClient } from '../k8s/client.js';
 import { withDatabase } from '../db/connect.js';
-import { findLegacy, missingTables, readInstalled, resolvePolicy } from '../db/install.js';
-import { backfillSql, preamble } from '../db/sql.js';
+import { findLegacy, missingTables, readInstalled, resolvePolicy, transaction } from '../db/install.js';
+import { backfillSql } from '../db/sql.js';
 import { normaliseOidcProvider } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
@@ -124,11 +124,9 @@ async function readDatabase(o: ReadOptions, db: NonNullable<ReadOptions['databas
   const { config } = o;
   const schema = config.trigger.schema;
   return settle(withDatabase({ databaseUrl: db.databaseUrl, waitSeconds: DATABASE_WAIT_SECONDS, env: db.env }, o.logger, async (client) => {
-    // read only, so not even a mistake in these queries could change MLflow's data; the installer's settings otherwise
-    // (its search_path, which the rule's SQL needs, and its lock timeout), without its advisory lock
-    await client.query('BEGIN READ ONLY');
-    try {
-      for (const statement of preamble({ lock: false })) await client.query(statement);
+    // read only; the installer's settings otherwise (its search_path, which the rule's SQL needs, and its lock
+    // timeout), without its advisory lock
+    return transaction(client, { lock: false, readOnly: true }, async () => {
       const missing = await missingTables(client, schema);
       if (missing.length > 0) return { database: client.database ?? '', missingTables: missing, installed: {} };
       const installed = await readInstalled(client, schema);
@@ -141,10 +139,7 @@ async function readDatabase(o: ReadOptions, db: NonNullable<ReadOptions['databas
         policy: await resolvePolicy(client, config),
         drift: await readDrift(client, config),
       };
-    } finally {
-      // nothing to keep: a read-only transaction ends the same either way (on a lost connection this fails too, harmlessly)
-      await client.query('ROLLBACK').catch((err: Error) => o.logger.debug({ reason: err.message }, 'ending the read-only transaction failed'));
-    }
+    });
   }));
 }
 

@@ -20,7 +20,7 @@ import {
 } from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,
-  'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'readSecret' | 'readDeployment' | 'dryRunPatchDeployment'
+  'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'readSecret' | 'readDeployment' | 'patchDeployment'
   | 'listReplicaSets' | 'listPods' | 'readServiceAccount' | 'readLease' | 'serviceAccountIssuer'>;
 
 export interface ReadOptions {
@@ -222,7 +222,7 @@ async function readAll(o: ReadOptions, onTimeout: () => void): Promise<DoctorFac
     svc && k('get service', () => kube.readService(svc.namespace, svc.name)),
     svc && k('list endpointslices', () => kube.listEndpointSlices(svc.namespace, svc.name)),
     svc && readCertificate(o, kube, svc, timeoutMs, onTimeout),
-    deployment.ok ? k('dry-run patch', () => kube.dryRunPatchDeployment(namespace, name, dryRunPatch(deployment.value, config))) : undefined,
+    deployment.ok ? k('dry-run patch', () => kube.patchDeployment(namespace, name, dryRunPatch(deployment.value, config), { dryRun: true })) : undefined,
     deployment.ok ? k('list replicasets', () => kube.listReplicaSets(namespace, selector)) : undefined,
     deployment.ok ? k('list pods', () => kube.listPods(namespace, selector)) : undefined,
   ]);

@@ -56,10 +56,11 @@ export interface KubeClient {
   replaceWebhookConfig(config: V1MutatingWebhookConfiguration): Promise<V1MutatingWebhookConfiguration>;
   readDeployment(namespace: string, name: string): Promise<JsonObject>;
   /**
-   * strategic-merge patch, the content type `kubectl rollout restart` sends; returns the object as admitted. With
-   * `dryRun`, the API server runs admission (our webhook declares sideEffects None, so it is called) and stores nothing.
+   * An object is sent as a strategic-merge patch, the content type `kubectl rollout restart` sends; a list of
+   * operations as a JSON patch. Returns the object as admitted. With `dryRun`, the API server runs admission (our
+   * webhook declares sideEffects None, so it is called) and stores nothing.
    */
-  patchDeployment(namespace: string, name: string, patch: JsonObject, opts?: { dryRun?: boolean }): Promise<JsonObject>;
+  patchDeployment(namespace: string, name: string, patch: JsonObject | readonly JsonObject[], opts?: { dryRun?: boolean }): Promise<JsonObject>;
   readServiceAccount(namespace: string, name: string): Promise<JsonObject>;
   /** JSON merge patch (annotations are a map, so merge and strategic merge agree) */
   patchServiceAccount(namespace: string, name: string, patch: JsonObject): Promise<JsonObject>;
@@ -71,8 +72,6 @@ export interface KubeClient {
   updateLease(read: Lease, record: LeaseRecord): Promise<Lease>;
   /** POST of a new Lease with these labels and annotations; 409 AlreadyExists when another replica made it first */
   createLease(namespace: string, name: string, metadata: LeaseMetadata, record: LeaseRecord): Promise<Lease>;
-  /** JSON patch with dryRun=All: admitted through the admission webhooks like a real update, and stored nowhere */
-  dryRunPatchDeployment(namespace: string, name: string, ops: readonly JsonObject[]): Promise<JsonObject>;
   /** the API server's version (GET /version, readable by everyone) */
   version(): Promise<string>;
   readService(namespace: string, name: string): Promise<JsonObject>;
@@ -104,8 +103,6 @@ export interface Lease {
   readonly name: string;
   readonly resourceVersion?: string;
   readonly record: LeaseRecord;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly annotations: Readonly<Record<string, string>>;
   /** the object as the client read it; only the client looks inside */
   readonly object: unknown;
 }
@@ -158,8 +155,6 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
       renewTime: ms(l.spec?.renewTime),
       leaseTransitions: l.spec?.leaseTransitions,
     },
-    labels: { ...l.metadata?.labels },
-    annotations: { ...l.metadata?.annotations },
     object: l,
   });
   // The record's fields replace the spec's election fields (an absent one is cleared, as client-go does); other spec
@@ -172,8 +167,9 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
     renewTime: micro(r.renewTime),
     leaseTransitions: r.leaseTransitions,
   });
-  // The generated patch call picks application/json-patch+json by default; this header option overrides it.
+  // The generated patch call picks application/json-patch+json by default; these header options say which one is sent.
   const strategicMerge = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+  const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
   return {
     server: kc.getCurrentCluster()?.server ?? '(unknown)',
     readSecret: (namespace, name) => call(`get secret ${namespace}/${name}`, () => core.readNamespacedSecret({ namespace, name })),
@@ -188,7 +184,7 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
       plain(await call(`get deployment ${namespace}/${name}`, () => apps.readNamespacedDeployment({ namespace, name }))),
     patchDeployment: async (namespace, name, body, opts) =>
       plain(await call(`patch deployment ${namespace}/${name}${opts?.dryRun ? ' (dry run)' : ''}`, () =>
-        apps.patchNamespacedDeployment({ namespace, name, body, ...(opts?.dryRun ? { dryRun: 'All' } : {}) }, strategicMerge))),
+        apps.patchNamespacedDeployment({ namespace, name, body, ...(opts?.dryRun ? { dryRun: 'All' } : {}) }, Array.isArray(body) ? jsonPatch : strategicMerge))),
     readServiceAccount: async (namespace, name) =>
       plain(await call(`get serviceaccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name }))),
     patchServiceAccount: async (namespace, name, body) =>
@@ -212,9 +208,6 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
           spec: leaseSpec({}, r),
         },
       }))),
-    dryRunPatchDeployment: async (namespace, name, ops) =>
-      plain(await call(`patch deployment ${namespace}/${name} (dry run)`, () =>
-        apps.patchNamespacedDeployment({ namespace, name, body: ops, dryRun: 'All' }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch)))),
     version: async () => (await call('get /version', () => kc.makeApiClient(VersionApi).getCode())).gitVersion,
     readService: async (namespace, name) => plain(await call(`get service ${namespace}/${name}`, () => core.readNamespacedService({ namespace, name }))),
     listEndpointSlices: async (namespace, service) => items(await call(`list endpointslices in ${namespace}`, () =>

@@ -88,27 +88,25 @@ export class LeaseElector {
       this.renewedAt = undefined;
       return step;
     }
-    const taking = step === 'acquire';
-    this.held(await this.api.updateLease(read, {
+    this.held(await this.api.updateLease(read, this.claim(record, step === 'acquire', now)), now);
+    return step;
+  }
+
+  /** The record of the Lease held by us from `now`: taken (acquired now, one transition more when someone held it) or renewed. */
+  private claim(record: LeaseRecord, taking: boolean, now: number): LeaseRecord {
+    return {
       holderIdentity: this.o.identity,
       leaseDurationSeconds: this.durationSeconds,
       acquireTime: taking ? now : (record.acquireTime ?? now),
       renewTime: now,
       leaseTransitions: (record.leaseTransitions ?? 0) + (taking && record.holderIdentity ? 1 : 0),
-    }), now);
-    return step;
+    };
   }
 
   /** The Lease is missing (deleted by hand, or never made outside Helm): create it, holding it, with the chart's metadata. */
   private async create(): Promise<LeaseStep> {
     const now = this.now();
-    this.held(await this.api.createLease(this.o.namespace, this.o.name, this.o.metadata ?? {}, {
-      holderIdentity: this.o.identity,
-      leaseDurationSeconds: this.durationSeconds,
-      acquireTime: now,
-      renewTime: now,
-      leaseTransitions: 0,
-    }), now);
+    this.held(await this.api.createLease(this.o.namespace, this.o.name, this.o.metadata ?? {}, this.claim({}, true, now)), now);
     return 'acquire';
   }
 

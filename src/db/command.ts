@@ -1,5 +1,5 @@
 // The `install-trigger` command: prints the SQL (--dry-run), or installs / uninstalls the trigger in MLflow's tracking database.
-import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
+import { intOption, stringOption, usageText, UsageError, type CommandArgs, type Values } from '../command.js';
 import { createLogger } from '../log.js';
 import { TriggerError, withDatabase } from './connect.js';
 import { installTrigger, uninstallTrigger } from './install.js';
@@ -25,13 +25,16 @@ export const options = {
   'database-url': { type: 'string' as const },
 };
 
+/** --database-url, a postgres:// or postgresql:// URL; the value itself may hold a password, so an error does not echo it. */
+export function databaseUrlOption(values: Values): string | undefined {
+  const databaseUrl = stringOption(values, 'database-url');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+  return databaseUrl;
+}
+
 export async function run({ values, config }: CommandArgs): Promise<number> {
   const waitSeconds = intOption(values, 'wait', 0, 86_400) ?? DEFAULT_WAIT_SECONDS;
-  const databaseUrl = stringOption(values, 'database-url');
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    // the value itself may hold a password, so it is not echoed
-    throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
-  }
+  const databaseUrl = databaseUrlOption(values);
   const action = values.uninstall ? 'uninstall' : 'install';
   if (values.uninstall && values.backfill) throw new UsageError('--backfill goes with an install, not with --uninstall');
   if (values['dry-run']) {

@@ -2,7 +2,9 @@
 // grouped like `linkerd check`, or JSON for machines. Read-only. Exit 0 when nothing fails, 1 when something does.
 import { existsSync } from 'node:fs';
 import { pino } from 'pino';
-import { stringOption, UsageError, type CommandArgs } from '../command.js';
+import { stringOption, UsageError, usageText, type CommandArgs } from '../command.js';
+import { databaseUrlOption } from '../db/command.js';
+import { kubeconfigOption } from '../k8s/args.js';
 import type { Config } from '../config.js';
 import { createLogger } from '../log.js';
 import { normaliseOidcProvider, parseRoleArn } from '../iam-policy.js';
@@ -13,20 +15,24 @@ import { readFacts, type ReadOptions } from './read.js';
 export const DEFAULT_WEBHOOK_CONFIG = 'mlflow-irsa-webhook';
 export const DEFAULT_WEBHOOK_NAMESPACE = 'mlflow-irsa-webhook';
 
-export const usage = '--config FILE [--kubeconfig FILE] [--database-url URL] [--trust-policy FILE] [--oidc-provider ISSUER] [--output text|json]\n'
+export const usage = usageText(
+  '--config FILE [--kubeconfig FILE] [--database-url URL] [--trust-policy FILE] [--oidc-provider ISSUER] [--output text|json]\n'
   + '              [--webhook-config NAME] [--webhook-namespace NS] [--tls-secret NAME]\n'
-  + '  checks, read-only, from the IAM trust policy to the tracking database; exit 0 when nothing fails, 1 when something does\n'
-  + '  --kubeconfig         else $KUBECONFIG, ~/.kube/config, or the in-cluster service account\n'
-  + '  --database-url       postgres://user@host:port/db; else PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE when PGHOST is set; else the trigger checks skip\n'
-  + '  --trust-policy       the role\'s trust policy: aws iam get-role --role-name NAME --query Role.AssumeRolePolicyDocument > trust.json\n'
-  + '  --oidc-provider      the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer); default: the API server\'s own\n'
-  + `  --webhook-config     the MutatingWebhookConfiguration, also the chart's object prefix (default ${DEFAULT_WEBHOOK_CONFIG})\n`
-  + `  --webhook-namespace  the webhook's namespace: its Service, TLS Secret and Lease (default ${DEFAULT_WEBHOOK_NAMESPACE})\n`
-  + '  --tls-secret         the webhook\'s TLS Secret, read when its certificate cannot be fetched through the Service (default <webhook-config>-tls)\n'
-  + '  --output             text (default) or json: {"checks":[{"id","status","message","fix"}],"summary":{"pass","warn","fail","skip"}}';
+  + '  checks, read-only, from the IAM trust policy to the tracking database; exit 0 when nothing fails, 1 when something does',
+  [
+    ['--kubeconfig', 'else $KUBECONFIG, ~/.kube/config, or the in-cluster service account'],
+    ['--database-url', 'postgres://user@host:port/db; else PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE when PGHOST is set; else the trigger checks skip'],
+    ['--trust-policy', 'the role\'s trust policy: aws iam get-role --role-name NAME --query Role.AssumeRolePolicyDocument > trust.json'],
+    ['--oidc-provider', 'the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer); default: the API server\'s own'],
+    ['--webhook-config', `the MutatingWebhookConfiguration, also the chart's object prefix (default ${DEFAULT_WEBHOOK_CONFIG})`],
+    ['--webhook-namespace', `the webhook's namespace: its Service, TLS Secret and Lease (default ${DEFAULT_WEBHOOK_NAMESPACE})`],
+    ['--tls-secret', 'the webhook\'s TLS Secret, read when its certificate cannot be fetched through the Service (default <webhook-config>-tls)'],
+    ['--output', 'text (default) or json: {"checks":[{"id","status","message","fix"}],"summary":{"pass","warn","fail","skip"}}'],
+  ],
+);
 
 export const options = {
-  kubeconfig: { type: 'string' as const },
+  ...kubeconfigOption,
   'database-url': { type: 'string' as const },
   'trust-policy': { type: 'string' as const },
   'oidc-provider': { type: 'string' as const },
@@ -89,9 +95,7 @@ export function renderText(results: readonly CheckResult[], summary: Summary, co
 export async function run({ values, config }: CommandArgs): Promise<number> {
   const output = stringOption(values, 'output') ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`--output ${JSON.stringify(output)} is not one of text, json`);
-  const databaseUrl = stringOption(values, 'database-url');
-  // the value itself may hold a password, so it is not echoed
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+  const databaseUrl = databaseUrlOption(values);
   const providerArg = stringOption(values, 'oidc-provider');
   const oidcProvider = providerArg === undefined ? undefined : normaliseOidcProvider(providerArg, parseRoleArn(config.roleArn).partition);
   const kubeconfig = stringOption(values, 'kubeconfig');

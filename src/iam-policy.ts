@@ -322,7 +322,6 @@ export function renderAwsCli(plan: IamPlan): string {
 }
 
 export const usage = '(--config FILE | --values FILE...) --oidc-provider oidc.eks.<region>.amazonaws.com/id/<ID> [--prefix PREFIX] [--kms-key-arn ARN] [--format json|aws-cli]\n'
-  + '  --config, -c     the program\'s config file\n'
   + '  --values, -f     instead of --config: the Helm chart\'s values file, as given to helm install -f; repeat it for\n'
   + '                   several files (later ones win), and the policies match the config the chart renders from them\n'
   + '  --oidc-provider  the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer), https:// optional\n'

@@ -3,21 +3,14 @@
 // soon as one rule, literal or statement differs. installedDifferences (install.ts) compares with it.
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
-import { functionDefinition, tagTestDefinition, type Policy } from './sql.js';
+import { functionBody, tagTestBody, type Policy } from './sql.js';
 
 /** sha256 of the body with every run of whitespace made one space, first 16 hex digits. */
 export function fingerprint(body: string): string {
   return createHash('sha256').update(body.replace(/\s+/g, ' ').trim()).digest('hex').slice(0, 16);
 }
 
-/** The dollar-quoted body of a CREATE FUNCTION statement (functionDefinition, tagTestDefinition): what PostgreSQL keeps as prosrc. */
-export function definitionBody(definition: string): string {
-  const match = /\bAS\s+(\$[A-Za-z_0-9]*\$)([\s\S]*?)\1/.exec(definition);
-  if (!match) throw new Error('the function definition has no dollar-quoted body');
-  return match[2];
-}
-
 /** The fingerprints of what this config installs with this location policy: the trigger function and the tag test. */
 export function expectedFingerprints(config: Config, policy: Policy): { readonly function: string; readonly tagTest: string } {
-  return { function: fingerprint(definitionBody(functionDefinition(config, policy))), tagTest: fingerprint(definitionBody(tagTestDefinition(config))) };
+  return { function: fingerprint(functionBody(config, policy)), tagTest: fingerprint(tagTestBody(config)) };
 }

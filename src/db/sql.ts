@@ -189,12 +189,22 @@ function raise(message: string, hint?: string): string {
  */
 export function tagTestDefinition(config: Config): string {
   const s = triggerSql(config);
-  return `CREATE OR REPLACE FUNCTION ${s.tagTestName}(${s.tagsTable}) RETURNS boolean LANGUAGE sql IMMUTABLE AS ${DOLLAR_TAG}`
-    + ` SELECT ($1).key OPERATOR(pg_catalog.=) ${lit(s.tag)} ${DOLLAR_TAG}`;
+  return `CREATE OR REPLACE FUNCTION ${s.tagTestName}(${s.tagsTable}) RETURNS boolean LANGUAGE sql IMMUTABLE AS ${DOLLAR_TAG} ${tagTestBody(config)} ${DOLLAR_TAG}`;
+}
+
+/** The tag test's body: what PostgreSQL keeps as its prosrc (fingerprint.ts). */
+export function tagTestBody(config: Config): string {
+  return `SELECT ($1).key OPERATOR(pg_catalog.=) ${lit(triggerSql(config).tag)}`;
 }
 
 /** CREATE OR REPLACE FUNCTION ...: the trigger function for the configured mode and policy, with every configured value baked in as a quoted literal. */
 export function functionDefinition(config: Config, policy: Policy): string {
+  const s = triggerSql(config);
+  return `CREATE OR REPLACE FUNCTION ${s.functionName}() RETURNS trigger LANGUAGE plpgsql\n  SET search_path = ${SAFE_SEARCH_PATH}\n  AS ${DOLLAR_TAG}\n${functionBody(config, policy)}\n${DOLLAR_TAG}`;
+}
+
+/** The trigger function's body (plpgsql): what PostgreSQL keeps as its prosrc (fingerprint.ts). */
+export function functionBody(config: Config, policy: Policy): string {
   const s = triggerSql(config);
   const rule = ruleSql(config, 'tag_value');
   const body = [
@@ -242,7 +252,7 @@ export function functionDefinition(config: Config, policy: Policy): string {
   ].join('\n');
   // Dollar quoting is only safe if the tag cannot occur inside; configured values are quoted literals, but check all the same.
   if (body.includes(DOLLAR_TAG)) throw new Error(`the trigger function body contains its own dollar-quote tag ${DOLLAR_TAG}`);
-  return `CREATE OR REPLACE FUNCTION ${s.functionName}() RETURNS trigger LANGUAGE plpgsql\n  SET search_path = ${SAFE_SEARCH_PATH}\n  AS ${DOLLAR_TAG}\n${body}\n${DOLLAR_TAG}`;
+  return body;
 }
 
 /**

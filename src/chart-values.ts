@@ -6,19 +6,17 @@
 // binary and compares the config it writes with the one built here.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, parseConfig, type Config } from './config.js';
+import { cannotRead, ConfigError, parseConfig, type Config } from './config.js';
+import { isObject as isTable } from './mutators/json.js';
 import { configSchema } from './config-schema.js';
 import { chartConfigDefaults, chartValueKeys } from './chart-values.gen.js';
 
 export type HelmValues = Record<string, unknown>;
 
-const isTable = (v: unknown): v is HelmValues => v !== null && typeof v === 'object' && !Array.isArray(v);
-
 /** A problem in the values files, worded for them (the keys are the values' keys, which the config keys are too). */
 export class ValuesError extends ConfigError {
   constructor(source: string, problems: string[]) {
-    super(source, problems);
-    this.message = `invalid values ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`;
+    super(source, problems, 'values');
   }
 }
 
@@ -65,7 +63,7 @@ function readValuesFile(file: string): HelmValues {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ValuesError(file, [`(file): cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    throw new ValuesError(file, [cannotRead(err)]);
   }
   let doc: unknown;
   try {

@@ -79,8 +79,9 @@ export interface Config {
 export const OWNED_ENV = ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'MLFLOW_ARTIFACTS_DESTINATION', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_STS_REGIONAL_ENDPOINTS'];
 
 export class ConfigError extends Error {
-  constructor(readonly source: string, readonly problems: string[]) {
-    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  /** `what` names the kind of file in the message: the config, or the chart's values (chart-values.ts) */
+  constructor(readonly source: string, readonly problems: string[], what = 'config') {
+    super(`invalid ${what} ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
 }
@@ -221,12 +222,17 @@ export function parseConfigText(text: string, source = '<inline>'): Config {
   return parseConfig(doc ?? {}, source);
 }
 
+/** The problem of a file that cannot be read, its error code (ENOENT, EACCES) rather than Node's whole message. */
+export function cannotRead(err: unknown): string {
+  return `(file): cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+}
+
 export function loadConfig(file: string): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(file, [`(file): cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    throw new ConfigError(file, [cannotRead(err)]);
   }
   return parseConfigText(text, file);
 }

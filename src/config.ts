@@ -156,23 +156,20 @@ function roomProblem(key: string, value: string, base: string, what: string): st
 /** Checks across keys and the rules no schema keyword can express. */
 function refine(raw: Record<string, any>): string[] {
   const problems: string[] = [];
-  const uris: Array<[string, string]> = [['artifactsDestination', raw.artifactsDestination]];
-  raw.trigger.allowedLocationPrefixes.forEach((p: string, i: number) => uris.push([`trigger.allowedLocationPrefixes.${i}`, p]));
-  for (const [key, uri] of uris) {
+  const dest = stripSlash(raw.artifactsDestination);
+  const prefixes: Array<[string, string]> = (raw.trigger.allowedLocationPrefixes as string[]).map((p, i) => [`trigger.allowedLocationPrefixes.${i}`, p]);
+  for (const [key, uri] of [['artifactsDestination', raw.artifactsDestination], ...prefixes]) {
     const problem = uri.startsWith('s3://') ? bucketProblem(uri) : undefined;
     if (problem) problems.push(`${key}: ${show(uri)} is not valid (${problem})`);
     if (hasDotSegment(locationPath(uri))) problems.push(`${key}: ${show(uri)} is not valid (no "." or ".." path segments)`);
   }
   if (hasDotSegment(raw.trigger.prefix)) problems.push(`trigger.prefix: ${show(raw.trigger.prefix)} is not valid (no "." or ".." path segments)`);
   if (raw.trigger.mode === 'project-id') {
-    const base = projectBase(raw.trigger.locationStyle, stripSlash(raw.artifactsDestination), raw.trigger.prefix);
+    const base = projectBase(raw.trigger.locationStyle, dest, raw.trigger.prefix);
     const problem = roomProblem(raw.trigger.prefix ? 'trigger.prefix' : 'artifactsDestination', raw.trigger.prefix || raw.artifactsDestination, base, 'the project location base');
     if (problem) problems.push(problem);
   } else {
-    const configured: string[] = raw.trigger.allowedLocationPrefixes;
-    const keyed: Array<[string, string]> = configured.length > 0
-      ? configured.map((p, i) => [`trigger.allowedLocationPrefixes.${i}`, p])
-      : [['artifactsDestination', defaultAllowedPrefix(raw.trigger.locationStyle, stripSlash(raw.artifactsDestination))]];
+    const keyed: Array<[string, string]> = prefixes.length > 0 ? prefixes : [['artifactsDestination', defaultAllowedPrefix(raw.trigger.locationStyle, dest)]];
     for (const [key, value] of keyed) {
       const problem = roomProblem(key, value, withSlash(value), 'the allowed location prefix');
       if (problem) problems.push(problem);

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { pino } from 'pino';
 import { stringOption, UsageError, usageText, type CommandArgs } from '../command.js';
 import { databaseUrlOption } from '../db/command.js';
-import { kubeconfigOption } from '../k8s/args.js';
+import { kubeconfigHelp, kubeconfigOption } from '../k8s/args.js';
 import type { Config } from '../config.js';
 import { createLogger } from '../log.js';
 import { normaliseOidcProvider, parseRoleArn } from '../iam-policy.js';
@@ -20,7 +20,7 @@ export const usage = usageText(
   + '              [--webhook-config NAME] [--webhook-namespace NS] [--tls-secret NAME]\n'
   + '  checks, read-only, from the IAM trust policy to the tracking database; exit 0 when nothing fails, 1 when something does',
   [
-    ['--kubeconfig', 'else $KUBECONFIG, ~/.kube/config, or the in-cluster service account'],
+    kubeconfigHelp,
     ['--database-url', 'postgres://user@host:port/db; else PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE when PGHOST is set; else the trigger checks skip'],
     ['--trust-policy', 'the role\'s trust policy: aws iam get-role --role-name NAME --query Role.AssumeRolePolicyDocument > trust.json'],
     ['--oidc-provider', 'the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer); default: the API server\'s own'],

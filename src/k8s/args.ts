@@ -4,6 +4,9 @@ import { kubeClient, type KubeClient } from './client.js';
 
 export const kubeconfigOption = { kubeconfig: { type: 'string' as const } };
 
+/** --kubeconfig's line in a command's --help (usageText) */
+export const kubeconfigHelp = ['--kubeconfig', 'cluster credentials (default: $KUBECONFIG, ~/.kube/config, or the pod\'s service account)'] as const;
+
 /** The value of --key, or a usage error naming the option and what it is for. */
 export function requiredOption(values: Values, key: string, what: string): string {
   const v = stringOption(values, key);

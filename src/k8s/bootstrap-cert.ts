@@ -4,7 +4,7 @@ import type { V1Secret } from '@kubernetes/client-node';
 import { intOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
 import { createCa, createServingCert, daysLeft } from '../tls.js';
-import { clientFromArgs, kubeconfigOption, requiredOption } from './args.js';
+import { clientFromArgs, kubeconfigHelp, kubeconfigOption, requiredOption } from './args.js';
 import { isNotFound, retryOnConflict, type KubeClient } from './client.js';
 
 export const TLS_CERT = 'tls.crt';
@@ -150,7 +150,7 @@ export const usage = usageText([
   ['--days', 'create: validity of the CA and certificate (default 3650)'],
   ['--renew-days', 'create: replace a certificate with this many days left or fewer (default 30)'],
   ['--retries', 'attempts when a concurrent writer changes the object (409 Conflict; default 5)'],
-  ['--kubeconfig', 'cluster credentials (default: $KUBECONFIG, ~/.kube/config, or the pod\'s service account)'],
+  kubeconfigHelp,
 ]);
 export const allowPositionals = true;
 export const options = {

@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
 import { buildMutators, cannotMutate, planPatch, type JsonObject } from '../mutators/index.js';
-import { clientFromArgs, kubeconfigOption, requiredOption } from './args.js';
+import { clientFromArgs, kubeconfigHelp, kubeconfigOption, requiredOption } from './args.js';
 import { isNotFound, type KubeClient } from './client.js';
 
 export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
@@ -105,7 +105,7 @@ export const usage = usageText('--config FILE --ca-file FILE (--service NAME --s
   ['--service-namespace', 'namespace of that Service'],
   ['--ready-url', 'an https:// readiness URL to poll instead of the Service\'s'],
   ['--wait', 'seconds to wait for the webhook to answer; no restart is sent without it (default 180)'],
-  ['--kubeconfig', 'cluster credentials (default: $KUBECONFIG, ~/.kube/config, or the pod\'s service account)'],
+  kubeconfigHelp,
 ]);
 export const options = {
   'ca-file': { type: 'string' as const },

@@ -80,6 +80,13 @@ function call(port, ca, method, path, body) {
   });
 }
 
+/** What a reference server that times its answers (bench/baseline.js) has summed so far: { answers, ms }. */
+async function answerTime(server, ca) {
+  const res = await call(server.port, ca, 'GET', '/answer-time');
+  if (res.status !== 200) throw new Error(`${server.def.name}: GET /answer-time answered ${res.status}`);
+  return JSON.parse(res.text);
+}
+
 /** Spawns a server and polls /readyz until the first 200; the time from spawn to that answer is its start-up. */
 export async function startServer(def, tls, { pin = false, node = process.execPath, env } = {}) {
   const port = await freePort();
@@ -211,7 +218,8 @@ export function serverDefs(dir) {
     webhookWarn: { name: 'webhook (logLevel warn)', args: ['dist/cli.js', 'serve', '--config', writeConfig(dir, 'warn')], checksPatch: true },
     baseline: { name: 'bare node:https', args: [join(here, 'baseline.js')], checksPatch: false },
     fastify: { name: 'minimal fastify', args: [join(here, 'fastify-min.js')], checksPatch: false },
-    bareReview: { name: 'bare node:https + review()', args: [join(here, 'baseline.js'), '--review', '--config', join(root, 'examples/config.yaml')], checksPatch: true },
+    bareReview: { name: 'bare node:https + review()', args: [join(here, 'baseline.js'), '--review', '--config', join(root, 'examples/config.yaml')], checksPatch: true, timesAnswers: true },
+    bareReplay: { name: 'bare node:https, answer replayed', args: [join(here, 'baseline.js'), '--replay', '--config', join(root, 'examples/config.yaml')], checksPatch: true },
     ...Object.fromEntries(COMPARE_DISTS.map((d, i) => [`compare${i}`, { name: `webhook from ${d}`, args: [join(d, 'cli.js'), 'serve', '--config', writeConfig(dir, 'info')], checksPatch: true }])),
   };
 }
@@ -251,6 +259,7 @@ function sidesFor(mix, defs) {
   // one connection (latency) only on the mixes that ask for it: it adds two runs a round to a mix
   const conns = mix.latency ? CONNECTIONS : [LOADED];
   const sides = [{ key: 'baseline', conns }, { key: 'webhook', conns }, { key: 'fastify', conns: [LOADED] }, { key: 'bareReview', conns: [LOADED] }];
+  if (mix.expect.patch) sides.push({ key: 'bareReplay', conns: [LOADED] });
   if (WARN && mix.id === 'target-create') sides.push({ key: 'webhookWarn', conns: [LOADED] });
   COMPARE_DISTS.forEach((_, i) => sides.push({ key: `compare${i}`, conns }));
   return sides;
@@ -271,11 +280,18 @@ async function measureMix(mix, sides, servers, tls, load) {
         const key = `${side.key}:${mix.id}:${connections}`;
         figures[side.key] ??= {};
         const pid = servers[side.key].child.pid;
+        const timed = servers[side.key].def.timesAnswers;
+        const answered0 = timed && await answerTime(servers[side.key], tls.ca);
         const cpu0 = cpuNs(pid);
         const f = await load.run({ key, url: servers[side.key].url, body: mix.body, connections, seconds: SECONDS, ca: tls.ca });
         const cpu = cpuNs(pid) - cpu0;
         const cpuUsPerRequest = [...(figures[side.key][connections]?.cpuUsPerRequest ?? []), cpu0 === null ? null : cpu / 1e3 / f.roundsOk.at(-1)];
         figures[side.key][connections] = { ...f, cpuUsPerRequest };
+        if (timed) {
+          const answered = await answerTime(servers[side.key], tls.ca);
+          const perAnswerUs = ((answered.ms - answered0.ms) * 1e3) / (answered.answers - answered0.answers);
+          figures[side.key][connections].answerUs = [...(figures[side.key][connections].answerUs ?? []), perAnswerUs];
+        }
       }
     }
   }
@@ -363,6 +379,28 @@ function microTables(micro, compareLabels) {
   return out.join('\n');
 }
 
+/**
+ * What a ratio of TARGETS.ratio leaves per request, beside what the parts cost in the same run: bare's CPU µs per
+ * request × (1 ÷ ratio − 1) is all a server may add to bare's work, and each reference's CPU over bare's (or review()'s
+ * own time, inside a server and in a loop) says what the parts take of it.
+ */
+function budgetTable(mixes, loaded, micro) {
+  const over = (x, b) => (x?.cpuUsPerRequest ? us(median(x.cpuUsPerRequest) - median(b.cpuUsPerRequest)) : 'n/a');
+  const out = [];
+  out.push(`Where ${TARGETS.ratio} of bare stands, CPU µs per request (medians over the same rounds): what a server may add to bare's work at that ratio, and what each part adds in this run. \`review()\` inside a server is its own time, measured by bare + \`review()\` around each call; in a loop it is bench/micro.js's figure (the same call, caches warm).`);
+  out.push('');
+  out.push(`| mix | body | bare µs | **${TARGETS.ratio} leaves** | answer's bytes (replayed − bare) | minimal fastify − bare | \`review()\` inside a server | \`review()\` in a loop | bare + \`review()\` − bare | webhook − bare |`);
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const m of mixes) {
+    const b = m.baseline[loaded];
+    const budget = median(b.cpuUsPerRequest) * (1 / TARGETS.ratio - 1);
+    const inServer = m.bareReview?.[loaded]?.answerUs;
+    const inLoop = micro?.mixes.find((x) => x.id === m.id)?.us.review;
+    out.push(`| ${m.label} | ${kib(m)} | ${us(median(b.cpuUsPerRequest))} | **${us(budget)}** | ${m.bareReplay ? over(m.bareReplay[loaded], b) : 'same as bare'} | ${over(m.fastify?.[loaded], b)} | ${inServer ? us(median(inServer)) : 'n/a'} | ${us(inLoop)} | ${over(m.bareReview?.[loaded], b)} | ${over(m.webhook[loaded], b)} |`);
+  }
+  return out.join('\n');
+}
+
 export function table(results) {
   const { machine, mixes, startup, trigger, micro, settings } = results;
   const compareLabels = (settings.compareDists ?? []).map((d) => `build in ${d}`);
@@ -375,23 +413,23 @@ export function table(results) {
   if (mixes.length > 0) {
     const loaded = settings.loaded;
     out.push('');
-    out.push(`Throughput at ${loaded} connections as a ratio to bare node:https (req/s in brackets). Minimal fastify: the framework's own cost. Bare + \`review()\`: our review work without any server extras.`);
+    out.push(`Throughput at ${loaded} connections as a ratio to bare node:https (req/s in brackets). Minimal fastify: the framework's own cost. Bare + \`review()\`: our review work without any server extras. Bare, answer replayed (patched mixes): bare node:https sending the webhook's answer (patch included) without working it out, the cost of the answer's bytes.`);
     out.push('');
-    out.push(`| mix | body | bare node:https req/s | minimal fastify | bare + \`review()\` | **webhook** |${cmpHead} webhook p50 / p99 ms | bare p50 / p99 ms |`);
-    out.push(`|---|---:|---:|---:|---:|---:|${cmpRule}---:|---:|`);
+    out.push(`| mix | body | bare node:https req/s | minimal fastify | bare + \`review()\` | bare, answer replayed | **webhook** |${cmpHead} webhook p50 / p99 ms | bare p50 / p99 ms |`);
+    out.push(`|---|---:|---:|---:|---:|---:|---:|${cmpRule}---:|---:|`);
     for (const m of mixes) {
       const b = m.baseline[loaded];
-      out.push(`| ${m.label} | ${kib(m)} | ${Math.round(median(b.roundsRps))} | ${ratioCell(m.fastify?.[loaded], b)} | ${ratioCell(m.bareReview?.[loaded], b)} | ${ratioCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${ratioCell(m[c.key]?.[loaded], b)} |`).join('')} ${lat2(m.webhook[loaded].latencyMs)} | ${lat2(b.latencyMs)} |`);
-      if (m.webhookWarn) out.push(`| ${m.label}, webhook at logLevel warn | ${kib(m)} | ${Math.round(median(b.roundsRps))} | | | ${ratioCell(m.webhookWarn[loaded], b)} |${compares.map(() => ' |').join('')} ${lat2(m.webhookWarn[loaded].latencyMs)} | |`);
+      out.push(`| ${m.label} | ${kib(m)} | ${Math.round(median(b.roundsRps))} | ${ratioCell(m.fastify?.[loaded], b)} | ${ratioCell(m.bareReview?.[loaded], b)} | ${ratioCell(m.bareReplay?.[loaded], b)} | ${ratioCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${ratioCell(m[c.key]?.[loaded], b)} |`).join('')} ${lat2(m.webhook[loaded].latencyMs)} | ${lat2(b.latencyMs)} |`);
+      if (m.webhookWarn) out.push(`| ${m.label}, webhook at logLevel warn | ${kib(m)} | ${Math.round(median(b.roundsRps))} | | | | ${ratioCell(m.webhookWarn[loaded], b)} |${compares.map(() => ' |').join('')} ${lat2(m.webhookWarn[loaded].latencyMs)} | |`);
     }
     out.push('');
     out.push(`The same runs, as CPU time: bare node:https's CPU µs per request ÷ each server's (its µs per request in brackets; all threads of the process, from /proc). With a core to itself, a server's throughput is 1 ÷ its CPU per request; on a shared machine the CPU figure holds when another process takes part of that core, and throughput does not.`);
     out.push('');
-    out.push(`| mix | body | bare node:https µs | minimal fastify | bare + \`review()\` | **webhook** |${cmpHead}`);
-    out.push(`|---|---:|---:|---:|---:|---:|${cmpRule}`);
+    out.push(`| mix | body | bare node:https µs | minimal fastify | bare + \`review()\` | bare, answer replayed | **webhook** |${cmpHead}`);
+    out.push(`|---|---:|---:|---:|---:|---:|---:|${cmpRule}`);
     for (const m of mixes) {
       const b = m.baseline[loaded];
-      out.push(`| ${m.label} | ${kib(m)} | ${us(median(b.cpuUsPerRequest))} | ${cpuCell(m.fastify?.[loaded], b)} | ${cpuCell(m.bareReview?.[loaded], b)} | ${cpuCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${cpuCell(m[c.key]?.[loaded], b)} |`).join('')}`);
+      out.push(`| ${m.label} | ${kib(m)} | ${us(median(b.cpuUsPerRequest))} | ${cpuCell(m.fastify?.[loaded], b)} | ${cpuCell(m.bareReview?.[loaded], b)} | ${cpuCell(m.bareReplay?.[loaded], b)} | ${cpuCell(m.webhook[loaded], b, true)} |${compares.map((c) => ` ${cpuCell(m[c.key]?.[loaded], b)} |`).join('')}`);
     }
     if (settings.connections.includes(1)) {
       out.push('');
@@ -407,6 +445,7 @@ export function table(results) {
         }
       }
     }
+    out.push('', budgetTable(mixes, loaded, micro));
     const last = mixes.at(-1);
     const peak = (key) => Math.max(...mixes.map((m) => m[key]?.peakRssMiB ?? 0)) || null;
     out.push('');

@@ -89,26 +89,29 @@ const LISTEN_HINTS: Record<string, string> = {
   EAFNOSUPPORT: 'this host does not support the address family',
 };
 
+/** A failed listen, worded the same for every port: the address, the code, and what the code means here. */
+function cannotListen(host: string, port: number, err: NodeJS.ErrnoException): Error {
+  return new Error(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${err.code ?? err.message}${err.code && LISTEN_HINTS[err.code] ? ` (${LISTEN_HINTS[err.code]})` : ''}`);
+}
+
 /**
  * Listens on host:port. "::" (the default) is dual stack, since Node binds it with IPV6_V6ONLY off; where the kernel
  * has no IPv6 at all it falls back to 0.0.0.0 with a warning, as "all addresses" there means all IPv4 ones. Any other
  * failure becomes an error naming the address, the code and its likely cause.
  */
 export async function listenDualStack(listen: (host: string) => Promise<void>, host: string, port: number, logger: Logger): Promise<string> {
-  const describe = (h: string, err: NodeJS.ErrnoException) =>
-    new Error(`cannot listen on ${h.includes(':') ? `[${h}]` : h}:${port}: ${err.code ?? err.message}${err.code && LISTEN_HINTS[err.code] ? ` (${LISTEN_HINTS[err.code]})` : ''}`);
   try {
     await listen(host);
     return host;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (host !== '::' || !e.code || !NO_IPV6.has(e.code)) throw describe(host, e);
+    if (host !== '::' || !e.code || !NO_IPV6.has(e.code)) throw cannotListen(host, port, e);
     logger.warn({ host, code: e.code }, 'IPv6 is not available on this host: listening on 0.0.0.0 (IPv4 only); set server.host to silence this');
   }
   try {
     await listen('0.0.0.0');
   } catch (err) {
-    throw describe('0.0.0.0', err as NodeJS.ErrnoException);
+    throw cannotListen('0.0.0.0', port, err as NodeJS.ErrnoException);
   }
   return '0.0.0.0';
 }
@@ -148,7 +151,7 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
     } catch (err) {
       // the HTTPS listener would otherwise keep a process that failed to start alive
       await server.app.close();
-      throw new Error(`server.metricsPort ${config.server.metricsPort}: ${(err as Error).message}`);
+      throw new Error(`server.metricsPort: ${cannotListen(host, config.server.metricsPort, err as NodeJS.ErrnoException).message}`);
     }
     logger.info({ host, port: metrics.port }, 'listening (plain HTTP, GET /metrics only)');
   }

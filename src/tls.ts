@@ -96,7 +96,7 @@ export function secureContextOptions(pair: KeyPair, minVersion: SecureContextOpt
 export interface CertValidity {
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** what is wrong or soon will be, for the log; undefined when the certificate is good for more than 30 days */
+  /** what is wrong or soon will be, for the log after the certificate's name; undefined when it is good for more than 30 days */
   readonly problem?: { readonly level: 'error' | 'warn'; readonly message: string };
 }
 
@@ -111,9 +111,9 @@ export function certValidity(certPem: string, now = Date.now()): CertValidity {
   const days = daysLeft(x509, now);
   const range = `valid ${notBefore.toISOString()} to ${notAfter.toISOString()}`;
   let problem: CertValidity['problem'];
-  if (now > notAfter.getTime()) problem = { level: 'error', message: `serving certificate EXPIRED (${range}): clients refuse it; renew the certificate` };
-  else if (now < notBefore.getTime()) problem = { level: 'error', message: `serving certificate NOT YET VALID (${range}): clients refuse it; check the issuer's and this node's clocks` };
-  else if (days < EXPIRY_WARN_DAYS) problem = { level: 'warn', message: `serving certificate expires in ${days.toFixed(1)} days (${range}); it should have been renewed by now` };
+  if (now > notAfter.getTime()) problem = { level: 'error', message: `EXPIRED (${range}): clients refuse it; renew the certificate` };
+  else if (now < notBefore.getTime()) problem = { level: 'error', message: `NOT YET VALID (${range}): clients refuse it; check the issuer's and this node's clocks` };
+  else if (days < EXPIRY_WARN_DAYS) problem = { level: 'warn', message: `expires in ${days.toFixed(1)} days (${range}); it should have been renewed by now` };
   return { notBefore, notAfter, problem };
 }
 

@@ -181,8 +181,12 @@ t.test('the patch mechanism alone: entries paired by name, reference or value; o
 t.test('the copy-on-write shortcuts change nothing: the same operations as the long way, the same text as JSON.stringify', async (t) => {
   const shared = constant({ name: 'B', projected: { 'q"\ud800': ['\ud800', 1, null], defaultMode: 420 } });
   const { root: object, edits } = cowArbitraries(fc, shared);
-  // plain objects, as JSON.parse makes them (fast-check's dictionaries have no prototype)
-  const plain = (v: unknown) => JSON.parse(JSON.stringify(v));
+  // plain objects (fast-check's dictionaries have no prototype), every value its own copy as in parsed JSON (the random
+  // trees share `shared` and subtrees), made without a JSON round trip: Node 24.21.0's JSON.parse misreads some keys
+  // that hold escapes after certain earlier parses in the process (a key `\ud800` read back as `\`: the first N
+  // characters of its raw text, N its decoded length), and the random keys here are such keys
+  const plain = (v: unknown): unknown => (Array.isArray(v) ? v.map(plain)
+    : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v);
   let ops = 0;
   fc.assert(fc.property(object, edits, (a, es) => {
     const b = es.reduce<unknown>((v, e) => edit(v, e), a);

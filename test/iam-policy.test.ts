@@ -154,6 +154,8 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
     'n=$(ls "$AWS_RECORD" | wc -l); call="$AWS_RECORD/$n"; mkdir "$call"',
     'printf \'%s\\n\' "$@" > "$call/args"',
     'for a in "$@"; do case "$a" in file://*) cp "${a#file://}" "$call/";; esac; done',
+    // as AWS answers: get-role fails for a role that does not exist; the lists print what AWS_INLINE/AWS_ATTACHED hold
+    'case "$2" in get-role) [ -n "${AWS_ROLE_EXISTS:-}" ] || exit 254;; list-role-policies) printf \'%s\\n\' "${AWS_INLINE:-}";; list-attached-role-policies) printf \'%s\\n\' "${AWS_ATTACHED:-}";; esac',
     '',
   ].join('\n'));
   chmodSync(join(bin, 'aws'), 0o755);
@@ -184,13 +186,43 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
       return { args, files };
     });
     const role = c.expected.role;
-    t.same(calls.map((x) => x.args.slice(0, 2).join(' ')), ['iam create-role', 'iam put-role-policy'], `${c.name}: create-role then put-role-policy`);
-    t.same(calls[0].args, ['iam', 'create-role', '--role-name', role.name, '--path', role.path, '--assume-role-policy-document', 'file://trust-policy.json',
+    t.same(calls.map((x) => x.args.slice(0, 2).join(' ')), ['iam get-role', 'iam create-role', 'iam put-role-policy', 'iam list-role-policies', 'iam list-attached-role-policies'],
+      `${c.name}: a new role: create-role then put-role-policy, then the role's other policies listed`);
+    t.same(calls[1].args, ['iam', 'create-role', '--role-name', role.name, '--path', role.path, '--assume-role-policy-document', 'file://trust-policy.json',
       '--description', 'MLflow artifacts in S3 via IRSA (mlflow-irsa-webhook)'], `${c.name}: role name and path from roleArn`);
-    t.same(calls[0].files['file://trust-policy.json'], c.expected.trustPolicy, `${c.name}: create-role gets the trust policy`);
-    t.same(calls[1].args.slice(2, 6), ['--role-name', role.name, '--policy-name', c.expected.policyName]);
-    t.same(calls[1].files['file://s3-policy.json'], c.expected.permissionsPolicy, `${c.name}: put-role-policy gets the S3 policy`);
+    t.same(calls[1].files['file://trust-policy.json'], c.expected.trustPolicy, `${c.name}: create-role gets the trust policy`);
+    t.same(calls[2].args.slice(2, 6), ['--role-name', role.name, '--policy-name', c.expected.policyName]);
+    t.same(calls[2].files['file://s3-policy.json'], c.expected.permissionsPolicy, `${c.name}: put-role-policy gets the S3 policy`);
+    t.same(calls[3].args, ['iam', 'list-role-policies', '--role-name', role.name, '--query', `PolicyNames[?@ != '${c.expected.policyName}']`, '--output', 'text'], `${c.name}: inline policies but ours`);
+    t.equal(ran.stderr, '', `${c.name}: a new role holds nothing else, and nothing is said`);
   }
+
+  // the role the manual procedure made: its trust policy replaced, ours put, and what else it holds named with the command
+  // that removes it (the script removes nothing itself)
+  const c = cases[0];
+  const scriptFile = join(tmp, 'existing.sh');
+  writeFileSync(scriptFile, outputs[0][1].stdout);
+  const record = mkdtempSync(join(tmp, 'existing-calls-'));
+  const env = { ...process.env, AWS_RECORD: record, PATH: `${bin}:${process.env.PATH}`, AWS_ROLE_EXISTS: '1', AWS_INLINE: 'sw-mlflow-s3-all', AWS_ATTACHED: 'arn:aws:iam::aws:policy/AmazonS3FullAccess' };
+  const ran = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile('sh', [scriptFile], { env }, (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
+  });
+  t.equal(ran.code, 0, `an existing role: the script runs (${ran.stderr})`);
+  const calls = readdirSync(record).sort((a, b) => Number(a) - Number(b)).map((n) => ({
+    args: readFileSync(join(record, n, 'args'), 'utf8').split('\n').slice(0, -1),
+    trust: readdirSync(join(record, n)).includes('trust-policy.json') ? JSON.parse(readFileSync(join(record, n, 'trust-policy.json'), 'utf8')) : undefined,
+  }));
+  t.same(calls.map((x) => x.args.slice(0, 2).join(' ')), ['iam get-role', 'iam update-assume-role-policy', 'iam put-role-policy', 'iam list-role-policies', 'iam list-attached-role-policies'],
+    'an existing role: update-assume-role-policy instead of create-role');
+  t.same(calls[1].trust, c.expected.trustPolicy, 'with the same trust policy');
+  const role = c.expected.role.name;
+  t.equal(ran.stderr, [
+    `role ${role} exists: replacing its trust policy`,
+    `role ${role} also holds these policies, and IAM grants their permissions too; review each, and remove what this role no longer needs:`,
+    `  inline sw-mlflow-s3-all: aws iam delete-role-policy --role-name ${role} --policy-name sw-mlflow-s3-all`,
+    `  attached arn:aws:iam::aws:policy/AmazonS3FullAccess: aws iam detach-role-policy --role-name ${role} --policy-arn arn:aws:iam::aws:policy/AmazonS3FullAccess`,
+    '',
+  ].join('\n'), 'the other policies named, each with the command that removes it');
 });
 
 t.test('a malformed OIDC provider, prefix or KMS key is refused with exit 2 naming the value and the rule', async (t) => {

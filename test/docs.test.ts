@@ -15,7 +15,8 @@
 // (d) Every `node dist/cli.js <command> ...` uses only options that command accepts: the `options` of the command's
 //     module, found through src/cli.ts's command table, plus the ones cli.ts adds to every command.
 // (e) Every `helm <subcommand> ...` uses only flags that the real helm binary's `helm <subcommand> --help` lists.
-// (f) The uninstall SQL the operator guide gives for `helm uninstall --no-hooks` is the one `install-trigger` runs.
+// (f) The manual uninstall the operator guide gives for `helm uninstall --no-hooks` runs the SQL `install-trigger` prints,
+//     and names each object that SQL drops.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -240,10 +241,17 @@ t.test('(e) helm commands in the docs use only flags helm has', async (t) => {
   t.notOk(has(help.get('install') ?? '', 'no-such-flag'), 'the check fails on a flag helm lacks');
 });
 
-t.test('(f) the uninstall SQL the operator guide gives by hand is what install-trigger --uninstall runs', async (t) => {
+t.test('(f) the manual uninstall in the operator guide runs the SQL install-trigger prints, and names what it drops', async (t) => {
   const { stdout } = await exec(process.execPath, [join(root, 'dist/cli.js'), 'install-trigger', '--config', join(root, 'examples/config.yaml'), '--dry-run', '--uninstall']);
   const drops = stdout.split('\n').filter((l) => l.startsWith('DROP '));
   t.ok(drops.length >= 4, `the script drops our triggers and functions (${drops.length})`);
+  t.match(stdout, /^SET LOCAL lock_timeout = '\d+s';$/m, 'with a lock timeout, so a hand run never queues MLflow behind it');
   const guide = read('docs/operator-guide.md');
-  for (const drop of drops) t.ok(guide.includes(drop), `the guide has ${drop}`);
+  t.ok(guide.includes('node dist/cli.js install-trigger --config config.yaml --dry-run --uninstall | psql -v ON_ERROR_STOP=1'), 'the guide pipes that script into psql, stopping at the first error');
+  // each statement without its `;`, as the guide's prose quotes it
+  for (const drop of drops) {
+    const named = drop.replace(/^DROP (TRIGGER|FUNCTION) IF EXISTS /, '').replace(/;$/, '');
+    const [object] = named.split(' ON ');
+    t.ok(guide.includes(object), `the guide names ${object}`);
+  }
 });

@@ -158,14 +158,22 @@ export function configKeysTemplate(configSchema) {
 const cell = (v) => String(v).replaceAll('|', '\\|').replaceAll('\n', ' ');
 const shown = (v) => (v === undefined ? '' : `\`${JSON.stringify(v)}\``);
 
-/** One row per leaf value: key, type, default (values.yaml, else the program's default), description. */
-function rows(properties, values, required, prefix = '') {
+/** Keys whose default is empty and refused by the templates' `required` (the schema cannot require what has a default). */
+const SET_BY_YOU = new Set(['image.repository']);
+
+/**
+ * One row per leaf value: key, type, default (values.yaml, else the program's default), description. A key is marked
+ * required only when the values cannot leave it out: required in its object, and that object required in its parent,
+ * up to the top (a `required` inside an optional object binds only when the object is given).
+ */
+function rows(properties, values, required, prefix = '', enclosingRequired = true) {
   return Object.entries(properties).flatMap(([key, p]) => {
     const path = `${prefix}${key}`;
     const value = values?.[key];
-    if (p.type === 'object' && p.properties) return rows(p.properties, value ?? p.default, p.required ?? [], `${path}.`);
+    const mustGive = enclosingRequired && required.includes(key);
+    if (p.type === 'object' && p.properties) return rows(p.properties, value ?? p.default, p.required ?? [], `${path}.`, mustGive);
     const fallback = value === undefined ? p.default : value;
-    const def = required.includes(key) ? '**required**' : shown(fallback);
+    const def = mustGive || SET_BY_YOU.has(path) ? '**required**' : shown(fallback);
     const type = Array.isArray(p.type) ? p.type.join('/') : p.enum ? p.enum.map((e) => `\`${e}\``).join(' / ') : p.type;
     return [`| \`${path}\` | ${cell(type)} | ${cell(def)} | ${cell(p.description ?? '')} |`];
   });

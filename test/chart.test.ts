@@ -82,6 +82,13 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     t.not(r.code, 0, cases[i][0].join(' '));
     t.match(r.stderr, cases[i][1]);
   });
+
+  // the chart README's table marks as required exactly the keys a render fails without (the cases above); keys that
+  // have defaults, such as the database's Secret names, are shown with them
+  const table = readFileSync(join(chart, 'README.md'), 'utf8');
+  const marked = [...table.matchAll(/^\| `([^`]+)` \| [^|]+ \| \*\*required\*\* \|/gm)].map((m) => m[1]);
+  t.same(marked, ['roleArn', 'artifactsDestination', 'image.repository'], 'the values table marks exactly the keys a render needs');
+  t.match(table, /^\| `database\.passwordSecret\.name` \| string \| `"mlflow-postgresql"` \|/m, 'a key with a default shows it');
   const lint = await helmRun(['lint', '--strict', chart]);
   t.not(lint.code, 0, 'lint without the required values fails');
   t.match(lint.stdout + lint.stderr, /roleArn is required/);

@@ -748,12 +748,17 @@ t.test('--backfill applies the rule to experiments tagged before the install, an
   const ok = await createExperiment(c, 'pre-ok', { [PROJECT_TAG]: 'proj-old' });
   const bad = await createExperiment(c, 'pre-bad', { [PROJECT_TAG]: '../escape' });
   const untagged = await createExperiment(c, 'pre-untagged', { 'mlflow.note.content': 'x' });
+  // MLflow's fluent API tags the Default experiment when no experiment was set: it is every project's, so it stays put
+  await setExperimentTag(c, 0, PROJECT_TAG, 'proj-default');
   const log = capture();
   const installed = await withDatabase({ databaseUrl: server.url(name), waitSeconds: 0 }, log.logger, (client) => installTrigger(client, projectMode, log.logger, { backfill: true }));
   t.match(installed.backfill, { tagged: 2, due: 1, changed: 1, batches: 1, remaining: 0, refusedCount: 1, refused: [{ experimentId: bad, reason: /'\.\.\/escape' refused/ }] });
   t.equal(await locationOf(c, ok), `${BUCKET}/mlflow/proj-old`);
   t.equal(await locationOf(c, bad), `${DEFAULT_ROOT}${bad}`, 'a refused value leaves its experiment as it was');
   t.equal(await locationOf(c, untagged), `${DEFAULT_ROOT}${untagged}`);
+  t.equal(await locationOf(c, 0), `${DEFAULT_ROOT}0`, 'the Default experiment is neither counted nor moved by the backfill');
+  await setExperimentTag(c, 0, PROJECT_TAG, 'proj-later');
+  t.equal(await locationOf(c, 0), `${DEFAULT_ROOT}0`, 'nor by the trigger when its tag changes');
   t.match(log.records().find((r) => r.msg === 'backfill applied the rule to existing experiments'), { tagged: 2, changed: 1, refused: 1 });
   const order = log.records().map((r) => r.msg);
   t.ok(order.indexOf('trigger installed') < order.indexOf('backfill progress'), 'the install is committed and reported before the first batch');

@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { TriggerError } from './connect.js';
 import { expectedFingerprints, fingerprint } from './fingerprint.js';
 import {
-  BACKFILL_BATCH_SIZE, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
+  BACKFILL_BATCH_SIZE, DEFAULT_EXPERIMENT_ID, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
   backfillSql, configuredPolicy, installStatements, preamble, triggerSql, uninstallStatements,
   type Policy, type ResolvedPolicy,
 } from './sql.js';
@@ -208,7 +208,7 @@ function warnLegacy(logger: Logger, legacy: Legacy | undefined): void {
 async function derivePolicy(client: pg.Client, config: Config): Promise<ResolvedPolicy> {
   const s = triggerSql(config);
   const setRoot = 'set trigger.defaultArtifactRoot to MLflow\'s --default-artifact-root to turn it on';
-  const { rows: [zero] } = await client.query<{ artifact_location: string | null }>(`SELECT artifact_location FROM ${s.experimentsTable} WHERE experiment_id = 0`);
+  const { rows: [zero] } = await client.query<{ artifact_location: string | null }>(`SELECT artifact_location FROM ${s.experimentsTable} WHERE experiment_id = ${DEFAULT_EXPERIMENT_ID}`);
   const location = zero?.artifact_location;
   if (!location || !/[/:]0$/.test(location)) {
     const found = zero ? `its location is ${JSON.stringify(location)}, which does not end in "/0"` : 'it is not in the database';

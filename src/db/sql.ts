@@ -21,6 +21,8 @@ export const ADVISORY_LOCK = [0x4d4c4657, 1] as const;
 export const LOCK_TIMEOUT = '10s';
 /** Every statement we run, and our function, resolve names in pg_catalog only: a user's schema on the search_path cannot shadow a function or operator. */
 export const SAFE_SEARCH_PATH = 'pg_catalog, pg_temp';
+/** MLflow's Default experiment, shared by every project: the trigger, --backfill and doctor leave it where MLflow put it. */
+export const DEFAULT_EXPERIMENT_ID = 0;
 /** Tagged experiments per --backfill transaction: each batch holds row locks on this many tag rows for a few milliseconds. */
 export const BACKFILL_BATCH_SIZE = 500;
 /** Refusal messages show at most this much of a tag value, which MLflow allows up to 5000 characters. */
@@ -223,7 +225,8 @@ export function functionBody(config: Config, policy: Policy): string {
     '      RETURN NULL;',
     '    END IF;',
     '  END IF;',
-    `  SELECT t.value INTO tag_value FROM ${s.tagsTable} t WHERE t.experiment_id = experiment AND t.key = tag_key;`,
+    '  -- the Default experiment (0) is every project\'s: MLflow\'s fluent API tags it when no experiment was set, and it stays put',
+    `  SELECT t.value INTO tag_value FROM ${s.tagsTable} t WHERE t.experiment_id = experiment AND t.key = tag_key AND t.experiment_id <> ${DEFAULT_EXPERIMENT_ID};`,
     '  IF FOUND THEN',
     '    -- the tag decides the location, whatever was written to artifact_location (the tag wins)',
     `    reason := ${rule.refusal.replace(/\n/g, '\n      ')};`,
@@ -338,7 +341,7 @@ export function backfillSql(config: Config): BackfillSql {
     `${s.tagsTable} t JOIN ${s.experimentsTable} e ON e.experiment_id = t.experiment_id`,
     `  CROSS JOIN LATERAL (SELECT ${rule.refusal.replace(/\n/g, '\n    ')} AS refusal,`,
     `    ${rule.location} AS location) r`,
-    ` WHERE t.key = ${lit(s.tag)}`,
+    ` WHERE t.key = ${lit(s.tag)} AND t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`,
   ].join('\n');
   const due = 'r.refusal IS NULL AND e.artifact_location IS DISTINCT FROM r.location';
   return {

@@ -386,6 +386,10 @@ t.test('custom-location mode', async (t) => {
   for (const bad of ['s3://team-bucket/../x', 's3://team-bucket/a/./b', 's3://team-bucket/a/..']) {
     await refusal(t, createExperiment(c, `dots-${bad}`, { [LOCATION_TAG]: bad }), [LOCATION_TAG, '"." or ".." path segments']);
   }
+  // what MLflow's create_run cannot append a run to ("Invalid query string"), or refuses in an explicit location
+  for (const bad of ['s3://team-bucket/x?a=..', 's3://team-bucket/x#f', 's3://team-bucket/x;p', 's3://team-bucket/%2E%2E', 's3://team-bucket/my project']) {
+    await refusal(t, createExperiment(c, `chars-${bad}`, { [LOCATION_TAG]: bad }), [LOCATION_TAG, 'may hold only letters, digits']);
+  }
   await refusal(t, createExperiment(c, 'long', { [LOCATION_TAG]: `s3://team-bucket/${'x'.repeat(250)}` }), ['the resulting location is 267 characters (the value 267), over the limit of 157']);
 });
 

@@ -124,6 +124,8 @@ function customRefusals(config: Config, value: string): string[] {
     `WHEN ${value} ~ '(^|/)[.][.]?(/|$)' THEN ${lit('a custom location must not contain "." or ".." path segments')}`,
     // mlflow-artifacts://host/... would name another tracking server; an empty segment anywhere is a different S3 key
     `WHEN ${value} ~ '^(s3://|mlflow-artifacts:/)(/|.*//)' THEN ${lit('a custom location must not contain empty path segments ("//")')}`,
+    // MLflow refuses a query, a fragment or parameters in a location, and its create_run then fails in the experiment
+    `WHEN ${value} !~ '^(s3://|mlflow-artifacts:/)[A-Za-z0-9._/-]*$' THEN ${lit('after its scheme a custom location may hold only letters, digits, ".", "_", "-" and "/" (MLflow refuses "?", "#", ";" and %-escapes in a location)')}`,
     lengthRefusal(value, value),
   ];
 }

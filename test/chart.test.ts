@@ -76,6 +76,8 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     [['-f', ciValues, '--set', 'image.repository='], /image\.repository is required/],
     [['-f', ciValues, '--set', 'metrics.serviceMonitor.enabled=true'], /metrics\.serviceMonitor\.enabled needs server\.metricsPort \(e\.g\. 9090\)/],
     [['-f', ciValues, '--set', 'server.metricsPort=8443'], /server\.metricsPort \(8443\) must differ from server\.port/],
+    // a budget that allows no eviction blocks kubectl drain and node group upgrades of the node the pod runs on
+    [['-f', ciValues, '--set', 'replicas=1'], /podDisruptionBudget\.minAvailable \(1\) must be below replicas \(1\): a budget that allows no eviction blocks kubectl drain/],
   ];
   const results = await Promise.all(cases.map(([args]) => helmRun([...base, ...args])));
   results.forEach((r, i) => {
@@ -230,8 +232,16 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     // The hooks' identity exists before the pre-install Job and for every later phase that uses it.
     const hookIdentity = [...roles, ...bindings].filter((o) => o.metadata.name.startsWith(`${FULL}-hooks`));
     for (const o of [...hookIdentity, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS)]) {
-      t.equal(hook(o), 'pre-install,pre-upgrade,post-install,post-upgrade', `${o.kind} ${o.metadata.name} is a hook`);
+      t.equal(hook(o), 'pre-install,pre-upgrade,post-install,post-upgrade,post-rollback', `${o.kind} ${o.metadata.name} is a hook`);
       t.ok(weight(o) < 0, `${o.kind} ${o.metadata.name} comes before the Jobs`);
+    }
+    // A rollback to a revision rendered before the TLS Secret existed (the first install's has no caBundle, since the
+    // Secret is made by a pre-install hook) empties the caBundle: the patch Job runs again after a rollback, and the
+    // identity and the config copy it uses exist in that phase, before it.
+    const patchJob = jobNamed(objects, 'bootstrap-cert-patch');
+    t.ok(hook(patchJob).split(',').includes('post-rollback'), 'bootstrap-cert patch runs again after a rollback');
+    for (const o of [...hookIdentity, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS), one(objects, 'ConfigMap', `${FULL}-hooks`, NS)]) {
+      t.ok(hook(o).split(',').includes('post-rollback') && weight(o) < weight(patchJob), `${o.kind} ${o.metadata.name} is there for it`);
     }
     // The webhook's own rights live as long as the release, not just a hook phase.
     for (const o of [...roles, ...bindings].filter((o) => o.metadata.name.includes('-reconcile'))) t.equal(hook(o), undefined, `${o.kind} ${o.metadata.name} is no hook`);
@@ -304,7 +314,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     const jobs = find(objects, 'Job');
     t.same(jobs.map((j) => [j.metadata.name, hook(j), weight(j)]).sort(), [
       [`${FULL}-bootstrap-cert-create`, 'pre-install,pre-upgrade', 0],
-      [`${FULL}-bootstrap-cert-patch`, 'post-install,post-upgrade', 0],
+      [`${FULL}-bootstrap-cert-patch`, 'post-install,post-upgrade,post-rollback', 0],
       [`${FULL}-install-trigger`, 'post-install,post-upgrade', 5],
       [`${FULL}-restart-target`, 'post-install,post-upgrade', 10],
       [`${FULL}-uninstall-trigger`, 'pre-delete', 0],

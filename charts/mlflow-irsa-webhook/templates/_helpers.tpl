@@ -85,6 +85,9 @@ that are set in the values, so the file validates against the same schema as val
 {{- if le (int .Values.terminationGracePeriodSeconds) (int (ceil .Values.server.drainSeconds)) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed server.drainSeconds (%v): a pod must finish draining before it is killed" .Values.terminationGracePeriodSeconds .Values.server.drainSeconds) -}}
 {{- end -}}
+{{- if and .Values.podDisruptionBudget.enabled (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicas)) -}}
+{{- fail (printf "podDisruptionBudget.minAvailable (%v) must be below replicas (%v): a budget that allows no eviction blocks kubectl drain and node group upgrades; raise replicas or set podDisruptionBudget.enabled=false" .Values.podDisruptionBudget.minAvailable .Values.replicas) -}}
+{{- end -}}
 {{- if ge (int .Values.jobs.bootstrapCert.renewDays) (int .Values.jobs.bootstrapCert.days) -}}
 {{- fail (printf "jobs.bootstrapCert.renewDays (%v) must be below jobs.bootstrapCert.days (%v), or every upgrade would renew" .Values.jobs.bootstrapCert.renewDays .Values.jobs.bootstrapCert.days) -}}
 {{- end -}}
@@ -246,7 +249,7 @@ spec:
 
 {{/* Hook annotations of the hook Jobs' identity: created before the Jobs of each phase, removed once it succeeds. */}}
 {{- define "mlflow-irsa-webhook.hookRbacAnnotations" -}}
-helm.sh/hook: pre-install,pre-upgrade,post-install,post-upgrade
+helm.sh/hook: pre-install,pre-upgrade,post-install,post-upgrade,post-rollback
 helm.sh/hook-weight: "-10"
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end -}}

@@ -588,6 +588,9 @@ t.test('reachability: NetworkPolicy, hostNetwork and the container port', async 
     [['--set', 'hostNetwork=true', '--set', 'server.port=10250'], /server\.port 10250 is a kubelet or kube-proxy port on every node; with hostNetwork pick a free one, e\.g\. 10260/],
     [['--set', 'hostNetwork=true', '--set', 'server.port=10256'], /server\.port 10256 is a kubelet or kube-proxy port/],
     [['--set', 'hostNetwork=true', '--set', 'server.port=443'], /server\.port 443 is below 1024/],
+    // the metrics port binds in the node's network too
+    [['--set', 'hostNetwork=true', '--set', 'server.port=10260', '--set', 'server.metricsPort=10250'], /server\.metricsPort 10250 is a kubelet or kube-proxy port on every node/],
+    [['--set', 'hostNetwork=true', '--set', 'server.metricsPort=90'], /server\.metricsPort 90 is below 1024/],
     [['--set', 'hostNetwork=true', ...peers.flatMap((p) => ['--set', p])], /networkPolicy\.enabled has no effect on hostNetwork pods/],
     [['--set', 'networkPolicy.enabled=true'], /networkPolicy\.apiServer is empty: the NetworkPolicy would keep the API server from the webhook/],
     [['--set', 'networkPolicy.apiServer=nope'], /networkPolicy\.apiServer: Invalid type/],

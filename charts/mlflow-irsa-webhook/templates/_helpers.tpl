@@ -113,12 +113,15 @@ that are set in the values, so the file validates against the same schema as val
 {{- fail "database.tls gives a CA certificate but database.sslMode is disable, which never uses it: use verify-full (or verify-ca), or remove the CA" -}}
 {{- end -}}
 {{- if .Values.hostNetwork -}}
-{{- $port := int .Values.server.port -}}
+{{- $ports := dict "server.port" (int .Values.server.port) -}}
+{{- if $metricsPort }}{{ $_ := set $ports "server.metricsPort" $metricsPort }}{{ end -}}
+{{- range $key, $port := $ports -}}
 {{- if has $port (list 10248 10249 10250 10255 10256 10257 10259) -}}
-{{- fail (printf "server.port %d is a kubelet or kube-proxy port on every node; with hostNetwork pick a free one, e.g. 10260 (cert-manager's choice)" $port) -}}
+{{- fail (printf "%s %d is a kubelet or kube-proxy port on every node; with hostNetwork pick a free one, e.g. 10260 (cert-manager's choice)" $key $port) -}}
 {{- end -}}
 {{- if lt $port 1024 -}}
-{{- fail (printf "server.port %d is below 1024, which the webhook (non-root, no capabilities) cannot bind in the node's network; pick e.g. 10260" $port) -}}
+{{- fail (printf "%s %d is below 1024, which the webhook (non-root, no capabilities) cannot bind in the node's network; pick e.g. 10260" $key $port) -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.networkPolicy.enabled -}}
 {{- fail "networkPolicy.enabled has no effect on hostNetwork pods (NetworkPolicy selects pod-network pods only): set networkPolicy.enabled=false and allow the API server to server.port in the node security group" -}}

@@ -23,6 +23,10 @@ export const LOCK_TIMEOUT = '10s';
 export const SAFE_SEARCH_PATH = 'pg_catalog, pg_temp';
 /** MLflow's Default experiment, shared by every project: the trigger, --backfill and doctor leave it where MLflow put it. */
 export const DEFAULT_EXPERIMENT_ID = 0;
+/** SQL: the tag row `t` is one the rule applies to (not the Default experiment's), for the function and --backfill alike. */
+const RULED_TAG_ROW = `t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`;
+/** The schemes a custom location starts with, as a regular-expression group for the refusals' tests. */
+const LOCATION_SCHEMES = '(s3://|mlflow-artifacts:/)';
 /** Tagged experiments per --backfill transaction: each batch holds row locks on this many tag rows for a few milliseconds. */
 export const BACKFILL_BATCH_SIZE = 500;
 /** Refusal messages show at most this much of a tag value, which MLflow allows up to 5000 characters. */
@@ -123,9 +127,9 @@ function customRefusals(config: Config, value: string): string[] {
     `WHEN ${value} IS NULL OR NOT (${under}) THEN ${lit(`a custom location must start with one of: ${prefixes.join(', ')}`)}`,
     `WHEN ${value} ~ '(^|/)[.][.]?(/|$)' THEN ${lit('a custom location must not contain "." or ".." path segments')}`,
     // mlflow-artifacts://host/... would name another tracking server; an empty segment anywhere is a different S3 key
-    `WHEN ${value} ~ '^(s3://|mlflow-artifacts:/)(/|.*//)' THEN ${lit('a custom location must not contain empty path segments ("//")')}`,
+    `WHEN ${value} ~ '^${LOCATION_SCHEMES}(/|.*//)' THEN ${lit('a custom location must not contain empty path segments ("//")')}`,
     // MLflow refuses a query, a fragment or parameters in a location, and its create_run then fails in the experiment
-    `WHEN ${value} !~ '^(s3://|mlflow-artifacts:/)[A-Za-z0-9._/-]*$' THEN ${lit('after its scheme a custom location may hold only letters, digits, ".", "_", "-" and "/" (MLflow refuses "?", "#", ";" and %-escapes in a location)')}`,
+    `WHEN ${value} !~ '^${LOCATION_SCHEMES}[A-Za-z0-9._/-]*$' THEN ${lit('after its scheme a custom location may hold only letters, digits, ".", "_", "-" and "/" (MLflow refuses "?", "#", ";" and %-escapes in a location)')}`,
     lengthRefusal(value, value),
   ];
 }
@@ -228,7 +232,7 @@ export function functionBody(config: Config, policy: Policy): string {
     '    END IF;',
     '  END IF;',
     '  -- the Default experiment (0) is every project\'s: MLflow\'s fluent API tags it when no experiment was set, and it stays put',
-    `  SELECT t.value INTO tag_value FROM ${s.tagsTable} t WHERE t.experiment_id = experiment AND t.key = tag_key AND t.experiment_id <> ${DEFAULT_EXPERIMENT_ID};`,
+    `  SELECT t.value INTO tag_value FROM ${s.tagsTable} t WHERE t.experiment_id = experiment AND t.key = tag_key AND ${RULED_TAG_ROW};`,
     '  IF FOUND THEN',
     '    -- the tag decides the location, whatever was written to artifact_location (the tag wins)',
     `    reason := ${rule.refusal.replace(/\n/g, '\n      ')};`,
@@ -343,7 +347,7 @@ export function backfillSql(config: Config): BackfillSql {
     `${s.tagsTable} t JOIN ${s.experimentsTable} e ON e.experiment_id = t.experiment_id`,
     `  CROSS JOIN LATERAL (SELECT ${rule.refusal.replace(/\n/g, '\n    ')} AS refusal,`,
     `    ${rule.location} AS location) r`,
-    ` WHERE t.key = ${lit(s.tag)} AND t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`,
+    ` WHERE t.key = ${lit(s.tag)} AND ${RULED_TAG_ROW}`,
   ].join('\n');
   const due = 'r.refusal IS NULL AND e.artifact_location IS DISTINCT FROM r.location';
   return {

@@ -32,6 +32,12 @@ function desired(entries: JsonObject[]): Desired {
 const normPath = (p: unknown) => (typeof p === 'string' ? posix.normalize(p).replace(/\/+$/, '') : p);
 const nameOf = (entry: Json) => (isObject(entry) ? entry.name : undefined);
 
+/**
+ * On the Deployment's own metadata (not the pod template, so recording it restarts nothing): the
+ * MLFLOW_ARTIFACTS_DESTINATION the webhook replaced, the first one it saw. migrate-artifacts and doctor read it.
+ */
+export const PREVIOUS_DESTINATION_ANNOTATION = 'mlflow-irsa-webhook.io/previous-artifacts-destination';
+
 /** The env entry that carries the IAM role: the first the mutation writes. */
 export const ROLE_ARN_ENV = 'AWS_ROLE_ARN';
 

@@ -165,7 +165,9 @@ export function review(body: unknown, mutators: Mutators): ReviewResult {
   let patch: Operation[];
   let encoded: string;
   try {
-    const planned = planPatch(mutate, object, LIMITS.patchOps);
+    // an UPDATE's object as it stood before: what the mutation keeps across a replace of the whole object
+    const old = operation === 'UPDATE' && isObject(req.oldObject) ? req.oldObject : undefined;
+    const planned = planPatch(mutate, object, LIMITS.patchOps, old);
     patch = planned.patch;
     encoded = planned.text;
     if (encoded.length > LIMITS.patchBytes) throw new PatchLimitError(LIMITS.patchOps);

@@ -15,7 +15,14 @@ export const chartConfigDefaults: Record<string, unknown> = {
     "defaultMode": 420
   },
   "removeEnv": [
-    "AWS_CONFIG_FILE"
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE"
   ],
   "trigger": {
     "mode": "project-id",

@@ -1,6 +1,7 @@
 // The one schema of the config file: config.ts validates with it, and the Helm chart's values.schema.json is generated from it.
 // Patterns stay RE2-compatible (no look-around) because Helm checks values.schema.json with Go's regexp;
 // rules a plain pattern cannot say live in config.ts `refine`.
+import { DEFAULT_REMOVE_ENV } from './mutators/overrides.js';
 
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
@@ -58,8 +59,8 @@ export const configSchema = {
       type: 'array',
       items: { type: 'string', pattern: envName, maxLength: 256 },
       uniqueItems: true,
-      default: ['AWS_CONFIG_FILE'],
-      description: 'env names removed from the container wherever they stand',
+      default: [...DEFAULT_REMOVE_ENV],
+      description: 'env names removed from the container wherever they stand, each named in an admission warning; the default is every variable botocore reads before web identity or that breaks it',
     },
     trigger: {
       type: 'object',

@@ -1,5 +1,6 @@
 // Reads the config file once, validates it against the one schema, fills defaults and returns a frozen, typed Config.
 import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 // The schema in config-schema.ts, compiled ahead of time by ajv (allErrors, useDefaults, verbose): loading ajv and
@@ -74,6 +75,10 @@ export interface Config {
   readonly reconcile: ReconcileConfig;
   readonly logLevel: string;
 }
+
+/** The EKS pod-identity webhook's token volume and the directory it mounts it on. */
+const EKS_TOKEN_VOLUME = 'aws-iam-token';
+const EKS_TOKEN_DIR = '/var/run/secrets/eks.amazonaws.com/serviceaccount';
 
 /** Env names the Deployment mutator owns; removing one of them would fight the mutation. */
 export const OWNED_ENV = ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'MLFLOW_ARTIFACTS_DESTINATION', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_STS_REGIONAL_ENDPOINTS'];
@@ -174,6 +179,12 @@ function refine(raw: Record<string, any>): string[] {
       const problem = roomProblem(key, value, withSlash(value), 'the allowed location prefix');
       if (problem) problems.push(problem);
     }
+  }
+  const { volumeName, mountPath } = raw.token;
+  if (volumeName !== EKS_TOKEN_VOLUME && stripSlash(posix.normalize(mountPath)) === EKS_TOKEN_DIR) {
+    problems.push(`token.volumeName: ${show(volumeName)} with token.mountPath ${show(mountPath)} is not valid (the EKS pod-identity webhook `
+      + `mounts its own volume ${EKS_TOKEN_VOLUME} on that directory when the pod has none of that name, and the API server refuses a pod `
+      + `with two mounts on one path: keep token.volumeName ${EKS_TOKEN_VOLUME}, or choose another token.mountPath)`);
   }
   for (const name of raw.removeEnv as string[]) {
     if (OWNED_ENV.includes(name)) problems.push(`removeEnv: ${show(name)} is set by the webhook itself and cannot also be removed`);

@@ -27,7 +27,7 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
   t.match(c, {
     namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow',
     token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
-    removeEnv: ['AWS_CONFIG_FILE'],
+    removeEnv: ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_PROFILE', 'AWS_DEFAULT_PROFILE', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'],
     trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
     server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
     logLevel: 'info',
@@ -55,6 +55,7 @@ t.test('valid variants are accepted', async (t) => {
     t.same(problems({ ...base, artifactsDestination: dest }), [], dest);
   }
   t.same(problems({ ...base, region: 'us-gov-west-1', token: { expirationSeconds: 600 }, removeEnv: [] }), []);
+  t.same(problems({ ...base, token: { volumeName: 'aws-user-token', mountPath: '/var/run/secrets/mlflow/aws' } }), [], 'another volume name on a directory of its own');
   t.same(problems(parseConfigText(JSON.stringify(base))), [], 'JSON is accepted (JSON is YAML)');
 });
 
@@ -79,6 +80,9 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['unknown key', { ...base, rolArn: 'x' }, /^rolArn: unknown key; allowed keys here are roleArn, artifactsDestination/],
     ['unknown nested key', { ...base, token: { audiance: 'x' } }, /^token\.audiance: unknown key; allowed keys here are audience/],
     ['relative mountPath', { ...base, token: { mountPath: 'var/run' } }, /^token\.mountPath: "var\/run" is not valid/],
+    ['another token volume on the EKS webhook\'s directory', { ...base, token: { volumeName: 'aws-user-token' } },
+      /^token\.volumeName: "aws-user-token" with token\.mountPath "\/var\/run\/secrets\/eks\.amazonaws\.com\/serviceaccount" is not valid \(the EKS pod-identity webhook mounts its own volume aws-iam-token/],
+    ['the same, written with a trailing slash', { ...base, token: { volumeName: 'aws-user-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount/' } }, /^token\.volumeName: "aws-user-token" with token\.mountPath/],
     ['bad namespace', { ...base, namespace: 'Domino_Platform' }, /^namespace: "Domino_Platform" is not valid/],
     ['removing our own env', { ...base, removeEnv: ['AWS_ROLE_ARN'] }, /^removeEnv: "AWS_ROLE_ARN" is set by the webhook itself/],
     ['bad env name', { ...base, removeEnv: ['A B'] }, /^removeEnv\.0: "A B" is not valid/],

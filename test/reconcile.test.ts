@@ -23,7 +23,9 @@ const policy = { minRestartIntervalMs: MIN, maxRestartIntervalMs: 8 * MIN };
 t.test('lacksMutation asks the same mutator the webhook uses', async (t) => {
   const table: Array<[string, any, boolean]> = [
     ['Domino\'s unmutated Deployment', fixture('deployment-create').review.request.object, true],
-    ['a mutated Deployment', fixture('deployment-update-restart-mutated').review.request.object, false],
+    ['a mutated Deployment', fixture('deployment-update-restart-mutated').patched, false],
+    ['one mutated by an earlier version, without skip-containers for its sidecars (one restart after an upgrade)', fixture('deployment-update-restart-mutated').review.request.object, true],
+    ['one whose recorded destination only stands on the old object (metadata only: nothing to restart for)', fixture('deployment-update-credentials').patched, false],
     ['the golden of a partly mutated one', fixture('deployment-update-partial').patched, false],
     ['a partly mutated one', fixture('deployment-update-partial').review.request.object, true],
     ['no mlflow container (cannot be repaired by a restart)', fixture('deployment-create-no-container').review.request.object, false],

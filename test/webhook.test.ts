@@ -120,6 +120,27 @@ t.test('goldens say what the issue asks, independent of the code under test', as
   t.same(partial.filter((e: any) => e.name === 'AWS_CONFIG_FILE').length, 0, 'every AWS_CONFIG_FILE removed, duplicates too');
   t.same(partial.find((e: any) => e.name === 'AWS_ROLE_ARN'), { name: 'AWS_ROLE_ARN', value: config.roleArn }, 'set over a valueFrom');
 
+  // credentials set before us: every variable that beats or breaks web identity goes, each named in a warning
+  const creds = fixture('deployment-update-credentials');
+  const credsEnv = creds.patched.spec.template.spec.containers.find((c: any) => c.name === 'mlflow').env.map((e: any) => e.name);
+  const beats = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_PROFILE', 'AWS_DEFAULT_PROFILE', 'AWS_SHARED_CREDENTIALS_FILE', 'AWS_CONFIG_FILE'];
+  for (const name of beats) {
+    t.notOk(credsEnv.includes(name), `${name} removed from the mlflow container`);
+    t.ok(creds.warnings.some((w) => w.includes('removed env') && new RegExp(`\\b${name}\\b`).test(w)), `${name}'s removal named in a warning`);
+  }
+  t.ok(creds.warnings.some((w) => w.includes('envFrom') && w.includes('configMap "mlflow-aws-env"') && w.includes('secret "mlflow-extra"')), 'envFrom: each source named');
+  for (const flag of ['--artifacts-destination', '--default-artifact-root']) t.ok(creds.warnings.some((w) => w.includes(`runs with ${flag}:`)), `${flag} in args warned`);
+  t.equal(creds.patched.spec.template.metadata.annotations['eks.amazonaws.com/skip-containers'], 'istio-proxy,nginx-auth,wait-for-postgres',
+    'skip-containers: what was there, then every container and init container but mlflow');
+  t.equal(creds.patched.metadata.annotations['mlflow-irsa-webhook.io/previous-artifacts-destination'], 's3://domino-blobs-mlflow/mlflow',
+    'a replace that dropped the recorded destination gets it back from the old object');
+  t.equal(created.patched.metadata.annotations['mlflow-irsa-webhook.io/previous-artifacts-destination'], 's3://domino-blobs-mlflow/mlflow', 'Domino\'s destination recorded when replaced');
+  t.notOk(fixture('deployment-update-manual-procedure').patched.metadata.annotations?.['mlflow-irsa-webhook.io/previous-artifacts-destination'], 'nothing recorded when the destination is already ours');
+  const reapply = fixture('deployment-update-reapply');
+  t.equal(reapply.patched.metadata.annotations['mlflow-irsa-webhook.io/previous-artifacts-destination'], 's3://domino-blobs-mlflow/mlflow', 'a re-apply with another destination does not overwrite the first one seen');
+  t.same(reapply.warnings.map((w) => /runs with (\S+):/.exec(w)?.[1]), ['--no-serve-artifacts'], 'a shell command line is read too; a mlflow-artifacts: default root is no override');
+  t.same(pod.containers.find((c: any) => c.name === 'nginx-auth').env, created.review.request.object.spec.template.spec.containers.find((c: any) => c.name === 'nginx-auth').env, 'sidecars untouched');
+
   const sa = fixture('serviceaccount-update').patched.metadata.annotations;
   t.equal(sa['eks.amazonaws.com/role-arn'], config.roleArn);
   t.equal(sa['eks.amazonaws.com/sts-regional-endpoints'], 'true');
@@ -135,7 +156,8 @@ t.test('patches are minimal and use JSON-pointer escaping', async (t) => {
     { op: 'add', path: '/metadata/annotations/eks.amazonaws.com~1sts-regional-endpoints', value: 'true' },
   ]);
   const dep = decodePatch((await post(s, fixture('deployment-create').review)).body.response)!;
-  t.ok(dep.every((op) => op.path.startsWith('/spec/template/spec/')), 'only the pod spec is touched');
+  const annotationPaths = ['/metadata/annotations/mlflow-irsa-webhook.io~1previous-artifacts-destination', '/spec/template/metadata/annotations'];
+  t.ok(dep.every((op) => op.path.startsWith('/spec/template/spec/') || annotationPaths.includes(op.path)), 'only the pod spec and the two annotations are touched');
   t.same(dep.filter((op) => op.op === 'remove'), [{ op: 'remove', path: '/spec/template/spec/containers/0/env/2' }], 'AWS_CONFIG_FILE removed by index, later env not rewritten');
   t.notOk(JSON.stringify(dep).includes('postgresql-password'), 'no other env entry is re-sent');
 });
@@ -436,7 +458,8 @@ t.test('metrics, probes and one log line per decision without object content', a
   const secretReview = structuredClone(fixture('deployment-create').review);
   secretReview.request.object.spec.template.spec.containers[0].env.push({ name: 'DB_PASSWORD', value: 'MARKER-s3cr3t-9f2' });
   await post(s, secretReview);
-  await post(s, fixture('deployment-update-restart-mutated').review);
+  const mutated = fixture('deployment-update-restart-mutated');
+  await post(s, { ...mutated.review, request: { ...mutated.review.request, object: mutated.patched } });
   await post(s, fixture('nontarget-other-name').review);
   await post(s, 'nope');
   const metrics = (await s.app.inject({ url: '/metrics' })).body;
@@ -491,6 +514,8 @@ t.test('decision lines are the bytes pino writes for the same fields, at the sam
 
 t.test('output is bounded whatever the request: warnings, log lines, patch size', async (t) => {
   const TOKEN_DIR = '/var/run/secrets/eks.amazonaws.com/serviceaccount';
+  // the recorded Deployment carries Domino's AWS_CONFIG_FILE, whose removal is named too
+  const configFileRemoved = fixture('deployment-create').warnings[0];
   const { s, log } = server();
   t.teardown(() => s.app.close());
   const logBytes = () => log.raw.reduce((n, l) => n + l.length + 1, 0);
@@ -512,7 +537,7 @@ t.test('output is bounded whatever the request: warnings, log lines, patch size'
   const some = structuredClone(fixture('deployment-create').review);
   some.request.object.spec.template.spec.containers[0].volumeMounts.push(...Array.from({ length: 40 }, (_, i) => ({ name: `t${i}`, mountPath: `${TOKEN_DIR}/` })));
   const res = await post(s, some);
-  t.same(res.body.response.warnings, [`Deployment domino-platform/mlflow: removed 40 volumeMounts ("t0", "t1", "t2" and 37 more) of container "mlflow", which used the token's mountPath ${TOKEN_DIR}`]);
+  t.same(res.body.response.warnings, [`Deployment domino-platform/mlflow: removed 40 volumeMounts ("t0", "t1", "t2" and 37 more) of container "mlflow", which used the token's mountPath ${TOKEN_DIR}`, configFileRemoved]);
   t.equal(applyStrict(some.request.object, decodePatch(res.body.response)!).spec.template.spec.containers[0].volumeMounts.filter((m: any) => m.mountPath.startsWith(TOKEN_DIR)).length, 1, 'only ours is left on the path');
 
   // a mount name of 3 MiB: the warning quotes 61 characters of it, and neither reply nor log carries the rest
@@ -523,7 +548,7 @@ t.test('output is bounded whatever the request: warnings, log lines, patch size'
   const long = await post(s, longName);
   t.equal(long.status, 200);
   t.ok(long.body.response.patch, 'patched: the mount is removed by index');
-  t.same(long.body.response.warnings, [`Deployment domino-platform/mlflow: removed volumeMount "${'n'.repeat(61)}..." of container "mlflow", which used the token's mountPath ${TOKEN_DIR}`]);
+  t.same(long.body.response.warnings, [`Deployment domino-platform/mlflow: removed volumeMount "${'n'.repeat(61)}..." of container "mlflow", which used the token's mountPath ${TOKEN_DIR}`, configFileRemoved]);
   t.ok(JSON.stringify(long.body).length < 4096, `response ${JSON.stringify(long.body).length} bytes`);
   t.ok(logBytes() - before < 2048, `log ${logBytes() - before} bytes`);
 

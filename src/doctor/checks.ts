@@ -11,7 +11,7 @@ import { cannotMutate, planPatch, type JsonObject, type Mutate, type Mutators } 
 import { isObject, jsonEqual } from '../mutators/json.js';
 import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
 import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
-import { ROLE_ARN_ENV } from '../mutators/deployment.js';
+import { ROLE_ARN_ENV, SKIP_CONTAINERS_ANNOTATION } from '../mutators/deployment.js';
 import { daysLeft, EXPIRY_WARN_DAYS, pemBlocks } from '../tls.js';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
@@ -378,6 +378,9 @@ export function missingParts(mutate: Mutate, o: JsonObject, container: string): 
     for (const [name, entry] of now) if (!jsonEqual(was.get(name), entry)) parts.push(`${was.has(name) ? 'changed' : 'no'} ${what} ${name}`);
     for (const name of was.keys()) if (!now.has(name)) parts.push(`remove ${what} ${name}`);
   };
+  const annotationsOf = (x: JsonObject) => obj(obj(obj(obj(x.spec).template).metadata).annotations);
+  const skipNow = annotationsOf(mutated)[SKIP_CONTAINERS_ANNOTATION];
+  if (skipNow !== annotationsOf(o)[SKIP_CONTAINERS_ANNOTATION]) parts.push(`annotation ${SKIP_CONTAINERS_ANNOTATION}=${str(skipNow)}`);
   compare('volume', podOf(o).volumes, podOf(mutated).volumes);
   compare('volumeMount', containerOf(o).volumeMounts, containerOf(mutated).volumeMounts);
   compare('env', containerOf(o).env, containerOf(mutated).env);
@@ -446,7 +449,7 @@ export function podsOfDeployment(deployment: JsonObject, replicaSets: readonly J
 }
 
 /** A pod as the Deployment mutator sees a template, so pods are judged by the very same definition of "mutated". */
-export const asTemplate = (pod: JsonObject): JsonObject => ({ metadata: meta(pod), spec: { template: { metadata: {}, spec: obj(pod.spec) } } });
+export const asTemplate = (pod: JsonObject): JsonObject => ({ metadata: meta(pod), spec: { template: { metadata: { annotations: obj(meta(pod).annotations) }, spec: obj(pod.spec) } } });
 
 function podReads(f: DoctorFacts): { error?: string; value?: PodsOfDeployment } {
   if (!f.deployment.ok) return { error: 'the Deployment could not be read' };

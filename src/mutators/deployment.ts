@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { cut, isObject, jsonEqual, shown, text, type Json, type JsonObject } from './json.js';
 import { constant } from '../patch.js';
 import type { MutationResult } from './index.js';
+import { destinationFlags, envSources, removalReason } from './overrides.js';
 
 /** The entries one list must hold, each a constant() shared by every mutated copy, and where to find each by name. */
 interface Desired {
@@ -23,6 +24,8 @@ export interface DeploymentPlan {
   readonly mountLeaf: string;
   readonly env: Desired;
   readonly removeEnv: ReadonlySet<string>;
+  /** MLFLOW_ARTIFACTS_DESTINATION as the webhook sets it, without a trailing slash */
+  readonly destination: string;
 }
 
 function desired(entries: JsonObject[]): Desired {
@@ -38,6 +41,14 @@ const nameOf = (entry: Json) => (isObject(entry) ? entry.name : undefined);
  */
 export const PREVIOUS_DESTINATION_ANNOTATION = 'mlflow-irsa-webhook.io/previous-artifacts-destination';
 
+/**
+ * On the pod template: the containers the EKS pod-identity webhook must leave alone. It gives every other container
+ * and init container of a pod whose ServiceAccount names a role the role's credentials (comma-separated names).
+ */
+export const SKIP_CONTAINERS_ANNOTATION = 'eks.amazonaws.com/skip-containers';
+
+export const DESTINATION_ENV = 'MLFLOW_ARTIFACTS_DESTINATION';
+
 /** The env entry that carries the IAM role: the first the mutation writes. */
 export const ROLE_ARN_ENV = 'AWS_ROLE_ARN';
 
@@ -46,7 +57,7 @@ export function deploymentPlan(config: Config): DeploymentPlan {
   const env: JsonObject[] = [
     { name: ROLE_ARN_ENV, value: config.roleArn },
     { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: posix.join(token.mountPath, 'token') },
-    { name: 'MLFLOW_ARTIFACTS_DESTINATION', value: config.artifactsDestination },
+    { name: DESTINATION_ENV, value: config.artifactsDestination },
   ];
   if (config.region) {
     env.push(
@@ -72,6 +83,7 @@ export function deploymentPlan(config: Config): DeploymentPlan {
     mountLeaf: mountDir.slice(mountDir.lastIndexOf('/') + 1),
     env: desired(env),
     removeEnv: new Set(config.removeEnv),
+    destination: config.artifactsDestination,
   };
 }
 
@@ -115,6 +127,13 @@ function rebuild(list: readonly Json[], want: Desired, drop?: (entry: Json) => b
   return out ?? (list as Json[]);
 }
 
+/** The object at obj[key] ({} when absent or null), or undefined when something else stands there. */
+function objectAt(obj: JsonObject, key: string): JsonObject | undefined {
+  const cur = obj[key];
+  if (cur === undefined || cur === null) return {};
+  return isObject(cur) ? cur : undefined;
+}
+
 /** The list at obj[key] ([] when absent or null), or undefined when something else stands there. */
 function listAt(obj: JsonObject, key: string): readonly Json[] | undefined {
   const cur = obj[key];
@@ -122,8 +141,9 @@ function listAt(obj: JsonObject, key: string): readonly Json[] | undefined {
   return Array.isArray(cur) ? cur : undefined;
 }
 
-function unchanged(original: JsonObject, warning: string): MutationResult {
-  return { object: original, warnings: [warning] };
+/** The answer when the mutation cannot apply at all: the original, and the one warning that says why. */
+export function unchanged(original: JsonObject, warning: string): MutationResult {
+  return { object: original, warnings: [warning], cannot: true };
 }
 
 /** How many names a warning lists before it says "and N more". */
@@ -136,7 +156,67 @@ function displaces(m: Json, plan: DeploymentPlan): boolean {
   return p === plan.mountDir || (typeof p === 'string' && p.includes(plan.mountLeaf) && normPath(p) === plan.mountDir);
 }
 
-export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): MutationResult {
+/** Items for a warning: the first NAMES_SHOWN, then "and N more". */
+function listed(items: readonly string[]): string {
+  return items.slice(0, NAMES_SHOWN).join(', ') + (items.length > NAMES_SHOWN ? ` and ${items.length - NAMES_SHOWN} more` : '');
+}
+
+const withoutSlash = (uri: string) => (uri.endsWith('/') ? uri.slice(0, -1) : uri);
+
+/**
+ * The previous destination to record on the Deployment's metadata, or undefined when there is nothing to record: the
+ * value already recorded wins (the first one seen), then the one the old object carried (a re-apply that replaced the
+ * whole object dropped it), then the container's own MLFLOW_ARTIFACTS_DESTINATION when it is not ours.
+ */
+function previousDestination(annotations: JsonObject | undefined, old: JsonObject | undefined, envNow: readonly Json[], plan: DeploymentPlan, warnings: string[], where: () => string): string | undefined {
+  if (typeof annotations?.[PREVIOUS_DESTINATION_ANNOTATION] === 'string') return undefined;
+  const oldMeta = isObject(old?.metadata) ? old.metadata : undefined;
+  const kept = isObject(oldMeta?.annotations) ? oldMeta.annotations[PREVIOUS_DESTINATION_ANNOTATION] : undefined;
+  if (typeof kept === 'string' && kept !== '') return kept;
+  const entry = envNow.find((e) => nameOf(e) === DESTINATION_ENV);
+  if (!isObject(entry)) return undefined;
+  if (typeof entry.value === 'string') {
+    return entry.value !== '' && withoutSlash(entry.value) !== plan.destination ? entry.value : undefined;
+  }
+  if (entry.valueFrom !== undefined) {
+    warnings.push(`${where()}: ${DESTINATION_ENV} came from valueFrom, so the destination it replaces is not recorded; give migrate-artifacts --from`);
+  }
+  return undefined;
+}
+
+/** The skip-containers value that names every container but ours, keeping what it already named; undefined: as it is. */
+function skipContainers(current: Json | undefined, podSpec: JsonObject, plan: DeploymentPlan): string | undefined {
+  const named = typeof current === 'string' ? current.split(',').map((n) => n.trim()).filter(Boolean) : [];
+  const have = new Set(named);
+  const add: string[] = [];
+  for (const key of ['containers', 'initContainers'] as const) {
+    const list = podSpec[key];
+    if (!Array.isArray(list)) continue;
+    for (const c of list) {
+      const name = nameOf(c);
+      if (typeof name !== 'string' || name === plan.container || have.has(name)) continue;
+      have.add(name);
+      add.push(name);
+    }
+  }
+  return add.length === 0 ? undefined : [...named, ...add].join(',');
+}
+
+/** Warnings for what the container keeps that the webhook cannot change: envFrom sources and MLflow's own flags. */
+function overrideWarnings(container: JsonObject, plan: DeploymentPlan, where: () => string): string[] {
+  const out: string[] = [];
+  const sources = envSources(container);
+  if (sources.length > 0) {
+    const names = listed(sources.map((x) => `${x.kind} ${shown(x.name)}`));
+    out.push(`${where()}: container "${plan.container}" takes env from ${names} (envFrom), where the webhook cannot remove AWS keys or profiles; mlflow-irsa-webhook doctor checks them`);
+  }
+  for (const f of destinationFlags(container)) {
+    out.push(`${where()}: container "${plan.container}" runs with ${f.flag}: ${f.reason}; remove the argument`);
+  }
+  return out;
+}
+
+export function mutateDeployment(original: JsonObject, plan: DeploymentPlan, old?: JsonObject): MutationResult {
   // only warnings need it, so it is not built on the way that has none
   const where = () => `Deployment ${describeMeta(original)}`;
   const spec = original.spec;
@@ -151,8 +231,15 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): Mu
   const volumesNow = listAt(podSpec, 'volumes');
   const mountsNow = listAt(current, 'volumeMounts');
   const envNow = listAt(current, 'env');
+  const meta = objectAt(original, 'metadata');
+  const annotationsNow = meta && objectAt(meta, 'annotations');
+  const templateMeta = objectAt(template, 'metadata');
+  const podAnnotationsNow = templateMeta && objectAt(templateMeta, 'annotations');
   if (!volumesNow || !mountsNow || !envNow) {
     return unchanged(original, `${where()}: volumes, volumeMounts or env is not a list; not mutated`);
+  }
+  if (!meta || !annotationsNow || !templateMeta || !podAnnotationsNow) {
+    return unchanged(original, `${where()}: metadata.annotations or spec.template.metadata.annotations is not an object; not mutated`);
   }
   const warnings: string[] = [];
 
@@ -165,27 +252,52 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan): Mu
     return other;
   });
   if (displaced.length > 0) {
-    const names = displaced.slice(0, NAMES_SHOWN).map((n) => shown(n)).join(', ') + (displaced.length > NAMES_SHOWN ? ` and ${displaced.length - NAMES_SHOWN} more` : '');
+    const names = listed(displaced.map((n) => shown(n)));
     const what = displaced.length === 1 ? `volumeMount ${names}` : `${displaced.length} volumeMounts (${names})`;
     warnings.push(`${where()}: removed ${what} of container "${plan.container}", which used the token's mountPath ${plan.mount.mountPath}`);
   }
+  // Removed names grouped by their reason, in the order they stood: one warning a reason.
+  const removed = new Map<string, string[]>();
   const env = rebuild(envNow, plan.env, (e) => {
     const name = nameOf(e);
-    return typeof name === 'string' && plan.removeEnv.has(name);
+    if (typeof name !== 'string' || !plan.removeEnv.has(name)) return false;
+    const reason = removalReason(name);
+    const names = removed.get(reason) ?? [];
+    if (!names.includes(name)) names.push(name);
+    removed.set(reason, names);
+    return true;
   });
-  if (volumes === volumesNow && mounts === mountsNow && env === envNow) return { object: original, warnings };
+  for (const [reason, names] of removed) {
+    warnings.push(`${where()}: removed env ${names.join(', ')} from container "${plan.container}": ${reason}`);
+  }
+  warnings.push(...overrideWarnings(current, plan, where));
+  const previous = previousDestination(annotationsNow, old, envNow, plan, warnings, where);
+  const skip = skipContainers(podAnnotationsNow[SKIP_CONTAINERS_ANNOTATION], podSpec, plan);
+  if (volumes === volumesNow && mounts === mountsNow && env === envNow && previous === undefined && skip === undefined) {
+    return { object: original, warnings };
+  }
 
-  // Only the path to what we write is copied (template, pod spec, our container, and the lists that changed);
-  // everything else, managedFields included, is shared with the original and never written. The diff skips shared
-  // subtrees without a walk, so the patch costs what changed rather than the size of the pod template.
-  const container: JsonObject = { ...current };
-  if (mounts !== mountsNow) container.volumeMounts = mounts;
-  if (env !== envNow) container.env = env;
-  const containers = [...podSpec.containers];
-  containers[at] = container;
-  const pod: JsonObject = { ...podSpec, containers };
-  if (volumes !== volumesNow) pod.volumes = volumes;
-  return { object: { ...original, spec: { ...spec, template: { ...template, spec: pod } } }, warnings };
+  // Only the path to what we write is copied (metadata's annotations, the template, pod spec, our container, and the
+  // lists that changed); everything else, managedFields included, is shared with the original and never written. The
+  // diff skips shared subtrees without a walk, so the patch costs what changed rather than the size of the pod template.
+  let pod = podSpec;
+  if (volumes !== volumesNow || mounts !== mountsNow || env !== envNow) {
+    const container: JsonObject = { ...current };
+    if (mounts !== mountsNow) container.volumeMounts = mounts;
+    if (env !== envNow) container.env = env;
+    const containers = [...podSpec.containers];
+    containers[at] = container;
+    pod = { ...podSpec, containers };
+    if (volumes !== volumesNow) pod.volumes = volumes;
+  }
+  const mutated: JsonObject = { ...original };
+  if (pod !== podSpec || skip !== undefined) {
+    const tmpl: JsonObject = { ...template, spec: pod };
+    if (skip !== undefined) tmpl.metadata = { ...templateMeta, annotations: { ...podAnnotationsNow, [SKIP_CONTAINERS_ANNOTATION]: skip } };
+    mutated.spec = { ...spec, template: tmpl };
+  }
+  if (previous !== undefined) mutated.metadata = { ...meta, annotations: { ...annotationsNow, [PREVIOUS_DESTINATION_ANNOTATION]: previous } };
+  return { object: mutated, warnings };
 }
 
 /** namespace/name of an object for a message: each a string cut short, or "?" when it is anything else. */

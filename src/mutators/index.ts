@@ -16,6 +16,8 @@ export interface MutationResult {
   readonly object: JsonObject;
   /** shown to the user by the API server, and logged */
   readonly warnings: readonly string[];
+  /** true when the mutation could not apply at all (no such container, a list that is not a list); warnings say why */
+  readonly cannot?: true;
 }
 
 export interface Target {
@@ -26,7 +28,8 @@ export interface Target {
   readonly name: string;
 }
 
-export type Mutate = (object: JsonObject) => MutationResult;
+/** `old`: on an UPDATE, the object as it stood before, for what the mutation keeps across a replace of the whole object. */
+export type Mutate = (object: JsonObject, old?: JsonObject) => MutationResult;
 
 export interface Mutators {
   /** The mutation that owns this object, or undefined for anything that is not ours. */
@@ -38,7 +41,7 @@ export interface Mutators {
 export function buildMutators(config: Config): Mutators {
   const dPlan = deploymentPlan(config);
   const saPlan = serviceAccountPlan(config);
-  const deployment: Mutate = (o) => mutateDeployment(o, dPlan);
+  const deployment: Mutate = (o, old) => mutateDeployment(o, dPlan, old);
   const serviceAccount: Mutate = (o) => mutateServiceAccount(o, saPlan);
   return {
     deployment,
@@ -58,6 +61,8 @@ export interface PlannedPatch {
   /** their JSON text ('[]' when there are none) */
   readonly text: string;
   readonly warnings: readonly string[];
+  /** the mutation could not apply at all (see MutationResult.cannot) */
+  readonly cannot: boolean;
 }
 
 /**
@@ -65,17 +70,18 @@ export interface PlannedPatch {
  * caller uses (admission, restart-target) to ask "what would change?". Throws what the mutator throws, and
  * PatchLimitError when the patch would exceed `maxOps` operations.
  */
-export function planPatch(mutate: Mutate, original: JsonObject, maxOps?: number): PlannedPatch {
-  const result = mutate(original);
-  if (result.object === original) return { patch: [], text: '[]', warnings: result.warnings };
+export function planPatch(mutate: Mutate, original: JsonObject, maxOps?: number, old?: JsonObject): PlannedPatch {
+  const result = mutate(original, old);
+  const cannot = result.cannot === true;
+  if (result.object === original) return { patch: [], text: '[]', warnings: result.warnings, cannot };
   const { ops, text } = encodedDiff(original, result.object, maxOps);
-  return { patch: ops, text, warnings: result.warnings };
+  return { patch: ops, text, warnings: result.warnings, cannot };
 }
 
 /**
  * Whether the mutator could not apply at all (no such container, a list that is not a list): nothing to patch, and a
- * warning saying why. A plan with a patch and warnings (a displaced mount removed) can be applied.
+ * warning saying why. Warnings alone do not say it: an applied mutation warns too (a removed variable, envFrom).
  */
 export function cannotMutate(plan: PlannedPatch): boolean {
-  return plan.patch.length === 0 && plan.warnings.length > 0;
+  return plan.cannot;
 }

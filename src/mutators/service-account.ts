@@ -2,7 +2,7 @@
 import type { Config } from '../config.js';
 import { isObject, type JsonObject } from './json.js';
 import { constant } from '../patch.js';
-import { describeMeta } from './deployment.js';
+import { describeMeta, unchanged } from './deployment.js';
 import type { MutationResult } from './index.js';
 
 export const ROLE_ARN_ANNOTATION = 'eks.amazonaws.com/role-arn';
@@ -29,12 +29,12 @@ function annotated(annotations: JsonObject, plan: ServiceAccountPlan): boolean {
 
 export function mutateServiceAccount(original: JsonObject, plan: ServiceAccountPlan): MutationResult {
   if (!isObject(original.metadata)) {
-    return { object: original, warnings: [`ServiceAccount ${describeMeta(original)}: metadata is not an object; not mutated`] };
+    return unchanged(original, `ServiceAccount ${describeMeta(original)}: metadata is not an object; not mutated`);
   }
   const now = original.metadata.annotations;
   const annotations = now === undefined || now === null ? {} : now;
   if (!isObject(annotations)) {
-    return { object: original, warnings: [`ServiceAccount ${describeMeta(original)}: metadata.annotations is not an object; not mutated`] };
+    return unchanged(original, `ServiceAccount ${describeMeta(original)}: metadata.annotations is not an object; not mutated`);
   }
   if (annotated(annotations, plan)) return { object: original, warnings: [] };
   const metadata = { ...original.metadata, annotations: now === undefined || now === null ? plan.annotations : { ...annotations, ...plan.annotations } };

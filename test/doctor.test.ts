@@ -129,7 +129,7 @@ function expectCheck(t: Test, r: CheckResult | undefined, status: string, messag
 t.test('the check list: stable ids in dependency order, each needing only earlier checks', async (t) => {
   t.same(CHECKS.map((c) => c.id), [
     'kubernetes.api', 'webhook.configuration', 'webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints', 'admission.dry-run',
-    'deployment.template', 'deployment.rollout', 'pods.current', 'pods.old-replicasets', 'serviceaccount.annotation',
+    'deployment.template', 'deployment.rollout', 'deployment.credentials', 'deployment.arguments', 'pods.current', 'pods.old-replicasets', 'serviceaccount.annotation',
     'trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.location-policy', 'trigger.legacy', 'trigger.drift',
     'iam.trust-policy', 'reconcile.lease',
   ]);
@@ -346,6 +346,67 @@ t.test('deployment.template and deployment.rollout', async (t) => {
   expectCheck(t, r.byId['deployment.template'], 'fail', /Deployment domino-platform\/mlflow not found/, /kubectl -n domino-platform get deployments/);
   expectCheck(t, r.byId['deployment.rollout'], 'skip', /could not be read/);
   expectCheck(t, r.byId['admission.dry-run'], 'skip', /could not be read/);
+});
+
+t.test('deployment.credentials and deployment.arguments: envFrom sources carrying what beats IRSA, MLflow flags that beat the destination', async (t) => {
+  const w = await world(t);
+  const cm = (name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'domino-platform' }, data });
+  const withEnvFrom = (envFrom: unknown[], args?: string[]) => {
+    const dep = k8sFixture('deployment-mlflow-mutated');
+    const c = dep.spec.template.spec.containers.find((x: any) => x.name === 'mlflow');
+    c.envFrom = envFrom;
+    if (args) c.args = args;
+    w.stub.seed(P.dep, dep);
+  };
+  let r = await w.doctor();
+  expectCheck(t, r.byId['deployment.credentials'], 'pass', /container mlflow takes no env from ConfigMaps or Secrets \(envFrom\)/);
+  expectCheck(t, r.byId['deployment.arguments'], 'pass', /leaves the destination to MLFLOW_ARTIFACTS_DESTINATION/);
+
+  // a ConfigMap of Domino's with harmless keys, then one that brings static keys and a profile back
+  w.stub.seed('/api/v1/namespaces/domino-platform/configmaps/mlflow-env', cm('mlflow-env', { GUNICORN_CMD_ARGS: '--workers 4', AWS_REGION: 'us-west-2' }));
+  withEnvFrom([{ configMapRef: { name: 'mlflow-env' } }]);
+  expectCheck(t, (await w.doctor()).byId['deployment.credentials'], 'pass', /the 1 source container mlflow takes env from \(envFrom\) carry none of AWS_ACCESS_KEY_ID/);
+  w.stub.seed('/api/v1/namespaces/domino-platform/configmaps/mlflow-env', cm('mlflow-env', { GUNICORN_CMD_ARGS: '--workers 4', AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE', AWS_PROFILE: 'blobs' }));
+  r = await w.doctor();
+  expectCheck(t, r.byId['deployment.credentials'], 'fail', /envFrom\): configMap mlflow-env brings AWS_ACCESS_KEY_ID, AWS_PROFILE \(botocore uses keys from the environment before web identity/,
+    /^kubectl -n domino-platform edit configmap mlflow-env$/);
+  t.notOk(JSON.stringify(r.results).includes('AKIAIOSFODNN7EXAMPLE'), 'a value never reaches the output');
+
+  // a prefix: MLFLOW_ before AWS_PROFILE is no AWS_PROFILE; AWS_ before PROFILE is
+  withEnvFrom([{ prefix: 'MLFLOW_', configMapRef: { name: 'mlflow-env' } }]);
+  expectCheck(t, (await w.doctor()).byId['deployment.credentials'], 'pass', /carry none of/);
+  w.stub.seed('/api/v1/namespaces/domino-platform/configmaps/mlflow-env', cm('mlflow-env', { PROFILE: 'blobs' }));
+  withEnvFrom([{ prefix: 'AWS_', configMapRef: { name: 'mlflow-env' } }]);
+  expectCheck(t, (await w.doctor()).byId['deployment.credentials'], 'fail', /configMap mlflow-env brings AWS_PROFILE/);
+
+  // Secrets: key names only; one doctor may not read warns with the command that lists its keys; an optional absent one is fine
+  const secretPath = '/api/v1/namespaces/domino-platform/secrets/mlflow-aws';
+  w.stub.seed(secretPath, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'mlflow-aws', namespace: 'domino-platform' }, data: { AWS_SECRET_ACCESS_KEY: b64('MARKER-secret-value'), AWS_ACCESS_KEY_ID: b64('AKIA') } });
+  withEnvFrom([{ secretRef: { name: 'mlflow-aws' } }, { secretRef: { name: 'absent', optional: true } }]);
+  r = await w.doctor();
+  expectCheck(t, r.byId['deployment.credentials'], 'fail', /secret mlflow-aws brings AWS_SECRET_ACCESS_KEY, AWS_ACCESS_KEY_ID/, /kubectl -n domino-platform edit secret mlflow-aws/);
+  t.notOk(JSON.stringify(r.results).includes('MARKER-secret-value') || JSON.stringify(r.results).includes(b64('MARKER-secret-value')), 'a Secret\'s value never reaches the output');
+  // every read doctor makes but the Secret's
+  w.stub.rbac = [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: ['mlflow-irsa-webhook-tls'] } as RbacRule,
+    ...['', 'apps', 'admissionregistration.k8s.io', 'discovery.k8s.io', 'coordination.k8s.io'].map((g) => ({ apiGroups: [g], resources: ['deployments', 'serviceaccounts', 'services', 'endpointslices', 'pods', 'replicasets', 'leases', 'mutatingwebhookconfigurations'], verbs: ['get', 'list', 'patch'] } as RbacRule))];
+  r = await w.doctor();
+  expectCheck(t, r.byId['deployment.credentials'], 'warn', /could not read the key names of secret mlflow-aws \(.*403.*\), which container mlflow takes env from \(envFrom\)/,
+    /kubectl -n domino-platform get secret mlflow-aws -o go-template='\{\{range \$k, \$v := \.data\}\}\{\{\$k\}\}/);
+  w.stub.rbac = undefined;
+  withEnvFrom([{ secretRef: { name: 'missing' } }]);
+  expectCheck(t, (await w.doctor()).byId['deployment.credentials'], 'warn', /could not read the key names of secret missing/);
+
+  // the arguments, as argv and inside a shell line; a proxied default root is no override
+  withEnvFrom([], ['server', '--host', '0.0.0.0', '--artifacts-destination=s3://domino-blobs-mlflow/mlflow']);
+  expectCheck(t, (await w.doctor()).byId['deployment.arguments'], 'fail', /container mlflow runs with --artifacts-destination \(MLflow reads the argument before MLFLOW_ARTIFACTS_DESTINATION/, /containers\[\?\(@\.name=="mlflow"\)\]\.args/);
+  withEnvFrom([], ['sh', '-c', 'mlflow server --default-artifact-root s3://other/root --no-serve-artifacts']);
+  expectCheck(t, (await w.doctor()).byId['deployment.arguments'], 'fail', /--default-artifact-root \(new experiments get that root.*; --no-serve-artifacts \(it turns MLflow's artifact proxy off/);
+  withEnvFrom([], ['server', '--default-artifact-root', 'mlflow-artifacts:/mlflow', '--serve-artifacts']);
+  expectCheck(t, (await w.doctor()).byId['deployment.arguments'], 'pass', /no --artifacts-destination/);
+  w.stub.seed(P.dep, undefined);
+  r = await w.doctor();
+  expectCheck(t, r.byId['deployment.credentials'], 'skip', /could not be read/);
+  expectCheck(t, r.byId['deployment.arguments'], 'skip', /could not be read/);
 });
 
 t.test('pods.current and pods.old-replicasets: judged by the Deployment mutator, by ownership and revision', async (t) => {
@@ -714,6 +775,11 @@ t.test('the helm test identity: doctor passes with exactly the rendered RBAC, an
   const flag = (name: string) => args[args.indexOf(name) + 1];
 
   const w = await world(t);
+  // Domino's mlflow container takes some env from a ConfigMap (envFrom), which deployment.credentials reads
+  const dep = k8sFixture('deployment-mlflow-mutated');
+  dep.spec.template.spec.containers[0].envFrom = [{ configMapRef: { name: 'mlflow-env' } }];
+  w.stub.seed(P.dep, dep);
+  w.stub.seed('/api/v1/namespaces/domino-platform/configmaps/mlflow-env', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'mlflow-env', namespace: 'domino-platform' }, data: { GUNICORN_CMD_ARGS: '--workers 4' } });
   w.stub.rbac = rules;
   const { results } = await w.doctor({ webhookConfig: flag('--webhook-config'), webhookNamespace: flag('--webhook-namespace'), tlsSecret: flag('--tls-secret') });
   for (const r of results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy')) t.equal(r.status, 'pass', `${r.id} with the test's RBAC: ${r.message}`);

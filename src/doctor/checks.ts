@@ -12,6 +12,7 @@ import { isObject, jsonEqual } from '../mutators/json.js';
 import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
 import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
 import { ROLE_ARN_ENV, SKIP_CONTAINERS_ANNOTATION } from '../mutators/deployment.js';
+import { destinationFlags, overridingKeys, removalReason, type EnvSource } from '../mutators/overrides.js';
 import { daysLeft, EXPIRY_WARN_DAYS, pemBlocks } from '../tls.js';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
@@ -81,6 +82,8 @@ export interface DoctorFacts {
   readonly dryRun?: Read<JsonObject>;
   readonly replicaSets?: Read<JsonObject[]>;
   readonly pods?: Read<JsonObject[]>;
+  /** the ConfigMaps and Secrets the mlflow container takes all keys of (envFrom): their key names, never values */
+  readonly envSources?: ReadonlyArray<{ readonly source: EnvSource; readonly optional: boolean; readonly keys: Read<string[]> }>;
   readonly serviceAccount: Read<JsonObject>;
   /** undefined: no database was given */
   readonly database?: Read<DatabaseFacts>;
@@ -408,6 +411,54 @@ function judgeTemplate(f: DoctorFacts, c: DoctorContext): Verdict {
   return pass(`${what}'s pod template carries the token volume, its mount and the AWS env`);
 }
 
+/** The configured container of a Deployment (or of a pod as a template), {} when it has none. */
+export function containerOf(deployment: JsonObject, name: string): JsonObject {
+  return list(obj(obj(obj(deployment.spec).template).spec).containers).find((x) => x.name === name) ?? {};
+}
+
+function judgeCredentials(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment, container } = c.config;
+  if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
+  const sources = f.envSources ?? [];
+  if (sources.length === 0) return pass(`container ${container} takes no env from ConfigMaps or Secrets (envFrom)`);
+  const removeEnv = new Set(c.config.removeEnv);
+  const found: string[] = [];
+  const fixes: string[] = [];
+  const unread: string[] = [];
+  for (const { source, optional, keys } of sources) {
+    const what = `${source.kind} ${source.name}`;
+    const resource = source.kind === 'configMap' ? 'configmap' : 'secret';
+    if (!keys.ok) {
+      if (keys.status === 404 && optional) continue;
+      unread.push(`${what} (${keys.error})`);
+      fixes.push(`kubectl -n ${namespace} get ${resource} ${shellQuote(source.name)} -o go-template='{{range $k, $v := .data}}{{$k}}{{"\\n"}}{{end}}'`);
+      continue;
+    }
+    const names = overridingKeys(source, keys.value, removeEnv);
+    if (names.length === 0) continue;
+    found.push(`${what} brings ${names.join(', ')} (${removalReason(names[0])})`);
+    fixes.push(`kubectl -n ${namespace} edit ${resource} ${shellQuote(source.name)}`);
+  }
+  if (found.length > 0) {
+    return fail(`container ${container} takes env the webhook cannot remove (envFrom): ${found.join('; ')}`, fixes.join(' && '));
+  }
+  if (unread.length > 0) {
+    return warn(`could not read the key names of ${unread.join(', ')}, which container ${container} takes env from (envFrom): check them for ${c.config.removeEnv.join(', ')}`, fixes.join(' && '));
+  }
+  return pass(`the ${plural(sources.length, 'source')} container ${container} takes env from (envFrom) carry none of ${c.config.removeEnv.join(', ')}`);
+}
+
+function judgeArguments(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment, container } = c.config;
+  if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
+  const flags = destinationFlags(containerOf(f.deployment.value, container));
+  if (flags.length > 0) {
+    return fail(`container ${container} runs with ${flags.map((x) => `${x.flag} (${x.reason})`).join('; ')}`,
+      `kubectl -n ${namespace} get deployment ${shellQuote(deployment)} -o jsonpath='{.spec.template.spec.containers[?(@.name=="${container}")].args}' (remove the argument in Domino's settings for MLflow, so a re-apply does not bring it back)`);
+  }
+  return pass(`container ${container}'s command line leaves the destination to MLFLOW_ARTIFACTS_DESTINATION (no --artifacts-destination, --default-artifact-root or --no-serve-artifacts)`);
+}
+
 function judgeRollout(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, deployment } = c.config;
   if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
@@ -670,6 +721,8 @@ export const CHECKS: readonly CheckDefinition[] = [
   check('admission.dry-run', judgeDryRun, ['webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints']),
   check('deployment.template', judgeTemplate, ['kubernetes.api']),
   check('deployment.rollout', judgeRollout, ['kubernetes.api']),
+  check('deployment.credentials', judgeCredentials, ['kubernetes.api']),
+  check('deployment.arguments', judgeArguments, ['kubernetes.api']),
   check('pods.current', judgeCurrentPods, ['deployment.template']),
   check('pods.old-replicasets', judgeOldPods, ['deployment.template']),
   check('serviceaccount.annotation', judgeServiceAccount, ['kubernetes.api']),

@@ -15,12 +15,13 @@ import { backfillSql } from '../db/sql.js';
 import { normaliseOidcProvider } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
+import { envSources } from '../mutators/overrides.js';
 import {
-  dryRunPatch, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts,
+  containerOf, dryRunPatch, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts,
 } from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,
-  'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'readSecret' | 'readDeployment' | 'patchDeployment'
+  'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'readSecret' | 'readConfigMap' | 'readDeployment' | 'patchDeployment'
   | 'listReplicaSets' | 'listPods' | 'readServiceAccount' | 'readLease' | 'serviceAccountIssuer'>;
 
 export interface ReadOptions {
@@ -174,6 +175,28 @@ export interface ReadResult {
   readonly timedOut: boolean;
 }
 
+/**
+ * The key names of each ConfigMap and Secret the container takes all keys of (envFrom). A Secret's values are in the
+ * answer, so only its keys are kept, at once; none is ever logged or shown.
+ */
+async function readEnvSources(kube: DoctorApi, namespace: string, container: JsonObject, k: <T>(what: string, work: () => Promise<T>) => Promise<Read<T>>): Promise<NonNullable<DoctorFacts['envSources']>> {
+  const refs = Array.isArray(container.envFrom) ? container.envFrom.filter(isObject) : [];
+  return Promise.all(envSources(container).map(async (source) => {
+    const ref = refs.map((r) => r[`${source.kind}Ref`]).find((r) => isObject(r) && r.name === source.name);
+    const optional = isObject(ref) && ref.optional === true;
+    const keys = source.kind === 'configMap'
+      ? await k(`get configmap ${namespace}/${source.name}`, async () => {
+        const cm = await kube.readConfigMap(namespace, source.name);
+        return [...Object.keys(cm.data ?? {}), ...Object.keys(cm.binaryData ?? {})];
+      })
+      : await k(`get secret ${namespace}/${source.name}`, async () => {
+        const secret = await kube.readSecret(namespace, source.name);
+        return [...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})];
+      });
+    return { source, optional, keys };
+  }));
+}
+
 /** Reads everything the checks judge, each once, independent reads side by side. */
 export async function readFacts(o: ReadOptions): Promise<ReadResult> {
   let timedOut = false;
@@ -218,18 +241,19 @@ async function readAll(o: ReadOptions, onTimeout: () => void): Promise<DoctorFac
   ]);
   const svc = webhookConfig.ok ? webhookService(webhookConfig.value) : undefined;
   const selector = deployment.ok ? labelSelector(deployment.value) : '';
-  const [service, endpointSlices, certificate, dryRun, replicaSets, pods] = await Promise.all([
+  const [service, endpointSlices, certificate, dryRun, replicaSets, pods, envSources] = await Promise.all([
     svc && k('get service', () => kube.readService(svc.namespace, svc.name)),
     svc && k('list endpointslices', () => kube.listEndpointSlices(svc.namespace, svc.name)),
     svc && readCertificate(o, kube, svc, timeoutMs, onTimeout),
     deployment.ok ? k('dry-run patch', () => kube.patchDeployment(namespace, name, dryRunPatch(deployment.value, config), { dryRun: true })) : undefined,
     deployment.ok ? k('list replicasets', () => kube.listReplicaSets(namespace, selector)) : undefined,
     deployment.ok ? k('list pods', () => kube.listPods(namespace, selector)) : undefined,
+    deployment.ok ? readEnvSources(kube, namespace, containerOf(deployment.value, config.container), k) : undefined,
   ]);
   return {
     api, webhookConfig, deployment, serviceAccount,
     ...(service && { service }), ...(endpointSlices && { endpointSlices }), ...(certificate && { certificate }),
-    ...(dryRun && { dryRun }), ...(replicaSets && { replicaSets }), ...(pods && { pods }),
+    ...(dryRun && { dryRun }), ...(replicaSets && { replicaSets }), ...(pods && { pods }), ...(envSources && { envSources }),
     ...(lease && { lease }),
     database: await database,
     trust: await trust,

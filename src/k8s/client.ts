@@ -2,7 +2,7 @@
 // @kubernetes/client-node 1.x, and nothing else.
 // The client itself is imported when a client is made, not with this module: it is large (seconds to load on a busy
 // node), and usage errors, --help and the option tables must not wait for it.
-import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import type { JsonObject } from '../mutators/index.js';
 
 /** An API call that failed, with the API server's own Status reason and message (never the request body). */
@@ -49,6 +49,7 @@ export interface KubeClient {
   /** where the client talks to, for log lines */
   readonly server: string;
   readSecret(namespace: string, name: string): Promise<V1Secret>;
+  readConfigMap(namespace: string, name: string): Promise<V1ConfigMap>;
   createSecret(namespace: string, secret: V1Secret): Promise<V1Secret>;
   /** PUT with the read resourceVersion: a concurrent writer makes it fail with 409 Conflict */
   replaceSecret(namespace: string, secret: V1Secret): Promise<V1Secret>;
@@ -173,6 +174,7 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
   return {
     server: kc.getCurrentCluster()?.server ?? '(unknown)',
     readSecret: (namespace, name) => call(`get secret ${namespace}/${name}`, () => core.readNamespacedSecret({ namespace, name })),
+    readConfigMap: (namespace, name) => call(`get configmap ${namespace}/${name}`, () => core.readNamespacedConfigMap({ namespace, name })),
     createSecret: (namespace, body) => call(`create secret ${namespace}/${body.metadata?.name}`, () => core.createNamespacedSecret({ namespace, body })),
     replaceSecret: (namespace, body) =>
       call(`update secret ${namespace}/${body.metadata?.name}`, () => core.replaceNamespacedSecret({ namespace, name: body.metadata?.name ?? '', body })),

@@ -48,6 +48,7 @@ interface Route {
 // The kinds the commands touch, at the paths the real API serves them.
 const ROUTES: Array<{ re: RegExp; group: string; resource: string; kind: string; apiVersion: string; namespaced: boolean }> = [
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/, group: '', resource: 'secrets', kind: 'Secret', apiVersion: 'v1', namespaced: true },
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/configmaps(?:\/([^/]+))?$/, group: '', resource: 'configmaps', kind: 'ConfigMap', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments(?:\/([^/]+))?$/, group: 'apps', resource: 'deployments', kind: 'Deployment', apiVersion: 'apps/v1', namespaced: true },
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts(?:\/([^/]+))?$/, group: '', resource: 'serviceaccounts', kind: 'ServiceAccount', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/, group: 'coordination.k8s.io', resource: 'leases', kind: 'Lease', apiVersion: 'coordination.k8s.io/v1', namespaced: true },

@@ -97,6 +97,22 @@ export function renderChartConfig(files: readonly string[]): HelmValues {
   return renderedConfig(values);
 }
 
+/**
+ * Whether a file given as the program's config is the chart's values file instead: a mapping whose top-level keys are
+ * all the chart's, one of them a chart-only value (image, tls, jobs, ...). Never throws: the caller already has an error.
+ */
+export function looksLikeChartValues(file: string): boolean {
+  let doc: unknown;
+  try {
+    doc = readValuesFile(file);
+  } catch {
+    return false;
+  }
+  const keys = Object.keys(doc as HelmValues);
+  const chartOnly = keys.filter((k) => !(k in configSchema.properties));
+  return chartOnly.length > 0 && chartOnly.every((k) => chartValueKeys.includes(k));
+}
+
 /** The Config the chart would render from these values files, validated like any config file. */
 export function loadChartValues(files: readonly string[]): Config {
   const document = renderChartConfig(files);

@@ -18,14 +18,14 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
 /** The options every command takes, after each command's own in its --help. */
 const COMMON_HELP = usageText('every command:', [
   ['--config, -c', 'the config file, YAML or JSON (the chart mounts it at /etc/mlflow-irsa-webhook/config.yaml)'],
+  ['--values, -f', 'instead of --config: the Helm chart\'s values file(s), merged as Helm merges them, rendered as the chart renders the config'],
   ['--help, -h', 'this text'],
 ]);
 
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
   return [
-    'usage: mlflow-irsa-webhook <command> --config FILE [options]',
-    '       mlflow-irsa-webhook iam-policy --values FILE [options]   (the Helm chart\'s values instead of --config)',
+    'usage: mlflow-irsa-webhook <command> (--config FILE | --values FILE...) [options]',
     '       mlflow-irsa-webhook <command> --help',
     '       mlflow-irsa-webhook --version',
     '',
@@ -34,19 +34,55 @@ function usage(): string {
   ].join('\n');
 }
 
+/** Edit distance, for "did you mean" (the few command names are short, so the plain table is fine). */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
+/** The command a mistyped name most likely meant, when one is close enough to suggest. */
+export function nearestCommand(name: string): string | undefined {
+  const [best] = Object.keys(commands).map((c) => [c, distance(name, c)] as const).sort((x, y) => x[1] - y[1]);
+  return best && best[1] <= Math.max(2, Math.floor(best[0].length / 3)) ? best[0] : undefined;
+}
+
 /**
- * The one config: from --config FILE, or, for a command that reads the chart's values, from --values FILE... rendered
- * as the chart renders its config file. Never both: two sources that could disagree are refused, not merged.
+ * The one config: from --config FILE, or from --values FILE... rendered as the chart renders its config file. Never
+ * both: two sources that could disagree are refused, not merged.
  */
-async function commandConfig(values: Values, valuesFiles: string[] | undefined, readsChartValues: boolean): Promise<Config> {
+async function commandConfig(values: Values, valuesFiles: string[] | undefined): Promise<Config> {
   const configFile = values.config as string | undefined;
   if (configFile !== undefined && valuesFiles !== undefined) {
     throw new UsageError('--config and --values are mutually exclusive: give the program\'s config file, or the chart\'s values file(s) it is rendered from, not both');
   }
   // loaded only here: the chart's schema and defaults are no part of `serve`'s start
   if (valuesFiles !== undefined) return (await import('./chart-values.js')).loadChartValues(valuesFiles);
-  if (configFile === undefined) throw new UsageError(readsChartValues ? '--config FILE or --values FILE is required' : '--config FILE is required');
-  return loadConfig(configFile);
+  if (configFile === undefined) throw new UsageError('--config FILE or --values FILE is required');
+  try {
+    return loadConfig(configFile);
+  } catch (err) {
+    // the chart's values file given as the config: say so, instead of one "unknown key" line per chart value
+    if (err instanceof ConfigError && (await import('./chart-values.js')).looksLikeChartValues(configFile)) {
+      throw new ConfigError(configFile, [`(file): this is the Helm chart's values file, not the program's config: give it with --values ${configFile}`]);
+    }
+    throw err;
+  }
+}
+
+/** Moves each deprecated option's value to its new name, with a note; both at once is a usage error. */
+function renameDeprecated(name: string, values: Values, deprecated: Readonly<Record<string, string>>): void {
+  for (const [old, now] of Object.entries(deprecated)) {
+    if (values[old] === undefined) continue;
+    if (values[now] !== undefined) throw new UsageError(`--${old} is the old name of --${now}; give one of them`);
+    process.stderr.write(`${name}: note: --${old} is deprecated; use --${now}\n`);
+    values[now] = values[old];
+    delete values[old];
+  }
 }
 
 /** Returns the exit code (0 ok, 1 failure, 2 bad usage or config), or undefined for a command that keeps running. */
@@ -62,7 +98,8 @@ export async function main(argv: string[]): Promise<number | undefined> {
   }
   const entry = commands[name];
   if (!entry) {
-    process.stderr.write(`unknown command "${name}"\n${usage()}\n`);
+    const near = nearestCommand(name);
+    process.stderr.write(`unknown command "${name}"${near ? `; did you mean "${near}"?` : ''}\n${usage()}\n`);
     return 2;
   }
   const command = await entry.load();
@@ -71,19 +108,21 @@ export async function main(argv: string[]): Promise<number | undefined> {
     return 0;
   }
   try {
-    const readsChartValues = command.readsChartValues === true;
+    const deprecated = command.deprecatedOptions ?? {};
     const { values: parsed, positionals } = parseArgs({
       args: rest,
       options: {
         config: { type: 'string', short: 'c' },
-        ...(readsChartValues ? { values: { type: 'string', short: 'f', multiple: true } } : {}),
+        values: { type: 'string', short: 'f', multiple: true },
         ...command.options,
+        ...Object.fromEntries(Object.entries(deprecated).map(([old, now]) => [old, command.options[now]])),
       },
       strict: true,
       allowPositionals: command.allowPositionals ?? false,
     });
     const { values: valuesFiles, ...values } = parsed as Values & { values?: string[] };
-    const config = await commandConfig(values, valuesFiles, readsChartValues);
+    renameDeprecated(name, values, deprecated);
+    const config = await commandConfig(values, valuesFiles);
     return await command.run({ values, positionals, config });
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -19,8 +19,11 @@ export interface CommandModule {
   readonly usage: string;
   readonly options: NonNullable<ParseArgsConfig['options']>;
   readonly allowPositionals?: boolean;
-  /** true when the command also takes its config from the Helm chart's values files (--values), as iam-policy does */
-  readonly readsChartValues?: boolean;
+  /**
+   * Old option names still accepted, each with the name that replaced it: one name per concept on every command
+   * (--output, --webhook-namespace, --tls-secret). Using one prints a note on stderr.
+   */
+  readonly deprecatedOptions?: Readonly<Record<string, string>>;
   /** exit code, or undefined for a command that keeps the process running (serve) */
   run(args: CommandArgs): Promise<number | undefined>;
 }

@@ -128,14 +128,24 @@ function describe(error: ErrorObject, data: unknown): string {
       const desc = props?.[missing]?.description;
       return `${base === '(top level)' ? missing : `${base}.${missing}`}: is required${desc ? ` (${desc})` : ''}`;
     }
-    case 'pattern':
-      return `${keyOf(error.instancePath)}: ${show(valueAt(data, error.instancePath))} is not valid${rule || ` (must match ${(error.params as { pattern: string }).pattern})`}`;
+    case 'pattern': {
+      const value = valueAt(data, error.instancePath);
+      // an S3 URI's pattern is mostly the bucket naming rule, which a description of the key does not state
+      const bucket = typeof value === 'string' && value.startsWith('s3://') ? `; ${BUCKET_RULE}` : '';
+      return `${keyOf(error.instancePath)}: ${show(value)} is not valid${rule ? `${rule.slice(0, -1)}${bucket})` : ` (must match ${(error.params as { pattern: string }).pattern})`}`;
+    }
+    case 'enum':
+      return `${keyOf(error.instancePath)}: ${show(valueAt(data, error.instancePath))} is not one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => show(v)).join(', ')}${rule}`;
     default:
       return `${keyOf(error.instancePath)}: ${show(valueAt(data, error.instancePath))} ${error.message ?? 'is invalid'}${rule}`;
   }
 }
 
 const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
+
+/** S3's bucket naming rule as an error states it (the finer rules are bucketProblem's). */
+const BUCKET_RULE = 'a bucket name is 3 to 63 lowercase letters, digits, "." and "-", beginning and ending with a letter or digit; '
+  + 'a prefix after it uses letters, digits, ".", "_" and "-"';
 
 /** The S3 bucket rules a RE2 pattern cannot say. Returns the problem, or undefined. */
 export function bucketProblem(uri: string): string | undefined {

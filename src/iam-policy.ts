@@ -347,20 +347,20 @@ function existingRoleAware(plan: IamPlan): string[] {
   ];
 }
 
-export const usage = '(--config FILE | --values FILE...) --oidc-provider oidc.eks.<region>.amazonaws.com/id/<ID> [--prefix PREFIX] [--kms-key-arn ARN] [--format json|aws-cli]\n'
+export const usage = '(--config FILE | --values FILE...) --oidc-provider oidc.eks.<region>.amazonaws.com/id/<ID> [--prefix PREFIX] [--kms-key-arn ARN] [--output json|aws-cli]\n'
   + '  --values, -f     instead of --config: the Helm chart\'s values file, as given to helm install -f; repeat it for\n'
   + '                   several files (later ones win), and the policies match the config the chart renders from them\n'
   + '  --oidc-provider  the cluster\'s OIDC issuer (aws eks describe-cluster --query cluster.identity.oidc.issuer), https:// optional\n'
   + '  --prefix         confine object access (and listing) to <bucket>/<PREFIX>/; must lie inside artifactsDestination\n'
   + '  --kms-key-arn    the bucket\'s SSE-KMS key (arn:<partition>:kms:<region>:<account>:key/<id>): grants kms:Decrypt and\n'
   + '                   kms:GenerateDataKey on that key, only through S3 in the key\'s region\n'
-  + '  --format         json (default): both policies, the role and the commands; aws-cli: a sh script that creates the role';
+  + '  --output         json (default): both policies, the role and the commands; aws-cli: a sh script that creates the role';
 
-export const readsChartValues = true;
 
+export const deprecatedOptions = { format: 'output' };
 export const options = {
   'oidc-provider': { type: 'string' as const },
-  format: { type: 'string' as const },
+  output: { type: 'string' as const },
   prefix: { type: 'string' as const },
   'kms-key-arn': { type: 'string' as const },
 };
@@ -368,8 +368,8 @@ export const options = {
 export async function run({ values, config }: CommandArgs): Promise<number> {
   const provider = stringOption(values, 'oidc-provider');
   if (provider === undefined) throw new UsageError('--oidc-provider is required');
-  const format = stringOption(values, 'format') ?? 'json';
-  if (format !== 'json' && format !== 'aws-cli') throw new UsageError(`--format ${JSON.stringify(format)} is not one of json, aws-cli`);
+  const format = stringOption(values, 'output') ?? 'json';
+  if (format !== 'json' && format !== 'aws-cli') throw new UsageError(`--output ${JSON.stringify(format)} is not one of json, aws-cli`);
   const plan = iamPlan(config, provider, { prefix: stringOption(values, 'prefix'), kmsKeyArn: stringOption(values, 'kms-key-arn') });
   for (const note of plan.notes) process.stderr.write(`iam-policy: note: ${note}\n`);
   process.stdout.write(format === 'json' ? renderJson(plan) : renderAwsCli(plan));

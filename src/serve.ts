@@ -6,11 +6,12 @@ import { buildServer, type WebhookServer } from './server.js';
 import { listenMetrics, type MetricsListener } from './metrics-listener.js';
 import { version } from './version.js';
 import { certValidity, createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Reconciler } from './reconcile/loop.js';
 import type { LeaseMetadata } from './k8s/client.js';
+import { findCredentials, kubeconfigOption, noCredentials, type ClusterCredentials } from './k8s/args.js';
 import { LEASE_METADATA_ENV, parseLeaseMetadata } from './reconcile/lease.js';
 
 export interface ServeOptions {
@@ -18,22 +19,14 @@ export interface ServeOptions {
   host?: string;
   tlsCert?: string;
   tlsKey?: string;
-  /** a kubeconfig for the reconcile loop; else only the in-cluster service account */
-  kubeconfig?: string;
+  /**
+   * the reconcile loop's cluster credentials (findCredentials without ~/.kube/config: a local `npm start` must not
+   * restart the mlflow of whatever cluster the developer's current context names); undefined: no loop
+   */
+  credentials?: ClusterCredentials;
 }
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-
-/**
- * Where the reconcile loop gets cluster credentials: an explicit --kubeconfig, else the pod's own service account.
- * Never $KUBECONFIG or ~/.kube/config on its own: a local `npm start` must not start restarting the mlflow of
- * whatever cluster the developer's current context names.
- */
-function clusterCredentials(opts: ServeOptions): { kubeconfig?: string } | undefined {
-  if (opts.kubeconfig) return { kubeconfig: opts.kubeconfig };
-  if (process.env.KUBERNETES_SERVICE_HOST && existsSync(join(SA_DIR, 'token'))) return {};
-  return undefined;
-}
 
 /** The webhook's own namespace, where its Lease lives: the downward API's POD_NAMESPACE, else the mounted one. */
 function ownNamespace(config: Config): string {
@@ -50,18 +43,19 @@ async function startReconciler(config: Config, opts: ServeOptions, server: Webho
     logger.info('reconcile loop disabled (reconcile.enabled: false)');
     return undefined;
   }
-  const credentials = clusterCredentials(opts);
+  const { credentials } = opts;
   if (!credentials) {
-    logger.warn('reconcile loop not started: not in a pod, and no --kubeconfig given; an mlflow that rolls out while the webhook is down will not be repaired');
+    logger.warn(`reconcile loop not started: ${noCredentials({ userFile: false })}; an mlflow that rolls out while the webhook is down will not be repaired`);
     return undefined;
   }
+  logger.info({ credentials: credentials.from }, 'reconcile loop: cluster credentials');
   const [{ kubeClient }, { Reconciler }, { buildMutators }] = await Promise.all([
     import('./k8s/client.js'), import('./reconcile/loop.js'), import('./mutators/index.js'),
   ]);
   const reconciler = new Reconciler({
     config,
     mutators: buildMutators(config),
-    api: await kubeClient(credentials.kubeconfig),
+    api: await kubeClient(credentials.file),
     logger,
     metrics: server.metrics,
     identity: process.env.POD_NAME || hostname(),
@@ -206,10 +200,10 @@ export const usage = usageText('--config FILE [--port 8443] [--host ::] [--tls-c
   ['--host', 'listen address of the HTTPS port and of server.metricsPort (default: server.host, :: — IPv6 and IPv4)'],
   ['--tls-cert', 'PEM serving certificate, re-read when it changes on disk; goes with --tls-key'],
   ['--tls-key', 'its PEM private key; without the pair, an in-memory self-signed certificate for local trials'],
-  ['--kubeconfig', 'credentials for the reconcile loop outside a pod (in a pod: its service account)'],
+  ['--kubeconfig', 'credentials for the reconcile loop (default: $KUBECONFIG, or in a pod its service account; never ~/.kube/config)'],
 ]);
 export const options = {
-  kubeconfig: { type: 'string' as const },
+  ...kubeconfigOption,
   port: { type: 'string' as const },
   host: { type: 'string' as const },
   'tls-cert': { type: 'string' as const },
@@ -220,6 +214,8 @@ export async function run({ values, config }: CommandArgs): Promise<undefined> {
   const tlsCert = stringOption(values, 'tls-cert');
   const tlsKey = stringOption(values, 'tls-key');
   if (Boolean(tlsCert) !== Boolean(tlsKey)) throw new UsageError('--tls-cert and --tls-key go together');
-  await serveUntilSignal(config, { port: intOption(values, 'port', 1, 65535), host: stringOption(values, 'host'), tlsCert, tlsKey, kubeconfig: stringOption(values, 'kubeconfig') });
+  // before anything listens: a kubeconfig named but unreadable is a usage error (exit 2), not a webhook without its loop
+  const credentials = config.reconcile.enabled ? findCredentials(values, { userFile: false }) : undefined;
+  await serveUntilSignal(config, { port: intOption(values, 'port', 1, 65535), host: stringOption(values, 'host'), tlsCert, tlsKey, credentials });
   return undefined;
 }

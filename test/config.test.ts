@@ -1,7 +1,7 @@
 // Specification of the config file, the CLI's argument handling, and the patch diff that every caller shares.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_LOCATION_LENGTH, mlflowDefaultPrefix } from '../src/artifact-location.js';
@@ -87,7 +87,7 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['removing our own env', { ...base, removeEnv: ['AWS_ROLE_ARN'] }, /^removeEnv: "AWS_ROLE_ARN" is set by the webhook itself/],
     ['bad env name', { ...base, removeEnv: ['A B'] }, /^removeEnv\.0: "A B" is not valid/],
     ['bad region', { ...base, region: 'uswest2' }, /^region: "uswest2" is not valid/],
-    ['bad trigger mode', { ...base, trigger: { mode: 'both' } }, /^trigger\.mode: "both" must be equal to one of the allowed values/],
+    ['bad trigger mode', { ...base, trigger: { mode: 'both' } }, /^trigger\.mode: "both" is not one of "project-id", "custom-location"/],
     ['tag with a quote', { ...base, trigger: { projectTag: "x'; drop table experiments; --" } }, /^trigger\.projectTag: .* is not valid/],
     ['same tag twice', { ...base, trigger: { projectTag: 'a.b', locationTag: 'a.b' } }, /^trigger\.locationTag: "a.b" must differ from trigger\.projectTag/],
     ['bad allowed prefix', { ...base, trigger: { allowedLocationPrefixes: ['s3://OK'] } }, /^trigger\.allowedLocationPrefixes\.0: /],
@@ -96,11 +96,11 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['dot-dot allowed prefix', { ...base, trigger: { mode: 'custom-location', allowedLocationPrefixes: ['s3://team-bucket/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: .* \(no "\." or "\.\." path segments\)/],
     ['relative default root', { ...base, trigger: { defaultArtifactRoot: './mlruns' } }, /^trigger\.defaultArtifactRoot: "\.\/mlruns" is not valid \(MLflow's --default-artifact-root \(absolute path or URI/],
     ['default root with a query', { ...base, trigger: { defaultArtifactRoot: 's3://b/p?x=1' } }, /^trigger\.defaultArtifactRoot: .* is not valid/],
-    ['unknown location style', { ...base, trigger: { locationStyle: 'presigned' } }, /^trigger\.locationStyle: "presigned" must be equal to one of the allowed values/],
+    ['unknown location style', { ...base, trigger: { locationStyle: 'presigned' } }, /^trigger\.locationStyle: "presigned" is not one of "direct", "proxied"/],
     ['proxied prefix naming another server', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts://host/x'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/\/host\/x" is not valid/],
     ['dot-dot proxied prefix', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts:/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/a\/\.\." is not valid \(no "\." or "\.\." path segments\)/],
     ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean/],
-    ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" must be equal to one of/],
+    ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" is not one of "TLSv1.2", "TLSv1.3"/],
     ['metrics on the HTTPS port', { ...base, server: { port: 9443, metricsPort: 9443 } }, /^server\.metricsPort: 9443 must differ from server\.port \(the metrics listener is a second port; 0 turns it off\)/],
     ['metrics port out of range', { ...base, server: { metricsPort: 70000 } }, /^server\.metricsPort: 70000 must be <= 65535/],
   ];
@@ -152,6 +152,45 @@ t.test('MLflow\'s default location for an experiment, joined as MLflow joins it'
   t.equal(parseConfig({ ...base, trigger: { defaultArtifactRoot: 'mlflow-artifacts:/' } }).trigger.defaultArtifactRoot, 'mlflow-artifacts:/');
 });
 
+t.test('one voice in the CLI: allowed values listed, the bucket rule stated, the chart\'s values file recognised, kubeconfigs named with their source', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { NODE_OPTIONS: _loaders, KUBECONFIG: _kc, ...env } = process.env;
+  const cli = (args: string[], extra: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [join(root, 'dist/cli.js'), ...args], { encoding: 'utf8', timeout: 20_000, env: { ...env, HOME: dir, ...extra } });
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'roleArn: arn:aws:iam::111122223333:role/x\nartifactsDestination: s3://My_Bucket\nlogLevel: verbose\n');
+  let r = cli(['serve', '--config', bad]);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /logLevel: "verbose" is not one of "fatal", "error", "warn", "info", "debug", "trace", "silent"/, 'an enum lists its values');
+  t.match(r.stderr, /artifactsDestination: "s3:\/\/My_Bucket" is not valid \(.*a bucket name is 3 to 63 lowercase letters, digits, "\." and "-"/, 'the bucket rule is stated');
+
+  r = cli(['doctor', '--config', join(root, 'charts/mlflow-irsa-webhook/values.yaml')]);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /this is the Helm chart's values file, not the program's config: give it with --values .*values\.yaml/);
+  t.notMatch(r.stderr, /unknown key/, 'not one line per chart value');
+
+  // an unreadable kubeconfig is exit 2 naming the file and where it came from, on every command, serve included
+  const missing = join(dir, 'missing-kubeconfig');
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['serve', '--config', exampleConfig, '--kubeconfig', missing], {}, /serve: --kubeconfig .*missing-kubeconfig: cannot read it \(ENOENT\)/],
+    [['serve', '--config', exampleConfig], { KUBECONFIG: missing }, /serve: .*missing-kubeconfig, named by \$KUBECONFIG, cannot be read \(ENOENT\)/],
+    [['doctor', '--config', exampleConfig], { KUBECONFIG: missing }, /doctor: .*missing-kubeconfig, named by \$KUBECONFIG, cannot be read/],
+    [['restart-target', '--config', exampleConfig, '--ca-file', exampleConfig, '--ready-url', 'https://x/readyz', '--kubeconfig', missing], {}, /restart-target: --kubeconfig .*: cannot read it/],
+    [['bootstrap-cert', 'create', '--config', exampleConfig, '--webhook-namespace', 'n', '--tls-secret', 's', '--service', 's'], { KUBECONFIG: missing }, /bootstrap-cert: .*named by \$KUBECONFIG, cannot be read/],
+  ];
+  for (const [args, extra, message] of cases) {
+    const res = cli(args, extra);
+    t.equal(res.status, 2, `${args[0]} ${JSON.stringify(extra)}: exit 2`);
+    t.match(res.stderr, message);
+    t.equal(res.stdout, '', 'it never started');
+  }
+  // none at all: where it looked
+  r = cli(['bootstrap-cert', 'patch', '--config', exampleConfig, '--webhook-namespace', 'n', '--tls-secret', 's', '--webhook-config', 'w']);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /no cluster credentials: no --kubeconfig, no \$KUBECONFIG, no .*\.kube\/config, and not in a pod/);
+});
+
 t.test('the CLI exits 2 before listening, one line per problem', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
   const bad = join(dir, 'bad.yaml');
@@ -168,12 +207,14 @@ t.test('the CLI exits 2 before listening, one line per problem', async (t) => {
   t.match(r.stderr, /artifactsDestination: "s3:\/\/Bad" is not valid/);
 
   const usage: Array<[string[], RegExp]> = [
-    [['serve'], /--config FILE is required/],
+    [['serve'], /--config FILE or --values FILE is required/],
     [['serve', '--config', exampleConfig, '--port', 'abc'], /--port: "abc" is not a whole number in 1\.\.65535/],
     [['serve', '--config', exampleConfig, '--port', '70000'], /--port: "70000" is not a whole number/],
     [['serve', '--config', exampleConfig, '--tls-cert', 'a.pem'], /--tls-cert and --tls-key go together/],
     [['serve', '--config', exampleConfig, '--bogus'], /Unknown option '--bogus'/],
-    [['frobnicate'], /unknown command "frobnicate"/],
+    [['frobnicate'], /unknown command "frobnicate"\nusage:/],
+    [['instal-trigger'], /unknown command "instal-trigger"; did you mean "install-trigger"\?/],
+    [['docter'], /unknown command "docter"; did you mean "doctor"\?/],
     [[], /usage: mlflow-irsa-webhook <command>/],
   ];
   for (const [args, message] of usage) {

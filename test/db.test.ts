@@ -989,4 +989,11 @@ t.test('the install-trigger CLI', async (t) => {
     t.match(r.stdout, /gave up after \d+ attempt\(s\) over 2 s \(--wait\)/);
     noMarker(t, r);
   });
+
+  t.test('a caller without a --wait option (doctor) is not told of one', async (t) => {
+    const port = await freePort();
+    const err = await withDatabase({ databaseUrl: `postgres://mlflow@127.0.0.1:${port}/mlflow`, waitSeconds: 0 }, createLogger('silent'), async () => undefined).then(() => undefined, (e: Error) => e);
+    t.match(err?.message, /^gave up after 1 attempt\(s\) over 0 s: /);
+    t.notMatch(err?.message, /--wait/);
+  });
 });

@@ -162,12 +162,12 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
 
   const outputs = await Promise.all(cases.map((c) => Promise.all([
     runCli(['iam-policy', '--config', configFile(c), ...c.args]),
-    runCli(['iam-policy', '--config', configFile(c), ...c.args, '--format', 'aws-cli']),
+    runCli(['iam-policy', '--config', configFile(c), ...c.args, '--output', 'aws-cli']),
   ])));
   for (const [n, c] of cases.entries()) {
     const [json, script] = outputs[n];
     t.equal(json.code, 0, `${c.name}: exit 0 (${json.stderr})`);
-    t.same(JSON.parse(json.stdout), c.expected, `${c.name}: --format json (the default)`);
+    t.same(JSON.parse(json.stdout), c.expected, `${c.name}: --output json (the default)`);
     t.equal(json.stderr, c.expected.notes.map((note: string) => `iam-policy: note: ${note}\n`).join(''), `${c.name}: notes go to stderr`);
 
     t.equal(script.code, 0, `${c.name}: aws-cli exit 0`);
@@ -270,7 +270,7 @@ t.test('a malformed OIDC provider, prefix or KMS key is refused with exit 2 nami
   const viaCli: Array<[string[], RegExp]> = [
     [['--oidc-provider', 'oidc.eks.us-west-2.amazonaws.com/id/tooshort'], /iam-policy: --oidc-provider "oidc\.eks\.us-west-2\.amazonaws\.com\/id\/tooshort" is not an EKS OIDC issuer \(oidc\.eks\.<region>\.amazonaws\.com\[\.cn\]\/id\/<32 upper-case letters or digits>, optionally with https:\/\/\)/],
     [[], /--oidc-provider is required/],
-    [['--oidc-provider', PROVIDER, '--format', 'yaml'], /--format "yaml" is not one of json, aws-cli/],
+    [['--oidc-provider', PROVIDER, '--output', 'yaml'], /--output "yaml" is not one of json, aws-cli/],
     [['--oidc-provider', PROVIDER, '--kms-key-arn', 'alias/s3'], /iam-policy: --kms-key-arn "alias\/s3" is not a KMS key ARN/],
   ];
   const results = await Promise.all(viaCli.map(([args]) => runCli(['iam-policy', '--config', join(root, 'examples/config.yaml'), ...args])));
@@ -312,7 +312,7 @@ t.test('--values: the config, and so the policies, equal --config on the ConfigM
     const prefix = [splitS3Uri(config.artifactsDestination).prefix, config.trigger.prefix].filter(Boolean).join('/');
     const extra = ['--oidc-provider', `https://${PROVIDER}`, ...(prefix ? ['--prefix', prefix] : []),
       '--kms-key-arn', `arn:${role.partition}:kms:eu-central-1:${role.account}:key/0b5d2c1e-7a3f-4e9b-8c6d-5f4e3d2c1b0a`];
-    for (const args of [['--oidc-provider', PROVIDER], [...extra, '--format', 'aws-cli']]) {
+    for (const args of [['--oidc-provider', PROVIDER], [...extra, '--output', 'aws-cli']]) {
       const [viaValues, viaConfig] = await Promise.all([
         runCli(['iam-policy', ...files.flatMap((f, i) => [i % 2 ? '-f' : '--values', f]), ...args]),
         runCli(['iam-policy', '--config', configFile, ...args]),
@@ -356,8 +356,9 @@ t.test('--values errors name the file, the key and the rule; --config and --valu
   const usage: Array<[string[], RegExp]> = [
     [['iam-policy', '--config', join(root, 'examples/config.yaml'), '--values', valuesSets[0][0], '--oidc-provider', PROVIDER], /iam-policy: --config and --values are mutually exclusive/],
     [['iam-policy', '--oidc-provider', PROVIDER], /iam-policy: --config FILE or --values FILE is required/],
-    [['serve', '--values', valuesSets[0][0]], /serve: Unknown option '--values'/],
-    [['serve'], /serve: --config FILE is required/],
+    // every command reads --values: serve gets as far as its own options with the values' config
+    [['serve', '--values', valuesSets[0][0], '--port', 'x'], /serve: --port: "x" is not a whole number in 1\.\.65535/],
+    [['serve'], /serve: --config FILE or --values FILE is required/],
   ];
   const ran = await Promise.all(usage.map(([args]) => runCli(args)));
   usage.forEach(([args, message], i) => {

@@ -261,10 +261,10 @@ t.test('restart-target', async (t) => {
       (r) => ({ code: 0, ...r }),
       (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }));
 
-    const created = await cli('bootstrap-cert', 'create', '--namespace', NS, '--secret', SECRET, '--service', SVC);
+    const created = await cli('bootstrap-cert', 'create', '--webhook-namespace', NS, '--tls-secret', SECRET, '--service', SVC);
     t.equal(created.code, 0, created.stderr);
     t.match(created.stdout, /"msg":"certificate created"/);
-    const patched = await cli('bootstrap-cert', 'patch', '--namespace', NS, '--secret', SECRET, '--webhook-config', MWC);
+    const patched = await cli('bootstrap-cert', 'patch', '--webhook-namespace', NS, '--tls-secret', SECRET, '--webhook-config', MWC);
     t.equal(patched.code, 0, patched.stderr);
     t.equal(stub.object(mwcPath).webhooks[0].clientConfig.caBundle, stub.object(secretPath).data['ca.crt']);
     t.notMatch(created.stdout + patched.stdout, /BEGIN|PRIVATE KEY/, 'no key material in the logs');
@@ -277,9 +277,13 @@ t.test('restart-target', async (t) => {
     const failed = await cli('bootstrap-cert', 'patch', '--namespace', 'elsewhere', '--secret', SECRET, '--webhook-config', MWC);
     t.equal(failed.code, 1);
     t.match(failed.stderr, `bootstrap-cert: get secret elsewhere/${SECRET}: 404 NotFound: secrets "${SECRET}" not found`);
-    const usage = await cli('bootstrap-cert', 'create', '--namespace', NS, '--service', SVC);
+    t.match(failed.stderr, /bootstrap-cert: note: --namespace is deprecated; use --webhook-namespace\nbootstrap-cert: note: --secret is deprecated; use --tls-secret/, 'the old names still work, and say so');
+    const both = await cli('bootstrap-cert', 'patch', '--namespace', NS, '--webhook-namespace', NS, '--tls-secret', SECRET, '--webhook-config', MWC);
+    t.equal(both.code, 2);
+    t.match(both.stderr, /--namespace is the old name of --webhook-namespace; give one of them/);
+    const usage = await cli('bootstrap-cert', 'create', '--webhook-namespace', NS, '--service', SVC);
     t.equal(usage.code, 2);
-    t.match(usage.stderr, /--secret is required \(name of the TLS Secret\)\nusage: mlflow-irsa-webhook bootstrap-cert create/);
+    t.match(usage.stderr, /--tls-secret is required \(name of the TLS Secret\)\nusage: mlflow-irsa-webhook bootstrap-cert create/);
   });
 
   t.test('bad flags are usage errors naming the flag, raised before any API call', async (t) => {
@@ -288,15 +292,15 @@ t.test('restart-target', async (t) => {
     const caFile = join(dir, 'ca.crt');
     writeFileSync(caFile, ca.cert);
     const cases = [
-      [bootstrapCert, ['create'], { namespace: NS, service: SVC }, /^--secret is required \(name of the TLS Secret\)$/],
-      [bootstrapCert, ['create', 'now'], { namespace: NS, secret: SECRET }, /^expected one step, create or patch; got "create now"$/],
-      [bootstrapCert, ['renew'], { namespace: NS, secret: SECRET }, /^expected one step, create or patch; got "renew"$/],
-      [bootstrapCert, ['patch'], { namespace: NS, secret: SECRET }, /^--webhook-config is required/],
-      [bootstrapCert, ['create'], { namespace: NS, secret: SECRET, service: SVC, days: '10', 'renew-days': '30' }, /^--renew-days 30 must be below --days 10/],
-      [bootstrapCert, ['create'], { namespace: NS, secret: SECRET, service: SVC, retries: '0' }, /^--retries: "0" is not a whole number in 1..100$/],
+      [bootstrapCert, ['create'], { 'webhook-namespace': NS, service: SVC }, /^--tls-secret is required \(name of the TLS Secret\)$/],
+      [bootstrapCert, ['create', 'now'], { 'webhook-namespace': NS, 'tls-secret': SECRET }, /^expected one step, create or patch; got "create now"$/],
+      [bootstrapCert, ['renew'], { 'webhook-namespace': NS, 'tls-secret': SECRET }, /^expected one step, create or patch; got "renew"$/],
+      [bootstrapCert, ['patch'], { 'webhook-namespace': NS, 'tls-secret': SECRET }, /^--webhook-config is required/],
+      [bootstrapCert, ['create'], { 'webhook-namespace': NS, 'tls-secret': SECRET, service: SVC, days: '10', 'renew-days': '30' }, /^--renew-days 30 must be below --days 10/],
+      [bootstrapCert, ['create'], { 'webhook-namespace': NS, 'tls-secret': SECRET, service: SVC, retries: '0' }, /^--retries: "0" is not a whole number in 1..100$/],
       [restartCommand, [], { 'ready-url': readyUrl }, /^--ca-file is required/],
       [restartCommand, [], { 'ca-file': caFile }, /^--service is required/],
-      [restartCommand, [], { 'ca-file': caFile, service: SVC }, /^--service-namespace is required/],
+      [restartCommand, [], { 'ca-file': caFile, service: SVC }, /^--webhook-namespace is required/],
       [restartCommand, [], { 'ca-file': join(dir, 'nope'), 'ready-url': readyUrl }, /^--ca-file: cannot read .*: ENOENT$/],
       [restartCommand, [], { 'ca-file': caFile, 'ready-url': 'http://x/readyz' }, /^--ready-url: "http:\/\/x\/readyz" must be an https:\/\/ URL with a path$/],
       [restartCommand, [], { 'ca-file': caFile, 'ready-url': readyUrl, wait: 'soon' }, /^--wait: "soon" is not a whole number/],

@@ -49,7 +49,7 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
   try {
-    await withDatabase({ databaseUrl, waitSeconds }, logger, (client) =>
+    await withDatabase({ databaseUrl, waitSeconds, waitOption: '--wait' }, logger, (client) =>
       action === 'install' ? installTrigger(client, config, logger, { backfill: Boolean(values.backfill) }) : uninstallTrigger(client, config, logger));
     return 0;
   } catch (err) {

@@ -16,6 +16,8 @@ export interface ConnectionOptions {
   readonly databaseUrl?: string;
   /** give up on transient failures after this long; 0 means one attempt */
   readonly waitSeconds: number;
+  /** the command's option that sets waitSeconds, named when it gives up; none: the wait is the command's own */
+  readonly waitOption?: string;
   /** the environment the secrets and the TLS settings come from (process.env in the CLI) */
   readonly env?: NodeJS.ProcessEnv;
 }
@@ -105,7 +107,7 @@ export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, w
       const { retryable, message } = classify(err, secrets);
       const left = deadline - Date.now();
       if (!retryable) throw new TriggerError(message);
-      if (left <= 0) throw new TriggerError(`gave up after ${attempt} attempt(s) over ${opts.waitSeconds} s (--wait): ${message}`);
+      if (left <= 0) throw new TriggerError(`gave up after ${attempt} attempt(s) over ${opts.waitSeconds} s${opts.waitOption ? ` (${opts.waitOption})` : ''}: ${message}`);
       const wait = Math.min(delay, left);
       logger.warn({ attempt, retryInMs: wait, reason: message }, 'tracking database not ready; retrying');
       await sleep(wait);

@@ -1,10 +1,9 @@
 // The `doctor` command: reads the whole chain once (read.ts), judges it (checks.ts) and prints one line per check,
 // grouped like `linkerd check`, or JSON for machines. Read-only. Exit 0 when nothing fails, 1 when something does.
-import { existsSync } from 'node:fs';
 import { pino } from 'pino';
 import { stringOption, UsageError, usageText, type CommandArgs } from '../command.js';
 import { databaseUrlOption } from '../db/command.js';
-import { kubeconfigHelp, kubeconfigOption } from '../k8s/args.js';
+import { findCredentials, kubeconfigHelp, kubeconfigOption, noCredentials } from '../k8s/args.js';
 import type { Config } from '../config.js';
 import { createLogger } from '../log.js';
 import { normaliseOidcProvider, parseRoleArn } from '../iam-policy.js';
@@ -98,8 +97,8 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
   const databaseUrl = databaseUrlOption(values);
   const providerArg = stringOption(values, 'oidc-provider');
   const oidcProvider = providerArg === undefined ? undefined : normaliseOidcProvider(providerArg, parseRoleArn(config.roleArn).partition);
-  const kubeconfig = stringOption(values, 'kubeconfig');
-  if (kubeconfig !== undefined && !existsSync(kubeconfig)) throw new UsageError(`--kubeconfig: cannot read ${kubeconfig}`);
+  // an unreadable kubeconfig is a usage error (exit 2); none at all fails kubernetes.api, and the database checks still run
+  const credentials = findCredentials(values);
   const webhookConfig = stringOption(values, 'webhook-config') ?? DEFAULT_WEBHOOK_CONFIG;
   const webhookNamespace = stringOption(values, 'webhook-namespace') ?? DEFAULT_WEBHOOK_NAMESPACE;
   const tlsSecret = stringOption(values, 'tls-secret') ?? `${webhookConfig}-tls`;
@@ -108,11 +107,14 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
   const logger = createLogger('warn', pino.destination({ dest: 2, sync: true }));
   let kube: ReadOptions['kube'];
   let kubeError: string | undefined;
-  try {
-    const { kubeClient } = await import('../k8s/client.js');
-    kube = await kubeClient(kubeconfig);
-  } catch (err) {
-    kubeError = `no usable kubeconfig: ${(err as Error).message}`;
+  if (!credentials) kubeError = noCredentials();
+  else {
+    try {
+      const { kubeClient } = await import('../k8s/client.js');
+      kube = await kubeClient(credentials.file);
+    } catch (err) {
+      kubeError = `no usable kubeconfig (${credentials.from}): ${(err as Error).message}`;
+    }
   }
   const { facts, timedOut } = await readFacts({
     config, kube, kubeError, logger, webhookConfig, webhookNamespace, tlsSecret, oidcProvider,

@@ -139,12 +139,12 @@ export async function patchCaBundle(client: KubeClient, o: PatchOptions, log: Lo
 }
 
 export const usage = usageText([
-  'create --config FILE --namespace NS --secret NAME --service NAME [--days 3650] [--renew-days 30] [--retries 5] [--kubeconfig FILE]',
-  '       mlflow-irsa-webhook bootstrap-cert patch --config FILE --namespace NS --secret NAME --webhook-config NAME [--retries 5] [--kubeconfig FILE]',
+  'create --config FILE --webhook-namespace NS --tls-secret NAME --service NAME [--days 3650] [--renew-days 30] [--retries 5] [--kubeconfig FILE]',
+  '       mlflow-irsa-webhook bootstrap-cert patch --config FILE --webhook-namespace NS --tls-secret NAME --webhook-config NAME [--retries 5] [--kubeconfig FILE]',
   '  create makes the CA and serving certificate in the TLS Secret (kept while valid); patch writes its CA into the caBundle',
 ].join('\n'), [
-  ['--namespace', 'namespace of the webhook Service and the TLS Secret'],
-  ['--secret', 'the TLS Secret (tls.crt, tls.key, ca.crt)'],
+  ['--webhook-namespace', 'namespace of the webhook Service and the TLS Secret (was --namespace)'],
+  ['--tls-secret', 'the TLS Secret (tls.crt, tls.key, ca.crt) (was --secret)'],
   ['--service', 'create: the webhook Service, whose DNS names the certificate carries'],
   ['--webhook-config', 'patch: the MutatingWebhookConfiguration whose webhooks get the caBundle'],
   ['--days', 'create: validity of the CA and certificate (default 3650)'],
@@ -153,9 +153,10 @@ export const usage = usageText([
   kubeconfigHelp,
 ]);
 export const allowPositionals = true;
+export const deprecatedOptions = { namespace: 'webhook-namespace', secret: 'tls-secret' };
 export const options = {
-  namespace: { type: 'string' as const },
-  secret: { type: 'string' as const },
+  'webhook-namespace': { type: 'string' as const },
+  'tls-secret': { type: 'string' as const },
   service: { type: 'string' as const },
   'webhook-config': { type: 'string' as const },
   days: { type: 'string' as const },
@@ -169,8 +170,8 @@ export async function run({ values, positionals, config }: CommandArgs): Promise
   if ((step !== 'create' && step !== 'patch') || extra.length > 0) {
     throw new UsageError(`expected one step, create or patch; got ${JSON.stringify(positionals.join(' ') || '(none)')}`);
   }
-  const namespace = requiredOption(values, 'namespace', 'namespace of the webhook Service and TLS Secret');
-  const secret = requiredOption(values, 'secret', 'name of the TLS Secret');
+  const namespace = requiredOption(values, 'webhook-namespace', 'namespace of the webhook Service and TLS Secret');
+  const secret = requiredOption(values, 'tls-secret', 'name of the TLS Secret');
   const retries = intOption(values, 'retries', 1, 100) ?? 5;
   const log = createLogger(config.logLevel);
   if (step === 'create') {

@@ -99,18 +99,19 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
   return 'restarted';
 }
 
-export const usage = usageText('--config FILE --ca-file FILE (--service NAME --service-namespace NS | --ready-url URL) [--wait 180] [--kubeconfig FILE]', [
+export const usage = usageText('--config FILE --ca-file FILE (--service NAME --webhook-namespace NS | --ready-url URL) [--wait 180] [--kubeconfig FILE]', [
   ['--ca-file', 'PEM CA of the webhook\'s serving certificate (ca.crt of its TLS Secret)'],
   ['--service', 'the webhook Service; its /readyz is polled before the restart'],
-  ['--service-namespace', 'namespace of that Service'],
+  ['--webhook-namespace', 'namespace of that Service (was --service-namespace)'],
   ['--ready-url', 'an https:// readiness URL to poll instead of the Service\'s'],
   ['--wait', 'seconds to wait for the webhook to answer; no restart is sent without it (default 180)'],
   kubeconfigHelp,
 ]);
+export const deprecatedOptions = { 'service-namespace': 'webhook-namespace' };
 export const options = {
   'ca-file': { type: 'string' as const },
   service: { type: 'string' as const },
-  'service-namespace': { type: 'string' as const },
+  'webhook-namespace': { type: 'string' as const },
   'ready-url': { type: 'string' as const },
   wait: { type: 'string' as const },
   ...kubeconfigOption,
@@ -123,7 +124,7 @@ function readyUrlOf(values: CommandArgs['values']): string {
     return url;
   }
   const service = requiredOption(values, 'service', 'the webhook Service, whose /readyz is polled; or give --ready-url');
-  const namespace = requiredOption(values, 'service-namespace', 'namespace of the webhook Service');
+  const namespace = requiredOption(values, 'webhook-namespace', 'namespace of the webhook Service');
   return `https://${service}.${namespace}.svc/readyz`;
 }
 

@@ -2,7 +2,7 @@
 // Command-line entry: parses arguments, loads the one config, and hands over to the command's module.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { UsageError, usageText, type CommandModule, type Values } from './command.js';
+import { COMMON_OPTIONS, UsageError, usageText, type CommandModule, type Values } from './command.js';
 import { version } from './version.js';
 
 /** Each command lives in its own module, loaded only when run, so `serve` never loads pg or the Kubernetes client. */
@@ -112,8 +112,7 @@ export async function main(argv: string[]): Promise<number | undefined> {
     const { values: parsed, positionals } = parseArgs({
       args: rest,
       options: {
-        config: { type: 'string', short: 'c' },
-        values: { type: 'string', short: 'f', multiple: true },
+        ...COMMON_OPTIONS,
         ...command.options,
         ...Object.fromEntries(Object.entries(deprecated).map(([old, now]) => [old, command.options[now]])),
       },

@@ -8,6 +8,12 @@ export class UsageError extends Error {
 
 export type Values = Record<string, string | boolean | undefined>;
 
+/** The options cli.ts gives every command, before each command's own: where its config comes from. */
+export const COMMON_OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  values: { type: 'string', short: 'f', multiple: true },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
 export interface CommandArgs {
   readonly values: Values;
   readonly positionals: string[];

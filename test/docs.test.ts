@@ -3,7 +3,7 @@
 // (a) Links. Every link in README.md, CHANGELOG.md, docs/*.md and the chart's README (inline `[text](target)`, images,
 //     and reference definitions `[name]: target`) is either an https:// URL or a relative path that resolves to a file
 //     inside the repository; a `#anchor` must name a heading of the target Markdown file, slugged as GitHub does.
-// (b) The troubleshooting table (docs/operator-guide.md, "Troubleshooting"). Its column "printed by" says where each
+// (b) The troubleshooting table (docs/troubleshooting.md, "Messages"). Its column "printed by" says where each
 //     row's text comes from. For `ours` (this program) every `code span` in the first column must exist in src/, for
 //     `chart` in the chart's templates; any other value names another tool (Helm, Kubernetes, AWS, ...), quoted as that
 //     tool prints it, and is not checked here. In a quoted message of ours, `<…>` marks a part the program fills in
@@ -23,6 +23,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { root } from './helpers/fixtures.js';
+import { anchors, prose } from './helpers/markdown.js';
+import { COMMON_OPTIONS } from '../src/command.js';
 
 const exec = promisify(execFile);
 const read = (file: string) => readFileSync(join(root, file), 'utf8');
@@ -32,23 +34,6 @@ const walk = (dir: string, keep: (f: string) => boolean): string[] => readdirSyn
 const DOCS = ['README.md', 'CHANGELOG.md', 'charts/mlflow-irsa-webhook/README.md', ...walk('docs', (f) => f.endsWith('.md'))];
 /** Where commands are shown to an operator: the docs, the notes Helm prints after an install, the example values. */
 const COMMAND_SOURCES = [...DOCS, 'charts/mlflow-irsa-webhook/templates/NOTES.txt', ...walk('examples', (f) => /\.ya?ml$/.test(f))];
-
-/** Markdown with fenced code blocks blanked (line count kept), for what is prose. */
-const prose = (md: string) => md.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, (block) => block.replace(/[^\n]/g, ''));
-
-/** GitHub's heading anchors: lowercase, drop everything but letters, marks, digits, `_`, `-` and spaces, spaces to `-`; repeats get -1, -2, ... */
-export function anchors(md: string): Set<string> {
-  const seen = new Map<string, number>();
-  const out = new Set<string>();
-  for (const m of prose(md).matchAll(/^#{1,6}[ \t]+(.+?)[ \t#]*$/gm)) {
-    const text = m[1].replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
-    const base = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-');
-    const n = seen.get(base) ?? 0;
-    seen.set(base, n + 1);
-    out.add(n === 0 ? base : `${base}-${n}`);
-  }
-  return out;
-}
 
 /** The links of a Markdown file (outside code), with their line numbers. */
 export function links(md: string): Array<{ target: string; line: number }> {
@@ -139,8 +124,8 @@ export function missingMessage(quote: string, corpus: readonly string[]): string
 }
 
 t.test('(b) each message the troubleshooting table quotes as ours exists in the code that prints it', async (t) => {
-  const guide = read('docs/operator-guide.md');
-  const section = /^## \d+\. Troubleshooting\n([\s\S]*?)(?=^## )/m.exec(guide)?.[1] ?? '';
+  const page = read('docs/troubleshooting.md');
+  const section = /^## Messages\n([\s\S]*?)(?=^## |(?![\s\S]))/m.exec(page)?.[1] ?? '';
   const rows = section.split('\n').filter((l) => l.startsWith('|')).map(cells);
   const header = rows[0] ?? [];
   const by = header.findIndex((h) => /^printed by$/i.test(h));
@@ -200,9 +185,9 @@ async function commandOptions(): Promise<Map<string, Set<string>>> {
   const table = [...read('src/cli.ts').matchAll(/^\s*'?([a-z-]+)'?: \{ summary: .*import\('\.\/([^']+)'\)/gm)];
   const out = new Map<string, Set<string>>();
   for (const [, name, module] of table) {
-    const m = await import(`../src/${module}`) as { options: Record<string, { short?: string }>; readsChartValues?: boolean };
-    const names = ['config', 'c', 'help', 'h', ...(m.readsChartValues ? ['values', 'f'] : [])];
-    for (const [long, spec] of Object.entries(m.options)) names.push(long, ...(spec.short ? [spec.short] : []));
+    const m = await import(`../src/${module}`) as { options: Record<string, { short?: string }>; deprecatedOptions?: Record<string, string> };
+    const names = ['help', 'h', ...Object.keys(m.deprecatedOptions ?? {})];
+    for (const [long, spec] of Object.entries({ ...COMMON_OPTIONS, ...m.options })) names.push(long, ...('short' in spec && spec.short ? [spec.short] : []));
     out.set(name, new Set(names));
   }
   return out;
@@ -224,7 +209,8 @@ t.test('(d) node dist/cli.js commands in the docs use only options the command a
     for (const flag of flagsOf(rest.join(' '))) t.ok(accepted?.has(flag), `${file}: ${command}: ${name} accepts --${flag}`);
   }
   // the check fails on an option the command does not have
-  t.notOk(options.get('doctor')?.has('values'), 'doctor takes no --values');
+  t.notOk(options.get('doctor')?.has('kms-key-arn'), 'doctor takes no --kms-key-arn');
+  t.ok(options.get('doctor')?.has('values'), 'every command takes --values');
 });
 
 t.test('(e) helm commands in the docs use only flags helm has', async (t) => {

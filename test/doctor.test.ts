@@ -21,7 +21,8 @@ import { buildMutators } from '../src/mutators/index.js';
 import { serviceAccountPlan } from '../src/mutators/service-account.js';
 import { installTrigger, readInstalled } from '../src/db/install.js';
 import { expectedFingerprints, fingerprint } from '../src/db/fingerprint.js';
-import { CHECKS, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
+import { CHECKS, checkDocs, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
+import { anchors } from './helpers/markdown.js';
 import { readFacts, type ReadOptions } from '../src/doctor/read.js';
 import { outputSchema, renderJson, renderText } from '../src/doctor/command.js';
 import { k8sFixture, startK8sStub, type K8sStub, type RbacRule } from './helpers/k8s-stub.js';
@@ -138,8 +139,15 @@ t.test('the check list: stable ids in dependency order, each needing only earlie
     for (const need of c.needs ?? []) t.ok(seen.has(need), `${c.id} needs ${need}, which runs before it`);
     seen.add(c.id);
   }
-  const guide = readFileSync(join(root, 'docs/operator-guide.md'), 'utf8');
-  for (const c of CHECKS) t.match(guide, `\`${c.id}\``, `${c.id} is documented in the operator guide`);
+  // every check's docs link names a heading of docs/troubleshooting.md, as GitHub anchors it
+  const page = readFileSync(join(root, 'docs/troubleshooting.md'), 'utf8');
+  const headings = anchors(page);
+  for (const c of CHECKS) {
+    const link = checkDocs(c.id);
+    t.ok(link.startsWith('https://github.com/mlflow-irsa-webhook/mlflow-irsa-webhook/blob/main/docs/troubleshooting.md#'), `${c.id}: the published page`);
+    t.ok(headings.has(link.split('#')[1]), `${c.id}: its link ${link} resolves to a heading of docs/troubleshooting.md`);
+  }
+  t.notOk(headings.has(checkDocs('made.up').split('#')[1]), 'and a check without a section would be caught');
 });
 
 t.test('a working installation: every Kubernetes check passes, the dry run stores nothing, the served certificate is the one checked', async (t) => {
@@ -708,12 +716,14 @@ t.test('--output json has the documented shape; text is grouped, one line per ch
   for (const r of results) summary[r.status]++;
   const doc = JSON.parse(renderJson(results, summary));
   t.ok(validate(doc), JSON.stringify(validate.errors));
-  t.same(Object.keys(doc.checks[0]), ['id', 'status', 'message', 'fix']);
+  t.same(Object.keys(doc.checks[0]), ['id', 'status', 'message', 'fix', 'docs']);
+  t.equal(doc.checks.find((c: any) => c.id === 'deployment.template').docs, 'https://github.com/mlflow-irsa-webhook/mlflow-irsa-webhook/blob/main/docs/troubleshooting.md#deploymenttemplate');
   t.notOk(validate({ ...doc, checks: [{ ...doc.checks[0], status: 'ok' }] }), 'the schema refuses an unknown status');
   t.notOk(validate({ ...doc, checks: [{ ...doc.checks[0], id: 'made.up' }] }), 'and an undocumented id');
   const text = renderText(results, summary, config, `${NS}/${SVC}`);
   t.match(text, /^mlflow-irsa-webhook doctor: Deployment domino-platform\/mlflow, role sw-mlflow-full-access, webhook mlflow-irsa-webhook\/mlflow-irsa-webhook\n\nKubernetes API\n--------------\nPASS  kubernetes\.api  /);
-  t.match(text, /\nmlflow Deployment\n-----------------\nFAIL  deployment\.template +Deployment domino-platform\/mlflow's pod template lacks the mutation .*\n +fix: kubectl -n domino-platform rollout restart deployment\/mlflow\n/);
+  t.match(text, /\nmlflow Deployment\n-----------------\nFAIL  deployment\.template +Deployment domino-platform\/mlflow's pod template lacks the mutation .*\n +fix: kubectl -n domino-platform rollout restart deployment\/mlflow\n +see: https:\/\/github\.com\/mlflow-irsa-webhook\/mlflow-irsa-webhook\/blob\/main\/docs\/troubleshooting\.md#deploymenttemplate\n/);
+  t.notMatch(text, /PASS .*\n +see:/, 'no link under a pass');
   t.match(text, /\nStatus: \d+ pass, 0 warn, 1 fail, \d+ skip\n$/);
   t.equal(text.split('\n').filter((l) => /^(PASS|WARN|FAIL|SKIP) /.test(l)).length, CHECKS.length, 'one line per check');
 });

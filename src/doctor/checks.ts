@@ -118,7 +118,15 @@ export interface CheckDefinition {
 export interface CheckResult extends Verdict {
   readonly id: string;
   readonly group: string;
+  /** the check's own section of docs/troubleshooting.md: what it checks, why it fails, how to fix it */
+  readonly docs: string;
 }
+
+/** Where the troubleshooting page is published; each check's section is `#` and its id without the dots. */
+export const TROUBLESHOOTING_URL = 'https://github.com/mlflow-irsa-webhook/mlflow-irsa-webhook/blob/main/docs/troubleshooting.md';
+
+/** A check's link: the page, and the anchor GitHub gives its heading `` `<id>` `` (lower case, dots dropped). */
+export const checkDocs = (id: string): string => `${TROUBLESHOOTING_URL}#${id.toLowerCase().replace(/[^a-z0-9_ -]/g, '')}`;
 
 export const GROUP_TITLES: Readonly<Record<string, string>> = {
   kubernetes: 'Kubernetes API',
@@ -711,7 +719,7 @@ function judgeApi(f: DoctorFacts): Verdict {
 /** A check whose group is its id's first part. */
 const check = (id: string, judge: CheckDefinition['judge'], needs?: string[]): CheckDefinition => ({ id, group: id.split('.')[0], judge, ...(needs && { needs }) });
 
-/** Every check, in dependency order. The ids are stable (documented in docs/operator-guide.md). */
+/** Every check, in dependency order. The ids are stable (each has its section in docs/troubleshooting.md). */
 export const CHECKS: readonly CheckDefinition[] = [
   check('kubernetes.api', judgeApi),
   check('webhook.configuration', judgeConfiguration, ['kubernetes.api']),
@@ -753,7 +761,7 @@ export function runChecks(facts: DoctorFacts, ctx: DoctorContext, checks: readon
     } else {
       verdict = check.judge(facts, ctx);
     }
-    done.set(check.id, { id: check.id, group: check.group, ...verdict });
+    done.set(check.id, { id: check.id, group: check.group, ...verdict, docs: checkDocs(check.id) });
   }
   return [...done.values()];
 }

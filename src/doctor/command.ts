@@ -52,12 +52,13 @@ export const outputSchema = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'status', 'message', 'fix'],
+        required: ['id', 'status', 'message', 'fix', 'docs'],
         properties: {
           id: { type: 'string', enum: CHECKS.map((c) => c.id) },
           status: { type: 'string', enum: ['pass', 'warn', 'fail', 'skip'] },
           message: { type: 'string', minLength: 1 },
           fix: { type: 'string' },
+          docs: { type: 'string', pattern: '^https://' },
         },
       },
     },
@@ -71,7 +72,7 @@ export const outputSchema = {
 } as const;
 
 export function renderJson(results: readonly CheckResult[], summary: Summary): string {
-  return `${JSON.stringify({ checks: results.map((r) => ({ id: r.id, status: r.status, message: r.message, fix: r.fix ?? '' })), summary }, null, 2)}\n`;
+  return `${JSON.stringify({ checks: results.map((r) => ({ id: r.id, status: r.status, message: r.message, fix: r.fix ?? '', docs: r.docs })), summary }, null, 2)}\n`;
 }
 
 export function renderText(results: readonly CheckResult[], summary: Summary, config: Config, webhook: string): string {
@@ -85,7 +86,10 @@ export function renderText(results: readonly CheckResult[], summary: Summary, co
       lines.push('', title, '-'.repeat(title.length));
     }
     lines.push(`${r.status.toUpperCase().padEnd(4)}  ${r.id.padEnd(width)}  ${r.message}`);
-    if (r.fix && (r.status === 'warn' || r.status === 'fail')) lines.push(`${' '.repeat(6 + width + 2)}fix: ${r.fix}`);
+    if (r.status === 'warn' || r.status === 'fail') {
+      if (r.fix) lines.push(`${' '.repeat(6 + width + 2)}fix: ${r.fix}`);
+      lines.push(`${' '.repeat(6 + width + 2)}see: ${r.docs}`);
+    }
   }
   lines.push('', `Status: ${summary.pass} pass, ${summary.warn} warn, ${summary.fail} fail, ${summary.skip} skip`);
   return `${lines.join('\n')}\n`;

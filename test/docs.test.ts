@@ -18,8 +18,9 @@
 // (f) The manual uninstall the operator guide gives for `helm uninstall --no-hooks` runs the SQL `install-trigger` prints,
 //     and names each object that SQL drops.
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { root } from './helpers/fixtures.js';
@@ -240,4 +241,32 @@ t.test('(f) the manual uninstall in the operator guide runs the SQL install-trig
     const [object] = named.split(' ON ');
     t.ok(guide.includes(object), `the guide names ${object}`);
   }
+});
+
+t.test('(g) the workspace snippet in docs/trigger.md, run by the real boto3: web identity answers, and the region is set where boto3 reads it', async (t) => {
+  const python = ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', 'import boto3'], { stdio: 'ignore' }).status === 0);
+  if (!python) {
+    t.fail('no python3 with boto3 (.ci/run installs python3-boto3)');
+    return;
+  }
+  const section = /^### Credentials that refresh themselves[^\n]*\n([\s\S]*?)(?=^#{2,3} )/m.exec(read('docs/trigger.md'))?.[1] ?? '';
+  const snippet = /```python\n([\s\S]*?)```/.exec(section)?.[1];
+  t.ok(snippet, 'the snippet is there');
+  const dir = mkdtempSync(join(tmpdir(), 'workspace-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const token = join(dir, 'token');
+  writeFileSync(token, 'eyJhbGciOiJSUzI1NiJ9.e30.c2ln');
+  // a workspace as Domino and an earlier notebook left it: the token, AWS_REGION only, exported static keys
+  const env = {
+    PATH: process.env.PATH ?? '', HOME: dir, AWS_WEB_IDENTITY_TOKEN_FILE: token, AWS_ACCOUNT_NO: '111122223333', AWS_ROLE_NAME: 'workspace-artifacts',
+    AWS_REGION: 'eu-central-1', AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE', AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI', AWS_SESSION_TOKEN: 'old',
+    AWS_CONFIG_FILE: join(dir, 'none'), AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_EC2_METADATA_DISABLED: 'true',
+  };
+  const probe = 'import boto3\ns = boto3.Session()\nprint(s.region_name, s.get_credentials().method, s.client("sts").meta.endpoint_url)';
+  const before = spawnSync(python, ['-c', 'import boto3\nprint(boto3.Session().region_name)'], { env, encoding: 'utf8' });
+  t.equal(before.stdout.trim(), 'None', `without the snippet boto3 has no region, though AWS_REGION is set ${before.stderr.trim()}`);
+  const r = spawnSync(python, ['-c', `${snippet}\n${probe}`], { env, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.trim(), 'eu-central-1 assume-role-with-web-identity https://sts.eu-central-1.amazonaws.com',
+    'the region from AWS_REGION, web identity instead of the exported keys, and the regional STS endpoint');
 });

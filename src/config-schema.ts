@@ -106,7 +106,7 @@ export const configSchema = {
       properties: {
         completedFrom: {
           type: 'array',
-          items: { type: 'string', pattern: s3UriPattern },
+          items: { type: 'string', pattern: s3UriPattern, description: 'an old artifacts destination, s3://<bucket>[/prefix]' },
           uniqueItems: true,
           default: [],
           description: 'old artifacts destinations (s3://<bucket>[/prefix]) whose copy to artifactsDestination is done; doctor stops warning about them',

@@ -13,6 +13,7 @@ import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-acc
 import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
 import { ROLE_ARN_ENV } from '../mutators/deployment.js';
 import { daysLeft, EXPIRY_WARN_DAYS, pemBlocks } from '../tls.js';
+import { judgeMigration } from './migration.js';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -53,6 +54,8 @@ export interface DatabaseFacts {
   /** the location policy install-trigger would install now, resolved as it does (absent when MLflow's tables are) */
   readonly policy?: ResolvedPolicy;
   readonly drift?: Drift;
+  /** references that resolve through the artifact proxy (mlflow-artifacts:), which a destination switch must carry */
+  readonly proxiedReferences?: number;
 }
 
 export interface TrustFacts {
@@ -125,6 +128,7 @@ export const GROUP_TITLES: Readonly<Record<string, string>> = {
   pods: 'Running pods',
   serviceaccount: 'mlflow ServiceAccount',
   trigger: 'Tracking-database trigger',
+  migration: 'Artifacts from the replaced destination',
   iam: 'IAM trust policy',
   reconcile: 'Reconcile loop',
 };
@@ -677,6 +681,7 @@ export const CHECKS: readonly CheckDefinition[] = [
   check('trigger.location-policy', judgeLocationPolicy, ['trigger.installed']),
   check('trigger.legacy', judgeLegacy, ['trigger.connection']),
   check('trigger.drift', judgeDrift, ['trigger.connection']),
+  check('migration.artifacts', judgeMigration, ['kubernetes.api']),
   check('iam.trust-policy', judgeTrust),
   check('reconcile.lease', judgeLease, ['kubernetes.api']),
 ];

@@ -34,6 +34,9 @@ export const chartConfigDefaults: Record<string, unknown> = {
     "schema": "public",
     "enforceLocations": true
   },
+  "migration": {
+    "completedFrom": []
+  },
   "server": {
     "port": 8443,
     "drainSeconds": 5,
@@ -51,4 +54,4 @@ export const chartConfigDefaults: Record<string, unknown> = {
 };
 
 /** Every top-level key values.schema.json admits: the config keys and the chart's own. */
-export const chartValueKeys: readonly string[] = ["roleArn","artifactsDestination","namespace","deployment","container","serviceAccount","region","token","removeEnv","trigger","server","reconcile","logLevel","global","nameOverride","fullnameOverride","image","imagePullSecrets","replicas","resources","terminationGracePeriodSeconds","podAnnotations","podLabels","nodeSelector","tolerations","affinity","priorityClassName","podDisruptionBudget","hostNetwork","networkPolicy","failurePolicy","matchConditions","validatingPolicy","metrics","tls","certManager","jobs","tests","database"];
+export const chartValueKeys: readonly string[] = ["roleArn","artifactsDestination","namespace","deployment","container","serviceAccount","region","token","removeEnv","trigger","migration","server","reconcile","logLevel","global","nameOverride","fullnameOverride","image","imagePullSecrets","replicas","resources","terminationGracePeriodSeconds","podAnnotations","podLabels","nodeSelector","tolerations","affinity","priorityClassName","podDisruptionBudget","hostNetwork","networkPolicy","failurePolicy","matchConditions","validatingPolicy","metrics","tls","certManager","jobs","tests","database"];

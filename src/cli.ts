@@ -12,6 +12,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
   'bootstrap-cert': { summary: 'create the webhook\'s CA and serving certificate (create), or write its caBundle (patch)', load: () => import('./k8s/bootstrap-cert.js') },
   'restart-target': { summary: 'restart the mlflow Deployment if it still lacks the mutation', load: () => import('./k8s/restart-target.js') },
   'iam-policy': { summary: 'print the least-privilege IAM trust and S3 policies and the aws commands', load: () => import('./iam-policy.js') },
+  'migrate-artifacts': { summary: 'print the aws script that copies the artifacts the tracking database references from the old destination', load: () => import('./migrate/command.js') },
   doctor: { summary: 'check the whole chain, read-only: webhook, admission, Deployment, pods, trigger, IAM trust, Lease', load: () => import('./doctor/command.js') },
 };
 

@@ -99,6 +99,21 @@ export const configSchema = {
         },
       },
     },
+    migration: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'the copy of artifacts from the artifacts destination the webhook replaced (migrate-artifacts)',
+      properties: {
+        completedFrom: {
+          type: 'array',
+          items: { type: 'string', pattern: s3UriPattern, description: 'an old artifacts destination, s3://<bucket>[/prefix]' },
+          uniqueItems: true,
+          default: [],
+          description: 'old artifacts destinations (s3://<bucket>[/prefix]) whose copy to artifactsDestination is done; doctor stops warning about them',
+        },
+      },
+    },
     server: {
       type: 'object',
       additionalProperties: false,

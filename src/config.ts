@@ -59,6 +59,11 @@ export interface ReconcileConfig {
   readonly leaseDurationSeconds: number;
 }
 
+export interface MigrationConfig {
+  /** old artifacts destinations, without a trailing slash, whose copy the operator has finished (migrate-artifacts) */
+  readonly completedFrom: readonly string[];
+}
+
 export interface Config {
   readonly roleArn: string;
   /** without a trailing slash */
@@ -71,6 +76,7 @@ export interface Config {
   readonly token: TokenConfig;
   readonly removeEnv: readonly string[];
   readonly trigger: TriggerConfig;
+  readonly migration: MigrationConfig;
   readonly server: ServerConfig;
   readonly reconcile: ReconcileConfig;
   readonly logLevel: string;
@@ -157,7 +163,8 @@ export function bucketProblem(uri: string): string | undefined {
   return undefined;
 }
 
-function stripSlash(uri: string): string {
+/** A destination URI without its trailing slash, the one spelling config values are compared in. */
+export function stripSlash(uri: string): string {
   return uri.endsWith('/') ? uri.slice(0, -1) : uri;
 }
 
@@ -173,7 +180,8 @@ function refine(raw: Record<string, any>): string[] {
   const problems: string[] = [];
   const dest = stripSlash(raw.artifactsDestination);
   const prefixes: Array<[string, string]> = (raw.trigger.allowedLocationPrefixes as string[]).map((p, i) => [`trigger.allowedLocationPrefixes.${i}`, p]);
-  for (const [key, uri] of [['artifactsDestination', raw.artifactsDestination], ...prefixes]) {
+  const completed: Array<[string, string]> = (raw.migration.completedFrom as string[]).map((p, i) => [`migration.completedFrom.${i}`, p]);
+  for (const [key, uri] of [['artifactsDestination', raw.artifactsDestination], ...prefixes, ...completed]) {
     const problem = uri.startsWith('s3://') ? bucketProblem(uri) : undefined;
     if (problem) problems.push(`${key}: ${show(uri)} is not valid (${problem})`);
     if (hasDotSegment(locationPath(uri))) problems.push(`${key}: ${show(uri)} is not valid (no "." or ".." path segments)`);
@@ -223,6 +231,7 @@ export function parseConfig(input: unknown, source = '<inline>'): Config {
   const problems = refine(raw);
   if (problems.length > 0) throw new ConfigError(source, problems);
   raw.artifactsDestination = stripSlash(raw.artifactsDestination);
+  raw.migration.completedFrom = (raw.migration.completedFrom as string[]).map(stripSlash);
   if (raw.trigger.allowedLocationPrefixes.length === 0) {
     raw.trigger.allowedLocationPrefixes = [defaultAllowedPrefix(raw.trigger.locationStyle, raw.artifactsDestination)];
   }

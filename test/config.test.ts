@@ -29,6 +29,7 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
     token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
     removeEnv: ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_PROFILE', 'AWS_DEFAULT_PROFILE', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'],
     trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
+    migration: { completedFrom: [] },
     server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
     logLevel: 'info',
   });
@@ -57,6 +58,8 @@ t.test('valid variants are accepted', async (t) => {
   t.same(problems({ ...base, region: 'us-gov-west-1', token: { expirationSeconds: 600 }, removeEnv: [] }), []);
   t.same(problems({ ...base, token: { volumeName: 'aws-user-token', mountPath: '/var/run/secrets/mlflow/aws' } }), [], 'another volume name on a directory of its own');
   t.same(problems(parseConfigText(JSON.stringify(base))), [], 'JSON is accepted (JSON is YAML)');
+  t.same(parseConfig({ ...base, migration: { completedFrom: ['s3://domino-blobs-mlflow/mlflow/', 's3://old-bucket'] } }).migration.completedFrom,
+    ['s3://domino-blobs-mlflow/mlflow', 's3://old-bucket'], 'migration.completedFrom in the spelling the annotation is compared in');
 });
 
 t.test('each invalid value is reported with key, value and rule, all at once', async (t) => {
@@ -99,6 +102,8 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['unknown location style', { ...base, trigger: { locationStyle: 'presigned' } }, /^trigger\.locationStyle: "presigned" is not one of "direct", "proxied"/],
     ['proxied prefix naming another server', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts://host/x'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/\/host\/x" is not valid/],
     ['dot-dot proxied prefix', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts:/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/a\/\.\." is not valid \(no "\." or "\.\." path segments\)/],
+    ['a migration source that is not a destination', { ...base, migration: { completedFrom: ['mlflow-artifacts:/x'] } }, /^migration\.completedFrom\.0: "mlflow-artifacts:\/x" is not valid \(an old artifacts destination, s3:\/\/<bucket>\[\/prefix\]\)$/],
+    ['a migration source with two periods', { ...base, migration: { completedFrom: ['s3://domino..blobs/mlflow'] } }, /^migration\.completedFrom\.0: "s3:\/\/domino\.\.blobs\/mlflow" is not valid \(bucket "domino\.\.blobs" has two adjacent periods\)/],
     ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean/],
     ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" is not one of "TLSv1.2", "TLSv1.3"/],
     ['metrics on the HTTPS port', { ...base, server: { port: 9443, metricsPort: 9443 } }, /^server\.metricsPort: 9443 must differ from server\.port \(the metrics listener is a second port; 0 turns it off\)/],

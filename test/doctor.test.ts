@@ -19,6 +19,7 @@ import { kubeClient } from '../src/k8s/client.js';
 import { serviceDnsNames } from '../src/k8s/bootstrap-cert.js';
 import { buildMutators } from '../src/mutators/index.js';
 import { serviceAccountPlan } from '../src/mutators/service-account.js';
+import { PREVIOUS_DESTINATION_ANNOTATION } from '../src/mutators/deployment.js';
 import { installTrigger, readInstalled } from '../src/db/install.js';
 import { expectedFingerprints, fingerprint } from '../src/db/fingerprint.js';
 import { CHECKS, checkDocs, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
@@ -132,7 +133,7 @@ t.test('the check list: stable ids in dependency order, each needing only earlie
     'kubernetes.api', 'webhook.configuration', 'webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints', 'admission.dry-run',
     'deployment.template', 'deployment.rollout', 'deployment.credentials', 'deployment.arguments', 'pods.current', 'pods.old-replicasets', 'serviceaccount.annotation',
     'trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.location-policy', 'trigger.legacy', 'trigger.drift',
-    'iam.trust-policy', 'reconcile.lease',
+    'migration.artifacts', 'iam.trust-policy', 'reconcile.lease',
   ]);
   const seen = new Set<string>();
   for (const c of CHECKS) {
@@ -471,6 +472,52 @@ t.test('reconcile.lease: fresh, stale, unheld, missing, or reconcile off', async
   expectCheck(t, (await w.doctor()).byId['reconcile.lease'], 'fail', /Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile not found/, /helm -n mlflow-irsa-webhook upgrade/);
   const off = parseConfig({ ...JSON.parse(JSON.stringify(config)), reconcile: { enabled: false } });
   expectCheck(t, (await w.doctor({ config: off })).byId['reconcile.lease'], 'skip', /reconcile\.enabled is false/);
+});
+
+t.test('migration.artifacts: the destination the webhook replaced warns until migration.completedFrom lists it; nothing replaced passes', async (t) => {
+  const w = await world(t);
+  const OLD = 's3://domino-blobs-mlflow/mlflow';
+  // the fixture's Deployment as the webhook leaves it on its first rollout: Domino's value recorded on its own metadata
+  const recorded = (value: unknown) => {
+    const d = k8sFixture('deployment-mlflow-mutated');
+    d.metadata.annotations[PREVIOUS_DESTINATION_ANNOTATION] = value;
+    return d;
+  };
+  expectCheck(t, (await w.doctor()).byId['migration.artifacts'], 'pass',
+    /^Deployment domino-platform\/mlflow records no replaced artifacts destination \(annotation mlflow-irsa-webhook\.io\/previous-artifacts-destination\): nothing to copy$/);
+
+  w.stub.seed(P.dep, recorded(OLD));
+  const { byId, results } = await w.doctor();
+  expectCheck(t, byId['migration.artifacts'], 'warn',
+    /^Deployment domino-platform\/mlflow records the artifacts destination the webhook replaced, "s3:\/\/domino-blobs-mlflow\/mlflow": artifacts stored through MLflow's proxy before the switch load only once copied to s3:\/\/sw-domino-project-based-mlflow; the copy is not marked done in migration\.completedFrom$/,
+    /^mlflow-irsa-webhook migrate-artifacts --config config\.yaml > migrate-artifacts\.sh  # review, run it, then add "s3:\/\/domino-blobs-mlflow\/mlflow" to migration\.completedFrom$/);
+  t.same(results.filter((r) => r.status !== 'pass' && !r.id.startsWith('trigger.') && r.id !== 'iam.trust-policy').map((r) => r.id), ['migration.artifacts'], 'a warning, nothing else changes');
+
+  // the operator's marker lives in the config: a Domino re-apply of the Deployment (annotation and all) cannot undo it
+  const done = (completedFrom: string[]) => parseConfig({ ...JSON.parse(JSON.stringify(config)), migration: { completedFrom } });
+  expectCheck(t, (await w.doctor({ config: done([`${OLD}/`]) })).byId['migration.artifacts'], 'pass',
+    /^the copy from the replaced destination "s3:\/\/domino-blobs-mlflow\/mlflow" to s3:\/\/sw-domino-project-based-mlflow is marked done \(migration\.completedFrom\)$/);
+  expectCheck(t, (await w.doctor({ config: done(['s3://domino-blobs-mlflow/other']) })).byId['migration.artifacts'], 'warn', /records the artifacts destination the webhook replaced/);
+  w.stub.seed(P.dep, recorded(`${OLD}/`));
+  expectCheck(t, (await w.doctor({ config: done([OLD]) })).byId['migration.artifacts'], 'pass', /marked done/);
+  w.stub.seed(P.dep, recorded('s3://sw-domino-project-based-mlflow'));
+  expectCheck(t, (await w.doctor()).byId['migration.artifacts'], 'pass', /is artifactsDestination itself: nothing to copy$/);
+  w.stub.seed(P.dep, recorded('s3://x/\u001b[2J\u202e'));
+  expectCheck(t, (await w.doctor()).byId['migration.artifacts'], 'warn', /replaced, "s3:\/\/x\/\\u001b\[2J\\u202e":/, /add "s3:\/\/x\/\\u001b\[2J\\u202e" to/);
+  w.stub.seed(P.dep, undefined);
+  expectCheck(t, (await w.doctor()).byId['migration.artifacts'], 'skip', /^Deployment domino-platform\/mlflow could not be read \(see deployment\.template\)$/);
+
+  // with the tracking database: how many references resolve through the proxy (this server's, not another's)
+  const { c, database } = await trackingDatabase(t);
+  await c.query(`CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY, artifact_uri VARCHAR(200), experiment_id INTEGER REFERENCES experiments);
+    INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) VALUES
+      (0, 'Default', 'mlflow-artifacts:/0', 'active'), (1, 'other-server', 'mlflow-artifacts://mlflow.other.example/1', 'active'),
+      (2, 'direct', 's3://domino-blobs-mlflow/mlflow/2', 'active'), (3, 'empty-host', 'mlflow-artifacts:///3', 'active');
+    INSERT INTO runs VALUES ('${'a'.repeat(32)}', 'mlflow-artifacts:/0/${'a'.repeat(32)}/artifacts', 0), ('${'b'.repeat(32)}', 'MLFLOW-ARTIFACTS:/0/${'b'.repeat(32)}/artifacts', 0),
+      ('${'c'.repeat(32)}', 's3://domino-blobs-mlflow/mlflow/2/${'c'.repeat(32)}/artifacts', 2)`);
+  w.stub.seed(P.dep, recorded(OLD));
+  expectCheck(t, (await w.doctor(database)).byId['migration.artifacts'], 'warn',
+    /load only once copied to s3:\/\/sw-domino-project-based-mlflow; the tracking database holds 4 mlflow-artifacts: reference\(s\), which MLflow resolves against the current destination; the copy is not marked done/);
 });
 
 t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) => {

@@ -14,6 +14,7 @@ import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
 import { ROLE_ARN_ENV, SKIP_CONTAINERS_ANNOTATION } from '../mutators/deployment.js';
 import { destinationFlags, overridingKeys, removalReason, type EnvSource } from '../mutators/overrides.js';
 import { daysLeft, EXPIRY_WARN_DAYS, pemBlocks } from '../tls.js';
+import { judgeMigration } from './migration.js';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -54,6 +55,8 @@ export interface DatabaseFacts {
   /** the location policy install-trigger would install now, resolved as it does (absent when MLflow's tables are) */
   readonly policy?: ResolvedPolicy;
   readonly drift?: Drift;
+  /** references that resolve through the artifact proxy (mlflow-artifacts:), which a destination switch must carry */
+  readonly proxiedReferences?: number;
 }
 
 export interface TrustFacts {
@@ -136,6 +139,7 @@ export const GROUP_TITLES: Readonly<Record<string, string>> = {
   pods: 'Running pods',
   serviceaccount: 'mlflow ServiceAccount',
   trigger: 'Tracking-database trigger',
+  migration: 'Artifacts from the replaced destination',
   iam: 'IAM trust policy',
   reconcile: 'Reconcile loop',
 };
@@ -741,6 +745,7 @@ export const CHECKS: readonly CheckDefinition[] = [
   check('trigger.location-policy', judgeLocationPolicy, ['trigger.installed']),
   check('trigger.legacy', judgeLegacy, ['trigger.connection']),
   check('trigger.drift', judgeDrift, ['trigger.connection']),
+  check('migration.artifacts', judgeMigration, ['kubernetes.api']),
   check('iam.trust-policy', judgeTrust),
   check('reconcile.lease', judgeLease, ['kubernetes.api']),
 ];

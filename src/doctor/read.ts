@@ -12,6 +12,7 @@ import type { KubeClient } from '../k8s/client.js';
 import { withDatabase } from '../db/connect.js';
 import { findLegacy, missingTables, readInstalled, resolvePolicy, transaction } from '../db/install.js';
 import { backfillSql } from '../db/sql.js';
+import { countProxied } from '../migrate/references.js';
 import { normaliseOidcProvider } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
@@ -139,6 +140,7 @@ async function readDatabase(o: ReadOptions, db: NonNullable<ReadOptions['databas
         ...(legacy && { legacy }),
         policy: await resolvePolicy(client, config),
         drift: await readDrift(client, config),
+        proxiedReferences: await countProxied(client, schema),
       };
     });
   }));

@@ -404,6 +404,10 @@ t.test('reconcile.lease: fresh, stale, unheld, missing, or reconcile off', async
   expectCheck(t, (await w.doctor({ config: off })).byId['reconcile.lease'], 'skip', /reconcile\.enabled is false/);
 });
 
+// Each case is a policy written by hand (as an operator or the manual procedure wrote it, never by iam-policy's
+// generator) with the verdict it must get, under the example config or the case's own `config` (keys over it): names
+// that all differ (the ServiceAccount not named like the Deployment, another audience and partition) are what
+// tell a right condition from one built of the wrong values.
 t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) => {
   const w = await world(t);
   const dir = join(root, 'test/fixtures/doctor/trust');
@@ -414,7 +418,8 @@ t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) =>
     const policyFile = join(tmp, file);
     writeFileSync(policyFile, JSON.stringify(c.policy));
     w.stub.issuer = c.issuer ?? undefined;
-    const r = (await w.doctor({ trustPolicyFile: policyFile, ...(c.oidcProvider && { oidcProvider: c.oidcProvider }) })).byId['iam.trust-policy'];
+    const cfg = c.config ? parseConfig({ ...JSON.parse(JSON.stringify(config)), ...c.config }) : config;
+    const r = (await w.doctor({ config: cfg, trustPolicyFile: policyFile, ...(c.oidcProvider && { oidcProvider: c.oidcProvider }) })).byId['iam.trust-policy'];
     t.equal(r.status, c.expect.status, `${file} (${c.about}): ${r.message}`);
     t.match(r.message, new RegExp(c.expect.message), `${file}: message`);
     if (r.status !== 'pass') t.match(r.fix ?? '', /mlflow-irsa-webhook iam-policy --config config\.yaml --oidc-provider \S+ --format aws-cli|aws eks describe-cluster|aws iam get-role/, `${file}: fix`);

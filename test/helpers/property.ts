@@ -1,7 +1,8 @@
 // Property tests with honest luck: each property runs on a fixed seed (the same inputs every run, so CI reproduces) and
 // on one random seed per process (printed), so new inputs keep being tried. A failure prints its seed and the command
 // that replays it: FC_SEED=<seed> runs every property of the file on that seed alone; FC_PATH=<path> (with --grep for
-// the failing test) goes straight to the shrunk counterexample.
+// the failing test) goes straight to the shrunk counterexample. FC_SEED=fixed runs the fixed seed alone (what
+// `npm run mutants` does, so that whether a break is caught never depends on luck).
 import fc from 'fast-check';
 import type { Test } from 'tap';
 
@@ -11,8 +12,8 @@ export const FIXED_SEED = 27;
 function replaySeed(): number | undefined {
   const text = process.env.FC_SEED;
   if (text === undefined || text === '') return undefined;
-  const seed = Number(text);
-  if (!Number.isSafeInteger(seed)) throw new Error(`FC_SEED must be an integer (the seed a failure printed), got ${JSON.stringify(text)}`);
+  const seed = text === 'fixed' ? FIXED_SEED : Number(text);
+  if (!Number.isSafeInteger(seed)) throw new Error(`FC_SEED must be an integer (the seed a failure printed) or "fixed", got ${JSON.stringify(text)}`);
   return seed;
 }
 

@@ -520,6 +520,10 @@ t.test('migration.artifacts: the destination the webhook replaced warns until mi
     /load only once copied to s3:\/\/sw-domino-project-based-mlflow; the tracking database holds 4 mlflow-artifacts: reference\(s\), which MLflow resolves against the current destination; the copy is not marked done/);
 });
 
+// Each case is a policy written by hand (as an operator or the manual procedure wrote it, never by iam-policy's
+// generator) with the verdict it must get, under the example config or the case's own `config` (keys over it): names
+// that all differ (the ServiceAccount not named like the Deployment, another audience and partition) are what
+// tell a right condition from one built of the wrong values.
 t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) => {
   const w = await world(t);
   const dir = join(root, 'test/fixtures/doctor/trust');
@@ -530,7 +534,8 @@ t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) =>
     const policyFile = join(tmp, file);
     writeFileSync(policyFile, JSON.stringify(c.policy));
     w.stub.issuer = c.issuer ?? undefined;
-    const r = (await w.doctor({ trustPolicyFile: policyFile, ...(c.oidcProvider && { oidcProvider: c.oidcProvider }) })).byId['iam.trust-policy'];
+    const cfg = c.config ? parseConfig({ ...JSON.parse(JSON.stringify(config)), ...c.config }) : config;
+    const r = (await w.doctor({ config: cfg, trustPolicyFile: policyFile, ...(c.oidcProvider && { oidcProvider: c.oidcProvider }) })).byId['iam.trust-policy'];
     t.equal(r.status, c.expect.status, `${file} (${c.about}): ${r.message}`);
     t.match(r.message, new RegExp(c.expect.message), `${file}: message`);
     if (r.status !== 'pass') t.match(r.fix ?? '', /mlflow-irsa-webhook iam-policy --config config\.yaml --oidc-provider \S+ --format aws-cli|aws eks describe-cluster|aws iam get-role/, `${file}: fix`);
@@ -777,6 +782,9 @@ t.test('--output json has the documented shape; text is grouped, one line per ch
 
 t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deployment, 0 on a mutated setup, 2 on bad usage', async (t) => {
   const w = await world(t);
+  // the leader renews while the CLI runs, as a live one does: a slow machine must not make its Lease look stale
+  const renewing = setInterval(() => w.renewLease(), 1000);
+  t.teardown(() => clearInterval(renewing));
   const cli = join(root, 'dist/cli.js');
   const doctor = (extra: string[] = []) => (w.renewLease(), run(process.execPath, [cli, 'doctor', '--config', exampleConfig, '--kubeconfig', w.stub.kubeconfig, '--output', 'json', ...extra], { env: { ...process.env, PGHOST: '' } })
     .then((r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string })));

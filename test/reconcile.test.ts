@@ -15,6 +15,10 @@ import { startK8sStub, k8sFixture } from './helpers/k8s-stub.js';
 import { buildMutators } from '../src/mutators/index.js';
 import { backoffInterval, decideRepair, initialRepairState, lacksMutation, rolloutInProgress, type RepairState } from '../src/reconcile/decide.js';
 import { exampleConfig, fixture } from './helpers/fixtures.js';
+import { findCredentials } from '../src/k8s/args.js';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const mutators = buildMutators(loadConfig(exampleConfig));
 const MIN = 600_000;
@@ -145,6 +149,23 @@ function logSink() {
   return { logger, lines };
 }
 
+/** The stub's requests from index `from` on with this method and path. */
+function since(stub: { requests: Array<{ method: string; path: string }> }, from: number, method: string, path: string) {
+  return stub.requests.slice(from).filter((q) => q.method === method && q.path === path).length;
+}
+
+/** The API calls a reconciler makes through this client, by method name, in order: what reaches the API from it alone. */
+function recordCalls<T extends object>(api: T): { api: T; calls: string[] } {
+  const calls: string[] = [];
+  const proxy = new Proxy(api, {
+    get(target, key) {
+      const v = Reflect.get(target, key);
+      return typeof v === 'function' ? (...args: unknown[]) => { calls.push(String(key)); return v.apply(target, args); } : v;
+    },
+  });
+  return { api: proxy, calls };
+}
+
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -159,7 +180,10 @@ t.test('loop: a watch delivering an unmutated Deployment leads to exactly one re
   r.start();
   await until('a restart patch', () => w.patches().length > 0);
   await until('the watch to see the mutated result', () => log.lines.some((l) => /restarted: the new pod template carries the mutation/.test(l.msg)));
-  await new Promise((res) => setTimeout(res, 2500)); // two more poll intervals and lease renewals
+  // the loop goes on: checks never overlap, so a third read of the Deployment means two more checks have finished
+  const mark = w.stub.requests.length;
+  await until('two more checks and Lease renewals', () => since(w.stub, mark, 'GET', DEP) >= 3 && since(w.stub, mark, 'PUT', LEASE) >= 2);
+  t.ok(log.lines.filter((l) => l.decision === 'none').length >= 2, 'later checks found the Deployment mutated');
   t.equal(w.patches().length, 1, 'exactly one restart');
   const p = w.patches()[0];
   t.equal(p.contentType, 'application/strategic-merge-patch+json');
@@ -279,10 +303,11 @@ t.test('loop: the API server going away and coming back makes the loop resume', 
   t.equal(w.patches().length, 1, 'repaired with one restart');
 });
 
-t.test('loop: an API server that hangs blocks neither later checks nor stopping', async (t) => {
+t.test('loop: an API server that hangs blocks neither later checks nor stopping; once stopped, the loop sends nothing more', async (t) => {
   const w = await world(t);
   w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
-  const a = w.make('pod-a');
+  const recorded = recordCalls(w.client);
+  const a = w.make('pod-a', { api: recorded.api });
   await a.r.checkNow();
   t.equal(a.r.isLeader, true);
   // a read of the Deployment that never returns: the check is given up, and the next one is not blocked by it
@@ -293,12 +318,25 @@ t.test('loop: an API server that hangs blocks neither later checks nor stopping'
   w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
   await a.r.checkNow();
   t.equal(w.patches().length, 1, 'later checks still run and repair');
+  // the loop running on its timers, with its watch open
+  const collection = '/apis/apps/v1/namespaces/domino-platform/deployments';
+  a.r.start();
+  const polled = recorded.calls.filter((c) => c === 'readDeployment').length;
+  await until('a poll and an open watch', () => recorded.calls.filter((c) => c === 'readDeployment').length > polled && w.stub.watching(collection) === 1);
   // then nothing answers at all
   w.stub.hang = () => true;
-  await a.r.stop(); // the test's own timeout is the assertion: stop() must return
-  t.ok(a.log.lines.some((l) => /releasing the Lease took too long/.test(l.msg)), 'says why the Lease is left to expire');
+  await a.r.stop();
+  const sentBeforeStop = recorded.calls.length;
+  t.ok(a.log.lines.some((l) => /releasing the Lease took too long/.test(l.msg)), 'stop() returned, and says why the Lease is left to expire');
   t.ok(a.log.lines.some((l) => l.msg === 'reconcile loop stopped'));
   w.stub.hang = undefined;
+  await until('the watch to close', () => w.stub.watching(collection) === 0);
+  // the proof that pod-a would have sent something by now: pod-b, on the same intervals, waits out pod-a's claim (2 s,
+  // several of pod-a's Lease rounds and polls), takes the Lease and checks the Deployment
+  const b = w.make('pod-b');
+  b.r.start();
+  await until('pod-b to lead and check', () => b.r.isLeader && b.log.lines.some((l) => l.decision === 'none'));
+  t.same(recorded.calls.slice(sentBeforeStop), [], 'after stop(), pod-a sent nothing: no Lease round, no poll, no watch');
 });
 
 t.test('serve starts the loop only with credentials and reconcile.enabled', async (t) => {
@@ -311,23 +349,32 @@ t.test('serve starts the loop only with credentials and reconcile.enabled', asyn
   process.env.POD_NAMESPACE = 'mlflow-irsa-webhook';
   process.env.POD_NAME = 'mlflow-irsa-webhook-7d9c-abcde';
   t.teardown(() => { delete process.env.POD_NAMESPACE; delete process.env.POD_NAME; });
-  const running = await serve(loopConfig, { port: 0, host: '127.0.0.1', kubeconfig: stub.kubeconfig }, log.logger);
+  const running = await serve(loopConfig, { port: 0, host: '127.0.0.1', credentials: { file: stub.kubeconfig, from: `--kubeconfig ${stub.kubeconfig}` } }, log.logger);
   t.teardown(() => running.stop());
   t.ok(running.reconciler, 'started with --kubeconfig');
   await until('the ServiceAccount repair', () => stub.requests.some((q) => q.method === 'PATCH' && q.path === SA));
   t.equal(stub.object(LEASE).spec.holderIdentity, 'mlflow-irsa-webhook-7d9c-abcde', 'POD_NAME holds the Lease in POD_NAMESPACE');
-  const off = await serve(parseConfig({ ...JSON.parse(JSON.stringify(loopConfig)), reconcile: { enabled: false } }), { port: 0, host: '127.0.0.1', kubeconfig: stub.kubeconfig }, quiet());
+  const off = await serve(parseConfig({ ...JSON.parse(JSON.stringify(loopConfig)), reconcile: { enabled: false } }), { port: 0, host: '127.0.0.1', credentials: { file: stub.kubeconfig, from: '--kubeconfig' } }, quiet());
   t.teardown(() => off.stop());
   t.equal(off.reconciler, undefined, 'reconcile.enabled: false');
 
-  // outside a pod, a developer's KUBECONFIG alone must not start restarting some cluster's mlflow
-  process.env.KUBECONFIG = stub.kubeconfig;
-  t.teardown(() => { delete process.env.KUBECONFIG; });
+  // where serve looks: --kubeconfig, then $KUBECONFIG (as every command), then the pod's service account; never the
+  // developer's ~/.kube/config by default, so a local trial does not start restarting their current cluster's mlflow
+  const home = mkdtempSync(join(tmpdir(), 'home-'));
+  t.teardown(() => rmSync(home, { recursive: true, force: true }));
+  mkdirSync(join(home, '.kube'));
+  writeFileSync(join(home, '.kube', 'config'), readFileSync(stub.kubeconfig));
+  const savedHome = process.env.HOME;
+  process.env.HOME = home;
+  t.teardown(() => { process.env.HOME = savedHome; });
+  t.same(findCredentials({}, { userFile: false, env: { KUBECONFIG: stub.kubeconfig } }), { from: `$KUBECONFIG (${stub.kubeconfig})` }, '$KUBECONFIG is honoured');
+  t.equal(findCredentials({}, { userFile: false, env: {} }), undefined, '~/.kube/config alone is not taken');
+  t.same(findCredentials({}, { env: {} }), { from: join(home, '.kube', 'config') }, 'which the other commands do take');
   const local = logSink();
   const trial = await serve(loopConfig, { port: 0, host: '127.0.0.1' }, local.logger);
   t.teardown(() => trial.stop());
-  t.equal(trial.reconciler, undefined, 'no --kubeconfig, not in a pod: no loop');
-  t.ok(local.lines.some((l) => /reconcile loop not started: not in a pod, and no --kubeconfig given/.test(l.msg)));
+  t.equal(trial.reconciler, undefined, 'no credentials found: no loop');
+  t.ok(local.lines.some((l) => /reconcile loop not started: no cluster credentials: no --kubeconfig, no \$KUBECONFIG, and not in a pod/.test(l.msg)));
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -451,7 +498,16 @@ t.test('Lease: a leader that loses it to another holder logs it, drops the gauge
   t.match(await a.metrics.registry.metrics(), /reconcile_leader 0/);
   await until('the watch to stop', () => w.stub.watching('/apis/apps/v1/namespaces/domino-platform/deployments') === 0);
   w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
-  await new Promise((res) => setTimeout(res, 1500)); // a poll interval and more
+  // the loop still runs as a follower: three more Lease rounds (one every 2/3 s) span more than a poll interval (1 s).
+  // pod-c stays alive meanwhile (it renews, as a live holder does), so however slow the machine, its claim never
+  // lapses and a takeover by pod-a would be a bug, not the election working
+  const mark = w.stub.requests.length;
+  const podCRenews = () => {
+    const l = w.stub.object(LEASE);
+    if (l.spec.holderIdentity === 'pod-c') w.stub.seed(LEASE, { ...l, spec: { ...l.spec, renewTime: new Date().toISOString().replace('Z', '000Z') } });
+  };
+  await until('three more Lease rounds', () => { podCRenews(); return since(w.stub, mark, 'GET', LEASE) >= 3; });
+  t.equal(since(w.stub, mark, 'GET', DEP), 0, 'no longer reading the Deployment');
   t.equal(w.patches().length, 0, 'no longer acting');
   t.equal(w.stub.object(LEASE).spec.holderIdentity, 'pod-c', 'pod-c\'s fresh claim is respected');
 });

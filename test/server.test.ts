@@ -323,6 +323,42 @@ t.test('TLS 1.2 is ECDHE with AEAD only: CBC, SHA-1 and RSA key exchange suites 
   }
 });
 
+t.test('a certificate reload keeps the TLS settings: the minimum version (TLS 1.3: a TLS 1.2 client is refused after the reload too), the cipher list and the server\'s cipher order', async (t) => {
+  const ca = await createCa('reload-ca', 1);
+  const [first, second] = await Promise.all([createServingCert(['localhost'], 1, ca), createServingCert(['localhost'], 2, ca)]);
+  /** What a client gets: the protocol and suite, or why it was refused (the alert's name varies with OpenSSL's version). */
+  const answer = async (o: ConnectionOptions & { port: number }) => {
+    const r = await handshake(o);
+    if (r.error === undefined) return `${r.protocol} ${r.cipher}`;
+    return /PROTOCOL_VERSION/.test(r.error) ? 'refused: protocol version' : /HANDSHAKE_FAILURE|NO_SHARED_CIPHER|NO_CIPHERS/.test(r.error) ? 'refused: no shared suite' : r.error;
+  };
+  const profile = async (port: number) => ({
+    tls12: await answer({ port, maxVersion: 'TLSv1.2' }),
+    cbc: await answer({ port, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA@SECLEVEL=0' }),
+    // the clients prefer the suites the server ranks last: the server's order decides
+    order12: await answer({ port, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256' }),
+    order13: await answer({ port, ciphers: 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384' }),
+  });
+  const expected = {
+    'TLSv1.3': { tls12: 'refused: protocol version', cbc: 'refused: protocol version', order12: 'refused: protocol version', order13: 'TLSv1.3 TLS_AES_256_GCM_SHA384' },
+    'TLSv1.2': { tls12: 'TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256', cbc: 'refused: no shared suite', order12: 'TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256', order13: 'TLSv1.3 TLS_AES_256_GCM_SHA384' },
+  } as const;
+  for (const tlsMinVersion of ['TLSv1.3', 'TLSv1.2'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'reload-tls-'));
+    const log = capture();
+    const running = await serve(baseConfig({ tlsMinVersion }), { port: 0, host: '127.0.0.1', ...writePairIn(dir, first) }, log.logger);
+    t.same(await profile(running.port), expected[tlsMinVersion], `${tlsMinVersion}: at start`);
+    writeFileSync(join(dir, 'tls.key.new'), second.key);
+    writeFileSync(join(dir, 'tls.crt'), second.cert);
+    renameSync(join(dir, 'tls.key.new'), join(dir, 'tls.key'));
+    // a loaded machine can delay the file polling by seconds: wait for the reload's line rather than a fixed time
+    for (let i = 0; i < 1200 && !log.lines.some((l) => l.msg.startsWith('serving certificate reloaded')); i++) await new Promise((r) => setTimeout(r, 25));
+    t.equal(await handshakeCert(running.port, ca.cert), fingerprint(second.cert), `${tlsMinVersion}: reloaded, new handshakes get the new certificate`);
+    t.same(await profile(running.port), expected[tlsMinVersion], `${tlsMinVersion}: after the reload, the same answers to the same clients`);
+    await running.stop();
+  }
+});
+
 t.test('certificate validity: logged at start and at every reload, error when expired or not yet valid, warn within 30 days; the gauge follows', async (t) => {
   const now = Date.now();
   const gauge = async (port: number) => {

@@ -12,9 +12,10 @@ import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js
 import { applyStrict } from './helpers/strict-patch.js';
 import { cowArbitraries, edit } from './helpers/cow-edits.js';
 import { validateK8s } from './helpers/k8s-schema.js';
+import { checkProperty } from './helpers/property.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { constant, diff, encodedDiff, PatchLimitError } from '../src/patch.js';
+import { constant, diff, encodedDiff, PatchLimitError, type Operation } from '../src/patch.js';
 import { boundWarnings, encodeReview, LIMITS, REVIEW_REPLY_SCHEMA, review, SUPPORTED_VERSIONS, type AdmissionResponse } from '../src/admission.js';
 import { createRequire } from 'node:module';
 import { parseJson } from '../src/json-body.js';
@@ -200,6 +201,61 @@ t.test('the patch mechanism alone: entries paired by name, reference or value; o
   t.equal(diff({ env: long }, { env: [] }, 5000).length, 5000, 'and not before it');
 });
 
+t.test('the diff\'s list shortcuts, by fixed examples: removals at the tail, additions at the tail, both, with edits before them', async (t) => {
+  const e = (name: string, value = `v-${name}`) => ({ name, value });
+  const [A, B, C, D, E] = ['A', 'B', 'C', 'D', 'E'].map((n) => e(n));
+  const at = '/spec/template/spec/containers/0/env';
+  const rm = (i: number): Operation => ({ op: 'remove', path: `${at}/${i}` });
+  const add = (i: number, value: unknown): Operation => ({ op: 'add', path: `${at}/${i}`, value });
+  const cases: Array<[string, unknown[], unknown[], Operation[]]> = [
+    ['one removed at the tail', [A, B, C], [A, B], [rm(2)]],
+    ['three removed at the tail, from the end', [A, B, C, D, E], [A, B], [rm(4), rm(3), rm(2)]],
+    ['all removed, from the end', [A, B, C], [], [rm(2), rm(1), rm(0)]],
+    ['two added at the tail, in order', [A, B], [A, B, C, D], [add(2, C), add(3, D)]],
+    ['added to an empty list', [], [A, B], [add(0, A), add(1, B)]],
+    ['an entry of the head edited, then two removed at the tail', [A, B, C, D], [A, e('B', 'new')], [rm(3), rm(2), { op: 'replace', path: `${at}/1/value`, value: 'new' }]],
+    ['an entry of the head edited, then two added at the tail', [A, B], [e('A', 'new'), B, C, D], [{ op: 'replace', path: `${at}/0/value`, value: 'new' }, add(2, C), add(3, D)]],
+    ['two removed and two added at the tail (past the shortcut)', [A, B, C, D], [A, B, E, e('F')], [rm(3), rm(2), add(2, E), add(3, e('F'))]],
+    ['unnamed values: two removed at the tail', [1, 'x', null, 4], [1, 'x'], [rm(3), rm(2)]],
+    ['unnamed values: two added at the tail', [1], [1, 'x', null], [add(1, 'x'), add(2, null)]],
+  ];
+  for (const [what, a, b, expected] of cases) {
+    // as a mutator leaves them: the entries it keeps are the same objects, the lists new ones
+    const object = (env: unknown[]) => ({ spec: { template: { spec: { containers: [{ name: 'mlflow', env }] } } } });
+    const from = object(a);
+    const to = object(b);
+    const ops = diff(from, to);
+    t.same(ops, expected, `${what}: op by op`);
+    t.same(diff(from, to, Infinity, false), expected, `${what}: the same operations the long way (no shortcuts)`);
+    let applied: unknown;
+    try {
+      applied = applyStrict(from, ops);
+    } catch (err) {
+      applied = `refused by the strict applier: ${(err as Error).message}`;
+    }
+    t.same(applied, to, `${what}: applied strictly, the patch gives the target`);
+  }
+});
+
+t.test('the target\'s status and scale sub-resources are admitted without a patch, although the same object on the main resource is patched', async (t) => {
+  const { s } = server();
+  t.teardown(() => s.app.close());
+  for (const [name, sub, kind] of [['deployment-update-status-subresource', 'status', 'Deployment'], ['deployment-update-scale-subresource', 'scale', 'Scale']] as const) {
+    const { review } = fixture(name);
+    t.match(review.request, { resource: { group: 'apps', version: 'v1', resource: 'deployments' }, subResource: sub, requestSubResource: sub, namespace: 'domino-platform', name: 'mlflow', operation: 'UPDATE', kind: { kind } },
+      `${name}: an UPDATE of the target Deployment's ${sub}, as the API server sends it`);
+    const res = await post(s, review);
+    t.equal(res.body.response.allowed, true);
+    t.equal(res.body.response.patch, undefined, `${name}: no patch (the API server rejects a patch on a sub-resource update)`);
+  }
+  // the proof that the status fixture exercises the sub-resource guard and nothing else: on the main resource, patched
+  const main = structuredClone(fixture('deployment-update-status-subresource').review);
+  delete main.request.subResource;
+  delete main.request.requestSubResource;
+  const patched = await post(s, main);
+  t.ok((decodePatch(patched.body.response) ?? []).length > 0, 'the same request without subResource is patched');
+});
+
 t.test('the copy-on-write shortcuts change nothing: the same operations as the long way, the same text as JSON.stringify', async (t) => {
   const shared = constant({ name: 'B', projected: { 'q"\ud800': ['\ud800', 1, null], defaultMode: 420 } });
   const { root: object, edits } = cowArbitraries(fc, shared);
@@ -210,7 +266,7 @@ t.test('the copy-on-write shortcuts change nothing: the same operations as the l
   const plain = (v: unknown): unknown => (Array.isArray(v) ? v.map(plain)
     : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)])) : v);
   let ops = 0;
-  fc.assert(fc.property(object, edits, (a, es) => {
+  const runs = await checkProperty(t, fc.property(object, edits, (a, es) => {
     const b = es.reduce<unknown>((v, e) => edit(v, e), a);
     const shortcut = diff(a, b);
     assert.deepStrictEqual(shortcut, diff(a, b, Infinity, false), 'the same operations as without the shortcuts');
@@ -221,7 +277,7 @@ t.test('the copy-on-write shortcuts change nothing: the same operations as the l
     if (b !== null && typeof b === 'object' && !Array.isArray(b)) assert.deepStrictEqual(plain(applyStrict(plain(a), plain(shortcut))), plain(b), 'applied strictly, the patch gives the target');
     ops += shortcut.length;
   }), { numRuns: 500 });
-  t.ok(ops > 500, `500 random copy-on-write edits (${ops} operations): the same operations as the long way, the same text as JSON.stringify, and each patch applied strictly gives its target`);
+  t.ok(ops > runs, `${runs} random copy-on-write edits (${ops} operations): the same operations as the long way, the same text as JSON.stringify, and each patch applied strictly gives its target`);
   t.throws(() => { (shared as { name: string }).name = 'X'; }, TypeError, 'a constant cannot be changed by any holder');
   t.throws(() => { (shared.projected['q"\ud800'] as unknown[]).push(2); }, TypeError, 'nor anything inside it');
 });
@@ -393,8 +449,7 @@ t.test('the reply is what fastify\'s serialiser compiled from the reply schema w
     apiVersion, kind: 'AdmissionReview',
     response: { uid, allowed: true, ...(warnings ? { warnings } : {}), ...(patch === undefined ? {} : { patchType: 'JSONPatch' as const, patch }) },
   }));
-  fc.assert(fc.property(response, (r) => assert.equal(encodeReview(r), compiled(r))), { numRuns: 1000 });
-  t.pass('1000 random replies: the same bytes');
+  await checkProperty(t, fc.property(response, (r) => assert.equal(encodeReview(r), compiled(r))), { numRuns: 1000 });
 });
 
 t.test('a route with a schema still gets fastify\'s compilers, loaded when first needed', async (t) => {
@@ -443,7 +498,7 @@ t.test('the body parser gives what secure-json-parse gives: the same value, or t
   })).value as fc.Arbitrary<string>;
   let texts = 0;
   let refusedRandom = 0;
-  fc.assert(fc.property(fc.oneof(fc.array(fragment, { maxLength: 12 }).map((f) => f.join('')), keyed), (text) => {
+  await checkProperty(t, fc.property(fc.oneof(fc.array(fragment, { maxLength: 12 }).map((f) => f.join('')), keyed), (text) => {
     const library_ = outcome(library, text);
     assert.deepStrictEqual(outcome(parseJson, text), library_);
     texts++;
@@ -495,7 +550,7 @@ t.test('decision lines are the bytes pino writes for the same fields, at the sam
     const theirs = captureLog(level);
     const write = decisionLogger(ours.logger);
     const reference = pinoDecisionLogger(theirs.logger);
-    fc.assert(fc.property(decision, fc.nat(), fc.double({ min: 0, max: 2, noNaN: true }), (d, n, seconds) => {
+    await checkProperty(t, fc.property(decision, fc.nat(), fc.double({ min: 0, max: 2, noNaN: true }), (d, n, seconds) => {
       const before = ours.raw.length;
       write(d, `req-${n}`, seconds);
       reference(d, `req-${n}`, seconds);

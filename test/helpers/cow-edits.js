@@ -19,7 +19,7 @@ export function cowArbitraries(fc, shared) {
   }));
   const edits = fc.array(fc.record({
     path: fc.array(fc.nat(), { maxLength: 5 }),
-    action: fc.constantFrom('set', 'delete', 'push', 'pop', 'insert', 'move', 'duplicate', 'rebuild', 'rename'),
+    action: fc.constantFrom('set', 'delete', 'push', 'pop', 'truncate', 'extend', 'insert', 'move', 'duplicate', 'rebuild', 'rename'),
     at: fc.nat(),
     value: fc.oneof(tree, fc.constant(shared)),
   }), { minLength: 1, maxLength: 5 });
@@ -47,6 +47,9 @@ export function edit(v, e, depth = 0) {
     const i = v.length === 0 ? 0 : e.at % v.length;
     if (e.action === 'push') return [...v, e.value];
     if (e.action === 'pop') return v.slice(0, -1);
+    // several at the tail at once: the diff's shortcut for a list whose head is kept
+    if (e.action === 'truncate') return v.slice(0, i);
+    if (e.action === 'extend') return [...v, e.value, structuredClone(e.value)];
     if (e.action === 'insert') return [...v.slice(0, i), e.value, ...v.slice(i)];
     if (e.action === 'delete') return [...v.slice(0, i), ...v.slice(i + 1)];
     if (e.action === 'move' && v.length > 1) return [...v.slice(1), v[0]];

@@ -92,8 +92,9 @@ export const configSchema = {
           description: 'experiment locations written directly (not through our tag) other than empty, MLflow\'s default <defaultArtifactRoot>/<id>, or (custom-location) an allowed one: off, audit (let through and recorded for doctor), or enforce (refused); unset: audit',
         },
         enforceLocations: {
-          type: 'boolean',
-          description: 'deprecated, use locationPolicy: true is enforce, false is off; refused when it disagrees with locationPolicy',
+          // null as well: `--set trigger.enforceLocations=null` removes it, with or without an earlier chart's default beneath
+          type: ['boolean', 'null'],
+          description: 'deprecated, use locationPolicy: true is enforce, false is off (null: unset); refused when it disagrees with locationPolicy',
         },
         defaultArtifactRoot: {
           type: 'string',

@@ -193,7 +193,7 @@ function refine(raw: Record<string, any>): string[] {
     problems.push(`server.metricsPort: ${raw.server.metricsPort} must differ from server.port (the metrics listener is a second port; 0 turns it off)`);
   }
   const policy = raw.trigger.locationPolicy as LocationPolicyMode | undefined;
-  const legacy = raw.trigger.enforceLocations as boolean | undefined;
+  const legacy = (raw.trigger.enforceLocations ?? undefined) as boolean | undefined;
   if (policy !== undefined && legacy !== undefined && policy !== legacyPolicy(legacy)) {
     problems.push(`trigger.enforceLocations: ${legacy} is deprecated and means locationPolicy ${legacyPolicy(legacy)}, which disagrees with `
       + `trigger.locationPolicy: ${show(policy)}; remove trigger.enforceLocations (helm upgrade --reuse-values keeps it from the earlier `
@@ -220,6 +220,7 @@ export function parseConfig(input: unknown, source = '<inline>'): Config {
   const problems = refine(raw);
   if (problems.length > 0) throw new ConfigError(source, problems);
   raw.artifactsDestination = stripSlash(raw.artifactsDestination);
+  if (raw.trigger.enforceLocations === null) delete raw.trigger.enforceLocations;
   raw.trigger.locationPolicy ??= raw.trigger.enforceLocations === undefined ? DEFAULT_LOCATION_POLICY : legacyPolicy(raw.trigger.enforceLocations);
   if (raw.trigger.allowedLocationPrefixes.length === 0) {
     raw.trigger.allowedLocationPrefixes = [defaultAllowedPrefix(raw.trigger.locationStyle, raw.artifactsDestination)];

@@ -69,6 +69,10 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     [['-f', ciValues, '--set', 'failurePolicy=Sometimes'], /failurePolicy: failurePolicy must be one of the following: "Ignore", "Fail"/],
     [['-f', ciValues, '--set', 'trigger.mode=everything'], /trigger\.mode: trigger\.mode must be one of the following/],
     [['-f', ciValues, '--set', 'trigger.locationStyle=s3'], /trigger\.locationStyle: trigger\.locationStyle must be one of the following: "direct", "proxied"/],
+    [['-f', ciValues, '--set', 'trigger.locationPolicy=strict'], /trigger\.locationPolicy: trigger\.locationPolicy must be one of the following: "off", "audit", "enforce"/],
+    // an earlier values file's enforceLocations beside a locationPolicy that means something else: which was meant?
+    [['-f', ciValues, '--set', 'trigger.enforceLocations=true', '--set', 'trigger.locationPolicy=audit'],
+      /trigger\.enforceLocations: true is deprecated and means locationPolicy enforce, which disagrees with trigger\.locationPolicy: "audit"; remove trigger\.enforceLocations \(helm upgrade --reuse-values keeps it from the earlier chart's defaults: add --set trigger\.enforceLocations=null\)/],
     [['-f', ciValues, '--set', 'tokne.audience=x'], /Additional property tokne is not allowed/],
     [['-f', ciValues, '--set', 'terminationGracePeriodSeconds=5'], /terminationGracePeriodSeconds \(5\) must exceed server.drainSeconds \(5\)/],
     // there is no public image: without a repository the render stops and says what to set
@@ -94,6 +98,18 @@ t.test('values.schema.json refuses missing or malformed required values with a c
   const lint = await helmRun(['lint', '--strict', chart]);
   t.not(lint.code, 0, 'lint without the required values fails');
   t.match(lint.stdout + lint.stderr, /roleArn is required/);
+});
+
+t.test('an earlier values file\'s trigger.enforceLocations still renders, and means what it meant (true enforce, false off)', async (t) => {
+  const configOf = (objects: Obj[]) => parseConfigText(one(objects, 'ConfigMap', FULL, NS).data['config.yaml']).trigger;
+  const [on, off, agreeing] = await Promise.all([
+    render(['trigger.enforceLocations=true']), render(['trigger.enforceLocations=false']),
+    render(['trigger.enforceLocations=false', 'trigger.locationPolicy=off']),
+  ]);
+  t.match(configOf(on), { enforceLocations: true, locationPolicy: 'enforce' });
+  t.match(configOf(off), { enforceLocations: false, locationPolicy: 'off' });
+  t.match(configOf(agreeing), { locationPolicy: 'off' }, 'both set and agreeing is accepted');
+  t.match(configOf(await render(['trigger.enforceLocations=null', 'trigger.locationPolicy=enforce'])), { locationPolicy: 'enforce' }, 'null removes the old key, as the refusal says');
 });
 
 t.test('values.schema.json carries the program\'s config schema unchanged', async (t) => {
@@ -131,6 +147,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.equal(config.artifactsDestination, 's3://sw-domino-project-based-mlflow');
     t.equal(config.namespace, TARGET_NS);
     t.equal(config.server.port, 8443);
+    t.equal(config.trigger.locationPolicy, 'audit', 'the location policy audits by default');
     t.same(Object.keys(parseYaml(text)).filter((k) => !(k in configSchema.properties)), [], 'only config keys');
     for (const hookCm of find(objects, 'ConfigMap', `${FULL}-hooks`)) t.equal(hookCm.data['config.yaml'], text, `hook copy in ${hookCm.metadata.namespace}`);
     t.same(find(objects, 'ConfigMap', `${FULL}-hooks`).map((c) => c.metadata.namespace).sort(), [TARGET_NS, NS]);

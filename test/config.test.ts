@@ -28,16 +28,31 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
     namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow',
     token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
     removeEnv: ['AWS_CONFIG_FILE'],
-    trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
+    trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', locationPolicy: 'audit' },
     server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
     logLevel: 'info',
   });
   t.equal(c.region, undefined);
   t.equal(c.trigger.defaultArtifactRoot, undefined, 'no default root: install-trigger derives it');
+  t.notOk('enforceLocations' in c.trigger, 'the deprecated key is not made up');
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.token) && Object.isFrozen(c.removeEnv), 'deeply frozen');
   const input = { ...base };
   parseConfig(input);
   t.same(input, base, 'the input document is not written to');
+});
+
+t.test('trigger.locationPolicy: audit unless set; the deprecated enforceLocations maps true to enforce and false to off', async (t) => {
+  const policy = (trigger: Record<string, unknown>) => parseConfig({ ...base, trigger }).trigger;
+  t.match(policy({}), { locationPolicy: 'audit' });
+  for (const mode of ['off', 'audit', 'enforce']) t.match(policy({ locationPolicy: mode }), { locationPolicy: mode });
+  t.match(policy({ enforceLocations: true }), { locationPolicy: 'enforce', enforceLocations: true });
+  t.match(policy({ enforceLocations: false }), { locationPolicy: 'off', enforceLocations: false });
+  t.match(policy({ enforceLocations: true, locationPolicy: 'enforce' }), { locationPolicy: 'enforce' }, 'both, agreeing');
+  const unset = policy({ enforceLocations: null, locationPolicy: 'off' });
+  t.equal(unset.locationPolicy, 'off');
+  t.notOk('enforceLocations' in unset, 'null is unset (helm --set trigger.enforceLocations=null)');
+  const again = parseConfig(JSON.parse(JSON.stringify(parseConfig({ ...base, trigger: { enforceLocations: false } }))));
+  t.equal(again.trigger.locationPolicy, 'off', 'a loaded config parses again to the same policy');
 });
 
 t.test('the example config is valid and holds the procedure\'s values', async (t) => {
@@ -95,7 +110,11 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['unknown location style', { ...base, trigger: { locationStyle: 'presigned' } }, /^trigger\.locationStyle: "presigned" must be equal to one of the allowed values/],
     ['proxied prefix naming another server', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts://host/x'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/\/host\/x" is not valid/],
     ['dot-dot proxied prefix', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts:/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/a\/\.\." is not valid \(no "\." or "\.\." path segments\)/],
-    ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean/],
+    ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean,null/],
+    ['unknown location policy', { ...base, trigger: { locationPolicy: 'on' } }, /^trigger\.locationPolicy: "on" must be equal to one of the allowed values/],
+    ['enforceLocations disagreeing with locationPolicy', { ...base, trigger: { enforceLocations: true, locationPolicy: 'audit' } },
+      /^trigger\.enforceLocations: true is deprecated and means locationPolicy enforce, which disagrees with trigger\.locationPolicy: "audit"; remove trigger\.enforceLocations \(helm upgrade --reuse-values keeps it/],
+    ['enforceLocations false beside enforce', { ...base, trigger: { enforceLocations: false, locationPolicy: 'enforce' } }, /^trigger\.enforceLocations: false is deprecated and means locationPolicy off, which disagrees/],
     ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" must be equal to one of/],
     ['metrics on the HTTPS port', { ...base, server: { port: 9443, metricsPort: 9443 } }, /^server\.metricsPort: 9443 must differ from server\.port \(the metrics listener is a second port; 0 turns it off\)/],
     ['metrics port out of range', { ...base, server: { metricsPort: 70000 } }, /^server\.metricsPort: 70000 must be <= 65535/],

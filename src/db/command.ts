@@ -2,8 +2,8 @@
 import { intOption, stringOption, usageText, UsageError, type CommandArgs, type Values } from '../command.js';
 import type { Config } from '../config.js';
 import { createLogger } from '../log.js';
-import { TriggerError, withDatabase } from './connect.js';
-import { installTrigger, missingTables, transaction, uninstallTrigger } from './install.js';
+import { TriggerError, transaction, withDatabase } from './connect.js';
+import { installTrigger, missingTables, uninstallTrigger } from './install.js';
 import { resolvePolicy, surveyPolicy, type PolicySurvey, type ResolvedPolicy } from './policy.js';
 import { script } from './script.js';
 

@@ -3,14 +3,18 @@ import type pg from 'pg';
 import type { LocationStyle } from '../artifact-location.js';
 import type { Config, LocationPolicyMode, TriggerMode } from '../config.js';
 import type { Logger } from '../log.js';
-import { TriggerError } from './connect.js';
+import { backfill, type Backfill } from './backfill.js';
+import { TriggerError, transaction } from './connect.js';
 import { expectedFingerprints, fingerprint } from './fingerprint.js';
 import { SURVEY_SHOWN, resolvePolicy, surveyPolicy, type PolicySurvey, type ResolvedPolicy } from './policy.js';
 import {
-  AUDIT_TABLE_NAME, BACKFILL_BATCH_SIZE, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
-  backfillSql, installStatements, preamble, triggerSql, uninstallStatements,
+  AUDIT_TABLE_NAME, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
+  installStatements, triggerSql, uninstallStatements,
   type JudgingPolicy, type Policy,
 } from './sql.js';
+
+/** Where callers found it before it moved to connect.ts. */
+export { transaction } from './connect.js';
 
 export interface InstalledTrigger {
   readonly table: string;
@@ -197,24 +201,6 @@ export async function findLegacy(client: pg.Client): Promise<Legacy | undefined>
   return { triggers: trig.rows, functions: fn.rows.map((r) => r.signature), removal };
 }
 
-/**
- * Runs `work` in one transaction with the installer's settings (under our advisory lock when `lock`; READ ONLY when
- * `readOnly`, so that not even a mistake in its queries could change MLflow's data); any failure rolls all of it back.
- */
-export async function transaction<T>(client: pg.Client, opts: { lock: boolean; readOnly?: boolean }, work: () => Promise<T>): Promise<T> {
-  await client.query(opts.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
-  try {
-    for (const statement of preamble({ lock: opts.lock })) await client.query(statement);
-    const result = await work();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    // On a lost connection the server has rolled back already and this fails too; the original error is the one to report.
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
-}
-
 async function requireTables(client: pg.Client, schema: string): Promise<void> {
   const missing = await missingTables(client, schema);
   if (missing.length > 0) {
@@ -232,70 +218,6 @@ function warnLegacy(logger: Logger, legacy: Legacy | undefined): void {
     `the manual procedure's trigger ${LEGACY_TRIGGER_NAME} / function ${LEGACY_FUNCTION_NAME} is still installed; `
     + 'it is not ours so it was left alone, but it rewrites artifact locations on its own rules: remove it with the SQL in removeWith',
   );
-}
-
-export interface Backfill {
-  /** experiments that carry the mode's tag */
-  readonly tagged: number;
-  /** of those, how many had a location other than the rule's when the backfill started */
-  readonly due: number;
-  /** tag rows re-set in batches, each of which our trigger gave the rule's location */
-  readonly changed: number;
-  readonly batches: number;
-  /** the longest batch transaction, in milliseconds */
-  readonly slowestBatchMs: number;
-  /** experiments still differing from the rule at the end (a concurrent change, or our trigger disabled) */
-  readonly remaining: number;
-  /** how many tag values the rule refuses; those experiments were left as they were */
-  readonly refusedCount: number;
-  /** the first REFUSED_SHOWN of them */
-  readonly refused: ReadonlyArray<{ readonly experimentId: number; readonly reason: string }>;
-}
-
-/** Refused experiments listed by --backfill; the rest are counted. */
-export const REFUSED_SHOWN = 100;
-
-async function survey(client: pg.Client, sql: string): Promise<{ tagged: number; due: number; refused: number }> {
-  return (await transaction(client, { lock: false }, () => client.query<{ tagged: number; due: number; refused: number }>(sql))).rows[0];
-}
-
-/**
- * Applies the rule to experiments that already carried the tag before the install. Runs after the install committed, in
- * batches of BACKFILL_BATCH_SIZE, each its own short transaction, so MLflow's own writes never wait on more than one batch.
- * Each batch re-sets due tag rows to their own value and our trigger sets the locations at its COMMIT: the rule lives in
- * the trigger alone, and a refused value is never selected. Idempotent: a rerun (or a retry after a lost connection) picks
- * up what is still due.
- */
-async function backfill(client: pg.Client, config: Config, logger: Logger): Promise<Backfill> {
-  const sql = backfillSql(config);
-  const start = await survey(client, sql.survey);
-  const refused = await transaction(client, { lock: false }, () => client.query<{ experiment_id: number; message: string }>(sql.refused, [REFUSED_SHOWN]));
-  logger.info({ tagged: start.tagged, due: start.due, refused: start.refused, batchSize: BACKFILL_BATCH_SIZE }, 'backfill: applying the rule to experiments that already carry the tag');
-  for (const r of refused.rows) logger.warn({ experimentId: r.experiment_id, reason: r.message }, 'backfill leaves an experiment unchanged: its tag value is refused');
-  if (start.refused > refused.rows.length) logger.warn({ notListed: start.refused - refused.rows.length }, 'backfill: more refused tag values than listed');
-  let changed = 0;
-  let batches = 0;
-  let slowestBatchMs = 0;
-  // Experiment ids only grow from batch to batch, so the loop ends after at most due / batch size batches.
-  for (let after = -1; ;) {
-    const began = process.hrtime.bigint();
-    const { rows: [done] } = await transaction(client, { lock: false }, () => client.query<{ changed: number; last: number | null }>(sql.batch, [after]));
-    const ms = Number(process.hrtime.bigint() - began) / 1e6;
-    if (done.changed === 0 || done.last === null) break;
-    batches++;
-    changed += done.changed;
-    after = done.last;
-    slowestBatchMs = Math.max(slowestBatchMs, ms);
-    logger.info({ batch: batches, changed: done.changed, done: changed, of: start.due, lastExperimentId: after, ms: Math.round(ms) }, 'backfill progress');
-  }
-  const end = await survey(client, sql.survey);
-  if (end.due > 0) {
-    logger.warn({ remaining: end.due }, 'backfill: experiments still differ from the rule (changed concurrently, or our trigger is disabled); rerun --backfill');
-  }
-  return {
-    tagged: start.tagged, due: start.due, changed, batches, slowestBatchMs, remaining: end.due, refusedCount: start.refused,
-    refused: refused.rows.map((r) => ({ experimentId: r.experiment_id, reason: r.message })),
-  };
 }
 
 export interface InstallOptions {

@@ -2,7 +2,8 @@
 // by comment lines saying which policy it installs and what the location policy's survey found.
 import type { Config } from '../config.js';
 import type { PolicySurvey } from './policy.js';
-import { BACKFILL_BATCH_SIZE, POLICY_OFF, backfillSql, installStatements, preamble, uninstallStatements, type Policy } from './sql.js';
+import { backfillSql } from './backfill.js';
+import { BACKFILL_BATCH_SIZE, POLICY_OFF, installStatements, preamble, uninstallStatements, type Policy } from './sql.js';
 
 export interface ScriptOptions {
   /** the location policy to install; from config or resolved against the database by the installer */
@@ -14,7 +15,7 @@ export interface ScriptOptions {
   readonly backfill?: boolean;
 }
 
-/** One transaction of a psql script, as transaction() in install.ts runs it: the preamble (the lock when `lock`), the statements. */
+/** One transaction of a psql script, as transaction() in connect.ts runs it: the preamble (the lock when `lock`), the statements. */
 function transactionScript(lock: boolean, ...statements: string[]): string[] {
   return ['BEGIN', ...preamble({ lock }), ...statements, 'COMMIT'].map((st) => `${st};`);
 }

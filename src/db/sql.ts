@@ -38,7 +38,7 @@ export const SAFE_SEARCH_PATH = 'pg_catalog, pg_temp';
 /** MLflow's Default experiment, shared by every project: the trigger, --backfill and doctor leave it where MLflow put it. */
 export const DEFAULT_EXPERIMENT_ID = 0;
 /** SQL: the tag row `t` is one the rule applies to (not the Default experiment's), for the function and --backfill alike. */
-const RULED_TAG_ROW = `t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`;
+export const RULED_TAG_ROW = `t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`;
 /** The schemes a custom location starts with, as a regular-expression group for the refusals' tests. */
 const LOCATION_SCHEMES = '(s3://|mlflow-artifacts:/)';
 /** Tagged experiments per --backfill transaction: each batch holds row locks on this many tag rows for a few milliseconds. */
@@ -52,7 +52,7 @@ export const COMMENT_PREFIX = 'mlflow-irsa-webhook';
 const POLICY_HINT = 'set by the mlflow-irsa-webhook trigger (trigger.locationPolicy: enforce; audit lets such a write through and records it). '
   + 'If an MLflow schema migration is rewriting artifact locations: install-trigger --uninstall, run the migration, then install-trigger again';
 
-const lit = (value: string) => pg.escapeLiteral(value);
+export const lit = (value: string) => pg.escapeLiteral(value);
 const ident = (value: string) => pg.escapeIdentifier(value);
 
 /**
@@ -381,49 +381,6 @@ export function preamble(opts: { lock: boolean } = { lock: true }): string[] {
     `SET LOCAL search_path = ${SAFE_SEARCH_PATH}`,
     ...(opts.lock ? [`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK[0]}, ${ADVISORY_LOCK[1]})`] : []),
   ];
-}
-
-export interface BackfillSql {
-  /** one row: tagged, due (accepted value, location differs from the rule's), refused */
-  readonly survey: string;
-  /** the refused experiments, at most `limit` ($1): experiment_id, message */
-  readonly refused: string;
-  /** the due experiments, at most `limit` ($1): experiment_id, artifact_location (as stored), location (the rule's) */
-  readonly due: string;
-  /**
-   * One batch: re-sets the next BACKFILL_BATCH_SIZE due tag rows after experiment id $1 to their own value, so that our trigger
-   * applies the rule to each at COMMIT, reading the tag as it stands then. Returns `changed` and the `last` experiment id it
-   * handled, which is $1 of the next batch; run each in its own transaction, from -1 until changed is 0.
-   */
-  readonly batch: string;
-}
-
-/** The --backfill statements (and doctor's drift count), built on ruleSql so neither can disagree with the trigger. */
-export function backfillSql(config: Config): BackfillSql {
-  const s = triggerSql(config);
-  const rule = ruleSql(config, 't.value');
-  // each tagged experiment with the rule's verdict on its tag value (r.refusal) and the location it gives (r.location)
-  const judged = [
-    `${s.tagsTable} t JOIN ${s.experimentsTable} e ON e.experiment_id = t.experiment_id`,
-    `  CROSS JOIN LATERAL (SELECT ${rule.refusal.replace(/\n/g, '\n    ')} AS refusal,`,
-    `    ${rule.location} AS location) r`,
-    ` WHERE t.key = ${lit(s.tag)} AND ${RULED_TAG_ROW}`,
-  ].join('\n');
-  const due = 'r.refusal IS NULL AND e.artifact_location IS DISTINCT FROM r.location';
-  return {
-    survey: `SELECT count(*)::int AS tagged, count(*) FILTER (WHERE ${due})::int AS due, count(r.refusal)::int AS refused\n  FROM ${judged}`,
-    refused: `SELECT t.experiment_id, ${refusalMessageSql(lit(s.tag), 't.value', 'r.refusal')} AS message\n  FROM ${judged}\n   AND r.refusal IS NOT NULL\n ORDER BY t.experiment_id LIMIT $1`,
-    due: `SELECT t.experiment_id, e.artifact_location, r.location\n  FROM ${judged}\n   AND ${due}\n ORDER BY t.experiment_id LIMIT $1`,
-    // keyset on the (key, experiment_id) primary key: each batch reads only the rows after the previous one
-    batch: [
-      `WITH due AS (SELECT t.experiment_id FROM ${judged.replace(/\n/g, '\n  ')}`,
-      `     AND t.experiment_id > $1 AND ${due}`,
-      `   ORDER BY t.experiment_id LIMIT ${BACKFILL_BATCH_SIZE}),`,
-      `touched AS (UPDATE ${s.tagsTable} AS tag SET value = tag.value FROM due`,
-      `   WHERE tag.key = ${lit(s.tag)} AND tag.experiment_id = due.experiment_id RETURNING tag.experiment_id)`,
-      'SELECT count(*)::int AS changed, max(experiment_id) AS last FROM touched',
-    ].join('\n'),
-  };
 }
 
 export interface PolicySurveySql {

@@ -599,6 +599,10 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
     CREATE TRIGGER mlflow_irsa_location_policy_trg AFTER INSERT OR UPDATE ON experiments FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()`);
   expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is not DEFERRABLE INITIALLY DEFERRED;/);
   await installTrigger(c, config, quiet());
+  await c.query('ALTER TABLE mlflow_irsa_location_audit ADD COLUMN note text');
+  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail',
+    /^our table public\.mlflow_irsa_location_audit is not the one install-trigger creates \(table \(experiment_id integer not null, artifact_location text not null, writes bigint not null, first_written timestamp with time zone not null, last_written timestamp with time zone not null, note text\) primary key \(experiment_id\)\): drop it, then install-trigger again;/);
+  await c.query('ALTER TABLE mlflow_irsa_location_audit DROP COLUMN note');
   await c.query('DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags');
   await c.query('CREATE TRIGGER mlflow_irsa_artifact_location_trg AFTER INSERT OR UPDATE ON experiment_tags FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()');
   expectCheck(t, (await w.doctor(database)).byId['trigger.deferred'], 'fail', /^the trigger mlflow_irsa_artifact_location_trg on public\.experiment_tags is not DEFERRABLE INITIALLY DEFERRED: it would run before MLflow's own UPDATE/);

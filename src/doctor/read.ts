@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import type { KubeClient } from '../k8s/client.js';
 import { withDatabase } from '../db/connect.js';
 import { transaction } from '../db/connect.js';
+import { auditTableShape } from '../db/fingerprint.js';
 import { findLegacy, missingTables, readInstalled } from '../db/install.js';
 import { resolvePolicy, surveyPolicy } from '../db/policy.js';
 import { backfillSql } from '../db/backfill.js';
@@ -134,8 +135,9 @@ async function readDatabase(o: ReadOptions, db: NonNullable<ReadOptions['databas
       const installed = await readInstalled(client, schema);
       const legacy = await findLegacy(client);
       const policy = await resolvePolicy(client, config);
-      // audit mode: what the audit table recorded, judged by the policy of today (one example is enough for the check)
-      const audit = policy.policy?.mode === 'audit' && installed.auditTable
+      // audit mode: what the audit table recorded, judged by the policy of today (one example is enough for the check);
+      // a table of another shape is reported as such (installedDifferences), not queried
+      const audit = policy.policy?.mode === 'audit' && installed.auditTable?.shape === auditTableShape()
         ? await surveyPolicy(client, config, policy.policy, { audited: true, limit: 1 }) : undefined;
       return {
         database: client.database ?? '',

@@ -50,7 +50,7 @@ const SCHEMA = `
   CREATE TABLE experiment_tags (
     key VARCHAR(250) NOT NULL, value TEXT, experiment_id INTEGER NOT NULL REFERENCES experiments,
     PRIMARY KEY (key, experiment_id));
-  -- MLflow's Default experiment, from which install-trigger derives the default root: the location policy is on, as by default
+  -- MLflow's Default experiment, from which install-trigger derives the default root: the location policy judges every write (audit, the default)
   INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active');`;
 
 /** One timed transaction: ROWS tag rows inserted and committed (commit is where our deferred trigger runs). Returns µs per row. */

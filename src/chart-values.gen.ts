@@ -31,8 +31,7 @@ export const chartConfigDefaults: Record<string, unknown> = {
     "locationTag": "domino.artifacts_location",
     "prefix": "mlflow",
     "allowedLocationPrefixes": [],
-    "schema": "public",
-    "enforceLocations": true
+    "schema": "public"
   },
   "migration": {
     "completedFrom": []

@@ -2,7 +2,7 @@
 import { configSchema } from './config-schema.js';
 
 interface Prop {
-  type?: string;
+  type?: string | readonly string[];
   default?: unknown;
   description?: string;
   properties?: Record<string, Prop>;
@@ -25,7 +25,7 @@ function rows(props: Record<string, Prop>, required: readonly string[], prefix: 
       continue;
     }
     const def = required.includes(key) ? '**required**' : p.default === undefined ? '(unset)' : `\`${JSON.stringify(p.default)}\``;
-    const type = p.enum ? p.enum.map((e) => `\`${e}\``).join(' \\| ') : p.type === 'array' ? `list of ${p.items?.type ?? 'any'}` : (p.type ?? 'any');
+    const type = p.enum ? p.enum.map((e) => `\`${e}\``).join(' \\| ') : p.type === 'array' ? `list of ${p.items?.type ?? 'any'}` : [p.type ?? 'any'].flat().join(' \\| ');
     out.push(`| \`${name}\` | ${type} | ${def} | ${cell(p.description ?? '')} |`);
   }
   return out;

@@ -86,16 +86,22 @@ export const configSchema = {
           description: 'custom locations must start with one of these (s3://<bucket>[/path] or mlflow-artifacts:/[path]); empty means [<artifactsDestination>/] (direct) or [mlflow-artifacts:/] (proxied)',
         },
         schema: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'public', description: 'PostgreSQL schema holding MLflow\'s tables' },
+        locationPolicy: {
+          type: 'string',
+          enum: ['off', 'audit', 'enforce'],
+          // no `default`: unset, it is audit, or what the deprecated enforceLocations maps to (config.ts), which a filled-in default would hide
+          description: 'experiment locations written directly (not through our tag) other than empty, MLflow\'s default <defaultArtifactRoot>/<id>, or (custom-location) an allowed one: off, audit (let through and recorded for doctor), or enforce (refused); unset: audit',
+        },
         enforceLocations: {
-          type: 'boolean',
-          default: true,
-          description: 'refuse experiment locations written directly (not through our tag) unless empty, MLflow\'s default <defaultArtifactRoot>/<id>, or (custom-location) under an allowed prefix',
+          // null as well: `--set trigger.enforceLocations=null` removes it, with or without an earlier chart's default beneath
+          type: ['boolean', 'null'],
+          description: 'deprecated, use locationPolicy: true is enforce, false is off (null: unset); refused when it disagrees with locationPolicy',
         },
         defaultArtifactRoot: {
           type: 'string',
           pattern: '^([A-Za-z][A-Za-z0-9+.-]*:|/)[^\\s?#]*$',
           maxLength: 200,
-          description: 'MLflow\'s --default-artifact-root (absolute path or URI, no ? or #); unset: derived at install from experiment 0',
+          description: 'MLflow\'s --default-artifact-root (absolute path or URI, no ? or #); unset: taken from experiment 0 (Default) at install, and locationPolicy enforce fails when neither gives one',
         },
       },
     },

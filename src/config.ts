@@ -13,6 +13,12 @@ import { deepFreeze } from './mutators/json.js';
 
 export type TriggerMode = 'project-id' | 'custom-location';
 
+/** What the trigger does with a location written without our tag that it would refuse: nothing, record it, or refuse it. */
+export type LocationPolicyMode = 'off' | 'audit' | 'enforce';
+export const LOCATION_POLICY_MODES: readonly LocationPolicyMode[] = ['off', 'audit', 'enforce'];
+/** The policy when neither trigger.locationPolicy nor the deprecated trigger.enforceLocations is set. */
+export const DEFAULT_LOCATION_POLICY: LocationPolicyMode = 'audit';
+
 export interface TokenConfig {
   readonly audience: string;
   readonly expirationSeconds: number;
@@ -30,8 +36,10 @@ export interface TriggerConfig {
   /** never empty after loading: defaults to [<artifactsDestination>/] (direct) or [mlflow-artifacts:/] (proxied) */
   readonly allowedLocationPrefixes: readonly string[];
   readonly schema: string;
-  /** refuse locations written directly (not through our tag) that are not empty, MLflow's default, or allowed */
-  readonly enforceLocations: boolean;
+  /** locations written directly (not through our tag) that are not empty, MLflow's default, or allowed: let through, recorded, or refused */
+  readonly locationPolicy: LocationPolicyMode;
+  /** the deprecated key as the file gave it (true is enforce, false is off), so commands can say it is deprecated */
+  readonly enforceLocations?: boolean;
   /** MLflow's default artifact root; unset, install-trigger derives it from experiment 0 */
   readonly defaultArtifactRoot?: string;
 }
@@ -213,11 +221,21 @@ function refine(raw: Record<string, any>): string[] {
   if (raw.server.metricsPort === raw.server.port) {
     problems.push(`server.metricsPort: ${raw.server.metricsPort} must differ from server.port (the metrics listener is a second port; 0 turns it off)`);
   }
+  const policy = raw.trigger.locationPolicy as LocationPolicyMode | undefined;
+  const legacy = (raw.trigger.enforceLocations ?? undefined) as boolean | undefined;
+  if (policy !== undefined && legacy !== undefined && policy !== legacyPolicy(legacy)) {
+    problems.push(`trigger.enforceLocations: ${legacy} is deprecated and means locationPolicy ${legacyPolicy(legacy)}, which disagrees with `
+      + `trigger.locationPolicy: ${show(policy)}; remove trigger.enforceLocations (helm upgrade --reuse-values keeps it from the earlier `
+      + 'chart\'s defaults: add --set trigger.enforceLocations=null)');
+  }
   if (raw.trigger.projectTag === raw.trigger.locationTag) {
     problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);
   }
   return problems;
 }
+
+/** What the deprecated trigger.enforceLocations means as a trigger.locationPolicy. */
+export const legacyPolicy = (enforceLocations: boolean): LocationPolicyMode => (enforceLocations ? 'enforce' : 'off');
 
 /** Validates an already-parsed config document. Throws ConfigError listing every problem. */
 export function parseConfig(input: unknown, source = '<inline>'): Config {
@@ -232,6 +250,8 @@ export function parseConfig(input: unknown, source = '<inline>'): Config {
   if (problems.length > 0) throw new ConfigError(source, problems);
   raw.artifactsDestination = stripSlash(raw.artifactsDestination);
   raw.migration.completedFrom = (raw.migration.completedFrom as string[]).map(stripSlash);
+  if (raw.trigger.enforceLocations === null) delete raw.trigger.enforceLocations;
+  raw.trigger.locationPolicy ??= raw.trigger.enforceLocations === undefined ? DEFAULT_LOCATION_POLICY : legacyPolicy(raw.trigger.enforceLocations);
   if (raw.trigger.allowedLocationPrefixes.length === 0) {
     raw.trigger.allowedLocationPrefixes = [defaultAllowedPrefix(raw.trigger.locationStyle, raw.artifactsDestination)];
   }

@@ -69,6 +69,10 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     [['-f', ciValues, '--set', 'failurePolicy=Sometimes'], /failurePolicy: failurePolicy must be one of the following: "Ignore", "Fail"/],
     [['-f', ciValues, '--set', 'trigger.mode=everything'], /trigger\.mode: trigger\.mode must be one of the following/],
     [['-f', ciValues, '--set', 'trigger.locationStyle=s3'], /trigger\.locationStyle: trigger\.locationStyle must be one of the following: "direct", "proxied"/],
+    [['-f', ciValues, '--set', 'trigger.locationPolicy=strict'], /trigger\.locationPolicy: trigger\.locationPolicy must be one of the following: "off", "audit", "enforce"/],
+    // an earlier values file's enforceLocations beside a locationPolicy that means something else: which was meant?
+    [['-f', ciValues, '--set', 'trigger.enforceLocations=true', '--set', 'trigger.locationPolicy=audit'],
+      /trigger\.enforceLocations: true is deprecated and means locationPolicy enforce, which disagrees with trigger\.locationPolicy: "audit"; remove trigger\.enforceLocations \(helm upgrade --reuse-values keeps it from the earlier chart's defaults: add --set trigger\.enforceLocations=null\)/],
     [['-f', ciValues, '--set', 'tokne.audience=x'], /Additional property tokne is not allowed/],
     [['-f', ciValues, '--set', 'terminationGracePeriodSeconds=5'], /terminationGracePeriodSeconds \(5\) must exceed server.drainSeconds \(5\)/],
     // there is no public image: without a repository the render stops and says what to set
@@ -94,6 +98,18 @@ t.test('values.schema.json refuses missing or malformed required values with a c
   const lint = await helmRun(['lint', '--strict', chart]);
   t.not(lint.code, 0, 'lint without the required values fails');
   t.match(lint.stdout + lint.stderr, /roleArn is required/);
+});
+
+t.test('an earlier values file\'s trigger.enforceLocations still renders, and means what it meant (true enforce, false off)', async (t) => {
+  const configOf = (objects: Obj[]) => parseConfigText(one(objects, 'ConfigMap', FULL, NS).data['config.yaml']).trigger;
+  const [on, off, agreeing] = await Promise.all([
+    render(['trigger.enforceLocations=true']), render(['trigger.enforceLocations=false']),
+    render(['trigger.enforceLocations=false', 'trigger.locationPolicy=off']),
+  ]);
+  t.match(configOf(on), { enforceLocations: true, locationPolicy: 'enforce' });
+  t.match(configOf(off), { enforceLocations: false, locationPolicy: 'off' });
+  t.match(configOf(agreeing), { locationPolicy: 'off' }, 'both set and agreeing is accepted');
+  t.match(configOf(await render(['trigger.enforceLocations=null', 'trigger.locationPolicy=enforce'])), { locationPolicy: 'enforce' }, 'null removes the old key, as the refusal says');
 });
 
 t.test('values.schema.json carries the program\'s config schema unchanged', async (t) => {
@@ -131,6 +147,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.equal(config.artifactsDestination, 's3://sw-domino-project-based-mlflow');
     t.equal(config.namespace, TARGET_NS);
     t.equal(config.server.port, 8443);
+    t.equal(config.trigger.locationPolicy, 'audit', 'the location policy audits by default');
     t.same(Object.keys(parseYaml(text)).filter((k) => !(k in configSchema.properties)), [], 'only config keys');
     for (const hookCm of find(objects, 'ConfigMap', `${FULL}-hooks`)) t.equal(hookCm.data['config.yaml'], text, `hook copy in ${hookCm.metadata.namespace}`);
     t.same(find(objects, 'ConfigMap', `${FULL}-hooks`).map((c) => c.metadata.namespace).sort(), [TARGET_NS, NS]);
@@ -270,9 +287,10 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       [`Role/${NS}`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mlflow-irsa-webhook-reconcile'], verbs: ['get'] }],
       [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
       [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get'] }],
+      [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
       [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['pods'], verbs: ['list'] }],
       [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['replicasets'], verbs: ['list'] }],
-    ].sort(), 'no secrets, no writes but the dry-run patch on the one Deployment, lists only where a label selector is the only way');
+    ].sort(), 'no secrets, no writes but the dry-run patch on the one Deployment, ConfigMaps only by name (envFrom), lists only where a label selector is the only way');
     for (const b of tests.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding')) {
       t.same(b.subjects, [{ kind: 'ServiceAccount', name: `${FULL}-doctor`, namespace: TARGET_NS }], `${b.metadata.name} binds the doctor only`);
       t.ok(tests.some((r) => r.kind === b.roleRef.kind && r.metadata.name === b.roleRef.name && r.metadata.namespace === b.metadata.namespace), `${b.metadata.name} refers to a rendered role`);
@@ -332,13 +350,13 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     }
     const create = await parseCommandLine(podSpec(jobNamed(objects, 'bootstrap-cert-create')).containers[0].args);
     t.same(create.positionals, ['create']);
-    t.match(create.values, { namespace: NS, secret: `${FULL}-tls`, service: FULL, days: '3650', 'renew-days': '30' });
+    t.match(create.values, { 'webhook-namespace': NS, 'tls-secret': `${FULL}-tls`, service: FULL, days: '3650', 'renew-days': '30' });
     const patch = await parseCommandLine(podSpec(jobNamed(objects, 'bootstrap-cert-patch')).containers[0].args);
     t.same(patch.positionals, ['patch']);
-    t.match(patch.values, { namespace: NS, secret: `${FULL}-tls`, 'webhook-config': FULL });
+    t.match(patch.values, { 'webhook-namespace': NS, 'tls-secret': `${FULL}-tls`, 'webhook-config': FULL });
     const restartPod = podSpec(jobNamed(objects, 'restart-target'));
     const restart = await parseCommandLine(restartPod.containers[0].args);
-    t.match(restart.values, { 'ca-file': '/etc/mlflow-irsa-webhook-ca/ca.crt', service: FULL, 'service-namespace': NS, wait: '180' });
+    t.match(restart.values, { 'ca-file': '/etc/mlflow-irsa-webhook-ca/ca.crt', service: FULL, 'webhook-namespace': NS, wait: '180' });
     t.same(restartPod.volumes.find((v: Obj) => v.name === 'ca').secret, { secretName: `${FULL}-tls`, items: [{ key: 'ca.crt', path: 'ca.crt' }] });
     for (const name of ['bootstrap-cert-create', 'bootstrap-cert-patch', 'restart-target']) {
       t.equal(podSpec(jobNamed(objects, name)).serviceAccountName, `${FULL}-hooks`, `${name} runs as the hooks' ServiceAccount`);

@@ -28,17 +28,32 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
     namespace: 'domino-platform', deployment: 'mlflow', container: 'mlflow', serviceAccount: 'mlflow',
     token: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, volumeName: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', defaultMode: 420 },
     removeEnv: ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_PROFILE', 'AWS_DEFAULT_PROFILE', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'],
-    trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', enforceLocations: true },
+    trigger: { mode: 'project-id', locationStyle: 'direct', projectTag: 'mlflow.domino.project_id', locationTag: 'domino.artifacts_location', prefix: 'mlflow', allowedLocationPrefixes: ['s3://sw-domino-project-based-mlflow/'], schema: 'public', locationPolicy: 'audit' },
     migration: { completedFrom: [] },
     server: { port: 8443, tlsMinVersion: 'TLSv1.2', bodyLimitBytes: 3 * 1024 * 1024 },
     logLevel: 'info',
   });
   t.equal(c.region, undefined);
   t.equal(c.trigger.defaultArtifactRoot, undefined, 'no default root: install-trigger derives it');
+  t.notOk('enforceLocations' in c.trigger, 'the deprecated key is not made up');
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.token) && Object.isFrozen(c.removeEnv), 'deeply frozen');
   const input = { ...base };
   parseConfig(input);
   t.same(input, base, 'the input document is not written to');
+});
+
+t.test('trigger.locationPolicy: audit unless set; the deprecated enforceLocations maps true to enforce and false to off', async (t) => {
+  const policy = (trigger: Record<string, unknown>) => parseConfig({ ...base, trigger }).trigger;
+  t.match(policy({}), { locationPolicy: 'audit' });
+  for (const mode of ['off', 'audit', 'enforce']) t.match(policy({ locationPolicy: mode }), { locationPolicy: mode });
+  t.match(policy({ enforceLocations: true }), { locationPolicy: 'enforce', enforceLocations: true });
+  t.match(policy({ enforceLocations: false }), { locationPolicy: 'off', enforceLocations: false });
+  t.match(policy({ enforceLocations: true, locationPolicy: 'enforce' }), { locationPolicy: 'enforce' }, 'both, agreeing');
+  const unset = policy({ enforceLocations: null, locationPolicy: 'off' });
+  t.equal(unset.locationPolicy, 'off');
+  t.notOk('enforceLocations' in unset, 'null is unset (helm --set trigger.enforceLocations=null)');
+  const again = parseConfig(JSON.parse(JSON.stringify(parseConfig({ ...base, trigger: { enforceLocations: false } }))));
+  t.equal(again.trigger.locationPolicy, 'off', 'a loaded config parses again to the same policy');
 });
 
 t.test('the example config is valid and holds the procedure\'s values', async (t) => {
@@ -104,7 +119,11 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['dot-dot proxied prefix', { ...base, trigger: { allowedLocationPrefixes: ['mlflow-artifacts:/a/..'] } }, /^trigger\.allowedLocationPrefixes\.0: "mlflow-artifacts:\/a\/\.\." is not valid \(no "\." or "\.\." path segments\)/],
     ['a migration source that is not a destination', { ...base, migration: { completedFrom: ['mlflow-artifacts:/x'] } }, /^migration\.completedFrom\.0: "mlflow-artifacts:\/x" is not valid \(an old artifacts destination, s3:\/\/<bucket>\[\/prefix\]\)$/],
     ['a migration source with two periods', { ...base, migration: { completedFrom: ['s3://domino..blobs/mlflow'] } }, /^migration\.completedFrom\.0: "s3:\/\/domino\.\.blobs\/mlflow" is not valid \(bucket "domino\.\.blobs" has two adjacent periods\)/],
-    ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean/],
+    ['enforceLocations not a boolean', { ...base, trigger: { enforceLocations: 'yes' } }, /^trigger\.enforceLocations: "yes" must be boolean,null/],
+    ['unknown location policy', { ...base, trigger: { locationPolicy: 'on' } }, /^trigger\.locationPolicy: "on" is not one of "off", "audit", "enforce"/],
+    ['enforceLocations disagreeing with locationPolicy', { ...base, trigger: { enforceLocations: true, locationPolicy: 'audit' } },
+      /^trigger\.enforceLocations: true is deprecated and means locationPolicy enforce, which disagrees with trigger\.locationPolicy: "audit"; remove trigger\.enforceLocations \(helm upgrade --reuse-values keeps it/],
+    ['enforceLocations false beside enforce', { ...base, trigger: { enforceLocations: false, locationPolicy: 'enforce' } }, /^trigger\.enforceLocations: false is deprecated and means locationPolicy off, which disagrees/],
     ['tls 1.1', { ...base, server: { tlsMinVersion: 'TLSv1.1' } }, /^server\.tlsMinVersion: "TLSv1.1" is not one of "TLSv1.2", "TLSv1.3"/],
     ['metrics on the HTTPS port', { ...base, server: { port: 9443, metricsPort: 9443 } }, /^server\.metricsPort: 9443 must differ from server\.port \(the metrics listener is a second port; 0 turns it off\)/],
     ['metrics port out of range', { ...base, server: { metricsPort: 70000 } }, /^server\.metricsPort: 70000 must be <= 65535/],

@@ -1,5 +1,5 @@
 // The tracking-database trigger against a real PostgreSQL: MLflow's exact statement sequences, both modes, installers, faults and secrets.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,13 +8,16 @@ import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { APPLICATION_NAME, TriggerError, classify, scrub, secretsOf, withDatabase } from '../src/db/connect.js';
-import { findLegacy, installTrigger, readInstalled, uninstallTrigger } from '../src/db/install.js';
+import { findLegacy, installTrigger, installedDifferences, readInstalled, uninstallTrigger } from '../src/db/install.js';
 import { MAX_LOCATION_LENGTH } from '../src/artifact-location.js';
-import { BACKFILL_BATCH_SIZE, FUNCTION_NAME, TRIGGER_NAME, functionDefinition, installStatements, script, type Policy } from '../src/db/sql.js';
+import { AUDIT_TABLE_NAME, BACKFILL_BATCH_SIZE, FUNCTION_NAME, POLICY_OFF, TRIGGER_NAME, functionDefinition, installStatements, type Policy } from '../src/db/sql.js';
+import { script } from '../src/db/script.js';
 import { runCli } from './helpers/cli.js';
+import { root } from './helpers/fixtures.js';
 import { freePort, startPostgres, type TestPostgres } from './helpers/pg.js';
 
 const BUCKET = 's3://sw-domino-project-based-mlflow';
+const fixtures = join(root, 'test/fixtures/mlflow');
 /** MLflow's default artifact root when it proxies artifacts (--artifacts-destination): experiment N gets mlflow-artifacts:/N */
 const DEFAULT_ROOT = 'mlflow-artifacts:/';
 const PROJECT_TAG = 'mlflow.domino.project_id';
@@ -23,8 +26,9 @@ const LOCATION_TAG = 'domino.artifacts_location';
 function configFor(trigger: Record<string, unknown> = {}): Config {
   return parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/sw-mlflow-full-access', artifactsDestination: BUCKET, trigger });
 }
-const projectMode = configFor({ mode: 'project-id' });
-const customMode = configFor({ mode: 'custom-location', allowedLocationPrefixes: [`${BUCKET}/custom`, 's3://team-bucket/'] });
+// The location policy enforcing, as most tests here show its refusals; the default (audit) has tests of its own.
+const projectMode = configFor({ mode: 'project-id', locationPolicy: 'enforce' });
+const customMode = configFor({ mode: 'custom-location', allowedLocationPrefixes: [`${BUCKET}/custom`, 's3://team-bucket/'], locationPolicy: 'enforce' });
 
 // ---- MLflow's PostgreSQL schema, as its migrations leave it ----
 
@@ -195,18 +199,21 @@ async function uninstall(db: string, config: Config, log = capture()) {
 }
 
 /** Our objects as pg_trigger/pg_proc list them (by our name prefix), counted independently of readInstalled. */
-async function ourObjects(c: pg.Client): Promise<{ triggers: number; functions: number }> {
-  const { rows } = await c.query<{ triggers: number; functions: number }>(
+async function ourObjects(c: pg.Client): Promise<{ triggers: number; functions: number; tables: number }> {
+  const { rows } = await c.query<{ triggers: number; functions: number; tables: number }>(
     `SELECT (SELECT count(*)::int FROM pg_trigger WHERE tgname LIKE 'mlflow\\_irsa\\_%') AS triggers,
-            (SELECT count(*)::int FROM pg_proc WHERE proname LIKE 'mlflow\\_irsa\\_%') AS functions`,
+            (SELECT count(*)::int FROM pg_proc WHERE proname LIKE 'mlflow\\_irsa\\_%') AS functions,
+            (SELECT count(*)::int FROM pg_class WHERE relname LIKE 'mlflow\\_irsa\\_%' AND relkind = 'r') AS tables`,
   );
   return rows[0];
 }
-/** With the location policy on: the tag trigger and the policy trigger; the trigger function and the WHEN clause's test. */
-const ALL = { triggers: 2, functions: 2 };
-const NONE = { triggers: 0, functions: 0 };
+/** With the location policy auditing or enforcing: the tag trigger and the policy trigger; the trigger function and the WHEN clause's test; the audit table. */
+const ALL = { triggers: 2, functions: 2, tables: 1 };
+/** With the policy off: no trigger on experiments. */
+const OFF = { triggers: 1, functions: 2, tables: 1 };
+const NONE = { triggers: 0, functions: 0, tables: 0 };
 /** The policy as the installer derives it from the schema's experiment 0 (mlflow-artifacts:/0). */
-const DERIVED: Policy = { enforced: true, defaultPrefix: DEFAULT_ROOT };
+const DERIVED: Policy = { mode: 'enforce', defaultPrefix: DEFAULT_ROOT };
 
 type PgError = Error & { code?: string; hint?: string };
 async function refusal(t: Tap.Test, work: Promise<unknown>, parts: string[]): Promise<PgError | undefined> {
@@ -286,8 +293,8 @@ t.test('the SQL quotes every configured value and bakes in the mode', async (t) 
   t.match(custom, "= 's3://team-bucket/'");
   const noPrefix = functionDefinition(configFor({ prefix: '' }), DERIVED);
   t.match(noPrefix, `'${BUCKET}/' || tag_value`, 'an empty prefix puts projects at the destination root');
-  t.notMatch(installStatements(projectMode, { enforced: false }).join('\n'), 'CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"', 'policy off: no trigger on experiments');
-  t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\nLOCK TABLE "public"\."experiments", "public"\."experiment_tags" IN ACCESS EXCLUSIVE MODE;\n(DROP TRIGGER IF EXISTS .*\n){2}(DROP FUNCTION IF EXISTS .*\n){2}COMMIT;\n$/s);
+  t.notMatch(installStatements(projectMode, POLICY_OFF).join('\n'), 'CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"', 'policy off: no trigger on experiments');
+  t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\nLOCK TABLE "public"\."experiments", "public"\."experiment_tags" IN ACCESS EXCLUSIVE MODE;\n(DROP TRIGGER IF EXISTS .*\n){2}(DROP FUNCTION IF EXISTS .*\n){2}DROP TABLE IF EXISTS "public"\."mlflow_irsa_location_audit";\nCOMMIT;\n$/s);
 });
 
 t.test('secrets are scrubbed from messages, and failures are classified', async (t) => {
@@ -434,7 +441,7 @@ for (const variant of ['new', 'old'] as const) {
     const legacy = await createExperiment(c, 'legacy', {}, 's3://old-bucket/legacy');
     const log = capture();
     await install(name, projectMode, log);
-    t.match(log.records().find((r) => String(r.msg).startsWith('location policy on')), { source: `experiment 0 (Default), location ${DEFAULT_ROOT}0`, mlflowDefault: `${DEFAULT_ROOT}<experiment id>` }, 'prints the root it derived');
+    t.match(log.records().find((r) => String(r.msg).startsWith('location policy enforce')), { source: `experiment 0 (Default), location '${DEFAULT_ROOT}0'`, mlflowDefault: `${DEFAULT_ROOT}<experiment id>` }, 'prints the root it derived');
     t.same(await ourObjects(c), ALL);
 
     const plain = await createExperiment(c, 'no-location');
@@ -493,45 +500,238 @@ for (const variant of ['new', 'old'] as const) {
   });
 }
 
-t.test('where MLflow\'s default root comes from, and when the policy stays off', async (t) => {
+// ---- issue 23: the location policy learns from history, never from the newest row ----
+
+const auditMode = configFor({ mode: 'project-id' });
+const offMode = configFor({ mode: 'project-id', locationPolicy: 'off' });
+
+/** Our audit table's rows, by experiment. */
+async function auditRows(c: pg.Client): Promise<Array<{ experiment_id: number; artifact_location: string; writes: number }>> {
+  const { rows } = await c.query(`SELECT experiment_id, artifact_location, writes::int FROM ${AUDIT_TABLE_NAME} ORDER BY experiment_id`);
+  return rows;
+}
+
+/** The next id MLflow's INSERT will get (the sequence; experiment 0 was inserted with an explicit id). */
+async function nextId(c: pg.Client): Promise<number> {
+  return (await c.query("SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END AS id FROM experiments_experiment_id_seq")).rows[0].id;
+}
+
+/**
+ * History as a Domino install has it before the trigger: experiment 0 (MLflow's first start), experiments Domino created
+ * with its project tag at MLflow's default location, Domino's own explicit shared locations, and one a user created
+ * with an explicit location ending in its own id under another root.
+ */
+async function seedHistory(c: pg.Client): Promise<{ tagged: number; sharedProxied: number; sharedS3: number; otherRoot: number; plain: number }> {
+  const tagged = await createExperiment(c, 'domino-project', { [PROJECT_TAG]: 'proj-hist', 'mlflow.note.content': 'old' });
+  const sharedProxied = await createExperiment(c, 'domino-shared-proxied', {}, 'mlflow-artifacts:/mlflow');
+  const sharedS3 = await createExperiment(c, 'domino-shared-s3', {}, `${BUCKET}/mlflow`);
+  const id = await nextId(c);
+  const otherRoot = await createExperiment(c, 'user-other-root', {}, `/mnt/old-root/${id}`);
+  const plain = await createExperiment(c, 'plain');
+  return { tagged, sharedProxied, sharedS3, otherRoot, plain };
+}
+
+t.test('the replay: a user shapes their experiments, and the next install-trigger puts exactly the same policy in place', async (t) => {
+  for (const config of [projectMode, auditMode]) {
+    const mode = config.trigger.locationPolicy;
+    t.test(`locationPolicy ${mode}`, async (t) => {
+      const { name, c } = await freshDatabase();
+      await seedHistory(c);
+      await install(name, config);
+      const first = await readInstalled(c, 'public');
+      t.equal(first.policy, mode);
+
+      // an ordinary MLflow user tags their own experiment with its own id: its location becomes <bucket>/mlflow/<id>,
+      // which ends in its id and is not <experiment 0's root>/<id>
+      const own = await createExperiment(c, 'mine');
+      await setExperimentTag(c, own, PROJECT_TAG, String(own));
+      t.equal(await locationOf(c, own), `${BUCKET}/mlflow/${own}`);
+      // and creates one with an explicit <something>/<id> (refused by enforce, let through by audit)
+      const id = await nextId(c);
+      const explicit = createExperiment(c, 'mine-explicit', {}, `s3://elsewhere/${id}`);
+      if (mode === 'enforce') await refusal(t, explicit, [`'s3://elsewhere/${id}' refused`]);
+      else t.equal(await locationOf(c, await explicit), `s3://elsewhere/${id}`, 'audit lets it through');
+
+      const log = capture();
+      await install(name, config, log);
+      const again = await readInstalled(c, 'public');
+      t.equal(again.policy, mode, 'the same mode');
+      t.equal(again.function?.body, first.function?.body, 'the same function: the same root and rules');
+      t.match(log.records().find((r) => String(r.msg).startsWith(`location policy ${mode}`)), { source: `experiment 0 (Default), location '${DEFAULT_ROOT}0'` });
+      t.same(await ourObjects(c), ALL, 'the policy trigger is still on experiments');
+      const foreign = createExperiment(c, 'foreign-after', {}, 'mlflow-artifacts://other-host/x');
+      if (mode === 'enforce') {
+        await refusal(t, foreign, ['empty or MLflow\'s default (mlflow-artifacts:/']);
+      } else {
+        const recorded = await foreign;
+        t.same((await auditRows(c)).map((r) => r.artifact_location), [`s3://elsewhere/${id}`, 'mlflow-artifacts://other-host/x'], `both recorded, the second as experiment ${recorded}`);
+      }
+    });
+  }
+});
+
+t.test('audit lets a refused location through and records it; enforce refuses it; off records nothing', async (t) => {
+  t.test('audit (the default)', async (t) => {
+    t.equal(auditMode.trigger.locationPolicy, 'audit');
+    const { name, c } = await freshDatabase();
+    const installed = await install(name, auditMode);
+    t.match(installed, { policy: 'audit', auditTable: { name: `public.${AUDIT_TABLE_NAME}` } });
+    t.same(await ourObjects(c), ALL);
+    const foreign = await createExperiment(c, 'foreign', {}, 's3://evil-bucket/x');
+    t.equal(await locationOf(c, foreign), 's3://evil-bucket/x', 'create_experiment with the location went through');
+    t.match(await auditRows(c), [{ experiment_id: foreign, artifact_location: 's3://evil-bucket/x', writes: 1 }]);
+    await writeLocation(c, foreign, 's3://evil-bucket/y');
+    for (let i = 0; i < 20; i++) await updateExperiment(c, foreign, { name: `renamed-${i}` });
+    t.match(await auditRows(c), [{ experiment_id: foreign, artifact_location: 's3://evil-bucket/y', writes: 2 }], 'one row per experiment; renames are no writes of a location');
+    for (let i = 0; i < 30; i++) await writeLocation(c, foreign, `s3://evil-bucket/${i}`);
+    t.equal((await auditRows(c)).length, 1, 'however often a tenant writes, one row per experiment');
+    t.equal((await auditRows(c))[0].writes, 32);
+    // what the policy accepts is not recorded: MLflow's default, the tag's location, and a write with the tag
+    const plain = await createExperiment(c, 'plain');
+    const tagged = await createExperiment(c, 'tagged', { [PROJECT_TAG]: 'proj-a' }, 's3://evil-bucket/with-tag');
+    t.equal(await locationOf(c, tagged), `${BUCKET}/mlflow/proj-a`, 'the tag wins');
+    t.equal((await auditRows(c)).length, 1, `experiments ${plain} and ${tagged} were not recorded`);
+    // a role that may write experiments but not our table: audit still lets the write through, and says so in a WARNING
+    const admin = await server.client(name);
+    clients.push(admin);
+    await admin.query(`CREATE ROLE writer_${name} LOGIN PASSWORD 'w'; GRANT SELECT, INSERT, UPDATE ON experiments, experiment_tags TO writer_${name};
+      GRANT USAGE ON SEQUENCE experiments_experiment_id_seq TO writer_${name}`);
+    const writer = new pg.Client({ connectionString: `postgres://writer_${name}:w@127.0.0.1:${server.port}/${name}` });
+    await writer.connect();
+    clients.push(writer);
+    const notices: string[] = [];
+    writer.on('notice', (n) => notices.push(`${n.severity}: ${n.message}`));
+    const unrecorded = await createExperiment(writer, 'by-another-role', {}, 's3://evil-bucket/z');
+    t.equal(await locationOf(c, unrecorded), 's3://evil-bucket/z', 'let through');
+    t.match(notices, [/^WARNING: mlflow-irsa-webhook: experiment \d+ artifact_location let through \(audit\) but not recorded: permission denied for table mlflow_irsa_location_audit/]);
+  });
+  t.test('enforce', async (t) => {
+    const { name, c } = await freshDatabase();
+    await install(name, projectMode);
+    const plain = await createExperiment(c, 'plain');
+    await refusal(t, createExperiment(c, 'foreign', {}, 's3://evil-bucket/x'), ["artifact_location = 's3://evil-bucket/x' refused"]);
+    await refusal(t, writeLocation(c, plain, 's3://evil-bucket/y'), [`experiment ${plain} artifact_location = 's3://evil-bucket/y' refused`]);
+    t.same(await auditRows(c), [], 'nothing recorded: nothing was let through');
+  });
+  t.test('off', async (t) => {
+    const { name, c } = await freshDatabase();
+    const log = capture();
+    const installed = await install(name, offMode, log);
+    t.equal(installed.policy, 'off');
+    t.same(await ourObjects(c), OFF, 'no trigger on experiments');
+    t.match(log.records().find((r) => String(r.msg).startsWith('location policy off')), { from: 'trigger.locationPolicy: off' });
+    const foreign = await createExperiment(c, 'foreign', {}, 's3://evil-bucket/x');
+    await writeLocation(c, foreign, 's3://evil-bucket/y');
+    t.equal(await locationOf(c, foreign), 's3://evil-bucket/y');
+    t.same(await auditRows(c), [], 'off records nothing');
+  });
+});
+
+t.test('where MLflow\'s default root comes from: trigger.defaultArtifactRoot, else experiment 0 alone', async (t) => {
   t.test('trigger.defaultArtifactRoot wins over experiment 0', async (t) => {
     const { name, c } = await freshDatabase();
     const log = capture();
-    await install(name, configFor({ defaultArtifactRoot: 's3://other-root/artifacts' }), log);
-    t.match(log.records().find((r) => String(r.msg).startsWith('location policy on')), { source: 'trigger.defaultArtifactRoot', mlflowDefault: 's3://other-root/artifacts/<experiment id>' });
-    const next = (await c.query('SELECT max(experiment_id) + 1 AS id FROM experiments')).rows[0].id;
+    await install(name, configFor({ defaultArtifactRoot: 's3://other-root/artifacts', locationPolicy: 'enforce' }), log);
+    t.match(log.records().find((r) => String(r.msg).startsWith('location policy enforce')), { source: 'trigger.defaultArtifactRoot', mlflowDefault: 's3://other-root/artifacts/<experiment id>' });
+    const next = await nextId(c);
     const id = await createExperiment(c, 'explicit-default', {}, `s3://other-root/artifacts/${next}`);
     t.equal(await locationOf(c, id), `s3://other-root/artifacts/${id}`, 'the configured root\'s default for the experiment');
-    await refusal(t, createExperiment(c, 'mlflow-default'), [`MLflow's default (s3://other-root/artifacts/`], );
+    await refusal(t, createExperiment(c, 'mlflow-default'), [`MLflow's default (s3://other-root/artifacts/`]);
   });
-  t.test('no experiment 0: installed with the policy off, and a warning saying so', async (t) => {
+  t.test('a newer experiment at another root is listed by the survey, and changes nothing', async (t) => {
+    const { name, c } = await freshDatabase();
+    const { otherRoot } = await seedHistory(c);
+    const log = capture();
+    const installed = await install(name, projectMode, log);
+    t.equal(installed.policy, 'enforce');
+    t.match(log.records().find((r) => r.msg === 'location policy survey: refused location' && r.experimentId === otherRoot),
+      { level: 'warn', location: `'/mnt/old-root/${otherRoot}'`, admitWith: /^trigger\.defaultArtifactRoot: '\/mnt\/old-root\/', if that is MLflow's --default-artifact-root$/ });
+    const next = await createExperiment(c, 'next');
+    t.equal(await locationOf(c, next), `${DEFAULT_ROOT}${next}`, 'experiment 0\'s root admits MLflow\'s own default');
+  });
+  t.test('no root at all: enforce fails naming trigger.defaultArtifactRoot and leaves the install as it was; audit judges what it can', async (t) => {
     const { name, c } = await freshDatabase();
     await c.query('DELETE FROM experiments WHERE experiment_id = 0');
     const log = capture();
-    const installed = await install(name, projectMode, log);
-    t.equal(installed.policy, 'off');
-    t.match(log.records().find((r) => r.level === 'warn'), { msg: /location policy OFF/, reason: /cannot be derived from the Default experiment \(id 0\): it is not in the database; set trigger\.defaultArtifactRoot/ });
-    t.same(await ourObjects(c), { triggers: 1, functions: 2 }, 'no trigger on experiments');
-    const id = await createExperiment(c, 'foreign', {}, 's3://evil-bucket/x');
-    t.equal(await locationOf(c, id), 's3://evil-bucket/x', 'unchecked, as the warning said');
+    const audited = await install(name, auditMode, log);
+    t.match(audited, { policy: 'audit', resolved: { unknownRoot: /the Default experiment \(id 0\) is not in the database/ } });
+    t.match(log.records().find((r) => r.level === 'warn'), { msg: /location policy audit without MLflow's default root: a location ending in the experiment's own id is not judged; set trigger\.defaultArtifactRoot/ });
+    const next = await nextId(c);
+    await createExperiment(c, 'own-id', {}, `s3://anywhere/${next}`);
+    const foreign = await createExperiment(c, 'foreign', {}, 's3://evil-bucket/x');
+    t.match(await auditRows(c), [{ experiment_id: foreign }], 'only <root>/<id> is unknowable; everything else is recorded');
+    const before = await readInstalled(c, 'public');
+    const err = await install(name, projectMode).catch((e: Error) => e);
+    t.type(err, TriggerError);
+    t.match((err as Error).message, /^trigger\.locationPolicy: enforce, but MLflow's default artifact root is unknown: the Default experiment \(id 0\) is not in the database; set trigger\.defaultArtifactRoot to MLflow's --default-artifact-root/);
+    t.same(await readInstalled(c, 'public'), before, 'rolled back: the audit install is untouched, not turned off');
   });
-  t.test('a root that changed since experiment 0 is not guessed', async (t) => {
-    const { name, c } = await freshDatabase();
-    const newer = await createExperiment(c, 'after-a-root-change', {}, '/mnt/mlflow/placeholder');
-    await c.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [`/mnt/mlflow/${newer}`, newer]);
-    const log = capture();
-    const installed = await install(name, projectMode, log);
-    t.equal(installed.policy, 'off');
-    t.match(log.records().find((r) => r.level === 'warn'), { reason: new RegExp(`experiment 0 has ${DEFAULT_ROOT}0 but the newest experiment ${newer} has /mnt/mlflow/${newer}`) });
+  t.test('trigger.enforceLocations (deprecated): true is enforce, false is off, with a warning naming trigger.locationPolicy', async (t) => {
+    for (const [enforceLocations, policy] of [[true, 'enforce'], [false, 'off']] as const) {
+      const { name } = await freshDatabase();
+      const log = capture();
+      const installed = await install(name, configFor({ enforceLocations }), log);
+      t.equal(installed.policy, policy);
+      t.match(log.records().find((r) => r.level === 'warn'), { msg: `trigger.enforceLocations is deprecated: set trigger.locationPolicy: ${policy} (what it means) and remove trigger.enforceLocations` });
+      t.match(installed.resolved, { from: `trigger.enforceLocations: ${enforceLocations} (deprecated; it means trigger.locationPolicy: ${policy})` });
+    }
   });
-  t.test('trigger.enforceLocations: false', async (t) => {
-    const { name, c } = await freshDatabase();
-    const log = capture();
-    const installed = await install(name, configFor({ enforceLocations: false }), log);
-    t.equal(installed.policy, 'off');
-    t.match(log.records().find((r) => r.msg === 'location policy off'), { level: 'info', reason: 'trigger.enforceLocations is false' });
-    t.same(await ourObjects(c), { triggers: 1, functions: 2 });
-  });
+});
+
+t.test('the survey before the policy takes effect: existing conflicts, bounded, escaped, each with the setting that admits it', async (t) => {
+  const { name, c } = await freshDatabase();
+  const history = await seedHistory(c);
+  const hostile = await createExperiment(c, 'hostile', {}, 's3://x/\u001b[2J\u001b[31mred\nDROP TABLE runs;\u202e');
+  const many: number[] = [];
+  for (let i = 0; i < 25; i++) many.push(await createExperiment(c, `explicit-${i}`, {}, `s3://team-bucket-2/teams/t${i}`));
+  const log = capture();
+  const installed = await install(name, projectMode, log);
+  const conflicts = [history.sharedProxied, history.sharedS3, history.otherRoot, hostile, ...many];
+  t.match(installed.survey, { held: conflicts.length });
+  t.same(installed.survey?.shown.map((e) => e.experimentId), conflicts.slice(0, 20), 'the first 20 by id; the tagged, the plain and experiment 0 are not conflicts');
+  t.match(log.records().find((r) => r.msg === 'location policy survey: more experiments than listed'), { level: 'warn', notListed: conflicts.length - 20 });
+  const entries = log.records().filter((r) => r.msg === 'location policy survey: refused location');
+  t.equal(entries.length, 20);
+  const entry = (id: number) => entries.find((r) => r.experimentId === id)!;
+  t.match(entry(history.sharedProxied), { location: "'mlflow-artifacts:/mlflow'", admitWith: /^trigger\.locationPolicy: audit \(or the tag mlflow\.domino\.project_id on the experiment/ });
+  t.match(entry(history.sharedS3), { location: `'${BUCKET}/mlflow'`, reason: /without the tag mlflow\.domino\.project_id an experiment's location may only be empty or MLflow's default \(mlflow-artifacts:\/\d+\)/ });
+  t.equal(entry(hostile).location, "'s3://x/\\x1b[2J\\x1b[31mred\\x0aDROP TABLE runs;\\u{202e}'", 'control characters, line breaks and bidi overrides are escaped');
+  t.notMatch(log.lines.filter((l) => l.includes('location policy survey')).join(''), /\\u001b|\\n|\u202e/, 'the survey\'s lines carry none of them raw, nor as JSON escapes a terminal could be fed');
+  const order = log.records().map((r) => r.msg);
+  t.ok(order.indexOf('location policy survey: refused location') < order.indexOf('trigger installed'), 'surveyed before the policy takes effect');
+
+  // custom-location mode: a location an allowed prefix would admit gets that entry
+  const custom = await install(name, customMode);
+  t.match(custom.survey?.shown.find((e) => e.experimentId === many[0]), { admitWith: "a trigger.allowedLocationPrefixes entry holding it, such as 's3://team-bucket-2/teams/'" });
+  const admitted = await install(name, configFor({ ...customMode.trigger, allowedLocationPrefixes: [...customMode.trigger.allowedLocationPrefixes, 's3://team-bucket-2/teams/'] }));
+  t.notOk(admitted.survey?.shown.some((e) => many.includes(e.experimentId)), 'and that entry admits them');
+});
+
+t.test('an install by an earlier build (policy=on, policy=off) is read as enforce and off, and upgraded', async (t) => {
+  for (const [recorded, mode] of [['on', 'enforce'], ['off', 'off']] as const) {
+    t.test(`policy=${recorded}`, async (t) => {
+      const { name, c } = await freshDatabase();
+      await seedHistory(c);
+      await c.query(await readFile(join(fixtures, `install-2ced421-policy-${recorded}.sql`), 'utf8'));
+      const old = await readInstalled(c, 'public');
+      t.match(old, { mode: 'project-id', policy: mode, style: 'direct' });
+      t.notOk(old.auditTable, 'earlier builds had no audit table');
+      const problems = installedDifferences(old, auditMode, { mode: 'audit', defaultPrefix: DEFAULT_ROOT }).map((d) => d.problem);
+      t.ok(problems.includes('our table public.mlflow_irsa_location_audit is missing'), problems.join('; '));
+      t.ok(problems.includes(`it records the location policy ${mode}, this config installs audit`), 'the recorded policy is read as a mode');
+      // the same values as then (trigger.enforceLocations), and the default: each is installed, read back and recorded as a mode
+      const legacy = configFor({ enforceLocations: recorded === 'on' });
+      const same = await install(name, legacy);
+      t.match(same, { policy: mode, auditTable: { name: `public.${AUDIT_TABLE_NAME}` } });
+      t.same(installedDifferences(same, legacy, same.resolved.policy), []);
+      t.match((await readInstalled(c, 'public')).function?.comment, new RegExp(` policy=${mode} `));
+      const log = capture();
+      const upgraded = await install(name, auditMode, log);
+      t.equal(upgraded.policy, 'audit');
+      if (mode !== 'audit') t.match(log.records().find((r) => r.msg === 'replacing the installed location policy'), { from: mode, to: 'audit' });
+      t.same(await ourObjects(c), ALL);
+    });
+  }
 });
 
 t.test('a function or operator shadowed on the search_path does not change the outcome', async (t) => {
@@ -564,7 +764,7 @@ t.test('MLflow migrations can change the type of the columns the trigger reads',
   for (const r of await runReplays(c, projectReplays)) t.equal(r.actual, r.expected, `after the migration: ${r.name}`);
   const foreign = await createExperiment(c, 'foreign-after', { 'mlflow.note.content': '../x' });
   t.equal(await locationOf(c, foreign), `${DEFAULT_ROOT}${foreign}`);
-  t.match(await readInstalled(c, 'public'), { mode: 'project-id', policy: 'on', trigger: { initiallyDeferred: true }, policyTrigger: { initiallyDeferred: true } });
+  t.match(await readInstalled(c, 'public'), { mode: 'project-id', policy: 'enforce', trigger: { initiallyDeferred: true }, policyTrigger: { initiallyDeferred: true } });
   // The WHEN clause this replaces (NEW.key = ...) would have stopped the first ALTER: PostgreSQL says so.
   await c.query(`CREATE TRIGGER column_bound AFTER INSERT ON experiment_tags FOR EACH ROW WHEN (NEW.key = 'x') EXECUTE FUNCTION mlflow_irsa_artifact_location()`);
   await t.rejects(c.query('ALTER TABLE experiment_tags ALTER COLUMN key TYPE VARCHAR(600)'), /cannot alter type of a column used in a trigger definition/);
@@ -625,7 +825,7 @@ t.test('--backfill of 20,000 experiments: MLflow\'s tag writes wait at most abou
 const PROXY = 'mlflow-artifacts:/';
 const styles = {
   direct: { base: `${BUCKET}/mlflow/`, project: projectMode },
-  proxied: { base: `${PROXY}mlflow/`, project: configFor({ locationStyle: 'proxied' }) },
+  proxied: { base: `${PROXY}mlflow/`, project: configFor({ locationStyle: 'proxied', locationPolicy: 'enforce' }) },
 } as const;
 
 for (const variant of ['new', 'old'] as const) {
@@ -633,7 +833,7 @@ for (const variant of ['new', 'old'] as const) {
     t.test(`${variant} MLflow schema, ${style} style, project-id mode: locations, runs and refusals`, async (t) => {
       const { name, c } = await freshDatabase(variant);
       const installed = await install(name, project);
-      t.match(installed, { style, policy: 'on' });
+      t.match(installed, { style, policy: 'enforce' });
       const id = await createExperiment(c, 'tagged', { [PROJECT_TAG]: 'proj-123' });
       t.equal(await locationOf(c, id), `${base}proj-123`, 'create_experiment with the tag');
       t.match(await createRun(c, id), new RegExp(`^${base}proj-123/[0-9a-f]{32}/artifacts$`), 'its runs');
@@ -676,7 +876,7 @@ t.test('proxied style, custom-location mode: mlflow-artifacts:/ prefixes follow 
     await refusal(t, createExperiment(c, `bad ${bad}`, { [LOCATION_TAG]: bad }), [LOCATION_TAG, reason]);
   }
   const defaults = await freshDatabase();
-  await install(defaults.name, configFor({ mode: 'custom-location', locationStyle: 'proxied' }));
+  await install(defaults.name, configFor({ mode: 'custom-location', locationStyle: 'proxied', locationPolicy: 'enforce' }));
   const anywhere = await createExperiment(defaults.c, 'anywhere', { [LOCATION_TAG]: `${PROXY}team-x/y` });
   t.equal(await locationOf(defaults.c, anywhere), `${PROXY}team-x/y`, 'the default allowed prefix is mlflow-artifacts:/');
   await refusal(t, createExperiment(defaults.c, 'other server', { [LOCATION_TAG]: 'mlflow-artifacts://evil-host/x' }), [LOCATION_TAG, 'empty path segments']);
@@ -890,6 +1090,7 @@ t.test('the install-trigger CLI', async (t) => {
   await admin.query(`CREATE ROLE mlflow LOGIN PASSWORD ${pg.escapeLiteral(MARKER)}`);
   await admin.query('CREATE DATABASE mlflow_cli OWNER mlflow');
   await admin.query('CREATE DATABASE mlflow_empty OWNER mlflow');
+  await admin.query('CREATE DATABASE mlflow_nodefault OWNER mlflow');
   await admin.end();
   const owner = new pg.Client({ connectionString: `postgres://mlflow:${MARKER}@127.0.0.1:${server.port}/mlflow_cli` });
   await owner.connect();
@@ -908,27 +1109,49 @@ t.test('the install-trigger CLI', async (t) => {
   t.test('--dry-run prints the SQL, needs no database and touches none', async (t) => {
     const r = await cli(['--config', configFile, '--dry-run'], { PGHOST: '127.0.0.1', PGPORT: String(await freePort()) });
     t.equal(r.code, 0);
-    t.match(r.stdout, /^-- mlflow-irsa-webhook install-trigger: install, mode project-id, style direct, location policy off\n-- trigger\.defaultArtifactRoot is not set: /);
+    t.match(r.stdout, new RegExp('^-- mlflow-irsa-webhook install-trigger: install, mode project-id, style direct, location policy audit\n'
+      + '-- location policy from trigger\\.locationPolicy: audit\n'
+      + '-- MLflow\'s default artifact root is unknown: experiment 0 was not read \\(no connection\\)\n'
+      + '-- location policy survey not run: the database could not be read: gave up after 1 attempt\\(s\\) over 0 s: .*ECONNREFUSED.*\nBEGIN;\n'));
     t.match(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_artifact_location_trg"/);
-    t.notMatch(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"/, 'no root to check against without a connection');
+    t.match(r.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"/, 'audit needs the trigger on experiments too');
+    t.match(r.stdout, /CREATE TABLE IF NOT EXISTS "public"\."mlflow_irsa_location_audit"/);
     t.notMatch(r.stdout, /-- backfill/);
     t.match(r.stdout, /COMMIT;\n$/);
-    const rooted = await writeConfig('rooted.json', { trigger: { defaultArtifactRoot: DEFAULT_ROOT } });
+    const unnamed = await cli(['--config', configFile, '--dry-run']);
+    t.match(unnamed.stdout, /\n-- location policy survey not run: no database given \(--database-url, or PGHOST and the other libpq variables\)\n/, 'without a database it does not try');
+    const enforcing = await writeConfig('enforcing.json', { trigger: { locationPolicy: 'enforce' } });
+    const refused = await cli(['--config', enforcing, '--dry-run']);
+    t.equal(refused.code, 1, 'enforce without a root cannot be printed');
+    t.equal(refused.stdout, '');
+    t.match(refused.stderr, /^install-trigger --dry-run: trigger\.locationPolicy: enforce, but MLflow's default artifact root is unknown: experiment 0 was not read \(no connection\); set trigger\.defaultArtifactRoot/);
+    const rooted = await writeConfig('rooted.json', { trigger: { defaultArtifactRoot: DEFAULT_ROOT, locationPolicy: 'enforce' } });
     const full = await cli(['--config', rooted, '--dry-run', '--backfill']);
     t.equal(full.code, 0);
-    t.match(full.stdout, /location policy on\n/);
+    t.match(full.stdout, /location policy enforce\n-- location policy from trigger\.locationPolicy: enforce\n-- MLflow's default root from trigger\.defaultArtifactRoot\n/);
     t.match(full.stdout, /CREATE CONSTRAINT TRIGGER "mlflow_irsa_location_policy_trg"/);
     t.match(full.stdout, /COMMIT;\n\n-- backfill, after the install above has committed[^]*SELECT count\(\*\)::int AS tagged[^]*BEGIN;\nSET LOCAL lock_timeout = '10s';\nSET LOCAL search_path = pg_catalog, pg_temp;\nPREPARE mlflow_irsa_backfill\(integer\) AS\nWITH due AS [^]*AND t\.experiment_id > \$1 [^]*LIMIT 500\),\ntouched AS \(UPDATE "public"\."experiment_tags" AS tag SET value = tag\.value[^]*EXECUTE mlflow_irsa_backfill\(-1\);\nCOMMIT;\n$/, '--dry-run --backfill prints the backfill batch too');
+    // with a database: MLflow's root read from experiment 0 and the survey run, read-only
+    const hostile = await createExperiment(owner, 'hostile', {}, 's3://evil/x\nDROP TABLE runs; --\u001b]0;title\u0007');
     const withDb = await cli(['--config', configFile, '--dry-run'], libpq(MARKER));
-    t.equal(withDb.code, 0);
+    t.equal(withDb.code, 0, withDb.stderr);
+    t.match(withDb.stdout, `\n-- MLflow's default root from experiment 0 (Default), location '${DEFAULT_ROOT}0'\n`
+      + '-- location policy survey: 1 experiment(s) hold a location this policy refuses:\n'
+      + `--   experiment ${hostile} at 's3://evil/x\\x0aDROP TABLE runs; --\\x1b]0;title\\x07'; admit with trigger.locationPolicy: audit `);
+    t.notMatch(withDb.stdout, /\u001b|\u0007|\nDROP TABLE runs/, 'nothing raw: the tenant\'s line break cannot end the comment');
+    noMarker(t, withDb);
     t.same(await ourObjects(owner), NONE, 'the database is untouched');
+    const { c } = await freshDatabase();
+    await c.query(withDb.stdout);
+    t.match(await readInstalled(c, 'public'), { policy: 'audit', auditTable: {} }, 'the printed script, survey comments and all, is what psql runs');
+    await owner.query('DELETE FROM experiments WHERE experiment_id = $1', [hostile]);
   });
 
   t.test('the printed SQL is what an install and a backfill run', async (t) => {
     const { c } = await freshDatabase();
     const before = await createExperiment(c, 'tagged-before', { [LOCATION_TAG]: 's3://team-bucket/before' });
     await c.query(script(customMode, 'install', { policy: DERIVED, backfill: true }));
-    t.match(await readInstalled(c, 'public'), { mode: 'custom-location', policy: 'on', trigger: { initiallyDeferred: true }, policyTrigger: { initiallyDeferred: true } });
+    t.match(await readInstalled(c, 'public'), { mode: 'custom-location', policy: 'enforce', trigger: { initiallyDeferred: true }, policyTrigger: { initiallyDeferred: true } });
     t.equal(await locationOf(c, before), 's3://team-bucket/before', 'one batch applied the rule');
     await refusal(t, createExperiment(c, 'foreign', {}, 's3://evil-bucket/x'), ['artifact_location', 'must start with one of']);
   });
@@ -972,6 +1195,23 @@ t.test('the install-trigger CLI', async (t) => {
     const r = await cli(['--config', configFile], libpq(MARKER, 'no_such_db'));
     t.equal(r.code, 1);
     t.match(r.stdout, /the database does not exist/);
+    noMarker(t, r);
+  });
+
+  t.test('enforce without MLflow\'s default root exits 1, naming trigger.defaultArtifactRoot (the chart\'s Job fails)', async (t) => {
+    const c = new pg.Client({ connectionString: `postgres://mlflow:${MARKER}@127.0.0.1:${server.port}/mlflow_nodefault` });
+    await c.connect();
+    clients.push(c);
+    await c.query(mlflowSchema('new'));
+    await c.query('DELETE FROM experiments WHERE experiment_id = 0');
+    const enforcing = await writeConfig('enforcing-db.json', { trigger: { locationPolicy: 'enforce' } });
+    const r = await cli(['--config', enforcing], libpq(MARKER, 'mlflow_nodefault'));
+    t.equal(r.code, 1);
+    t.match(JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}'), {
+      level: 'error', msg: 'install-trigger failed (install)',
+      reason: /^trigger\.locationPolicy: enforce, but MLflow's default artifact root is unknown: the Default experiment \(id 0\) is not in the database; set trigger\.defaultArtifactRoot/,
+    });
+    t.same(await ourObjects(c), NONE, 'nothing installed');
     noMarker(t, r);
   });
 

@@ -610,50 +610,62 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   let r = (await w.doctor(database)).byId;
   expectCheck(t, r['trigger.connection'], 'pass', /connected to database "mlflow", which has MLflow's tables in schema public/);
   expectCheck(t, r['trigger.installed'], 'fail',
-    /^our trigger mlflow_irsa_artifact_location_trg is not installed on public\.experiment_tags; our function public\.mlflow_irsa_artifact_location\(\) is missing; our function public\.mlflow_irsa_is_our_tag\(experiment_tags\) is missing$/,
+    /^our trigger mlflow_irsa_artifact_location_trg is not installed on public\.experiment_tags; our function public\.mlflow_irsa_artifact_location\(\) is missing; our function public\.mlflow_irsa_is_our_tag\(experiment_tags\) is missing; our table public\.mlflow_irsa_location_audit is missing$/,
     /^mlflow-irsa-webhook install-trigger --config config\.yaml$/);
   for (const id of ['trigger.function', 'trigger.deferred', 'trigger.location-policy']) expectCheck(t, r[id], 'skip', /needs trigger\.installed, which failed/);
   expectCheck(t, r['trigger.legacy'], 'pass', /no leftover trigger/);
   expectCheck(t, r['trigger.drift'], 'warn', new RegExp(`^1 of 1 tagged experiment are not where their tag puts them \\(e\\.g\\. experiment ${early} is at mlflow-artifacts:/${early}, the rule gives s3://sw-domino-project-based-mlflow/mlflow/proj-early\\)$`),
     /^mlflow-irsa-webhook install-trigger --config config\.yaml --backfill$/);
 
-  // installed without the location policy: MLflow's Default experiment is not there to derive its root from
+  // installed auditing (the default) without MLflow's default root: the Default experiment is not there to take it from
+  t.equal(config.trigger.locationPolicy, 'audit');
   await installTrigger(c, config, quiet());
   await createExperiment(c, 'after', { [TAG]: 'proj-2' });
   r = (await w.doctor(database)).byId;
-  expectCheck(t, r['trigger.installed'], 'pass', /trigger on public\.experiment_tags, function public\.mlflow_irsa_artifact_location\(\), mode project-id on tag mlflow\.domino\.project_id/);
-  const off = expectedFingerprints(config, { enforced: false }).function;
-  t.equal(fingerprint((await readInstalled(c, 'public')).function!.body), off, 'what PostgreSQL keeps has the fingerprint of what the config generates');
-  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`is what this config installs: mode project-id on tag mlflow\\.domino\\.project_id, location style direct, location policy off \\(fingerprint ${off}\\)`));
+  expectCheck(t, r['trigger.installed'], 'pass', /trigger on public\.experiment_tags, function public\.mlflow_irsa_artifact_location\(\), table public\.mlflow_irsa_location_audit, mode project-id on tag mlflow\.domino\.project_id/);
+  const rootless = expectedFingerprints(config, { mode: 'audit' }).function;
+  t.equal(fingerprint((await readInstalled(c, 'public')).function!.body), rootless, 'what PostgreSQL keeps has the fingerprint of what the config generates');
+  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`is what this config installs: mode project-id on tag mlflow\\.domino\\.project_id, location style direct, location policy audit \\(fingerprint ${rootless}\\)`));
   expectCheck(t, r['trigger.deferred'], 'pass', /DEFERRABLE INITIALLY DEFERRED/);
-  expectCheck(t, r['trigger.location-policy'], 'warn', /^off: MLflow's default artifact root cannot be derived from the Default experiment \(id 0\): it is not in the database; .*explicit artifact locations are not checked$/,
-    /^mlflow-irsa-webhook install-trigger --config config\.yaml +# after setting trigger\.defaultArtifactRoot/);
+  expectCheck(t, r['trigger.location-policy'], 'pass',
+    /^audit: no experiment written since the audit began holds a location enforce would refuse; MLflow's default artifact root is unknown: the Default experiment \(id 0\) is not in the database, so a location ending in the experiment's own id is not judged \(set trigger\.defaultArtifactRoot\)$/);
   expectCheck(t, r['trigger.drift'], 'warn', /1 of 2 tagged experiments are not where/);
 
-  // MLflow's Default experiment appears: doctor derives the root as install-trigger would, and wants the policy on
+  // MLflow's Default experiment appears: doctor takes the root from it as install-trigger would, so the function differs
   await c.query(DEFAULT_EXPERIMENT);
   r = (await w.doctor(database)).byId;
-  expectCheck(t, r['trigger.function'], 'fail', /^the installed function is not what this config installs: it records the location policy off, this config installs it on$/, /install-trigger --config config\.yaml$/);
-  expectCheck(t, r['trigger.location-policy'], 'fail',
-    /^the location policy is on, but our trigger mlflow_irsa_location_policy_trg is not installed on public\.experiments; install-trigger installs it on \(MLflow's default from experiment 0 \(Default\), location mlflow-artifacts:\/0\)$/,
-    /^mlflow-irsa-webhook install-trigger --config config\.yaml$/);
+  expectCheck(t, r['trigger.function'], 'fail', /^the installed function is not what this config installs: its body has fingerprint [0-9a-f]{16}, this config's has [0-9a-f]{16}: another config or version installed it$/, /install-trigger --config config\.yaml$/);
   await installTrigger(c, config, quiet(), { backfill: true });
   r = (await w.doctor(database)).byId;
-  const on = expectedFingerprints(config, { enforced: true, defaultPrefix: 'mlflow-artifacts:/' }).function;
-  t.not(on, off, 'the policy is part of the function, so of its fingerprint');
-  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`location style direct, location policy on \\(fingerprint ${on}\\)`));
+  const audit = expectedFingerprints(config, { mode: 'audit', defaultPrefix: 'mlflow-artifacts:/' }).function;
+  t.not(audit, rootless, 'the root is part of the function, so of its fingerprint');
+  expectCheck(t, r['trigger.function'], 'pass', new RegExp(`location style direct, location policy audit \\(fingerprint ${audit}\\)`));
   expectCheck(t, r['trigger.location-policy'], 'pass',
-    /^on: trigger mlflow_irsa_location_policy_trg on experiments refuses a location written without the tag unless empty or MLflow's default mlflow-artifacts:\/<experiment id> \(from experiment 0 \(Default\), location mlflow-artifacts:\/0\)$/);
+    /^audit: no experiment written since the audit began holds a location enforce would refuse \(MLflow's default mlflow-artifacts:\/<experiment id> \(from experiment 0 \(Default\), location 'mlflow-artifacts:\/0'\)\)$/);
   expectCheck(t, r['trigger.drift'], 'pass', /^2 tagged experiments, all where their tag puts them$/);
   // a value the rule refuses, stored while the trigger was off, is reported but is no drift
   const refused = await triggersOff(c, () => createExperiment(c, 'refused', { [TAG]: '../escape' }));
   expectCheck(t, (await w.doctor(database)).byId['trigger.drift'], 'pass', /3 tagged experiments, all where their tag puts them; 1 experiment carry a tag value the rule refuses/);
   await c.query('DELETE FROM experiment_tags WHERE experiment_id = $1', [refused]);
 
+  // audit counts: a location written without the tag that enforce would refuse goes through, and doctor warns, naming it
+  const foreign = await createExperiment(c, 'foreign', {});
+  await c.query("UPDATE experiments SET artifact_location = 's3://evil-bucket/x\u001b[0m' WHERE experiment_id = $1", [foreign]);
+  const counted = (await w.doctor(database)).byId['trigger.location-policy'];
+  expectCheck(t, counted, 'warn',
+    new RegExp(`^audit: 1 experiment written since the audit began hold a location enforce would refuse \\(let through and recorded; e\\.g\\. experiment ${foreign} at 's3://evil-bucket/x\\\\x1b\\[0m', admitted by trigger\\.locationPolicy: audit \\(or the tag mlflow\\.domino\\.project_id on the experiment, whose rule then decides its location\\)\\)$`),
+    /^psql -c 'SELECT a\.experiment_id, e\.artifact_location, a\.writes, a\.last_written FROM public\.mlflow_irsa_location_audit a JOIN public\.experiments e USING \(experiment_id\) ORDER BY 1'; mlflow-irsa-webhook install-trigger --config config\.yaml --dry-run {2}# lists each with the setting that admits it/);
+  t.notMatch(counted.message, /\u001b/, 'the tenant\'s bytes are escaped');
+  const listed = await c.query(counted.fix!.replace(/^psql -c '([^']*)'.*$/, '$1'));
+  t.match(listed.rows, [{ experiment_id: foreign, writes: '1' }], 'the fix\'s SQL lists it');
+  // admitted (the tag now decides its location): the record stays, but doctor judges it by today's rules and passes
+  await c.query('INSERT INTO experiment_tags (key, value, experiment_id) VALUES ($1, $2, $3)', [TAG, 'proj-f', foreign]);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'pass', /^audit: no experiment written since the audit began/);
+
   // installed by another config (another prefix): same mode, tag, style and policy, another function
   await installTrigger(c, withTrigger(config, { allowedLocationPrefixes: [], prefix: 'tracking' }), quiet());
   r = (await w.doctor(database)).byId;
-  expectCheck(t, r['trigger.function'], 'fail', new RegExp(`^the installed function is not what this config installs: its body has fingerprint [0-9a-f]{16}, this config's has ${on}: another config or version installed it$`),
+  expectCheck(t, r['trigger.function'], 'fail', new RegExp(`^the installed function is not what this config installs: its body has fingerprint [0-9a-f]{16}, this config's has ${audit}: another config or version installed it$`),
     /install-trigger --config config\.yaml/);
   await installTrigger(c, withTrigger(config, { mode: 'custom-location', allowedLocationPrefixes: [] }), quiet());
   expectCheck(t, (await w.doctor(database)).byId['trigger.function'], 'fail',
@@ -662,26 +674,56 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   expectCheck(t, (await w.doctor(database)).byId['trigger.function'], 'fail', /^the installed function is not what this config installs: it records location style proxied, this config's is direct$/);
 
   // the policy off by config: the installed policy trigger is then one too many, until install-trigger removes it
-  const unenforced = withTrigger(config, { enforceLocations: false });
+  const unenforced = withTrigger(config, { locationPolicy: 'off' });
   await installTrigger(c, config, quiet());
   r = (await w.doctor({ ...database, config: unenforced })).byId;
   expectCheck(t, r['trigger.location-policy'], 'fail',
-    /^the location policy is off, but our trigger mlflow_irsa_location_policy_trg is installed on public\.experiments; install-trigger installs it off: trigger\.enforceLocations is false$/);
-  expectCheck(t, r['trigger.function'], 'fail', /it records the location policy on, this config installs it off/);
+    /^the location policy is off, but our trigger mlflow_irsa_location_policy_trg is installed on public\.experiments; install-trigger installs off \(trigger\.locationPolicy: off\)$/);
+  expectCheck(t, r['trigger.function'], 'fail', /it records the location policy audit, this config installs off/);
   await installTrigger(c, unenforced, quiet());
   r = (await w.doctor({ ...database, config: unenforced })).byId;
-  expectCheck(t, r['trigger.location-policy'], 'pass', /^off \(trigger\.enforceLocations is false\): explicit artifact locations are not checked$/);
+  expectCheck(t, r['trigger.location-policy'], 'pass', /^off \(trigger\.locationPolicy: off\): explicit artifact locations are not checked$/);
   expectCheck(t, r['trigger.function'], 'pass', /location policy off/);
 
+  // enforce: refuses; and without MLflow's default root it cannot be installed, which doctor fails naming the key
+  const enforcing = withTrigger(config, { locationPolicy: 'enforce' });
+  await installTrigger(c, enforcing, quiet());
+  r = (await w.doctor({ ...database, config: enforcing })).byId;
+  expectCheck(t, r['trigger.location-policy'], 'pass',
+    /^enforce: trigger mlflow_irsa_location_policy_trg on experiments refuses a location written without the tag unless empty or MLflow's default mlflow-artifacts:\/<experiment id> \(from experiment 0 \(Default\), location 'mlflow-artifacts:\/0'\)$/);
+  await triggersOff(c, () => c.query("UPDATE experiments SET artifact_location = 'mlflow-artifacts:/default' WHERE experiment_id = 0"));
+  r = (await w.doctor({ ...database, config: enforcing })).byId;
+  await triggersOff(c, () => c.query("UPDATE experiments SET artifact_location = 'mlflow-artifacts:/0' WHERE experiment_id = 0"));
+  expectCheck(t, r['trigger.location-policy'], 'fail',
+    /^trigger\.locationPolicy: enforce, but MLflow's default artifact root is unknown: the Default experiment \(id 0\) has the location 'mlflow-artifacts:\/default', which does not end in "\/0"; set trigger\.defaultArtifactRoot/,
+    /^mlflow-irsa-webhook install-trigger --config config\.yaml {2}# after setting trigger\.defaultArtifactRoot/);
+  expectCheck(t, r['trigger.function'], 'skip', /location policy cannot be installed \(trigger\.location-policy says why\)/);
+
+  // an install by an earlier build (its comment records policy=on, it had no audit table), under the values of then
+  const then = withTrigger(config, { enforceLocations: true, locationPolicy: undefined });
+  await c.query(readFileSync(join(root, 'test/fixtures/mlflow/install-2ced421-policy-on.sql'), 'utf8'));
+  await c.query('DROP TABLE mlflow_irsa_location_audit');
+  r = (await w.doctor({ ...database, config: then })).byId;
+  expectCheck(t, r['trigger.installed'], 'fail', /^our table public\.mlflow_irsa_location_audit is missing$/, /install-trigger --config config\.yaml$/);
+  await installTrigger(c, then, quiet());
+  r = (await w.doctor({ ...database, config: then })).byId;
+  for (const id of ['trigger.installed', 'trigger.function', 'trigger.location-policy']) expectCheck(t, r[id], 'pass', /./);
+  expectCheck(t, r['trigger.location-policy'], 'pass', /^enforce: /);
+
+  await installTrigger(c, config, quiet());
   // triggers recreated or switched off by hand
   await installTrigger(c, config, quiet());
   await c.query('ALTER TABLE experiments DISABLE TRIGGER mlflow_irsa_location_policy_trg');
-  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is disabled; install-trigger installs it on/);
+  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is disabled; install-trigger installs audit with MLflow's default mlflow-artifacts:\/<experiment id>/);
   await installTrigger(c, config, quiet());
   await c.query(`DROP TRIGGER mlflow_irsa_location_policy_trg ON experiments;
     CREATE TRIGGER mlflow_irsa_location_policy_trg AFTER INSERT OR UPDATE ON experiments FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()`);
   expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail', /^the trigger mlflow_irsa_location_policy_trg on public\.experiments is not DEFERRABLE INITIALLY DEFERRED;/);
   await installTrigger(c, config, quiet());
+  await c.query('ALTER TABLE mlflow_irsa_location_audit ADD COLUMN note text');
+  expectCheck(t, (await w.doctor(database)).byId['trigger.location-policy'], 'fail',
+    /^our table public\.mlflow_irsa_location_audit is not the one install-trigger creates \(table \(experiment_id integer not null, artifact_location text not null, writes bigint not null, first_written timestamp with time zone not null, last_written timestamp with time zone not null, note text\) primary key \(experiment_id\)\): drop it, then install-trigger again;/);
+  await c.query('ALTER TABLE mlflow_irsa_location_audit DROP COLUMN note');
   await c.query('DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags');
   await c.query('CREATE TRIGGER mlflow_irsa_artifact_location_trg AFTER INSERT OR UPDATE ON experiment_tags FOR EACH ROW EXECUTE FUNCTION mlflow_irsa_artifact_location()');
   expectCheck(t, (await w.doctor(database)).byId['trigger.deferred'], 'fail', /^the trigger mlflow_irsa_artifact_location_trg on public\.experiment_tags is not DEFERRABLE INITIALLY DEFERRED: it would run before MLflow's own UPDATE/);
@@ -740,7 +782,7 @@ t.test('trigger.drift counts with the trigger\'s own rule: both location styles,
   expectCheck(t, await drift(proxied), 'pass', /^3 tagged experiments, all where their tag puts them$/);
   expectCheck(t, await drift(config), 'warn',
     new RegExp(`^2 of 3 tagged experiments are not where their tag puts them \\(e\\.g\\. experiment ${a} is at mlflow-artifacts:/mlflow/proj-a, the rule gives s3://sw-domino-project-based-mlflow/mlflow/proj-a\\); 1 experiment carry a tag value the rule refuses`));
-  expectCheck(t, (await w.doctor({ ...database, config: proxied })).byId['trigger.function'], 'pass', /location style proxied, location policy on/);
+  expectCheck(t, (await w.doctor({ ...database, config: proxied })).byId['trigger.function'], 'pass', /location style proxied, location policy audit/);
 
   // custom-location mode: a "//" or ".." in the tag value is refused by the rule, so it is counted as refused, not as drift
   const custom = withTrigger(config, { mode: 'custom-location', allowedLocationPrefixes: [] });

@@ -1,7 +1,8 @@
-// Connects to MLflow's tracking database (libpq variables or a URL), retries what is transient until a deadline, and keeps the password out of every message.
+// Connects to MLflow's tracking database (libpq variables or a URL), retries what is transient until a deadline, keeps the password out of every message, and runs work in transactions with the installer's settings.
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../log.js';
+import { preamble } from './sql.js';
 import { DatabaseTlsError, openConnection, planConnection } from './ssl.js';
 
 export const APPLICATION_NAME = 'mlflow-irsa-webhook install-trigger';
@@ -115,5 +116,23 @@ export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, w
     } finally {
       await client?.end().catch((err: Error) => logger.debug({ reason: scrub(err.message, secrets) }, 'closing the connection failed'));
     }
+  }
+}
+
+/**
+ * Runs `work` in one transaction with the installer's settings (under our advisory lock when `lock`; READ ONLY when
+ * `readOnly`, so that not even a mistake in its queries could change MLflow's data); any failure rolls all of it back.
+ */
+export async function transaction<T>(client: pg.Client, opts: { lock: boolean; readOnly?: boolean }, work: () => Promise<T>): Promise<T> {
+  await client.query(opts.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
+  try {
+    for (const statement of preamble({ lock: opts.lock })) await client.query(statement);
+    const result = await work();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    // On a lost connection the server has rolled back already and this fails too; the original error is the one to report.
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
   }
 }

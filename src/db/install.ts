@@ -1,15 +1,20 @@
 // Installs, reads back and removes our trigger in one locked transaction, backfills in short batches after it, and reports the manual procedure's trigger if it is still there.
 import type pg from 'pg';
 import type { LocationStyle } from '../artifact-location.js';
-import type { Config, TriggerMode } from '../config.js';
+import type { Config, LocationPolicyMode, TriggerMode } from '../config.js';
 import type { Logger } from '../log.js';
-import { TriggerError } from './connect.js';
+import { backfill, type Backfill } from './backfill.js';
+import { TriggerError, transaction } from './connect.js';
 import { expectedFingerprints, fingerprint } from './fingerprint.js';
+import { SURVEY_SHOWN, resolvePolicy, surveyPolicy, type PolicySurvey, type ResolvedPolicy } from './policy.js';
 import {
-  BACKFILL_BATCH_SIZE, DEFAULT_EXPERIMENT_ID, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
-  backfillSql, configuredPolicy, installStatements, preamble, triggerSql, uninstallStatements,
-  type Policy, type ResolvedPolicy,
+  AUDIT_TABLE_NAME, FUNCTION_NAME, LEGACY_FUNCTION_NAME, LEGACY_TRIGGER_NAME, POLICY_TRIGGER_NAME, TAG_TEST_NAME, TRIGGER_NAME,
+  installStatements, triggerSql, uninstallStatements,
+  type JudgingPolicy, type Policy,
 } from './sql.js';
+
+/** Where callers found it before it moved to connect.ts. */
+export { transaction } from './connect.js';
 
 export interface InstalledTrigger {
   readonly table: string;
@@ -29,10 +34,12 @@ export interface Installed {
   readonly function?: { readonly signature: string; readonly comment: string | null; readonly body: string };
   /** the WHEN clause's test function, if present, with its SQL body */
   readonly tagTest?: { readonly signature: string; readonly body: string };
+  /** our audit table, if present, with its shape as auditTableShape spells it */
+  readonly auditTable?: { readonly name: string; readonly shape: string };
   /** the mode, tag, policy and location style our function's comment records */
   readonly mode?: TriggerMode;
   readonly tag?: string;
-  readonly policy?: 'on' | 'off';
+  readonly policy?: LocationPolicyMode;
   readonly style?: LocationStyle;
 }
 
@@ -63,7 +70,24 @@ async function readTrigger(client: pg.Client, schema: string, name: string, tabl
   return t && { table: t.table, enabled: t.tgenabled !== 'D', deferrable: t.tgdeferrable, initiallyDeferred: t.tginitdeferred, function: t.fn, definition: t.definition };
 }
 
-/** What of ours is in the database now, from pg_trigger and pg_proc. */
+/**
+ * A table's shape, one line: its kind, columns (name, type as format_type spells it, not null) in order, and primary
+ * key, so that the audit table read back compares with what auditTableDefinition creates (fingerprint.ts).
+ */
+async function readTableShape(client: pg.Client, schema: string, name: string): Promise<string | undefined> {
+  const { rows: [t] } = await client.query<{ shape: string }>(
+    `SELECT format('%s (%s) primary key (%s)', CASE c.relkind WHEN 'r' THEN 'table' ELSE 'relkind ' || c.relkind::text END,
+              (SELECT string_agg(format('%s %s%s', a.attname, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN ' not null' ELSE '' END), ', ' ORDER BY a.attnum)
+                 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+              (SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                WHERE i.indrelid = c.oid AND i.indisprimary)) AS shape
+       FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', $1::text, $2::text))`,
+    [schema, name],
+  );
+  return t?.shape;
+}
+
+/** What of ours is in the database now, from pg_trigger, pg_proc and pg_class. */
 export async function readInstalled(client: pg.Client, schema: string): Promise<Installed> {
   const trigger = await readTrigger(client, schema, TRIGGER_NAME, 'experiment_tags');
   const policyTrigger = await readTrigger(client, schema, POLICY_TRIGGER_NAME, 'experiments');
@@ -76,19 +100,29 @@ export async function readInstalled(client: pg.Client, schema: string): Promise<
   );
   const f = fns.rows.find((r) => r.name === FUNCTION_NAME);
   const test = fns.rows.find((r) => r.name === TAG_TEST_NAME);
-  // Installs before the location policy and styles recorded no policy= or style= field: they were off and direct.
-  const recorded = /^\S+ mode=(project-id|custom-location) tag=(\S+)(?: policy=(on|off))?(?: style=(direct|proxied))?$/.exec(f?.comment ?? '');
+  const auditShape = await readTableShape(client, schema, AUDIT_TABLE_NAME);
+  const recorded = /^\S+ mode=(project-id|custom-location) tag=(\S+)(?: policy=(on|off|audit|enforce))?(?: style=(direct|proxied))?$/.exec(f?.comment ?? '');
   return {
     ...(trigger && { trigger }),
     ...(policyTrigger && { policyTrigger }),
     ...(f && { function: { signature: f.signature, comment: f.comment, body: f.body } }),
     ...(test && { tagTest: { signature: test.signature, body: test.body } }),
-    ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2], policy: (recorded[3] ?? 'off') as 'on' | 'off', style: (recorded[4] ?? 'direct') as LocationStyle }),
+    ...(auditShape !== undefined && { auditTable: { name: `${schema}.${AUDIT_TABLE_NAME}`, shape: auditShape } }),
+    ...(recorded && { mode: recorded[1] as TriggerMode, tag: recorded[2], policy: recordedPolicy(recorded[3]), style: (recorded[4] ?? 'direct') as LocationStyle }),
   };
 }
 
+/**
+ * The policy mode a comment records. Earlier versions wrote policy=on (it refused, as enforce does) or policy=off, and
+ * the first ones no policy= at all (there was no policy: off).
+ */
+function recordedPolicy(field: string | undefined): LocationPolicyMode {
+  if (field === 'on') return 'enforce';
+  return (field ?? 'off') as LocationPolicyMode;
+}
+
 /** Which part of an install a difference concerns: doctor reports each under its own check. */
-export type Aspect = 'present' | 'enabled' | 'deferred' | 'function' | 'policy-trigger';
+export type Aspect = 'present' | 'enabled' | 'deferred' | 'function' | 'policy';
 
 export interface Difference {
   readonly aspect: Aspect;
@@ -101,21 +135,22 @@ const deferred = (t: InstalledTrigger) => t.deferrable && t.initiallyDeferred;
 /**
  * How what is installed differs from what installing this config with this location policy leaves behind; empty when it
  * is exactly that. The one definition of "installed": install-trigger's read-back refuses any difference, and doctor's
- * trigger checks report them, each its aspects. The functions are compared by fingerprint (their whitespace-normalised
- * bodies), the rest by what pg_trigger and our function's comment record.
+ * trigger checks report them, each its aspects. The functions and the audit table are compared by fingerprint (function
+ * bodies whitespace-normalised, the table's shape), the rest by what pg_trigger and our function's comment record.
+ * `policy` undefined (the config's policy cannot be installed, see ResolvedPolicy.refused): what depends on it is not compared.
  */
-export function installedDifferences(installed: Installed, config: Config, policy: Policy): Difference[] {
+export function installedDifferences(installed: Installed, config: Config, policy: Policy | undefined): Difference[] {
   const s = triggerSql(config);
   const differences: Difference[] = [];
   const add = (aspect: Aspect, problem: string) => differences.push({ aspect, problem });
-  const { trigger, policyTrigger, tagTest } = installed;
+  const { trigger, policyTrigger, tagTest, auditTable } = installed;
   if (!trigger) add('present', `our trigger ${TRIGGER_NAME} is not installed on ${s.schema}.experiment_tags`);
   if (!installed.function) add('present', `our function ${s.schema}.${FUNCTION_NAME}() is missing`);
   if (!tagTest) add('present', `our function ${s.schema}.${TAG_TEST_NAME}(experiment_tags) is missing`);
+  if (!auditTable) add('present', `our table ${s.schema}.${AUDIT_TABLE_NAME} is missing`);
   if (trigger && !trigger.enabled) add('enabled', `the trigger ${TRIGGER_NAME} on ${trigger.table} is disabled`);
   if (trigger && !deferred(trigger)) add('deferred', `the trigger ${TRIGGER_NAME} on ${trigger.table} is not DEFERRABLE INITIALLY DEFERRED`);
 
-  const on = policy.enforced ? 'on' : 'off';
   const expected = expectedFingerprints(config, policy);
   if (installed.function) {
     const recorded: string[] = [];
@@ -123,24 +158,27 @@ export function installedDifferences(installed: Installed, config: Config, polic
       recorded.push(`it is for mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}, this config installs mode ${s.mode} on tag ${s.tag}`);
     }
     if (installed.style !== config.trigger.locationStyle) recorded.push(`it records location style ${installed.style ?? '?'}, this config's is ${config.trigger.locationStyle}`);
-    if (installed.policy !== on) recorded.push(`it records the location policy ${installed.policy ?? '?'}, this config installs it ${on}`);
+    if (policy && installed.policy !== policy.mode) recorded.push(`it records the location policy ${installed.policy ?? '?'}, this config installs ${policy.mode}`);
     for (const problem of recorded) add('function', problem);
     // with the recorded fields equal, only the body can tell another prefix, destination, root or version apart
     const actual = fingerprint(installed.function.body);
-    if (recorded.length === 0 && actual !== expected.function) {
+    if (expected.function && recorded.length === 0 && actual !== expected.function) {
       add('function', `its body has fingerprint ${actual}, this config's has ${expected.function}: another config or version installed it`);
     }
   }
   if (tagTest && fingerprint(tagTest.body) !== expected.tagTest) {
     add('function', `${TAG_TEST_NAME} does not test for the tag ${s.tag}`);
   }
+  if (auditTable && fingerprint(auditTable.shape) !== expected.auditTable) {
+    add('policy', `our table ${auditTable.name} is not the one install-trigger creates (${auditTable.shape}): drop it, then install-trigger again`);
+  }
 
-  if (policy.enforced) {
-    if (!policyTrigger) add('policy-trigger', `the location policy is on, but our trigger ${POLICY_TRIGGER_NAME} is not installed on ${s.schema}.experiments`);
-    else if (!policyTrigger.enabled) add('policy-trigger', `the trigger ${POLICY_TRIGGER_NAME} on ${policyTrigger.table} is disabled`);
-    else if (!deferred(policyTrigger)) add('policy-trigger', `the trigger ${POLICY_TRIGGER_NAME} on ${policyTrigger.table} is not DEFERRABLE INITIALLY DEFERRED`);
-  } else if (policyTrigger) {
-    add('policy-trigger', `the location policy is off, but our trigger ${POLICY_TRIGGER_NAME} is installed on ${policyTrigger.table}`);
+  if (policy && policy.mode !== 'off') {
+    if (!policyTrigger) add('policy', `the location policy is ${policy.mode}, but our trigger ${POLICY_TRIGGER_NAME} is not installed on ${s.schema}.experiments`);
+    else if (!policyTrigger.enabled) add('policy', `the trigger ${POLICY_TRIGGER_NAME} on ${policyTrigger.table} is disabled`);
+    else if (!deferred(policyTrigger)) add('policy', `the trigger ${POLICY_TRIGGER_NAME} on ${policyTrigger.table} is not DEFERRABLE INITIALLY DEFERRED`);
+  } else if (policy && policyTrigger) {
+    add('policy', `the location policy is off, but our trigger ${POLICY_TRIGGER_NAME} is installed on ${policyTrigger.table}`);
   }
   return differences;
 }
@@ -163,24 +201,6 @@ export async function findLegacy(client: pg.Client): Promise<Legacy | undefined>
   return { triggers: trig.rows, functions: fn.rows.map((r) => r.signature), removal };
 }
 
-/**
- * Runs `work` in one transaction with the installer's settings (under our advisory lock when `lock`; READ ONLY when
- * `readOnly`, so that not even a mistake in its queries could change MLflow's data); any failure rolls all of it back.
- */
-export async function transaction<T>(client: pg.Client, opts: { lock: boolean; readOnly?: boolean }, work: () => Promise<T>): Promise<T> {
-  await client.query(opts.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
-  try {
-    for (const statement of preamble({ lock: opts.lock })) await client.query(statement);
-    const result = await work();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    // On a lost connection the server has rolled back already and this fails too; the original error is the one to report.
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
-}
-
 async function requireTables(client: pg.Client, schema: string): Promise<void> {
   const missing = await missingTables(client, schema);
   if (missing.length > 0) {
@@ -200,108 +220,6 @@ function warnLegacy(logger: Logger, legacy: Legacy | undefined): void {
   );
 }
 
-/**
- * MLflow's default root from its Default experiment: MLflow creates experiment 0 with <root>/0 on its first start. A newer
- * experiment whose location ends in its own id and disagrees means the root changed since; then we do not guess (a wrong
- * root would refuse every new experiment) and leave the policy off.
- */
-async function derivePolicy(client: pg.Client, config: Config): Promise<ResolvedPolicy> {
-  const s = triggerSql(config);
-  const setRoot = 'set trigger.defaultArtifactRoot to MLflow\'s --default-artifact-root to turn it on';
-  const { rows: [zero] } = await client.query<{ artifact_location: string | null }>(`SELECT artifact_location FROM ${s.experimentsTable} WHERE experiment_id = ${DEFAULT_EXPERIMENT_ID}`);
-  const location = zero?.artifact_location;
-  if (!location || !/[/:]0$/.test(location)) {
-    const found = zero ? `its location is ${JSON.stringify(location)}, which does not end in "/0"` : 'it is not in the database';
-    return { policy: { enforced: false }, off: `MLflow's default artifact root cannot be derived from the Default experiment (id 0): ${found}; ${setRoot}` };
-  }
-  const defaultPrefix = location.slice(0, -1);
-  const { rows: [newest] } = await client.query<{ experiment_id: number; artifact_location: string }>(
-    `SELECT experiment_id, artifact_location FROM ${s.experimentsTable}
-      WHERE experiment_id > 0 AND right(artifact_location, length(experiment_id::text) + 1) IN ('/' || experiment_id, ':' || experiment_id)
-      ORDER BY experiment_id DESC LIMIT 1`,
-  );
-  if (newest && newest.artifact_location !== `${defaultPrefix}${newest.experiment_id}`) {
-    return {
-      policy: { enforced: false },
-      off: `experiment 0 has ${location} but the newest experiment ${newest.experiment_id} has ${newest.artifact_location}: `
-        + `MLflow's default artifact root seems to have changed, so it is not guessed; ${setRoot}`,
-    };
-  }
-  return { policy: { enforced: true, defaultPrefix }, source: `experiment 0 (Default), location ${location}` };
-}
-
-/**
- * The location policy an install would put in place now: the config's, or derived from MLflow's Default experiment. Only
- * reads, so doctor asks it too, inside its read-only transaction.
- */
-export async function resolvePolicy(client: pg.Client, config: Config): Promise<ResolvedPolicy> {
-  return configuredPolicy(config) ?? derivePolicy(client, config);
-}
-
-export interface Backfill {
-  /** experiments that carry the mode's tag */
-  readonly tagged: number;
-  /** of those, how many had a location other than the rule's when the backfill started */
-  readonly due: number;
-  /** tag rows re-set in batches, each of which our trigger gave the rule's location */
-  readonly changed: number;
-  readonly batches: number;
-  /** the longest batch transaction, in milliseconds */
-  readonly slowestBatchMs: number;
-  /** experiments still differing from the rule at the end (a concurrent change, or our trigger disabled) */
-  readonly remaining: number;
-  /** how many tag values the rule refuses; those experiments were left as they were */
-  readonly refusedCount: number;
-  /** the first REFUSED_SHOWN of them */
-  readonly refused: ReadonlyArray<{ readonly experimentId: number; readonly reason: string }>;
-}
-
-/** Refused experiments listed by --backfill; the rest are counted. */
-export const REFUSED_SHOWN = 100;
-
-async function survey(client: pg.Client, sql: string): Promise<{ tagged: number; due: number; refused: number }> {
-  return (await transaction(client, { lock: false }, () => client.query<{ tagged: number; due: number; refused: number }>(sql))).rows[0];
-}
-
-/**
- * Applies the rule to experiments that already carried the tag before the install. Runs after the install committed, in
- * batches of BACKFILL_BATCH_SIZE, each its own short transaction, so MLflow's own writes never wait on more than one batch.
- * Each batch re-sets due tag rows to their own value and our trigger sets the locations at its COMMIT: the rule lives in
- * the trigger alone, and a refused value is never selected. Idempotent: a rerun (or a retry after a lost connection) picks
- * up what is still due.
- */
-async function backfill(client: pg.Client, config: Config, logger: Logger): Promise<Backfill> {
-  const sql = backfillSql(config);
-  const start = await survey(client, sql.survey);
-  const refused = await transaction(client, { lock: false }, () => client.query<{ experiment_id: number; message: string }>(sql.refused, [REFUSED_SHOWN]));
-  logger.info({ tagged: start.tagged, due: start.due, refused: start.refused, batchSize: BACKFILL_BATCH_SIZE }, 'backfill: applying the rule to experiments that already carry the tag');
-  for (const r of refused.rows) logger.warn({ experimentId: r.experiment_id, reason: r.message }, 'backfill leaves an experiment unchanged: its tag value is refused');
-  if (start.refused > refused.rows.length) logger.warn({ notListed: start.refused - refused.rows.length }, 'backfill: more refused tag values than listed');
-  let changed = 0;
-  let batches = 0;
-  let slowestBatchMs = 0;
-  // Experiment ids only grow from batch to batch, so the loop ends after at most due / batch size batches.
-  for (let after = -1; ;) {
-    const began = process.hrtime.bigint();
-    const { rows: [done] } = await transaction(client, { lock: false }, () => client.query<{ changed: number; last: number | null }>(sql.batch, [after]));
-    const ms = Number(process.hrtime.bigint() - began) / 1e6;
-    if (done.changed === 0 || done.last === null) break;
-    batches++;
-    changed += done.changed;
-    after = done.last;
-    slowestBatchMs = Math.max(slowestBatchMs, ms);
-    logger.info({ batch: batches, changed: done.changed, done: changed, of: start.due, lastExperimentId: after, ms: Math.round(ms) }, 'backfill progress');
-  }
-  const end = await survey(client, sql.survey);
-  if (end.due > 0) {
-    logger.warn({ remaining: end.due }, 'backfill: experiments still differ from the rule (changed concurrently, or our trigger is disabled); rerun --backfill');
-  }
-  return {
-    tagged: start.tagged, due: start.due, changed, batches, slowestBatchMs, remaining: end.due, refusedCount: start.refused,
-    refused: refused.rows.map((r) => ({ experimentId: r.experiment_id, reason: r.message })),
-  };
-}
-
 export interface InstallOptions {
   /** also apply the rule to experiments that already carry the tag */
   readonly backfill?: boolean;
@@ -311,52 +229,95 @@ export interface InstallOptions {
  * Installs (or replaces) our function and triggers for the configured mode and policy in one locked transaction, and returns
  * what was read back inside it; then, after that has committed, the backfill if asked for.
  */
-export async function installTrigger(client: pg.Client, config: Config, logger: Logger, opts: InstallOptions = {}): Promise<Installed & { backfill?: Backfill; resolved: ResolvedPolicy }> {
+export async function installTrigger(client: pg.Client, config: Config, logger: Logger, opts: InstallOptions = {}): Promise<Installed & { backfill?: Backfill; resolved: ResolvedPolicy; survey?: PolicySurvey }> {
   const s = triggerSql(config);
-  const { installed, legacy, resolved } = await transaction(client, { lock: true }, async () => {
+  if (config.trigger.enforceLocations !== undefined) {
+    logger.warn({ enforceLocations: config.trigger.enforceLocations, locationPolicy: config.trigger.locationPolicy },
+      `trigger.enforceLocations is deprecated: set trigger.locationPolicy: ${config.trigger.locationPolicy} (what it means) and remove trigger.enforceLocations`);
+  }
+  const { installed, legacy, resolved, survey } = await transaction(client, { lock: true }, async () => {
     await requireTables(client, s.schema);
     const resolved = await resolvePolicy(client, config);
+    // enforce without a root fails the install (and the chart's Job): whatever was installed before stays as it was
+    if (!resolved.policy) throw new TriggerError(resolved.refused!);
+    const policy = resolved.policy;
+    // before the policy takes effect: which experiments hold a location it refuses, so none of them is a surprise
+    let survey: PolicySurvey | undefined;
+    if (policy.mode !== 'off') {
+      survey = await surveyPolicy(client, config, policy, { audited: false });
+      logSurvey(logger, policy, survey);
+    }
     const before = await readInstalled(client, s.schema);
-    for (const statement of installStatements(config, resolved.policy)) await client.query(statement);
+    for (const statement of installStatements(config, policy)) await client.query(statement);
     const after = await readInstalled(client, s.schema);
-    const differences = installedDifferences(after, config, resolved.policy);
+    const differences = installedDifferences(after, config, policy);
     if (differences.length > 0) {
-      throw new TriggerError(`the trigger read back from pg_trigger/pg_proc is not what was installed: ${differences.map((d) => d.problem).join('; ')}`);
+      throw new TriggerError(`the trigger read back from pg_trigger/pg_proc/pg_class is not what was installed: ${differences.map((d) => d.problem).join('; ')}`);
     }
     if (before.mode && before.mode !== s.mode) logger.info({ from: before.mode, to: s.mode }, 'replacing the installed mode');
     if (before.style && before.style !== after.style) {
       logger.info({ from: before.style, to: after.style }, 'replacing the installed location style: existing experiments keep their locations; --backfill moves tagged ones to the new style');
     }
-    return { installed: after, legacy: await findLegacy(client), resolved };
+    if (before.policy && before.function && before.policy !== after.policy) logger.info({ from: before.policy, to: after.policy }, 'replacing the installed location policy');
+    return { installed: after, legacy: await findLegacy(client), resolved, survey };
   });
-  if (resolved.policy.enforced) {
-    logger.info(
-      { source: resolved.source, mlflowDefault: `${resolved.policy.defaultPrefix}<experiment id>` },
-      'location policy on: a location written without our tag must be empty, MLflow\'s default, or allowed',
-    );
-  } else if (config.trigger.enforceLocations) {
-    logger.warn({ reason: resolved.off }, 'location policy OFF: explicit artifact locations are not checked');
-  } else {
-    logger.info({ reason: resolved.off }, 'location policy off');
-  }
+  logPolicy(logger, resolved, s.auditTable);
   logger.info(
     {
       mode: installed.mode, tag: installed.tag, style: installed.style, policy: installed.policy, trigger: TRIGGER_NAME, table: installed.trigger?.table,
       function: installed.function?.signature, definition: installed.trigger?.definition, policyTrigger: installed.policyTrigger?.definition ?? null,
+      auditTable: installed.auditTable?.name,
     },
     'trigger installed',
   );
   warnLegacy(logger, legacy);
-  if (!opts.backfill) return { ...installed, resolved };
+  const result = { ...installed, resolved, ...(survey && { survey }) };
+  if (!opts.backfill) return result;
   const filled = await backfill(client, config, logger);
   logger.info(
     { tagged: filled.tagged, changed: filled.changed, batches: filled.batches, slowestBatchMs: Math.round(filled.slowestBatchMs), refused: filled.refusedCount, remaining: filled.remaining },
     'backfill applied the rule to existing experiments',
   );
-  return { ...installed, resolved, backfill: filled };
+  return { ...result, backfill: filled };
 }
 
-/** Removes exactly our triggers and functions, and checks nothing of ours remains. */
+/** The installed policy, one line: what it does, where MLflow's default root came from, and what it cannot judge. */
+function logPolicy(logger: Logger, resolved: ResolvedPolicy, auditTable: string): void {
+  const policy = resolved.policy!;
+  const root = 'defaultPrefix' in policy && policy.defaultPrefix !== undefined
+    ? { source: resolved.source, mlflowDefault: `${policy.defaultPrefix}<experiment id>` } : {};
+  if (policy.mode === 'enforce') {
+    logger.info({ from: resolved.from, ...root }, 'location policy enforce: a location written without our tag must be empty, MLflow\'s default, or allowed; anything else is refused');
+  } else if (policy.mode === 'audit') {
+    logger.info({ from: resolved.from, ...root, auditTable },
+      'location policy audit: a location written without our tag that enforce would refuse is let through and recorded for doctor');
+    if (resolved.unknownRoot) {
+      logger.warn({ reason: resolved.unknownRoot },
+        'location policy audit without MLflow\'s default root: a location ending in the experiment\'s own id is not judged; set trigger.defaultArtifactRoot');
+    }
+  } else {
+    logger.info({ from: resolved.from }, 'location policy off: explicit artifact locations are not checked');
+  }
+}
+
+/** The survey, bounded: a summary, the first SURVEY_SHOWN experiments with the setting that admits each, and how many more. */
+function logSurvey(logger: Logger, policy: JudgingPolicy, survey: PolicySurvey): void {
+  if (survey.held === 0) {
+    logger.info({ held: 0 }, 'location policy survey: no experiment holds a location the policy refuses');
+    return;
+  }
+  const level = policy.mode === 'enforce' ? 'warn' : 'info';
+  logger[level](
+    { held: survey.held, listed: survey.shown.length },
+    policy.mode === 'enforce'
+      ? 'location policy survey: experiments hold a location enforce refuses; they keep working (renames, deletes, runs), but MLflow refuses (400) a create or update that writes such a location'
+      : 'location policy survey: experiments hold a location enforce would refuse; audit lets such writes through and doctor counts those written from now on',
+  );
+  for (const e of survey.shown) logger[level]({ experimentId: e.experimentId, location: e.location, reason: e.reason, admitWith: e.admitWith }, 'location policy survey: refused location');
+  if (survey.held > survey.shown.length) logger[level]({ notListed: survey.held - survey.shown.length, listed: SURVEY_SHOWN }, 'location policy survey: more experiments than listed');
+}
+
+/** Removes exactly our triggers, functions and audit table, and checks nothing of ours remains. */
 export async function uninstallTrigger(client: pg.Client, config: Config, logger: Logger): Promise<Installed> {
   const s = triggerSql(config);
   const { before, legacy } = await transaction(client, { lock: true }, async () => {
@@ -367,9 +328,12 @@ export async function uninstallTrigger(client: pg.Client, config: Config, logger
     if (Object.keys(after).length > 0) throw new TriggerError(`after uninstall something of ours remains: ${JSON.stringify(after)}`);
     return { before: was, legacy: await findLegacy(client) };
   });
-  const removed = Boolean(before.trigger || before.policyTrigger || before.function || before.tagTest);
+  const removed = Boolean(before.trigger || before.policyTrigger || before.function || before.tagTest || before.auditTable);
   logger.info(
-    { removedTrigger: before.trigger ? TRIGGER_NAME : null, removedPolicyTrigger: before.policyTrigger ? POLICY_TRIGGER_NAME : null, removedFunction: before.function?.signature ?? null, mode: before.mode ?? null },
+    {
+      removedTrigger: before.trigger ? TRIGGER_NAME : null, removedPolicyTrigger: before.policyTrigger ? POLICY_TRIGGER_NAME : null,
+      removedFunction: before.function?.signature ?? null, removedAuditTable: before.auditTable?.name ?? null, mode: before.mode ?? null,
+    },
     removed ? 'trigger uninstalled' : 'nothing of ours was installed; nothing to remove',
   );
   warnLegacy(logger, legacy);

@@ -2,13 +2,27 @@
 // doctor), the function, the two deferred constraint triggers, and the backfill batches; every configured value quoted by pg.
 import pg from 'pg';
 import { LENGTH_REASON, MAX_LOCATION_LENGTH, mlflowDefaultPrefix, projectBase, withSlash } from '../artifact-location.js';
-import type { Config, TriggerConfig } from '../config.js';
+import type { Config, LocationPolicyMode, TriggerConfig } from '../config.js';
 
 /** Our objects' names; anything else in the database is not ours to change. */
 export const FUNCTION_NAME = 'mlflow_irsa_artifact_location';
 export const TRIGGER_NAME = 'mlflow_irsa_artifact_location_trg';
-/** The trigger on experiments that applies the explicit-location policy (installed only while the policy is on). */
+/** The trigger on experiments that applies the explicit-location policy (installed while it audits or enforces). */
 export const POLICY_TRIGGER_NAME = 'mlflow_irsa_location_policy_trg';
+/** Our table in MLflow's schema where the policy in audit mode records the locations it let through, one row per experiment. */
+export const AUDIT_TABLE_NAME = 'mlflow_irsa_location_audit';
+/**
+ * The audit table's columns, every one NOT NULL, with their types as PostgreSQL's format_type names them: the one
+ * definition the CREATE TABLE and the read-back (install.ts) share. experiment_id is the primary key, so a tenant cannot
+ * grow the table beyond the number of experiments, however often they write.
+ */
+export const AUDIT_COLUMNS: ReadonlyArray<readonly [name: string, type: string]> = [
+  ['experiment_id', 'integer'],
+  ['artifact_location', 'text'],
+  ['writes', 'bigint'],
+  ['first_written', 'timestamp with time zone'],
+  ['last_written', 'timestamp with time zone'],
+];
 /** The WHEN clause's test: an inlinable SQL function of the whole tag row (see tagTestDefinition). */
 export const TAG_TEST_NAME = 'mlflow_irsa_is_our_tag';
 /** The manual procedure's objects, which we detect and warn about but never touch. */
@@ -24,7 +38,7 @@ export const SAFE_SEARCH_PATH = 'pg_catalog, pg_temp';
 /** MLflow's Default experiment, shared by every project: the trigger, --backfill and doctor leave it where MLflow put it. */
 export const DEFAULT_EXPERIMENT_ID = 0;
 /** SQL: the tag row `t` is one the rule applies to (not the Default experiment's), for the function and --backfill alike. */
-const RULED_TAG_ROW = `t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`;
+export const RULED_TAG_ROW = `t.experiment_id <> ${DEFAULT_EXPERIMENT_ID}`;
 /** The schemes a custom location starts with, as a regular-expression group for the refusals' tests. */
 const LOCATION_SCHEMES = '(s3://|mlflow-artifacts:/)';
 /** Tagged experiments per --backfill transaction: each batch holds row locks on this many tag rows for a few milliseconds. */
@@ -35,32 +49,36 @@ const DOLLAR_TAG = '$mlflow_irsa$';
 /** The comment on our function, read back by `readInstalled` to tell which mode is installed. */
 export const COMMENT_PREFIX = 'mlflow-irsa-webhook';
 /** Shown with every policy refusal: what to do when the writer is MLflow's own schema migration. */
-const POLICY_HINT = 'set by the mlflow-irsa-webhook trigger (trigger.enforceLocations). If an MLflow schema migration is rewriting artifact locations: '
-  + 'install-trigger --uninstall, run the migration, then install-trigger again';
+const POLICY_HINT = 'set by the mlflow-irsa-webhook trigger (trigger.locationPolicy: enforce; audit lets such a write through and records it). '
+  + 'If an MLflow schema migration is rewriting artifact locations: install-trigger --uninstall, run the migration, then install-trigger again';
 
-const lit = (value: string) => pg.escapeLiteral(value);
+export const lit = (value: string) => pg.escapeLiteral(value);
 const ident = (value: string) => pg.escapeIdentifier(value);
 
 /**
- * The explicit-location policy as installed: off, or on with the prefix of MLflow's own default location
- * (the default for experiment N is defaultPrefix || N; see mlflowDefaultPrefix).
+ * The explicit-location policy as installed: its mode and the prefix of MLflow's own default location (the default for
+ * experiment N is defaultPrefix || N; see mlflowDefaultPrefix). Enforce always knows the prefix. Audit may not: then a
+ * location ending in the experiment's own id may be MLflow's default and is not judged.
  */
-export type Policy = { readonly enforced: false } | { readonly enforced: true; readonly defaultPrefix: string };
+export type Policy =
+  | { readonly mode: 'off' }
+  | { readonly mode: 'audit'; readonly defaultPrefix?: string }
+  | { readonly mode: 'enforce'; readonly defaultPrefix: string };
+/** A policy that judges locations: audit or enforce. */
+export type JudgingPolicy = Exclude<Policy, { mode: 'off' }>;
+export const POLICY_OFF: Policy = { mode: 'off' };
 
-/** The location policy to install and where it came from; `off` says why it is off. */
-export interface ResolvedPolicy {
-  readonly policy: Policy;
-  /** trigger.defaultArtifactRoot, or the experiment MLflow's default root was derived from */
-  readonly source?: string;
-  readonly off?: string;
+/** A policy from its mode and MLflow's default prefix (undefined: unknown); undefined for enforce without a prefix, which cannot be installed. */
+export function policyOf(mode: LocationPolicyMode, defaultPrefix: string | undefined): Policy | undefined {
+  if (mode === 'off') return POLICY_OFF;
+  if (mode === 'audit') return defaultPrefix === undefined ? { mode } : { mode, defaultPrefix };
+  return defaultPrefix === undefined ? undefined : { mode, defaultPrefix };
 }
 
-/** The policy the config decides by itself, or undefined when MLflow's default root must be derived from the database. */
-export function configuredPolicy(config: Config): ResolvedPolicy | undefined {
-  const t = config.trigger;
-  if (!t.enforceLocations) return { policy: { enforced: false }, off: 'trigger.enforceLocations is false' };
-  if (t.defaultArtifactRoot) return { policy: { enforced: true, defaultPrefix: mlflowDefaultPrefix(t.defaultArtifactRoot) }, source: 'trigger.defaultArtifactRoot' };
-  return undefined;
+/** MLflow's default prefix from trigger.defaultArtifactRoot, or undefined when the config does not give it. */
+export function configuredPrefix(config: Config): string | undefined {
+  const root = config.trigger.defaultArtifactRoot;
+  return root ? mlflowDefaultPrefix(root) : undefined;
 }
 
 export interface TriggerSql {
@@ -70,6 +88,7 @@ export interface TriggerSql {
   readonly tagTestName: string;
   readonly triggerName: string;
   readonly policyTriggerName: string;
+  readonly auditTable: string;
   readonly tagsTable: string;
   readonly experimentsTable: string;
   /** the tag our trigger reacts to in this mode */
@@ -86,6 +105,7 @@ export function triggerSql(config: Config): TriggerSql {
     tagTestName: `${schema}.${ident(TAG_TEST_NAME)}`,
     triggerName: ident(TRIGGER_NAME),
     policyTriggerName: ident(POLICY_TRIGGER_NAME),
+    auditTable: `${schema}.${ident(AUDIT_TABLE_NAME)}`,
     tagsTable: `${schema}.${ident('experiment_tags')}`,
     experimentsTable: `${schema}.${ident('experiments')}`,
     tag: t.mode === 'project-id' ? t.projectTag : t.locationTag,
@@ -93,11 +113,15 @@ export function triggerSql(config: Config): TriggerSql {
   };
 }
 
-/** What our function's comment records: mode, tag, whether the location policy is on, and the location style. */
+/** What our function's comment records: mode, tag, the location policy's mode, and the location style. */
 export function functionComment(config: Config, policy: Policy): string {
   const s = triggerSql(config);
-  return `${COMMENT_PREFIX} mode=${s.mode} tag=${s.tag} policy=${policy.enforced ? 'on' : 'off'} style=${config.trigger.locationStyle}`;
+  return `${COMMENT_PREFIX} mode=${s.mode} tag=${s.tag} policy=${policy.mode} style=${config.trigger.locationStyle}`;
 }
+
+/** What our audit table's comment says (an operator who finds it in MLflow's schema learns whose it is). */
+export const AUDIT_TABLE_COMMENT = `${COMMENT_PREFIX}: experiment locations the location policy in audit mode let through and enforce would refuse, `
+  + 'one row per experiment; doctor counts them; install-trigger --uninstall drops it';
 
 /** Allowed prefixes always end in "/", so s3://bucket cannot admit s3://bucket-other/... */
 export function allowedPrefixes(config: Config): string[] {
@@ -120,7 +144,7 @@ function lengthRefusal(location: string, value: string): string {
 }
 
 /** The refusals of custom-location mode, as CASE branches over a location expression. */
-function customRefusals(config: Config, value: string): string[] {
+export function customRefusals(config: Config, value: string): string[] {
   const prefixes = allowedPrefixes(config);
   const under = prefixes.map((p) => `pg_catalog.left(${value}, ${p.length}) = ${lit(p)}`).join(' OR ');
   return [
@@ -163,22 +187,45 @@ export function refusalMessageSql(tagKey: string, value: string, reason: string)
 /**
  * The explicit-location policy as SQL: why a location written to an experiment without our tag is refused, or NULL.
  * Accepted: empty or NULL (MLflow inserts first and sets its default afterwards), MLflow's own default for the experiment,
- * and in custom-location mode anything the custom rule accepts.
+ * and in custom-location mode anything the custom rule accepts. Without MLflow's default prefix (audit only), any location
+ * ending in "/<id>" or ":<id>" might be MLflow's default, so it is accepted: that much cannot be judged.
  */
-export function policyRefusalSql(config: Config, policy: Extract<Policy, { enforced: true }>, location: string, experimentId: string): string {
+export function policyRefusalSql(config: Config, policy: JudgingPolicy, location: string, experimentId: string): string {
   const s = triggerSql(config);
-  const mlflowDefault = `${lit(policy.defaultPrefix)} || ${experimentId}::text`;
+  const id = `${experimentId}::text`;
+  const known = policy.defaultPrefix !== undefined;
+  const mlflowDefault = known ? `${lit(policy.defaultPrefix)} || ${id}` : `${lit('<default artifact root, unknown>/')} || ${id}`;
+  const isDefault = known ? `${location} = ${mlflowDefault}`
+    : `pg_catalog.right(${location}, pg_catalog.length(${id}) + 1) IN ('/' || ${id}, ':' || ${id})`;
   const otherwise = config.trigger.mode === 'project-id'
     ? `pg_catalog.format(${lit(`without the tag ${s.tag} an experiment's location may only be empty or MLflow's default (%s); set the tag to choose the project's location`)}, ${mlflowDefault})`
     : `pg_catalog.format(${lit(`an experiment's location may only be empty, MLflow's default (%s), or a custom location, and %s`)}, ${mlflowDefault}, CASE ${customRefusals(config, location).join(' ')} END)`;
   const acceptedCustom = config.trigger.mode === 'project-id' ? [] : [`  WHEN (CASE ${customRefusals(config, location).join(' ')} END) IS NULL THEN NULL`];
   return [
     'CASE',
-    `  WHEN ${location} IS NULL OR ${location} = '' OR ${location} = ${mlflowDefault} THEN NULL`,
+    `  WHEN ${location} IS NULL OR ${location} = '' OR ${isDefault} THEN NULL`,
     ...acceptedCustom,
     `  ELSE ${otherwise}`,
     'END',
   ].join('\n');
+}
+
+/**
+ * Audit mode: the write goes through, and the experiment's row in our audit table says what was written, when, and how
+ * often. A failure to record (a role that may write experiments but not our table) must not turn audit into a refusal:
+ * it becomes a WARNING in the server's log, and the write goes through as audit promises.
+ */
+function auditRecord(s: TriggerSql): string[] {
+  return [
+    '      BEGIN',
+    `        INSERT INTO ${s.auditTable} AS a (${AUDIT_COLUMNS.map(([name]) => name).join(', ')})`,
+    '          VALUES (experiment, location, 1, pg_catalog.now(), pg_catalog.now())',
+    '          ON CONFLICT (experiment_id) DO UPDATE',
+    '            SET artifact_location = EXCLUDED.artifact_location, writes = a.writes + 1, last_written = EXCLUDED.last_written;',
+    '      EXCEPTION WHEN OTHERS THEN',
+    `        RAISE WARNING USING MESSAGE = pg_catalog.format('mlflow-irsa-webhook: experiment %s artifact_location let through (audit) but not recorded: %s', experiment, SQLERRM);`,
+    '      END;',
+  ];
 }
 
 function raise(message: string, hint?: string): string {
@@ -224,7 +271,7 @@ export function functionBody(config: Config, policy: Policy): string {
     '  reason text;',
     'BEGIN',
     '  -- Runs at commit (deferred), after MLflow\'s own UPDATE of artifact_location in create_experiment, for a write of our tag',
-    '  -- or (policy on) of an experiment row. Reads the tag and the location as they stand now, not as they were when queued.',
+    '  -- or (policy audit or enforce) of an experiment row. Reads the tag and the location as they stand now, not as they were when queued.',
     '  IF TG_TABLE_NAME = \'experiments\' AND TG_OP = \'UPDATE\' THEN',
     '    -- only a written location is judged: renames, deletes and restores of any experiment pass',
     '    IF NEW.artifact_location IS NOT DISTINCT FROM OLD.artifact_location THEN',
@@ -244,18 +291,18 @@ export function functionBody(config: Config, policy: Policy): string {
     '     WHERE experiment_id = experiment AND artifact_location IS DISTINCT FROM location;',
     '    RETURN NULL;',
     '  END IF;',
-    ...(policy.enforced ? [
+    ...(policy.mode === 'off' ? [] : [
       '  IF TG_TABLE_NAME = \'experiments\' THEN',
       `    SELECT e.artifact_location INTO location FROM ${s.experimentsTable} e WHERE e.experiment_id = experiment;`,
       `    reason := ${policyRefusalSql(config, policy, 'location', 'experiment').replace(/\n/g, '\n      ')};`,
       '    IF reason IS NOT NULL THEN',
-      raise(
+      ...(policy.mode === 'enforce' ? [raise(
         `pg_catalog.format('experiment %s artifact_location = %s refused: %s', experiment, pg_catalog.quote_nullable(pg_catalog.left(location, ${SHOWN_VALUE_LENGTH})), reason)`,
         POLICY_HINT,
-      ).replace(/^/gm, '  '),
+      ).replace(/^/gm, '  ')] : auditRecord(s)),
       '    END IF;',
       '  END IF;',
-    ] : []),
+    ]),
     '  RETURN NULL;',
     'END;',
   ].join('\n');
@@ -282,6 +329,8 @@ export function installStatements(config: Config, policy: Policy): string[] {
     `  EXECUTE FUNCTION ${s.functionName}()`,
   ].join('\n');
   return [
+    auditTableDefinition(config),
+    `COMMENT ON TABLE ${s.auditTable} IS ${lit(AUDIT_TABLE_COMMENT)}`,
     tagTestDefinition(config),
     functionDefinition(config, policy),
     `COMMENT ON FUNCTION ${s.functionName}() IS ${lit(functionComment(config, policy))}`,
@@ -289,8 +338,18 @@ export function installStatements(config: Config, policy: Policy): string[] {
     `DROP TRIGGER IF EXISTS ${s.triggerName} ON ${s.tagsTable}`,
     constraintTrigger(s.triggerName, s.tagsTable, `${s.tagTestName}(NEW)`),
     `DROP TRIGGER IF EXISTS ${s.policyTriggerName} ON ${s.experimentsTable}`,
-    ...(policy.enforced ? [constraintTrigger(s.policyTriggerName, s.experimentsTable, 'pg_catalog.pg_trigger_depth() = 0')] : []),
+    ...(policy.mode === 'off' ? [] : [constraintTrigger(s.policyTriggerName, s.experimentsTable, 'pg_catalog.pg_trigger_depth() = 0')]),
   ];
+}
+
+/**
+ * CREATE TABLE IF NOT EXISTS of the audit table, in every mode: its rows outlive a switch between modes (doctor re-judges
+ * them against the policy of the day), and an install never empties it. No foreign key to experiments: that would pin
+ * the experiment_id column's type against MLflow's migrations and stop `mlflow gc` deleting experiments.
+ */
+export function auditTableDefinition(config: Config): string {
+  const columns = AUDIT_COLUMNS.map(([name, type]) => `  ${name} ${type} NOT NULL`);
+  return `CREATE TABLE IF NOT EXISTS ${triggerSql(config).auditTable} (\n${columns.join(',\n')},\n  PRIMARY KEY (experiment_id))`;
 }
 
 /**
@@ -302,7 +361,7 @@ function lockTables(config: Config): string {
   return `LOCK TABLE ${s.experimentsTable}, ${s.tagsTable} IN ACCESS EXCLUSIVE MODE`;
 }
 
-/** The DDL of an uninstall: exactly our triggers and functions. */
+/** The DDL of an uninstall: exactly our triggers, functions and audit table (its records go with it). */
 export function uninstallStatements(config: Config): string[] {
   const s = triggerSql(config);
   return [
@@ -311,6 +370,7 @@ export function uninstallStatements(config: Config): string[] {
     `DROP TRIGGER IF EXISTS ${s.policyTriggerName} ON ${s.experimentsTable}`,
     `DROP FUNCTION IF EXISTS ${s.functionName}()`,
     `DROP FUNCTION IF EXISTS ${s.tagTestName}(${s.tagsTable})`,
+    `DROP TABLE IF EXISTS ${s.auditTable}`,
   ];
 }
 
@@ -323,81 +383,29 @@ export function preamble(opts: { lock: boolean } = { lock: true }): string[] {
   ];
 }
 
-export interface BackfillSql {
-  /** one row: tagged, due (accepted value, location differs from the rule's), refused */
-  readonly survey: string;
-  /** the refused experiments, at most `limit` ($1): experiment_id, message */
-  readonly refused: string;
-  /** the due experiments, at most `limit` ($1): experiment_id, artifact_location (as stored), location (the rule's) */
-  readonly due: string;
-  /**
-   * One batch: re-sets the next BACKFILL_BATCH_SIZE due tag rows after experiment id $1 to their own value, so that our trigger
-   * applies the rule to each at COMMIT, reading the tag as it stands then. Returns `changed` and the `last` experiment id it
-   * handled, which is $1 of the next batch; run each in its own transaction, from -1 until changed is 0.
-   */
-  readonly batch: string;
+export interface PolicySurveySql {
+  /** one row: `held`, how many experiments hold a location the policy refuses */
+  readonly count: string;
+  /** the first $1 of them by id: experiment_id, location (its first SHOWN_VALUE_LENGTH characters), reason */
+  readonly list: string;
 }
 
-/** The --backfill statements (and doctor's drift count), built on ruleSql so neither can disagree with the trigger. */
-export function backfillSql(config: Config): BackfillSql {
+/**
+ * The experiments whose location the policy would refuse if it were written now: without our tag (the tag decides a
+ * tagged experiment's location instead), judged by policyRefusalSql, so neither the install's survey (before the policy
+ * takes effect) nor doctor's audit count (`audited`: only those our audit table recorded) can disagree with the trigger.
+ */
+export function policySurveySql(config: Config, policy: JudgingPolicy, opts: { audited: boolean }): PolicySurveySql {
   const s = triggerSql(config);
-  const rule = ruleSql(config, 't.value');
-  // each tagged experiment with the rule's verdict on its tag value (r.refusal) and the location it gives (r.location)
-  const judged = [
-    `${s.tagsTable} t JOIN ${s.experimentsTable} e ON e.experiment_id = t.experiment_id`,
-    `  CROSS JOIN LATERAL (SELECT ${rule.refusal.replace(/\n/g, '\n    ')} AS refusal,`,
-    `    ${rule.location} AS location) r`,
-    ` WHERE t.key = ${lit(s.tag)} AND ${RULED_TAG_ROW}`,
+  const held = [
+    `${s.experimentsTable} e`,
+    ...(opts.audited ? [`  JOIN ${s.auditTable} a ON a.experiment_id = e.experiment_id`] : []),
+    `  CROSS JOIN LATERAL (SELECT ${policyRefusalSql(config, policy, 'e.artifact_location', 'e.experiment_id').replace(/\n/g, '\n    ')} AS reason) r`,
+    ' WHERE r.reason IS NOT NULL',
+    `   AND NOT EXISTS (SELECT FROM ${s.tagsTable} t WHERE t.experiment_id = e.experiment_id AND t.key = ${lit(s.tag)} AND ${RULED_TAG_ROW})`,
   ].join('\n');
-  const due = 'r.refusal IS NULL AND e.artifact_location IS DISTINCT FROM r.location';
   return {
-    survey: `SELECT count(*)::int AS tagged, count(*) FILTER (WHERE ${due})::int AS due, count(r.refusal)::int AS refused\n  FROM ${judged}`,
-    refused: `SELECT t.experiment_id, ${refusalMessageSql(lit(s.tag), 't.value', 'r.refusal')} AS message\n  FROM ${judged}\n   AND r.refusal IS NOT NULL\n ORDER BY t.experiment_id LIMIT $1`,
-    due: `SELECT t.experiment_id, e.artifact_location, r.location\n  FROM ${judged}\n   AND ${due}\n ORDER BY t.experiment_id LIMIT $1`,
-    // keyset on the (key, experiment_id) primary key: each batch reads only the rows after the previous one
-    batch: [
-      `WITH due AS (SELECT t.experiment_id FROM ${judged.replace(/\n/g, '\n  ')}`,
-      `     AND t.experiment_id > $1 AND ${due}`,
-      `   ORDER BY t.experiment_id LIMIT ${BACKFILL_BATCH_SIZE}),`,
-      `touched AS (UPDATE ${s.tagsTable} AS tag SET value = tag.value FROM due`,
-      `   WHERE tag.key = ${lit(s.tag)} AND tag.experiment_id = due.experiment_id RETURNING tag.experiment_id)`,
-      'SELECT count(*)::int AS changed, max(experiment_id) AS last FROM touched',
-    ].join('\n'),
+    count: `SELECT count(*)::int AS held\n  FROM ${held}`,
+    list: `SELECT e.experiment_id, pg_catalog.left(e.artifact_location, ${SHOWN_VALUE_LENGTH}) AS location, r.reason\n  FROM ${held}\n ORDER BY e.experiment_id LIMIT $1`,
   };
-}
-
-export interface ScriptOptions {
-  /** the location policy to install; from config or derived from the database by the installer */
-  readonly policy: Policy;
-  /** why the policy is off, printed as a comment */
-  readonly policyNote?: string;
-  readonly backfill?: boolean;
-}
-
-/** One transaction of a psql script, as transaction() in install.ts runs it: the preamble (the lock when `lock`), the statements. */
-function transactionScript(lock: boolean, ...statements: string[]): string[] {
-  return ['BEGIN', ...preamble({ lock }), ...statements, 'COMMIT'].map((st) => `${st};`);
-}
-
-/** A psql-runnable script of exactly what an install (and its backfill) or an uninstall runs, for --dry-run. */
-export function script(config: Config, action: 'install' | 'uninstall', opts: ScriptOptions = { policy: { enforced: false } }): string {
-  const ddl = action === 'install' ? installStatements(config, opts.policy) : uninstallStatements(config);
-  // Only enums go into comment lines: configured strings appear in SQL as quoted literals and identifiers only.
-  const header = `-- mlflow-irsa-webhook install-trigger: ${action === 'install'
-    ? `install, mode ${config.trigger.mode}, style ${config.trigger.locationStyle}, location policy ${opts.policy.enforced ? 'on' : 'off'}` : 'uninstall'}`;
-  const lines = [header, ...(opts.policyNote ? opts.policyNote.split('\n').map((l) => `-- ${l}`) : []), ...transactionScript(true, ...ddl)];
-  if (action === 'install' && opts.backfill) {
-    const b = backfillSql(config);
-    lines.push(
-      '',
-      '-- backfill, after the install above has committed. How many experiments carry the tag, how many differ from the rule, how many are refused;',
-      '-- then the refused ones (left as they are):',
-      ...transactionScript(false, b.survey, b.refused.replace('$1', 'ALL')),
-      `-- then the batches of ${BACKFILL_BATCH_SIZE}, each its own transaction: our trigger sets each location at COMMIT. Run the EXECUTE block`,
-      '-- with -1, then again with the "last" it returned, until it reports changed = 0.',
-      ...transactionScript(false, `PREPARE mlflow_irsa_backfill(integer) AS\n${b.batch}`),
-      ...transactionScript(false, 'EXECUTE mlflow_irsa_backfill(-1)'),
-    );
-  }
-  return `${lines.join('\n')}\n`;
 }

@@ -5,7 +5,8 @@ import { X509Certificate } from 'node:crypto';
 import type { Config } from '../config.js';
 import { installedDifferences, type Aspect, type Installed, type Legacy } from '../db/install.js';
 import { expectedFingerprints } from '../db/fingerprint.js';
-import { POLICY_TRIGGER_NAME, type ResolvedPolicy } from '../db/sql.js';
+import type { PolicySurvey, ResolvedPolicy } from '../db/policy.js';
+import { AUDIT_TABLE_NAME, POLICY_TRIGGER_NAME } from '../db/sql.js';
 import { parseRoleArn, shellQuote, trustPolicy } from '../iam-policy.js';
 import { cannotMutate, planPatch, type JsonObject, type Mutate, type Mutators } from '../mutators/index.js';
 import { isObject, jsonEqual } from '../mutators/json.js';
@@ -54,6 +55,8 @@ export interface DatabaseFacts {
   readonly legacy?: Legacy;
   /** the location policy install-trigger would install now, resolved as it does (absent when MLflow's tables are) */
   readonly policy?: ResolvedPolicy;
+  /** audit mode: the experiments our audit table recorded that still hold a location enforce would refuse */
+  readonly audit?: PolicySurvey;
   readonly drift?: Drift;
   /** references that resolve through the artifact proxy (mlflow-artifacts:), which a destination switch must carry */
   readonly proxiedReferences?: number;
@@ -587,13 +590,14 @@ function judgeInstalled(f: DoctorFacts, c: DoctorContext): Verdict {
   const { installed } = db(f);
   const problems = differences(f, c, 'present', 'enabled');
   if (problems.length > 0) return fail(problems.join('; '), installCommand(c));
-  return pass(`trigger on ${installed.trigger!.table}, function ${installed.function!.signature}, mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}`);
+  return pass(`trigger on ${installed.trigger!.table}, function ${installed.function!.signature}, table ${installed.auditTable!.name}, mode ${installed.mode ?? '?'} on tag ${installed.tag ?? '?'}`);
 }
 
 function judgeFunction(f: DoctorFacts, c: DoctorContext): Verdict {
   const { installed, policy } = db(f);
   const problems = differences(f, c, 'function');
   if (problems.length > 0) return fail(`the installed function is not what this config installs: ${problems.join('; ')}`, installCommand(c));
+  if (!policy!.policy) return skip('this config\'s location policy cannot be installed (trigger.location-policy says why), so there is no function to compare with');
   return pass(`the installed function is what this config installs: mode ${installed.mode} on tag ${installed.tag}, location style ${installed.style}, `
     + `location policy ${installed.policy} (fingerprint ${expectedFingerprints(c.config, policy!.policy).function})`);
 }
@@ -607,21 +611,32 @@ function judgeDeferred(f: DoctorFacts, c: DoctorContext): Verdict {
 }
 
 function judgeLocationPolicy(f: DoctorFacts, c: DoctorContext): Verdict {
-  const resolved = db(f).policy!;
-  const problems = differences(f, c, 'policy-trigger');
+  const d = db(f);
+  const resolved = d.policy!;
   const { policy } = resolved;
-  if (problems.length > 0) {
-    const wanted = policy.enforced ? `install-trigger installs it on (MLflow's default from ${resolved.source})` : `install-trigger installs it off: ${resolved.off}`;
-    return fail(`${problems.join('; ')}; ${wanted}`, installCommand(c));
-  }
-  if (policy.enforced) {
+  if (!policy) return fail(resolved.refused!, `${installCommand(c)}  # after setting trigger.defaultArtifactRoot to MLflow's --default-artifact-root`);
+  const root = policy.mode !== 'off' && policy.defaultPrefix !== undefined ? `MLflow's default ${policy.defaultPrefix}<experiment id> (from ${resolved.source})` : undefined;
+  const problems = differences(f, c, 'policy');
+  if (problems.length > 0) return fail(`${problems.join('; ')}; install-trigger installs ${policy.mode}${root ? ` with ${root}` : ''} (${resolved.from})`, installCommand(c));
+  if (policy.mode === 'off') return pass(`off (${resolved.from}): explicit artifact locations are not checked`);
+  if (policy.mode === 'enforce') {
     const custom = c.config.trigger.mode === 'custom-location' ? ', an allowed custom location' : '';
-    return pass(`on: trigger ${POLICY_TRIGGER_NAME} on experiments refuses a location written without the tag unless empty${custom} or MLflow's default `
-      + `${policy.defaultPrefix}<experiment id> (from ${resolved.source})`);
+    return pass(`enforce: trigger ${POLICY_TRIGGER_NAME} on experiments refuses a location written without the tag unless empty${custom} or ${root}`);
   }
-  if (!c.config.trigger.enforceLocations) return pass(`off (${resolved.off}): explicit artifact locations are not checked`);
-  return warn(`off: ${resolved.off}; until then explicit artifact locations are not checked`,
-    `${installCommand(c)}  # after setting trigger.defaultArtifactRoot to MLflow's --default-artifact-root`);
+  const unknown = resolved.unknownRoot ? `; ${resolved.unknownRoot}, so a location ending in the experiment's own id is not judged (set trigger.defaultArtifactRoot)` : '';
+  const audit = d.audit!;
+  if (audit.held === 0) {
+    return pass(`audit: no experiment written since the audit began holds a location enforce would refuse${root ? ` (${root})` : ''}${unknown}`);
+  }
+  const e = audit.shown[0];
+  const schema = c.config.trigger.schema;
+  const list = `SELECT a.experiment_id, e.artifact_location, a.writes, a.last_written FROM ${schema}.${AUDIT_TABLE_NAME} a JOIN ${schema}.experiments e USING (experiment_id) ORDER BY 1`;
+  return warn(
+    `audit: ${plural(audit.held, 'experiment')} written since the audit began hold a location enforce would refuse (let through and recorded; `
+      + `e.g. experiment ${e.experimentId} at ${e.location}, admitted by ${e.admitWith})${unknown}`,
+    `psql -c ${shellQuote(list)}; ${installCommand(c, ' --dry-run')}  # lists each with the setting that admits it `
+      + '(trigger.allowedLocationPrefixes, trigger.defaultArtifactRoot or the tag); keep trigger.locationPolicy: audit until none is left',
+  );
 }
 
 function judgeLegacy(f: DoctorFacts): Verdict {

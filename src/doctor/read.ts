@@ -9,9 +9,11 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { KubeClient } from '../k8s/client.js';
-import { withDatabase } from '../db/connect.js';
-import { findLegacy, missingTables, readInstalled, resolvePolicy, transaction } from '../db/install.js';
-import { backfillSql } from '../db/sql.js';
+import { transaction, withDatabase } from '../db/connect.js';
+import { auditTableShape } from '../db/fingerprint.js';
+import { findLegacy, missingTables, readInstalled } from '../db/install.js';
+import { resolvePolicy, surveyPolicy } from '../db/policy.js';
+import { backfillSql } from '../db/backfill.js';
 import { countProxied } from '../migrate/references.js';
 import { normaliseOidcProvider } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
@@ -133,12 +135,18 @@ async function readDatabase(o: ReadOptions, db: NonNullable<ReadOptions['databas
       if (missing.length > 0) return { database: client.database ?? '', missingTables: missing, installed: {} };
       const installed = await readInstalled(client, schema);
       const legacy = await findLegacy(client);
+      const policy = await resolvePolicy(client, config);
+      // audit mode: what the audit table recorded, judged by the policy of today (one example is enough for the check);
+      // a table of another shape is reported as such (installedDifferences), not queried
+      const audit = policy.policy?.mode === 'audit' && installed.auditTable?.shape === auditTableShape()
+        ? await surveyPolicy(client, config, policy.policy, { audited: true, limit: 1 }) : undefined;
       return {
         database: client.database ?? '',
         missingTables: [],
         installed,
         ...(legacy && { legacy }),
-        policy: await resolvePolicy(client, config),
+        policy,
+        ...(audit && { audit }),
         drift: await readDrift(client, config),
         proxiedReferences: await countProxied(client, schema),
       };

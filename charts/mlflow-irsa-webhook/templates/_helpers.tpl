@@ -130,6 +130,13 @@ that are set in the values, so the file validates against the same schema as val
 {{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.apiServer) -}}
 {{- fail "networkPolicy.apiServer is empty: the NetworkPolicy would keep the API server from the webhook; list its peers (on EKS, ipBlocks of the VPC's CIDR or the control-plane subnets)" -}}
 {{- end -}}
+{{- $trigger := .Values.trigger | default dict -}}
+{{- if and (hasKey $trigger "enforceLocations") (not (kindIs "invalid" $trigger.enforceLocations)) $trigger.locationPolicy -}}
+{{- $means := ternary "enforce" "off" (eq (toString $trigger.enforceLocations) "true") -}}
+{{- if ne $means (toString $trigger.locationPolicy) -}}
+{{- fail (printf "trigger.enforceLocations: %v is deprecated and means locationPolicy %s, which disagrees with trigger.locationPolicy: %q; remove trigger.enforceLocations (helm upgrade --reuse-values keeps it from the earlier chart's defaults: add --set trigger.enforceLocations=null)" $trigger.enforceLocations $means $trigger.locationPolicy) -}}
+{{- end -}}
+{{- end -}}
 {{- $self := include "mlflow-irsa-webhook.fullname" . -}}
 {{- if and (eq .Release.Namespace .Values.namespace) (or (eq $self .Values.deployment) (eq $self .Values.serviceAccount)) -}}
 {{- fail (printf "the release's objects are named %q in namespace %q, the same as the mlflow Deployment/ServiceAccount the webhook mutates; use another release name or namespace" $self .Release.Namespace) -}}

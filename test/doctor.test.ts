@@ -22,7 +22,7 @@ import { serviceAccountPlan } from '../src/mutators/service-account.js';
 import { installTrigger, readInstalled } from '../src/db/install.js';
 import { expectedFingerprints, fingerprint } from '../src/db/fingerprint.js';
 import { CHECKS, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
-import { readFacts, type ReadOptions } from '../src/doctor/read.js';
+import { LIST_LIMITS, listPaged, readFacts, type ReadOptions } from '../src/doctor/read.js';
 import { outputSchema, renderJson, renderText } from '../src/doctor/command.js';
 import { k8sFixture, startK8sStub, type K8sStub, type RbacRule } from './helpers/k8s-stub.js';
 import { render } from './helpers/chart.js';
@@ -374,7 +374,7 @@ t.test('pods.current and pods.old-replicasets: judged by the Deployment mutator,
   // no pod of the current ReplicaSet
   w.stub.seed(P.pod(k8sFixture('pod-mlflow-mutated').metadata.name), undefined);
   expectCheck(t, (await w.doctor()).byId['pods.current'], 'warn', /ReplicaSet mlflow-5b8f9c7d6e has no running pods/, /describe replicaset mlflow-5b8f9c7d6e/);
-  w.stub.failNext('GET', '/api/v1/namespaces/domino-platform/pods?labelSelector=app.kubernetes.io%2Finstance%3Dmlflow%2Capp.kubernetes.io%2Fname%3Dmlflow&limit=100', 'status-forbidden');
+  w.stub.failNext('GET', '/api/v1/namespaces/domino-platform/pods?labelSelector=app.kubernetes.io%2Finstance%3Dmlflow%2Capp.kubernetes.io%2Fname%3Dmlflow&limit=25', 'status-forbidden');
   expectCheck(t, (await w.doctor()).byId['pods.current'], 'fail', /could not list pods: .*403/, /kubectl auth can-i list pods -n domino-platform/);
 });
 
@@ -406,11 +406,12 @@ t.test('a namespace crowded with pods that copy mlflow\'s labels: paged lists, o
   let r = await w.doctor();
   expectCheck(t, r.byId['pods.current'], 'pass', /^1 pod of ReplicaSet mlflow-5b8f9c7d6e carry the token volume/);
   expectCheck(t, r.byId['pods.old-replicasets'], 'pass', /^no pods of older ReplicaSets are running$/);
+  t.same(LIST_LIMITS, { pageSize: 25, maxExamined: 500 }, 'pages of 25 (25 × 256 KiB of annotations at most), 500 objects at most');
   let pages = listRequests('pods');
-  t.same(pages.map((q) => q.get('limit')), ['100', '100', '100'], '251 pods in pages of 100');
-  t.same(pages.map((q) => q.get('labelSelector')), Array(3).fill('app.kubernetes.io/instance=mlflow,app.kubernetes.io/name=mlflow'), 'by the Deployment\'s labels');
-  t.same(pages.map((q) => q.has('continue')), [false, true, true], 'each later page continues the one before');
-  t.same(listRequests('replicasets').map((q) => q.get('limit')), ['100', '100'], '152 ReplicaSets in two pages');
+  t.same(pages.map((q) => q.get('limit')), Array(11).fill('25'), '251 pods in 11 pages of 25');
+  t.ok(pages.every((q) => q.get('labelSelector') === 'app.kubernetes.io/instance=mlflow,app.kubernetes.io/name=mlflow'), 'by the Deployment\'s labels');
+  t.same(pages.map((q) => q.has('continue')), [false, ...Array(10).fill(true)], 'each later page continues the one before');
+  t.same(listRequests('replicasets').map((q) => q.get('limit')), Array(7).fill('25'), '152 ReplicaSets in 7 pages');
   t.match(kept(r.facts.pods), { examined: 251, complete: true });
   t.match(kept(r.facts.replicaSets), { examined: 152, complete: true });
   t.same(kept(r.facts.pods)!.items.map((p: any) => p.metadata.name), [real.metadata.name], 'of 251 pods only the one the Deployment owns is kept');
@@ -424,13 +425,13 @@ t.test('a namespace crowded with pods that copy mlflow\'s labels: paged lists, o
   w.stub.requests.length = 0;
   r = await w.doctor();
   pages = listRequests('pods');
-  t.equal(pages.length, 10, 'ten pages of 100, then it stops');
-  t.ok(pages.every((q) => q.get('limit') === '100'), 'no page larger than 100');
-  t.match(kept(r.facts.pods), { examined: 1000, complete: false, items: [] });
+  t.equal(pages.length, 20, '20 pages of 25, then it stops');
+  t.ok(pages.every((q) => q.get('limit') === '25'), 'no page larger than 25');
+  t.match(kept(r.facts.pods), { examined: 500, complete: false, items: [] });
   expectCheck(t, r.byId['pods.current'], 'warn',
-    /^ReplicaSet mlflow-5b8f9c7d6e has no running pods; doctor looked at the first 1000 pods matching the Deployment's labels and stopped there; more match \(pods that copy mlflow's labels, or a crowded namespace\), so this is judged on part of them$/,
+    /^ReplicaSet mlflow-5b8f9c7d6e has no running pods; doctor looked at the first 500 pods matching the Deployment's labels and stopped there; more match \(pods that copy mlflow's labels, or a crowded namespace\), so this is judged on part of them$/,
     /^kubectl -n domino-platform describe replicaset mlflow-5b8f9c7d6e$/);
-  expectCheck(t, r.byId['pods.old-replicasets'], 'warn', /^no pods of older ReplicaSets are running; doctor looked at the first 1000 pods/,
+  expectCheck(t, r.byId['pods.old-replicasets'], 'warn', /^no pods of older ReplicaSets are running; doctor looked at the first 500 pods/,
     /^kubectl -n domino-platform get pods -l app\.kubernetes\.io\/instance=mlflow,app\.kubernetes\.io\/name=mlflow --sort-by=\.metadata\.creationTimestamp$/);
   // a smaller cap, for the ReplicaSets too
   r = await w.doctor({ listLimits: { pageSize: 50, maxExamined: 120 } });
@@ -440,7 +441,6 @@ t.test('a namespace crowded with pods that copy mlflow\'s labels: paged lists, o
 
 t.test('a continue token the API server refuses: the list fails with the server\'s reason, not a crash', async (t) => {
   const w = await world(t);
-  const { listPaged } = await import('../src/doctor/read.js');
   const kube = await kubeClient(w.stub.kubeconfig);
   await t.rejects(listPaged((p) => kube.listPods('domino-platform', { ...p, continue: 'not-a-token' }), '', (x) => x),
     { message: /list pods in domino-platform: 400 BadRequest: continue key is not valid/ });

@@ -109,9 +109,10 @@ async function readCertificate(o: ReadOptions, kube: DoctorApi, svc: { namespace
 /**
  * How doctor lists pods and ReplicaSets: in pages of `pageSize`, looking at no more than `maxExamined` of each. A
  * namespace can hold thousands of pods that carry mlflow's labels (anyone who may create pods there can copy them),
- * each with up to 256 KiB of annotations; only a page is in memory at a time, and only what the checks read is kept.
+ * each with up to 256 KiB of annotations; only a page is in memory at a time (25 such pods are 6.4 MiB of text, and a
+ * few times that once parsed), and only what the checks read is kept. The Deployment's own pods are a handful.
  */
-export const LIST_LIMITS = { pageSize: 100, maxExamined: 1000 } as const;
+export const LIST_LIMITS = { pageSize: 25, maxExamined: 500 } as const;
 
 /** Reads a list page by page, following `continue`, until the last page or until `maxExamined` objects were seen. */
 export async function listPaged(

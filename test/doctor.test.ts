@@ -658,6 +658,49 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   expectCheck(t, (await w.doctor({ database: { databaseUrl: server.url('empty'), env: {} } })).byId['trigger.connection'], 'fail', /database "empty" lacks MLflow's tables public\.experiment_tags, public\.experiments/);
 });
 
+t.test('doctor\'s read-only login: the operator guide\'s SQL, run as written, is all the trigger checks need, and the login cannot write', async (t) => {
+  const { server, c } = await trackingDatabase(t);
+  const w = await world(t);
+  await c.query(DEFAULT_EXPERIMENT);
+  await installTrigger(c, config, quiet());
+  await createExperiment(c, 'tagged', { 'mlflow.domino.project_id': 'proj-a' });
+  // a locked-down database: nothing granted to PUBLIC beyond PostgreSQL's own catalog, so every grant the SQL makes counts
+  await c.query('REVOKE ALL ON DATABASE mlflow FROM PUBLIC; REVOKE ALL ON SCHEMA public FROM PUBLIC');
+  const guide = readFileSync(join(root, 'docs/operator-guide.md'), 'utf8');
+  const section = guide.slice(guide.indexOf('### A read-only database login for doctor'));
+  const sql = /```sql\n([^]*?)```/.exec(section)![1];
+  const PASSWORD = 'Doctor-Reads-Only-3c9e';
+  await c.query(sql.replace("'change-me'", `'${PASSWORD}'`));
+  const asDoctor = `postgres://mlflow_doctor:${PASSWORD}@127.0.0.1:${server.port}/mlflow?sslmode=disable`;
+
+  const r = (await w.doctor({ database: { databaseUrl: asDoctor, env: {} } })).byId;
+  for (const id of ['trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.location-policy', 'trigger.legacy', 'trigger.drift']) {
+    t.equal(r[id].status, 'pass', `${id} as mlflow_doctor: ${r[id].message}`);
+  }
+  // and the same login cannot change anything, also with the read-only default switched off for the session
+  const doctor = new pg.Client({ connectionString: asDoctor });
+  await doctor.connect();
+  t.teardown(() => doctor.end());
+  t.equal((await doctor.query('SHOW default_transaction_read_only')).rows[0].default_transaction_read_only, 'on');
+  await t.rejects(doctor.query("INSERT INTO experiments (name) VALUES ('x')"), { code: '25006' }, 'read-only by default');
+  await doctor.query('SET default_transaction_read_only = off');
+  for (const write of [
+    "INSERT INTO experiments (name, lifecycle_stage) VALUES ('x', 'active')",
+    "UPDATE experiments SET artifact_location = 's3://elsewhere/x'",
+    'DELETE FROM experiment_tags',
+    'ALTER TABLE experiments DISABLE TRIGGER mlflow_irsa_location_policy_trg',
+    'DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags',
+    'CREATE TABLE public.shadow (x int)',
+    'CREATE FUNCTION public.strpos(text, text) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+  ]) await t.rejects(doctor.query(write), { code: /^(42501|42P01)$/, message: /permission denied|must be owner/ }, write);
+  t.same((await c.query('SELECT count(*)::int AS n FROM experiments')).rows[0], { n: 2 }, 'nothing was written');
+
+  // a grant left out: the check says which
+  await c.query('REVOKE SELECT ON public.experiment_tags FROM mlflow_doctor');
+  expectCheck(t, (await w.doctor({ database: { databaseUrl: asDoctor, env: {} } })).byId['trigger.connection'], 'fail',
+    /^could not read the tracking database: permission denied: .*doctor's read-only login needs SELECT on experiments and experiment_tags \(permission denied for table experiment_tags\)/);
+});
+
 t.test('trigger.drift counts with the trigger\'s own rule: both location styles, the 157-character limit, the custom-location refusals', async (t) => {
   const { c, database } = await trackingDatabase(t);
   await c.query(DEFAULT_EXPERIMENT);

@@ -44,7 +44,7 @@ const FATAL_HINTS: Record<string, string> = {
   '28P01': 'authentication failed: check PGUSER and PGPASSWORD (secret mlflow-postgresql, key postgresql-password)',
   '28000': 'the server refused this user or host (pg_hba.conf): check PGUSER, PGHOST and PGSSLMODE',
   '3D000': 'the database does not exist: check PGDATABASE (MLflow\'s is "mlflow")',
-  '42501': 'permission denied: the user must own MLflow\'s tables (connect as MLflow\'s own user)',
+  '42501': 'permission denied: install-trigger must connect as the owner of MLflow\'s tables (MLflow\'s own user); doctor\'s read-only login needs SELECT on experiments and experiment_tags',
 };
 
 export interface Classified {

@@ -113,7 +113,16 @@ export const chartProperties = {
       namespace: str('namespace the trigger Jobs run in (holds the password Secret); empty means `namespace`', { pattern: `^(${dnsLabel.slice(1, -1)})?$`, maxLength: 63 }),
     }),
   }),
-  tests: obj('`helm test`: doctor checks the whole chain, read-only', { enabled: bool('render the test Pod, its config and its read-only RBAC') }),
+  tests: obj('`helm test`: doctor checks the whole chain, read-only', {
+    enabled: bool('render the test Pod, its config and its read-only RBAC'),
+    database: obj('doctor\'s own read-only login to the tracking database; empty user: database.user and database.passwordSecret', {
+      user: str('PGUSER of a role that may only read (CONNECT, USAGE on the schema, SELECT on experiments and experiment_tags)', { maxLength: 63 }),
+      passwordSecret: obj('Secret holding that role\'s PGPASSWORD (in the trigger Jobs\' namespace); required with user', {
+        name: str('Secret holding that role\'s password, in the trigger Jobs\' namespace; required with user', { pattern: `^(${dnsSubdomain.slice(1, -1)})?$`, maxLength: 253 }),
+        key: str('key in that Secret', { minLength: 1 }),
+      }, { required: ['name', 'key'] }),
+    }, { required: ['user', 'passwordSecret'] }),
+  }),
   database: obj('MLflow tracking database for the trigger Jobs', {
     host: str('PGHOST', { minLength: 1 }),
     port: int('PGPORT', { minimum: 1, maximum: 65535 }),

@@ -309,6 +309,20 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.notOk(spec.volumes.some((v: Obj) => v.secret), 'no Secret volume (the password comes in by secretKeyRef, as for the trigger Job)');
     const off = await render(['tests.enabled=false']);
     t.same(off.filter((o) => hook(o) === 'test'), [], 'tests.enabled=false renders none');
+
+    // doctor's own read-only login: the same database, another role and its Secret; the trigger Jobs keep theirs
+    const readOnly = await render(['tests.database.user=mlflow_doctor', 'tests.database.passwordSecret.name=mlflow-doctor-db']);
+    const env = one(readOnly, 'Pod', `${FULL}-doctor`, TARGET_NS).spec.containers[0].env;
+    const jobEnv = podSpec(jobNamed(readOnly, 'install-trigger')).containers[0].env;
+    t.same(env.find((e: Obj) => e.name === 'PGUSER'), { name: 'PGUSER', value: 'mlflow_doctor' });
+    t.same(env.find((e: Obj) => e.name === 'PGPASSWORD'), { name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'mlflow-doctor-db', key: 'password' } } });
+    t.same(env.filter((e: Obj) => !['PGUSER', 'PGPASSWORD'].includes(e.name)), jobEnv.filter((e: Obj) => !['PGUSER', 'PGPASSWORD'].includes(e.name)), 'host, port, database and TLS as the Jobs have them');
+    t.same(jobEnv.find((e: Obj) => e.name === 'PGUSER'), { name: 'PGUSER', value: 'mlflow' }, 'the trigger Jobs still log in as MLflow\'s owner');
+    for (const half of [['tests.database.user=mlflow_doctor'], ['tests.database.passwordSecret.name=mlflow-doctor-db']]) {
+      const r = await helmRun(['template', RELEASE, chart, '--namespace', NS, '-f', ciValues, ...half.flatMap((s) => ['--set', s])]);
+      t.not(r.code, 0, half[0]);
+      t.match(r.stderr, /tests\.database\.user \(".*"\) and tests\.database\.passwordSecret\.name \(".*"\) go together/);
+    }
   });
 
   t.test('reconcile Lease: made by the chart in the release namespace, with no holder', async (t) => {

@@ -7,7 +7,7 @@ import t from 'tap';
 import pg from 'pg';
 import { parseConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import { APPLICATION_NAME, TriggerError, classify, scrub, secretsOf, withDatabase } from '../src/db/connect.js';
+import { APPLICATION_NAME, TriggerError, classify, scrub, withDatabase } from '../src/db/connect.js';
 import { findLegacy, installTrigger, installedDifferences, readInstalled, uninstallTrigger } from '../src/db/install.js';
 import { MAX_LOCATION_LENGTH } from '../src/artifact-location.js';
 import { AUDIT_TABLE_NAME, BACKFILL_BATCH_SIZE, FUNCTION_NAME, POLICY_OFF, TRIGGER_NAME, functionDefinition, installStatements, type Policy } from '../src/db/sql.js';
@@ -297,16 +297,29 @@ t.test('the SQL quotes every configured value and bakes in the mode', async (t) 
   t.match(script(projectMode, 'uninstall'), /^-- .*\nBEGIN;\n.*pg_advisory_xact_lock.*\nLOCK TABLE "public"\."experiments", "public"\."experiment_tags" IN ACCESS EXCLUSIVE MODE;\n(DROP TRIGGER IF EXISTS .*\n){2}(DROP FUNCTION IF EXISTS .*\n){2}DROP TABLE IF EXISTS "public"\."mlflow_irsa_location_audit";\nCOMMIT;\n$/s);
 });
 
-t.test('secrets are scrubbed from messages, and failures are classified', async (t) => {
-  const secrets = secretsOf({ databaseUrl: 'postgres://mlflow:p%40ss@db:5432/mlflow', waitSeconds: 0, env: { PGPASSWORD: 'envpw' } });
-  t.same(new Set(secrets), new Set(['postgres://mlflow:p%40ss@db:5432/mlflow', 'p%40ss', 'p@ss', 'envpw']));
-  t.equal(scrub('bad p@ss and envpw at postgres://u:other@h/db', secrets), 'bad [redacted] and [redacted] at postgres://u:[redacted]@h/db');
-  t.equal(classify(Object.assign(new Error('password authentication failed for user "mlflow"'), { code: '28P01' }), []).retryable, false);
-  t.equal(classify(Object.assign(new Error('the database system is starting up'), { code: '57P03' }), []).retryable, true);
-  t.equal(classify(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), []).retryable, true);
-  t.equal(classify(new Error('Connection terminated unexpectedly'), []).retryable, true);
-  t.equal(classify(new TriggerError('tables missing'), []).retryable, false);
-  t.equal(classify(Object.assign(new Error('syntax error'), { code: '42601' }), []).retryable, false);
+t.test('a password is blanked where it stands as a password, and nowhere else; failures are classified', async (t) => {
+  const cases: Array<[string, string]> = [
+    // URL userinfo, escaped or not, with an unescaped @ in it (pg takes the last @ before the host)
+    ['at postgres://mlflow:p%40ss@db:5432/mlflow?sslmode=disable', 'at postgres://mlflow:[redacted]@db:5432/mlflow?sslmode=disable'],
+    ['postgresql://u:p@ss@h/db and more', 'postgresql://u:[redacted]@h/db and more'],
+    // key=value forms: libpq's conninfo, the environment, quoted or not, any case
+    ["host=db password=s3cr3t user=mlflow", 'host=db password=[redacted] user=mlflow'],
+    ["password='with space' port=5432", 'password=[redacted] port=5432'],
+    ['PGPASSWORD=mlflow psql -h db', 'PGPASSWORD=[redacted] psql -h db'],
+    ['?sslmode=disable&password=hunter2&x=1', '?sslmode=disable&password=[redacted]&x=1'],
+    ['{"user":"mlflow","password":"hunter2"}', '{"user":"mlflow","password":"[redacted]"}'],
+    // the review's cases: with password mlflow, the user name stays; a one-letter password leaves paths alone
+    ['password authentication failed for user "mlflow"', 'password authentication failed for user "mlflow"'],
+    ["cannot read the root certificate file (PGSSLROOTCERT /usr/lib/libpq/root.crt): ENOENT", "cannot read the root certificate file (PGSSLROOTCERT /usr/lib/libpq/root.crt): ENOENT"],
+    ['authentication failed: check PGUSER and PGPASSWORD (secret mlflow-postgresql)', 'authentication failed: check PGUSER and PGPASSWORD (secret mlflow-postgresql)'],
+  ];
+  for (const [message, scrubbed] of cases) t.equal(scrub(message), scrubbed, message);
+  t.equal(classify(Object.assign(new Error('password authentication failed for user "mlflow"'), { code: '28P01' })).retryable, false);
+  t.equal(classify(Object.assign(new Error('the database system is starting up'), { code: '57P03' })).retryable, true);
+  t.equal(classify(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })).retryable, true);
+  t.equal(classify(new Error('Connection terminated unexpectedly')).retryable, true);
+  t.equal(classify(new TriggerError('tables missing')).retryable, false);
+  t.equal(classify(Object.assign(new Error('syntax error'), { code: '42601' })).retryable, false);
 });
 
 // ---- MLflow's replays against our trigger ----
@@ -1189,6 +1202,27 @@ t.test('the install-trigger CLI', async (t) => {
     t.equal(url.code, 1);
     t.match(url.stdout, /authentication failed/);
     noMarker(t, url);
+  });
+
+  t.test('a wrong password equal to the user name: the message still names the user, and is not altered', async (t) => {
+    // the review's reproduction: PGPASSWORD=mlflow turned `user "mlflow"` into `user "[redacted]"`
+    const r = await cli(['--config', configFile, '--wait', '5'], libpq('mlflow'));
+    t.equal(r.code, 1);
+    t.match(r.stdout, /authentication failed: check PGUSER and PGPASSWORD .*\(password authentication failed for user \\"mlflow\\"\)/);
+    t.notMatch(r.stdout, /\[redacted\]/, 'nothing was blanked: no password stood in the message');
+  });
+
+  t.test('a one-letter password leaves file paths in messages alone', async (t) => {
+    // the review's reproduction: PGPASSWORD=p made a path read lib[redacted]q, revealing the password
+    const rootCert = '/nonexistent/usr/lib/libpq/root.crt';
+    const r = await cli(['--config', configFile, '--wait', '5'], { ...libpq('p'), PGSSLMODE: 'verify-full', PGSSLROOTCERT: rootCert });
+    t.equal(r.code, 1);
+    t.match(r.stdout, `cannot read the root certificate file (PGSSLROOTCERT ${rootCert})`);
+    t.notMatch(r.stdout, /\[redacted\]/);
+    const url = await cli(['--config', configFile, '--wait', '5', '--database-url', `postgres://mlflow:p@127.0.0.1:${server.port}/mlflow_cli?sslmode=verify-full&sslrootcert=${rootCert}`]);
+    t.equal(url.code, 1);
+    t.match(url.stdout, `cannot read the root certificate file (sslrootcert=${rootCert} in --database-url)`);
+    t.notMatch(url.stdout, /\[redacted\]/);
   });
 
   t.test('a missing database fails at once', async (t) => {

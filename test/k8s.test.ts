@@ -284,6 +284,19 @@ t.test('restart-target', async (t) => {
     const usage = await cli('bootstrap-cert', 'create', '--webhook-namespace', NS, '--service', SVC);
     t.equal(usage.code, 2);
     t.match(usage.stderr, /--tls-secret is required \(name of the TLS Secret\)\nusage: mlflow-irsa-webhook bootstrap-cert create/);
+
+    // a malformed kubeconfig holding a token, by --kubeconfig and by KUBECONFIG: the YAML parser's excerpt of the file
+    // (the token's line) is not in the log; one line with the reason and the position is
+    const malformed = join(root, 'test/fixtures/k8s/kubeconfig-malformed/bad-indentation.yaml');
+    for (const r of [
+      await cli('restart-target', '--ca-file', caFile, '--ready-url', readyUrl, '--wait', '1', '--kubeconfig', malformed),
+      await run('node', [join(root, 'dist/cli.js'), 'bootstrap-cert', 'patch', '--webhook-namespace', NS, '--tls-secret', SECRET, '--webhook-config', MWC, '--config', configFile],
+        { env: { ...env, KUBECONFIG: malformed } }).then((x) => ({ code: 0, ...x }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string })),
+    ]) {
+      t.equal(r.code, 1);
+      t.match(r.stderr, `: cannot load the kubeconfig ${malformed}: not valid YAML: bad indentation of a mapping entry (line 12, column 11)\n`);
+      t.notMatch(r.stdout + r.stderr, /Kub3c0nfigT0kenMarker|sha256~/, 'the token is in no output');
+    }
   });
 
   t.test('bad flags are usage errors naming the flag, raised before any API call', async (t) => {

@@ -23,28 +23,18 @@ export interface ConnectionOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-/** Every string that must never appear in output: the password in every spelling, and the URL that carries it. */
-export function secretsOf(opts: ConnectionOptions): string[] {
-  const env = opts.env ?? process.env;
-  const secrets = [env.PGPASSWORD ?? ''];
-  if (opts.databaseUrl) {
-    secrets.push(opts.databaseUrl);
-    const match = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]*)@/i.exec(opts.databaseUrl);
-    if (match) {
-      secrets.push(match[1]);
-      // pg decodes %-escapes in the password, so the decoded spelling is a secret too (when it decodes at all)
-      if (!/%(?![0-9a-f]{2})/i.test(match[1])) secrets.push(decodeURIComponent(match[1]));
-    }
-  }
-  // Longest first, so a URL is blanked whole before its password inside it.
-  return [...new Set(secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
-}
-
-/** Blanks each secret, and any user:password@ in a URL, out of a message. */
-export function scrub(message: string, secrets: readonly string[]): string {
-  let out = message;
-  for (const secret of secrets) out = out.split(secret).join('[redacted]');
-  return out.replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s]*:)[^@\s]*@/gi, '$1[redacted]@');
+/**
+ * Blanks a password where it stands as one: the userinfo of a URL (`postgres://user:PASSWORD@`, up to the last `@`
+ * before the host, since people write an unescaped `@` in passwords), and a `password=` (also `PGPASSWORD=`) or
+ * `"password":` key, quoted or not. Only those places: blanking every occurrence of the password's text would change
+ * messages that merely contain it (with password `mlflow`, `user "mlflow"` became `user "[redacted]"`; a one-letter
+ * password cut into file paths), and so reveal the password.
+ */
+export function scrub(message: string): string {
+  return message
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^:@/\s]*:)[^\s/]*@/gi, '$1[redacted]@')
+    .replace(/(\b\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s&;,)]+)/gi, '$1[redacted]')
+    .replace(/("\w*password"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, '$1"[redacted]"');
 }
 
 /** SQLSTATE classes and codes worth another attempt: the server is starting, full, going away, or the lock is busy. */
@@ -57,7 +47,7 @@ const FATAL_HINTS: Record<string, string> = {
   '28P01': 'authentication failed: check PGUSER and PGPASSWORD (secret mlflow-postgresql, key postgresql-password)',
   '28000': 'the server refused this user or host (pg_hba.conf): check PGUSER, PGHOST and PGSSLMODE',
   '3D000': 'the database does not exist: check PGDATABASE (MLflow\'s is "mlflow")',
-  '42501': 'permission denied: the user must own MLflow\'s tables (connect as MLflow\'s own user)',
+  '42501': 'permission denied: install-trigger must connect as the owner of MLflow\'s tables (MLflow\'s own user); doctor\'s read-only login needs SELECT on experiments and experiment_tags',
 };
 
 export interface Classified {
@@ -65,10 +55,10 @@ export interface Classified {
   readonly message: string;
 }
 
-export function classify(err: unknown, secrets: readonly string[]): Classified {
+export function classify(err: unknown): Classified {
   const e = err as Error & { code?: string };
   const raw = e instanceof Error ? e.message : String(err);
-  const message = scrub(raw, secrets);
+  const message = scrub(raw);
   if (err instanceof TriggerError || err instanceof DatabaseTlsError) return { retryable: false, message };
   const code = typeof e?.code === 'string' ? e.code : undefined;
   if (code && FATAL_HINTS[code]) return { retryable: false, message: `${FATAL_HINTS[code]} (${message})` };
@@ -81,9 +71,8 @@ export function classify(err: unknown, secrets: readonly string[]): Classified {
  * Each attempt gets a fresh connection; `work` runs its changes in one transaction, so a connection lost mid-way leaves nothing behind.
  */
 export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const secrets = secretsOf(opts);
   const plan = await planConnection({ databaseUrl: opts.databaseUrl, env: opts.env ?? process.env })
-    .catch((err: unknown) => { throw new TriggerError(classify(err, secrets).message); });
+    .catch((err: unknown) => { throw new TriggerError(classify(err).message); });
   // pg works out host, port, database and user from the URL and the PG* variables; an unconnected client shows them.
   const target = new pg.Client({ connectionString: plan.connectionString, ssl: false });
   logger.info({
@@ -99,13 +88,13 @@ export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, w
       const connected = await openConnection(plan, {
         client: { application_name: APPLICATION_NAME, connectionTimeoutMillis: Math.min(10_000, Math.max(1_000, remaining)) },
         logger,
-        scrub: (text) => scrub(text, secrets),
+        scrub,
       });
       client = connected.client;
       logger.info({ tls: connected.transport === 'tls', sslmode: plan.tls.sslMode, certificateChecked: connected.transport === 'tls' && plan.tls.root !== undefined }, 'connected to the tracking database');
       return await work(client);
     } catch (err) {
-      const { retryable, message } = classify(err, secrets);
+      const { retryable, message } = classify(err);
       const left = deadline - Date.now();
       if (!retryable) throw new TriggerError(message);
       if (left <= 0) throw new TriggerError(`gave up after ${attempt} attempt(s) over ${opts.waitSeconds} s${opts.waitOption ? ` (${opts.waitOption})` : ''}: ${message}`);
@@ -114,7 +103,7 @@ export async function withDatabase<T>(opts: ConnectionOptions, logger: Logger, w
       await sleep(wait);
       delay = Math.min(delay * 2, 10_000);
     } finally {
-      await client?.end().catch((err: Error) => logger.debug({ reason: scrub(err.message, secrets) }, 'closing the connection failed'));
+      await client?.end().catch((err: Error) => logger.debug({ reason: scrub(err.message) }, 'closing the connection failed'));
     }
   }
 }

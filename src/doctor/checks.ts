@@ -59,7 +59,8 @@ export interface DatabaseFacts {
   readonly audit?: PolicySurvey;
   readonly drift?: Drift;
   /** references that resolve through the artifact proxy (mlflow-artifacts:), which a destination switch must carry */
-  readonly proxiedReferences?: number;
+  /** mlflow-artifacts: references in the tables the login may read, and the columns it may not */
+  readonly proxiedReferences?: { readonly total: number; readonly unreadable: readonly string[] };
 }
 
 export interface TrustFacts {
@@ -75,6 +76,14 @@ export interface LeaseFacts {
   readonly leaseDurationSeconds?: number;
 }
 
+/** A list as doctor read it, page by page: what it kept, how many objects it looked at, and whether that was all. */
+export interface Listing {
+  readonly items: JsonObject[];
+  readonly examined: number;
+  /** false: doctor stopped at its cap (LIST_LIMITS) while more objects matched */
+  readonly complete: boolean;
+}
+
 /** Everything doctor read, once. An absent field was not read (its check says why it skips). */
 export interface DoctorFacts {
   /** the API server's version */
@@ -86,8 +95,10 @@ export interface DoctorFacts {
   readonly deployment: Read<JsonObject>;
   /** the Deployment as the API server admitted a dry-run update of it */
   readonly dryRun?: Read<JsonObject>;
-  readonly replicaSets?: Read<JsonObject[]>;
-  readonly pods?: Read<JsonObject[]>;
+  /** the Deployment's own ReplicaSets, of those matching its labels */
+  readonly replicaSets?: Read<Listing>;
+  /** the pods those ReplicaSets own, of those matching the Deployment's labels */
+  readonly pods?: Read<Listing>;
   /** the ConfigMaps and Secrets the mlflow container takes all keys of (envFrom): their key names, never values */
   readonly envSources?: ReadonlyArray<{ readonly source: EnvSource; readonly optional: boolean; readonly keys: Read<string[]> }>;
   readonly serviceAccount: Read<JsonObject>;
@@ -159,20 +170,40 @@ const list = (v: unknown): JsonObject[] => (Array.isArray(v) ? v.filter(isObject
 const meta = (o: JsonObject) => obj(o.metadata);
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
+/** A piece of a fix command we wrote ourselves (a placeholder, a command built already): put in as it is. */
+class Verbatim {
+  constructor(readonly text: string) {}
+}
+type Words = string | number | readonly string[] | Verbatim;
+
+/**
+ * A fix command: every interpolated value becomes shell words, single-quoted where it needs to be (a list: one word
+ * per entry), so a name read from the cluster, the database or a file cannot break out of its place in the command.
+ */
+export function sh(parts: TemplateStringsArray, ...values: Words[]): string {
+  let out = parts[0];
+  values.forEach((v, i) => {
+    const text = v instanceof Verbatim ? v.text : Array.isArray(v) ? v.map(shellQuote).join(' ') : shellQuote(String(v));
+    out += text + parts[i + 1];
+  });
+  return out;
+}
+
 /** The Helm release that made the webhook's objects, from Helm's ownership annotation, else the object prefix. */
 function release(f: DoctorFacts, c: DoctorContext): string {
   const fromMwc = f.webhookConfig.ok ? str(obj(meta(f.webhookConfig.value).annotations)['meta.helm.sh/release-name']) : undefined;
   return fromMwc ?? c.webhookConfig;
 }
 const helmUpgrade = (f: DoctorFacts, c: DoctorContext) =>
-  `helm -n ${c.webhookNamespace} upgrade ${release(f, c)} charts/mlflow-irsa-webhook --reuse-values`;
-const canI = (verb: string, what: string, namespace?: string) => `kubectl auth can-i ${verb} ${what}${namespace ? ` -n ${namespace}` : ''}`;
+  sh`helm -n ${c.webhookNamespace} upgrade ${release(f, c)} charts/mlflow-irsa-webhook --reuse-values`;
+const namespaceFlag = (namespace?: string) => (namespace ? sh` -n ${namespace}` : '');
+const canI = (verb: string, what: string, namespace?: string) => sh`kubectl auth can-i ${verb} ${what}` + namespaceFlag(namespace);
 
 /** A failed read as a verdict: not found is the object's absence; anything else says what the API answered. */
 function unreadable(read: { error: string; status?: number }, what: string, absent: Verdict, verb: string, resource: string, namespace?: string): Verdict {
   if (read.status === 404) return absent;
   if (read.status === 401 || read.status === 403) return fail(`may not read ${what}: ${read.error}`, canI(verb, resource, namespace));
-  return fail(`could not read ${what}: ${read.error}`, `kubectl ${verb === 'list' ? 'get' : verb} ${resource}${namespace ? ` -n ${namespace}` : ''}`);
+  return fail(`could not read ${what}: ${read.error}`, sh`kubectl ${verb === 'list' ? 'get' : verb} ${resource}` + namespaceFlag(namespace));
 }
 
 // ---- the MutatingWebhookConfiguration ----------------------------------------------------------------------------
@@ -277,7 +308,7 @@ function caBundle(mwc: JsonObject): { pems: string[] } | { problem: string } {
 function certificateFix(f: DoctorFacts, c: DoctorContext): string {
   const injected = f.webhookConfig.ok ? str(obj(meta(f.webhookConfig.value).annotations)['cert-manager.io/inject-ca-from']) : undefined;
   const [namespace, name] = injected?.split('/') ?? [];
-  return namespace && name ? `kubectl -n ${namespace} describe certificate ${name}` : helmUpgrade(f, c);
+  return namespace && name ? sh`kubectl -n ${namespace} describe certificate ${name}` : helmUpgrade(f, c);
 }
 
 function judgeCaBundle(f: DoctorFacts, c: DoctorContext): Verdict {
@@ -288,7 +319,7 @@ function judgeCaBundle(f: DoctorFacts, c: DoctorContext): Verdict {
   if (typeof roots === 'string') return fail(roots, certificateFix(f, c));
   if (!f.certificate || !f.certificate.ok) {
     return warn(`could not get the serving certificate to verify the caBundle against: ${f.certificate?.ok === false ? f.certificate.error : 'not read'}`,
-      `kubectl -n ${c.webhookNamespace} get secret ${c.tlsSecret} -o jsonpath='{.data.tls\\.crt}' | base64 -d | openssl verify -CAfile <(kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | base64 -d)`);
+      sh`kubectl -n ${c.webhookNamespace} get secret ${c.tlsSecret} -o jsonpath='{.data.tls\\.crt}' | base64 -d | openssl verify -CAfile <(kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | base64 -d)`);
   }
   const chain = parseAll(f.certificate.value.chain, `the certificate ${f.certificate.value.source}`);
   if (typeof chain === 'string') return fail(chain, certificateFix(f, c));
@@ -304,7 +335,7 @@ function judgeCertificate(f: DoctorFacts, c: DoctorContext): Verdict {
   if (!svc) return skip('the webhook calls a URL, not a Service');
   if (!f.certificate || !f.certificate.ok) {
     return warn(`could not get the serving certificate: ${f.certificate?.ok === false ? f.certificate.error : 'not read'}`,
-      `kubectl -n ${c.webhookNamespace} get secret ${c.tlsSecret} -o jsonpath='{.data.tls\\.crt}' | base64 -d | openssl x509 -noout -subject -ext subjectAltName -enddate`);
+      sh`kubectl -n ${c.webhookNamespace} get secret ${c.tlsSecret} -o jsonpath='{.data.tls\\.crt}' | base64 -d | openssl x509 -noout -subject -ext subjectAltName -enddate`);
   }
   const chain = parseAll(f.certificate.value.chain, `the certificate ${f.certificate.value.source}`);
   if (typeof chain === 'string') return fail(chain, certificateFix(f, c));
@@ -336,7 +367,7 @@ function judgeEndpoints(f: DoctorFacts, c: DoctorContext): Verdict {
   const endpoints = f.endpointSlices.value.flatMap((s) => list(s.endpoints));
   // EndpointSlice: an absent ready condition means ready
   const ready = endpoints.filter((e) => obj(e.conditions).ready !== false).length;
-  const pods = `kubectl -n ${svc.namespace} get pods -l app.kubernetes.io/component=webhook -o wide`;
+  const pods = sh`kubectl -n ${svc.namespace} get pods -l app.kubernetes.io/component=webhook -o wide`;
   if (ready === 0) return fail(`${what} has no ready endpoints (${plural(endpoints.length, 'endpoint')} in all): no webhook pod answers`, pods);
   if (ready < endpoints.length) return warn(`${what} has ${ready} of ${endpoints.length} endpoints ready`, pods);
   return pass(`${what} has ${plural(ready, 'ready endpoint')}`);
@@ -367,7 +398,7 @@ function judgeDryRun(f: DoctorFacts, c: DoctorContext): Verdict {
   if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
   if (cannotMutate(planPatch(c.mutators.deployment, f.deployment.value))) return skip('the Deployment cannot be mutated (see deployment.template)');
   const svc = webhookService((f.webhookConfig as { value: JsonObject }).value);
-  const proxy = svc ? `kubectl get --raw /api/v1/namespaces/${svc.namespace}/services/https:${svc.name}:${svc.port}/proxy/readyz` : `kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o yaml`;
+  const proxy = svc ? sh`kubectl get --raw ${`/api/v1/namespaces/${svc.namespace}/services/https:${svc.name}:${svc.port}/proxy/readyz`}` : sh`kubectl get mutatingwebhookconfiguration ${c.webhookConfig} -o yaml`;
   if (!f.dryRun || !f.dryRun.ok) {
     const read: { error: string; status?: number } = f.dryRun && !f.dryRun.ok ? f.dryRun : { error: 'not sent' };
     if (read.status === 401 || read.status === 403) return fail(`may not send a dry-run update of Deployment ${namespace}/${deployment}: ${read.error}`, canI('patch', `deployment/${deployment}`, namespace));
@@ -411,17 +442,17 @@ function judgeTemplate(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, deployment } = c.config;
   const what = `Deployment ${namespace}/${deployment}`;
   if (!f.deployment.ok) {
-    return unreadable(f.deployment, what, fail(`${what} not found (is deployment: in the config the name Domino uses?)`, `kubectl -n ${namespace} get deployments`),
+    return unreadable(f.deployment, what, fail(`${what} not found (is deployment: in the config the name Domino uses?)`, sh`kubectl -n ${namespace} get deployments`),
       'get', `deployment/${deployment}`, namespace);
   }
   const plan = planPatch(c.mutators.deployment, f.deployment.value);
   if (cannotMutate(plan)) {
     const names = list(obj(obj(obj(f.deployment.value.spec).template).spec).containers).map((x) => str(x.name)).join(', ');
-    return fail(`${plan.warnings.join('; ')} (its containers: ${names}); set container: in the config`, `kubectl -n ${namespace} get deployment ${deployment} -o jsonpath='{.spec.template.spec.containers[*].name}'`);
+    return fail(`${plan.warnings.join('; ')} (its containers: ${names}); set container: in the config`, sh`kubectl -n ${namespace} get deployment ${deployment} -o jsonpath='{.spec.template.spec.containers[*].name}'`);
   }
   if (plan.patch.length > 0) {
     return fail(`${what}'s pod template lacks the mutation (${short(missingParts(c.mutators.deployment, f.deployment.value, c.config.container))}): it rolled out while the webhook was not called`,
-      `kubectl -n ${namespace} rollout restart deployment/${deployment}`);
+      sh`kubectl -n ${namespace} rollout restart deployment/${deployment}`);
   }
   return pass(`${what}'s pod template carries the token volume, its mount and the AWS env`);
 }
@@ -477,11 +508,11 @@ function judgeArguments(f: DoctorFacts, c: DoctorContext): Verdict {
 function judgeRollout(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, deployment } = c.config;
   if (!f.deployment.ok) return skip(`Deployment ${namespace}/${deployment} could not be read (see deployment.template)`);
-  const status = `kubectl -n ${namespace} rollout status deployment/${deployment}`;
+  const status = sh`kubectl -n ${namespace} rollout status deployment/${deployment}`;
   const conditions = list(obj(f.deployment.value.status).conditions);
   const progressing = conditions.find((x) => x.type === 'Progressing');
   if (progressing?.reason === 'ProgressDeadlineExceeded') {
-    return fail(`the rollout is stuck: ${str(progressing.message) ?? 'progress deadline exceeded'}`, `kubectl -n ${namespace} describe deployment ${deployment}`);
+    return fail(`the rollout is stuck: ${str(progressing.message) ?? 'progress deadline exceeded'}`, sh`kubectl -n ${namespace} describe deployment ${deployment}`);
   }
   const r = rolloutInProgress(f.deployment.value);
   if (r.inProgress) return warn(`a rollout is in progress (${r.reason})`, status);
@@ -489,6 +520,59 @@ function judgeRollout(f: DoctorFacts, c: DoctorContext): Verdict {
 }
 
 const owners = (o: JsonObject) => list(meta(o).ownerReferences).map((r) => str(r.uid));
+
+/** An equality selector from the Deployment's matchLabels: it narrows the lists; ownership decides what belongs. */
+export function deploymentSelector(deployment: JsonObject): string {
+  const labels = obj(obj(obj(deployment.spec).selector).matchLabels);
+  return Object.entries(labels).map(([k, v]) => `${k}=${String(v)}`).join(',');
+}
+
+const REVISION = 'deployment.kubernetes.io/revision';
+const ownerRefs = (o: JsonObject) => list(meta(o).ownerReferences).map((r) => ({ uid: r.uid }));
+
+/**
+ * What doctor keeps of a ReplicaSet as its page arrives: those the Deployment owns, with their name, uid, owner and
+ * revision. Everything else (others' ReplicaSets, pod templates, annotations, managedFields) is dropped with the page.
+ */
+export function replicaSetFields(deployment: JsonObject): (rs: JsonObject) => JsonObject | undefined {
+  const uid = str(meta(deployment).uid);
+  return (rs) => {
+    if (uid === undefined || !owners(rs).includes(uid)) return undefined;
+    const m = meta(rs);
+    const revision = obj(m.annotations)[REVISION];
+    const annotations: JsonObject = revision === undefined ? {} : { [REVISION]: revision };
+    return { metadata: { name: m.name, uid: m.uid, ownerReferences: ownerRefs(rs), annotations } };
+  };
+}
+
+/**
+ * What doctor keeps of a pod as its page arrives: those the given ReplicaSets own, with what the pod checks and the
+ * Deployment mutator read (name, owners, deletion, the skip-containers annotation, containers' names, env and mounts,
+ * init containers' names, volumes). A pod that merely
+ * copies mlflow's labels is dropped, whatever it carries.
+ */
+export function podFields(replicaSets: readonly JsonObject[]): (pod: JsonObject) => JsonObject | undefined {
+  const uids = new Set(replicaSets.map((rs) => str(meta(rs).uid)));
+  return (pod) => {
+    if (!owners(pod).some((uid) => uids.has(uid))) return undefined;
+    const m = meta(pod);
+    const spec = obj(pod.spec);
+    const skip = obj(m.annotations)[SKIP_CONTAINERS_ANNOTATION];
+    const annotations: JsonObject = skip === undefined ? {} : { [SKIP_CONTAINERS_ANNOTATION]: skip };
+    return {
+      metadata: {
+        name: m.name, namespace: m.namespace, uid: m.uid, ownerReferences: ownerRefs(pod), ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+        // of the annotations, only the one the mutation writes on the pod template
+        annotations,
+      },
+      spec: {
+        containers: list(spec.containers).map((c) => ({ name: c.name, env: c.env, volumeMounts: c.volumeMounts })),
+        ...(spec.initContainers !== undefined && { initContainers: list(spec.initContainers).map((c) => ({ name: c.name })) }),
+        ...(spec.volumes !== undefined && { volumes: spec.volumes }),
+      },
+    };
+  };
+}
 
 interface PodsOfDeployment {
   readonly current?: JsonObject;
@@ -500,9 +584,9 @@ interface PodsOfDeployment {
 /** The Deployment's ReplicaSets by ownership, its current one by revision, and their running (not terminating) pods. */
 export function podsOfDeployment(deployment: JsonObject, replicaSets: readonly JsonObject[], pods: readonly JsonObject[]): PodsOfDeployment {
   const uid = str(meta(deployment).uid);
-  const revision = str(obj(meta(deployment).annotations)['deployment.kubernetes.io/revision']);
+  const revision = str(obj(meta(deployment).annotations)[REVISION]);
   const mine = replicaSets.filter((rs) => owners(rs).includes(uid));
-  const current = mine.find((rs) => str(obj(meta(rs).annotations)['deployment.kubernetes.io/revision']) === revision);
+  const current = mine.find((rs) => str(obj(meta(rs).annotations)[REVISION]) === revision);
   const live = pods.filter((p) => !meta(p).deletionTimestamp);
   const of = (rs: JsonObject) => live.filter((p) => owners(p).includes(str(meta(rs).uid)));
   const old = new Map<string, JsonObject[]>();
@@ -521,27 +605,48 @@ function podReads(f: DoctorFacts): { error?: string; value?: PodsOfDeployment } 
   if (!f.deployment.ok) return { error: 'the Deployment could not be read' };
   if (!f.replicaSets?.ok) return { error: `could not list ReplicaSets: ${f.replicaSets?.ok === false ? f.replicaSets.error : 'not read'}` };
   if (!f.pods?.ok) return { error: `could not list pods: ${f.pods?.ok === false ? f.pods.error : 'not read'}` };
-  return { value: podsOfDeployment(f.deployment.value, f.replicaSets.value, f.pods.value) };
+  return { value: podsOfDeployment(f.deployment.value, f.replicaSets.value.items, f.pods.value.items) };
+}
+
+/**
+ * A pods verdict when a list stopped at doctor's cap: what it did not look at may hold the Deployment's own objects,
+ * so a pass becomes a warning and every verdict says so.
+ */
+function capped(verdict: Verdict, f: DoctorFacts, c: DoctorContext): Verdict {
+  const cut = ([['ReplicaSets', f.replicaSets], ['pods', f.pods]] as const).flatMap(([what, r]) => (r?.ok && !r.value.complete ? [`${r.value.examined} ${what}`] : []));
+  if (cut.length === 0 || !f.deployment.ok) return verdict;
+  const note = `doctor looked at the first ${cut.join(' and the first ')} matching the Deployment's labels and stopped there; more match `
+    + '(pods that copy mlflow\'s labels, or a crowded namespace), so this is judged on part of them';
+  const fix = verdict.fix ?? sh`kubectl -n ${c.config.namespace} get pods -l ${deploymentSelector(f.deployment.value)} --sort-by=.metadata.creationTimestamp`;
+  return { status: verdict.status === 'pass' ? 'warn' : verdict.status, message: `${verdict.message}; ${note}`, fix };
 }
 
 function judgeCurrentPods(f: DoctorFacts, c: DoctorContext): Verdict {
+  return capped(currentPodsVerdict(f, c), f, c);
+}
+
+function currentPodsVerdict(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, deployment } = c.config;
   const r = podReads(f);
   if (!r.value) return fail(r.error!, canI('list', 'pods', namespace));
   const { current, currentPods } = r.value;
-  if (!current) return warn(`no ReplicaSet of Deployment ${namespace}/${deployment} has its current revision yet`, `kubectl -n ${namespace} rollout status deployment/${deployment}`);
+  if (!current) return warn(`no ReplicaSet of Deployment ${namespace}/${deployment} has its current revision yet`, sh`kubectl -n ${namespace} rollout status deployment/${deployment}`);
   const rsName = str(meta(current).name);
-  if (currentPods.length === 0) return warn(`ReplicaSet ${rsName} has no running pods`, `kubectl -n ${namespace} describe replicaset ${rsName}`);
+  if (currentPods.length === 0) return warn(`ReplicaSet ${rsName} has no running pods`, sh`kubectl -n ${namespace} describe replicaset ${rsName ?? '?'}`);
   const bad = currentPods.filter((p) => lacksMutation(c.mutators.deployment, asTemplate(p)));
   if (bad.length > 0) {
     const first = bad[0];
     return fail(`${bad.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} lack the mutation (${str(meta(first).name)}: ${short(missingParts(c.mutators.deployment, asTemplate(first), c.config.container))})`,
-      `kubectl -n ${namespace} delete pod ${bad.map((p) => str(meta(p).name)).join(' ')}`);
+      sh`kubectl -n ${namespace} delete pod ${bad.map((p) => str(meta(p).name) ?? '?')}`);
   }
   return pass(`${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry the token volume, one mount on ${c.config.token.mountPath}, the AWS env and none of ${c.config.removeEnv.join(', ') || '(removeEnv)'}`);
 }
 
 function judgeOldPods(f: DoctorFacts, c: DoctorContext): Verdict {
+  return capped(oldPodsVerdict(f, c), f, c);
+}
+
+function oldPodsVerdict(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, deployment } = c.config;
   const r = podReads(f);
   if (!r.value) return fail(r.error!, canI('list', 'replicasets.apps', namespace));
@@ -549,15 +654,15 @@ function judgeOldPods(f: DoctorFacts, c: DoctorContext): Verdict {
   if (old.length === 0) return pass('no pods of older ReplicaSets are running');
   const count = old.reduce((n, [, ps]) => n + ps.length, 0);
   return warn(`${plural(count, 'pod')} of older ReplicaSets still run (${old.map(([rs, ps]) => `${rs}: ${ps.map((p) => str(meta(p).name)).join(', ')}`).join('; ')})`,
-    `kubectl -n ${namespace} rollout status deployment/${deployment}`);
+    sh`kubectl -n ${namespace} rollout status deployment/${deployment}`);
 }
 
 function judgeServiceAccount(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, serviceAccount } = c.config;
   const what = `ServiceAccount ${namespace}/${serviceAccount}`;
   const annotations = serviceAccountPlan(c.config).annotations;
-  const fix = `kubectl -n ${namespace} annotate serviceaccount ${serviceAccount} ${Object.entries(annotations).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')} --overwrite`;
-  if (!f.serviceAccount.ok) return unreadable(f.serviceAccount, what, fail(`${what} not found`, `kubectl -n ${namespace} get serviceaccounts`), 'get', `serviceaccount/${serviceAccount}`, namespace);
+  const fix = sh`kubectl -n ${namespace} annotate serviceaccount ${serviceAccount} ${Object.entries(annotations).map(([k, v]) => `${k}=${v}`)} --overwrite`;
+  if (!f.serviceAccount.ok) return unreadable(f.serviceAccount, what, fail(`${what} not found`, sh`kubectl -n ${namespace} get serviceaccounts`), 'get', `serviceaccount/${serviceAccount}`, namespace);
   if (lacksMutation(c.mutators.serviceAccount, f.serviceAccount.value)) {
     const now = obj(meta(f.serviceAccount.value).annotations)[ROLE_ARN_ANNOTATION];
     return fail(`${what} lacks ${Object.keys(annotations).join(' and ')} as configured (${ROLE_ARN_ANNOTATION} is ${now === undefined ? 'not set' : JSON.stringify(now)})`, fix);
@@ -567,7 +672,7 @@ function judgeServiceAccount(f: DoctorFacts, c: DoctorContext): Verdict {
 
 // ---- the trigger -------------------------------------------------------------------------------------------------
 
-const installCommand = (c: DoctorContext, extra = '') => `${CLI} install-trigger --config ${shellQuote(c.configFile)}${extra}`;
+const installCommand = (c: DoctorContext, extra = '') => sh`${CLI} install-trigger --config ${c.configFile}` + extra;
 const db = (f: DoctorFacts) => (f.database as { value: DatabaseFacts }).value;
 
 function judgeConnection(f: DoctorFacts, c: DoctorContext): Verdict {
@@ -643,7 +748,7 @@ function judgeLegacy(f: DoctorFacts): Verdict {
   const { legacy } = db(f);
   if (!legacy) return pass('no leftover trigger of the manual procedure');
   return fail(`the manual procedure's trigger is still installed (${[...legacy.triggers.map((t) => `trigger on ${t.table}`), ...legacy.functions].join(', ')}): it rewrites locations by its own rules`,
-    `psql -c ${shellQuote(legacy.removal)}`);
+    sh`psql -c ${legacy.removal}`);
 }
 
 function judgeDrift(f: DoctorFacts, c: DoctorContext): Verdict {
@@ -670,9 +775,9 @@ function policyDocument(raw: unknown): JsonObject | undefined {
 function judgeTrust(f: DoctorFacts, c: DoctorContext): Verdict {
   const role = parseRoleArn(c.config.roleArn);
   if (!f.trust) return skip(`no --trust-policy given (aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json)`);
-  if (!f.trust.policy.ok) return fail(f.trust.policy.error, `aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
+  if (!f.trust.policy.ok) return fail(f.trust.policy.error, sh`aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
   const doc = policyDocument(f.trust.policy.value);
-  if (!doc) return fail('the --trust-policy file is not an IAM policy document (no Statement)', `aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
+  if (!doc) return fail('the --trust-policy file is not an IAM policy document (no Statement)', sh`aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
   const allows = list(asList(doc.Statement)).filter((s) => s.Effect === 'Allow'
     && asList(s.Action).some((a) => a === 'sts:AssumeRoleWithWebIdentity' || a === 'sts:*'));
   const federated = (s: JsonObject) => asList(obj(s.Principal).Federated).filter((v): v is string => typeof v === 'string');
@@ -680,8 +785,8 @@ function judgeTrust(f: DoctorFacts, c: DoctorContext): Verdict {
   const known = f.trust.provider.ok ? f.trust.provider.value : undefined;
   // without the cluster's own issuer, judge the policy against the providers it names (and say so)
   const candidates = known ? [known.value] : providersIn;
-  const script = (provider: string) => `${CLI} iam-policy --config ${shellQuote(c.configFile)} --oidc-provider ${provider} --format aws-cli  # then: aws iam update-assume-role-policy --role-name ${role.name} --policy-document file://trust-policy.json`;
-  const fixFor = script(known?.value ?? providersIn[0] ?? '<the cluster\'s OIDC issuer>');
+  const script = (provider: Words) => sh`${CLI} iam-policy --config ${c.configFile} --oidc-provider ${provider} --format aws-cli  # then: aws iam update-assume-role-policy --role-name ${role.name} --policy-document file://trust-policy.json`;
+  const fixFor = script(known?.value ?? providersIn[0] ?? new Verbatim('<the cluster\'s OIDC issuer>'));
   if (candidates.length === 0) return fail('no statement allows sts:AssumeRoleWithWebIdentity for an OIDC provider', fixFor);
   const problems: string[] = [];
   for (const provider of candidates) {
@@ -715,7 +820,7 @@ function judgeTrust(f: DoctorFacts, c: DoctorContext): Verdict {
 function judgeLease(f: DoctorFacts, c: DoctorContext): Verdict {
   const name = `${c.webhookNamespace}/${c.config.reconcile.leaseName}`;
   if (!f.lease) return skip('reconcile.enabled is false: no self-healing, no Lease');
-  const logs = `kubectl -n ${c.webhookNamespace} logs -l app.kubernetes.io/component=webhook --prefix --tail 200 | grep -i lease`;
+  const logs = sh`kubectl -n ${c.webhookNamespace} logs -l app.kubernetes.io/component=webhook --prefix --tail 200 | grep -i lease`;
   if (!f.lease.ok) {
     return unreadable(f.lease, `Lease ${name}`, fail(`Lease ${name} not found: no replica can lead (the webhook recreates it when allowed)`, helmUpgrade(f, c)), 'get', `lease.coordination.k8s.io/${c.config.reconcile.leaseName}`, c.webhookNamespace);
   }

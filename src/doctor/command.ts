@@ -71,12 +71,41 @@ export const outputSchema = {
   },
 } as const;
 
-export function renderJson(results: readonly CheckResult[], summary: Summary): string {
-  return `${JSON.stringify({ checks: results.map((r) => ({ id: r.id, status: r.status, message: r.message, fix: r.fix ?? '', docs: r.docs })), summary }, null, 2)}\n`;
+/**
+ * What a terminal would act on instead of showing, besides the C0 controls (ESC, CR, LF, BEL…): DEL, the C1 controls
+ * (CSI and OSC as single characters), the bidirectional overrides, embeddings, isolates and marks, and the Unicode
+ * line and paragraph separators.
+ */
+const BEYOND_C0 = '\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
+const TERMINAL_CONTROLS = new RegExp(`[\\u0000-\\u001f${BEYOND_C0}]`, 'g');
+/** those JSON.stringify leaves as they are */
+const JSON_UNESCAPED_CONTROLS = new RegExp(`[${BEYOND_C0}]`, 'g');
+const SHORT_ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/**
+ * A value as text safe to print to a terminal: each control character written as a visible escape (\n, \x1b,
+ * \u202e). Messages carry strings a tenant wrote (an experiment's location, a Lease holder, a rollout message);
+ * printed raw, escape sequences could erase or forge report lines, or set the operator's clipboard (OSC 52).
+ */
+export function visible(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, (ch) => {
+    const code = ch.charCodeAt(0);
+    return SHORT_ESCAPES[ch] ?? (code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+  });
 }
 
+/**
+ * The report for machines. JSON escapes the C0 controls itself; the others a terminal acts on are written as \u
+ * escapes too, which parse to the same strings, so the JSON is as safe to print as the text.
+ */
+export function renderJson(results: readonly CheckResult[], summary: Summary): string {
+  const json = JSON.stringify({ checks: results.map((r) => ({ id: r.id, status: r.status, message: r.message, fix: r.fix ?? '', docs: r.docs })), summary }, null, 2);
+  return `${json.replace(JSON_UNESCAPED_CONTROLS, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`;
+}
+
+/** The report for a terminal. Every value passes through `visible` here, in one place, so that no check can forget it. */
 export function renderText(results: readonly CheckResult[], summary: Summary, config: Config, webhook: string): string {
-  const lines = [`mlflow-irsa-webhook doctor: Deployment ${config.namespace}/${config.deployment}, role ${parseRoleArn(config.roleArn).name}, webhook ${webhook}`];
+  const lines = [visible(`mlflow-irsa-webhook doctor: Deployment ${config.namespace}/${config.deployment}, role ${parseRoleArn(config.roleArn).name}, webhook ${webhook}`)];
   const width = Math.max(...results.map((r) => r.id.length));
   let group = '';
   for (const r of results) {
@@ -85,9 +114,9 @@ export function renderText(results: readonly CheckResult[], summary: Summary, co
       const title = GROUP_TITLES[group] ?? group;
       lines.push('', title, '-'.repeat(title.length));
     }
-    lines.push(`${r.status.toUpperCase().padEnd(4)}  ${r.id.padEnd(width)}  ${r.message}`);
+    lines.push(`${r.status.toUpperCase().padEnd(4)}  ${r.id.padEnd(width)}  ${visible(r.message)}`);
     if (r.status === 'warn' || r.status === 'fail') {
-      if (r.fix) lines.push(`${' '.repeat(6 + width + 2)}fix: ${r.fix}`);
+      if (r.fix) lines.push(`${' '.repeat(6 + width + 2)}fix: ${visible(r.fix)}`);
       lines.push(`${' '.repeat(6 + width + 2)}see: ${r.docs}`);
     }
   }
@@ -117,7 +146,8 @@ export async function run({ values, config }: CommandArgs): Promise<number> {
       const { kubeClient } = await import('../k8s/client.js');
       kube = await kubeClient(credentials.file);
     } catch (err) {
-      kubeError = `no usable kubeconfig (${credentials.from}): ${(err as Error).message}`;
+      // the message names --kubeconfig's file; the other sources are named here
+      kubeError = `no usable kubeconfig: ${(err as Error).message}${credentials.file === undefined ? ` (from ${credentials.from})` : ''}`;
     }
   }
   const { facts, timedOut } = await readFacts({

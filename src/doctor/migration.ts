@@ -25,7 +25,8 @@ export function judgeMigration(f: DoctorFacts, c: DoctorContext): Verdict {
     return { status: 'pass', message: `the copy from the replaced destination ${shown} to ${artifactsDestination} is marked done (migration.completedFrom)` };
   }
   const database = f.database?.ok && f.database.value.proxiedReferences !== undefined
-    ? `; the tracking database holds ${f.database.value.proxiedReferences} mlflow-artifacts: reference(s), which MLflow resolves against the current destination`
+    ? `; the tracking database holds ${f.database.value.proxiedReferences.total} mlflow-artifacts: reference(s), which MLflow resolves against the current destination${
+      f.database.value.proxiedReferences.unreadable.length > 0 ? ` (not counted, this login may not read them: ${f.database.value.proxiedReferences.unreadable.join(', ')})` : ''}`
     : '';
   return {
     status: 'warn',

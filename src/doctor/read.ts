@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { KubeClient } from '../k8s/client.js';
+import type { KubeClient, ListPage, ListRequest } from '../k8s/client.js';
 import { transaction, withDatabase } from '../db/connect.js';
 import { auditTableShape } from '../db/fingerprint.js';
 import { findLegacy, missingTables, readInstalled } from '../db/install.js';
@@ -20,7 +20,8 @@ import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
 import { envSources } from '../mutators/overrides.js';
 import {
-  containerOf, dryRunPatch, serviceHost, webhookService, type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Read, type ServingCertificate, type TrustFacts,
+  containerOf, deploymentSelector, dryRunPatch, podFields, replicaSetFields, serviceHost, webhookService,
+  type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Listing, type Read, type ServingCertificate, type TrustFacts,
 } from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,
@@ -45,6 +46,8 @@ export interface ReadOptions {
   readonly resolveService?: (host: string, port: number) => { host: string; port: number };
   /** each read gives up after this long, so an API server or database that never answers cannot hang doctor */
   readonly timeoutMs?: number;
+  /** the page size and cap of the pod and ReplicaSet lists (default LIST_LIMITS) */
+  readonly listLimits?: { readonly pageSize: number; readonly maxExamined: number };
 }
 
 /** How long the database gets for transient failures (starting, full) before its checks fail. */
@@ -108,12 +111,31 @@ async function readCertificate(o: ReadOptions, kube: DoctorApi, svc: { namespace
   return { ok: true, value: { source: `in ${where}`, chain: pemBlocks(Buffer.from(crt, 'base64').toString('utf8')) } };
 }
 
-/** An equality selector from the Deployment's matchLabels: it narrows the lists; ownership decides what belongs. */
-function labelSelector(deployment: JsonObject): string {
-  const spec = isObject(deployment.spec) ? deployment.spec : {};
-  const selector = isObject(spec.selector) ? spec.selector : {};
-  const labels = isObject(selector.matchLabels) ? selector.matchLabels : {};
-  return Object.entries(labels).map(([k, v]) => `${k}=${String(v)}`).join(',');
+/**
+ * How doctor lists pods and ReplicaSets: in pages of `pageSize`, looking at no more than `maxExamined` of each. A
+ * namespace can hold thousands of pods that carry mlflow's labels (anyone who may create pods there can copy them),
+ * each with up to 256 KiB of annotations; only a page is in memory at a time (25 such pods are 6.4 MiB of text, and a
+ * few times that once parsed), and only what the checks read is kept. The Deployment's own pods are a handful.
+ */
+export const LIST_LIMITS = { pageSize: 25, maxExamined: 500 } as const;
+
+/** Reads a list page by page, following `continue`, until the last page or until `maxExamined` objects were seen. */
+export async function listPaged(
+  list: (page: ListRequest) => Promise<ListPage>, labelSelector: string, keep: ListRequest['keep'], limits: { pageSize: number; maxExamined: number } = LIST_LIMITS,
+): Promise<Listing> {
+  const items: JsonObject[] = [];
+  let examined = 0;
+  let token: string | undefined;
+  // a server may answer pages with no items and a `continue` (all filtered out): count pages too, so none goes on forever
+  const maxPages = 2 * Math.ceil(limits.maxExamined / limits.pageSize);
+  for (let pages = 0; pages < maxPages && examined < limits.maxExamined; pages++) {
+    const page = await list({ labelSelector, limit: Math.min(limits.pageSize, limits.maxExamined - examined), keep, ...(token !== undefined && { continue: token }) });
+    examined += page.listed;
+    items.push(...page.items);
+    token = page.continue;
+    if (token === undefined) return { items, examined, complete: true };
+  }
+  return { items, examined, complete: false };
 }
 
 /** How many tagged experiments are not where the rule puts them, by --backfill's own survey, with the first as an example. */
@@ -250,14 +272,20 @@ async function readAll(o: ReadOptions, onTimeout: () => void): Promise<DoctorFac
       : undefined,
   ]);
   const svc = webhookConfig.ok ? webhookService(webhookConfig.value) : undefined;
-  const selector = deployment.ok ? labelSelector(deployment.value) : '';
-  const [service, endpointSlices, certificate, dryRun, replicaSets, pods, envSources] = await Promise.all([
+  const limits = o.listLimits ?? LIST_LIMITS;
+  // the Deployment's ReplicaSets first, then the pods those own: everything else is dropped page by page
+  const owned = async (d: JsonObject): Promise<[Read<Listing>, Read<Listing>]> => {
+    const selector = deploymentSelector(d);
+    const replicaSets = await k('list replicasets', () => listPaged((p) => kube.listReplicaSets(namespace, p), selector, replicaSetFields(d), limits));
+    if (!replicaSets.ok) return [replicaSets, { ok: false, error: 'not listed: the ReplicaSets could not be' }];
+    return [replicaSets, await k('list pods', () => listPaged((p) => kube.listPods(namespace, p), selector, podFields(replicaSets.value.items), limits))];
+  };
+  const [service, endpointSlices, certificate, dryRun, [replicaSets, pods] = [], envSources] = await Promise.all([
     svc && k('get service', () => kube.readService(svc.namespace, svc.name)),
     svc && k('list endpointslices', () => kube.listEndpointSlices(svc.namespace, svc.name)),
     svc && readCertificate(o, kube, svc, timeoutMs, onTimeout),
     deployment.ok ? k('dry-run patch', () => kube.patchDeployment(namespace, name, dryRunPatch(deployment.value, config), { dryRun: true })) : undefined,
-    deployment.ok ? k('list replicasets', () => kube.listReplicaSets(namespace, selector)) : undefined,
-    deployment.ok ? k('list pods', () => kube.listPods(namespace, selector)) : undefined,
+    deployment.ok ? owned(deployment.value) : undefined,
     deployment.ok ? readEnvSources(kube, namespace, containerOf(deployment.value, config.container), k) : undefined,
   ]);
   return {

@@ -42,6 +42,19 @@ function apiError(ApiException: ApiExceptionClass, what: string, err: unknown): 
 }
 
 
+/**
+ * One line about a kubeconfig that could not be loaded. The YAML parser's message goes on, after its first line, with
+ * an excerpt of the file around the fault: in a kubeconfig that is a token, a client key or a password. Only the
+ * reason and the position are kept (and a message of any other shape is cut to its first line).
+ */
+export function parseErrorLine(err: unknown): string {
+  const e = err as { name?: unknown; reason?: unknown; mark?: { line?: unknown; column?: unknown }; message?: unknown };
+  if (e?.name === 'YAMLException' && typeof e.reason === 'string' && typeof e.mark?.line === 'number' && typeof e.mark.column === 'number') {
+    return `not valid YAML: ${e.reason} (line ${e.mark.line + 1}, column ${e.mark.column + 1})`;
+  }
+  return String(e?.message ?? err).split('\n', 1)[0];
+}
+
 /** The generated models hold Dates and class instances; the mutators reason about the API's plain JSON. */
 const plain = (obj: object): JsonObject => JSON.parse(JSON.stringify(obj)) as JsonObject;
 
@@ -78,8 +91,9 @@ export interface KubeClient {
   readService(namespace: string, name: string): Promise<JsonObject>;
   /** the EndpointSlices of one Service (label kubernetes.io/service-name) */
   listEndpointSlices(namespace: string, service: string): Promise<JsonObject[]>;
-  listPods(namespace: string, labelSelector: string): Promise<JsonObject[]>;
-  listReplicaSets(namespace: string, labelSelector: string): Promise<JsonObject[]>;
+  /** one page of the pods matching a label selector (`limit`, `continue`), each item reduced by `keep` as it arrives */
+  listPods(namespace: string, page: ListRequest): Promise<ListPage>;
+  listReplicaSets(namespace: string, page: ListRequest): Promise<ListPage>;
   /** the service-account token issuer from the API server's OIDC discovery document (/.well-known/openid-configuration) */
   serviceAccountIssuer(): Promise<string>;
   /**
@@ -87,6 +101,29 @@ export interface KubeClient {
    * event's object as plain JSON; `onEnd` runs once when the stream ends or fails. Returns a stop function.
    */
   watchDeployment(namespace: string, name: string, onObject: (type: string, object: JsonObject) => void, onEnd: (err?: Error) => void): Promise<() => void>;
+}
+
+/** One page of a paged list (the API's `limit` and `continue`). */
+export interface ListRequest {
+  readonly labelSelector: string;
+  /** at most this many items (the API server may send fewer, and still a `continue`) */
+  readonly limit: number;
+  /** the previous page's `metadata.continue`; absent for the first page */
+  readonly continue?: string;
+  /**
+   * What to keep of each item, or undefined to drop it: applied to each item of the page as it arrives, so that only
+   * what the caller reads outlives the page (annotations, managedFields and the rest go with it).
+   */
+  readonly keep: (item: JsonObject) => JsonObject | undefined;
+}
+
+export interface ListPage {
+  /** what `keep` kept of the page's items */
+  readonly items: JsonObject[];
+  /** how many items the page held */
+  readonly listed: number;
+  /** the token for the next page; absent on the last */
+  readonly continue?: string;
 }
 
 /** The coordination.k8s.io/v1 Lease spec fields leader election uses; times are epoch milliseconds. */
@@ -131,14 +168,27 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
     }
   };
   const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
+  try {
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new Error(`cannot load the kubeconfig ${kubeconfig ?? process.env.KUBECONFIG ?? '(default)'}: ${parseErrorLine(err)}`);
+  }
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   const coordination = kc.makeApiClient(CoordinationV1Api);
   const discovery = kc.makeApiClient(DiscoveryV1Api);
   const items = (list: { items: object[] }) => list.items.map(plain);
+  // `keep` sees the generated model (its fields are the API's, its times Dates); only what it returns is made plain JSON
+  const page = (list: { items: object[]; metadata?: { _continue?: string } }, keep: ListRequest['keep']): ListPage => ({
+    items: list.items.flatMap((item) => {
+      const kept = keep(item as JsonObject);
+      return kept ? [plain(kept)] : [];
+    }),
+    listed: list.items.length,
+    ...(list.metadata?._continue ? { continue: list.metadata._continue } : {}),
+  });
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   // The generated deserialiser leaves MicroTime fields as the API's strings (its type is unknown to it), Dates elsewhere.
   const ms = (d: Date | string | undefined) => (d === undefined || d === null ? undefined : new Date(d).getTime());
@@ -214,9 +264,10 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
     readService: async (namespace, name) => plain(await call(`get service ${namespace}/${name}`, () => core.readNamespacedService({ namespace, name }))),
     listEndpointSlices: async (namespace, service) => items(await call(`list endpointslices in ${namespace}`, () =>
       discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` }))),
-    listPods: async (namespace, labelSelector) => items(await call(`list pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector }))),
-    listReplicaSets: async (namespace, labelSelector) =>
-      items(await call(`list replicasets in ${namespace}`, () => apps.listNamespacedReplicaSet({ namespace, labelSelector }))),
+    listPods: async (namespace, { labelSelector, limit, continue: token, keep }) =>
+      page(await call(`list pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector, limit, _continue: token })), keep),
+    listReplicaSets: async (namespace, { labelSelector, limit, continue: token, keep }) =>
+      page(await call(`list replicasets in ${namespace}`, () => apps.listNamespacedReplicaSet({ namespace, labelSelector, limit, _continue: token })), keep),
     serviceAccountIssuer: async () => {
       const doc: unknown = await call('get /.well-known/openid-configuration', () => kc.makeApiClient(WellKnownApi).getServiceAccountIssuerOpenIDConfiguration());
       const parsed = typeof doc === 'string' ? JSON.parse(doc) : doc;

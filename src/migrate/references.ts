@@ -95,14 +95,20 @@ export async function readReferences(client: pg.Client, schema: string, kinds: r
  * How many references resolve through this server's artifact proxy (mlflow-artifacts: without a host), over every
  * present kind: what a migration of its destination has to carry.
  */
-export async function countProxied(client: pg.Client, schema: string): Promise<number> {
+export async function countProxied(client: pg.Client, schema: string): Promise<{ readonly total: number; readonly unreadable: readonly string[] }> {
   const { kinds } = await readCatalog(client, schema);
+  // a read-only login (doctor's) may lack SELECT on some of them: count the rest, and say which
+  const { rows: may } = await client.query<{ ok: boolean }>(
+    'SELECT has_column_privilege(format(\'%I.%I\', $1::text, t), c, \'SELECT\') AS ok FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(t, c, n) ORDER BY n',
+    [schema, kinds.map((k) => SOURCES[k].table), kinds.map((k) => SOURCES[k].column)],
+  );
+  const unreadable = kinds.filter((_, i) => !may[i].ok).map((k) => `${SOURCES[k].table}.${SOURCES[k].column}`);
   let total = 0;
-  for (const kind of kinds) {
+  for (const kind of kinds.filter((_, i) => may[i].ok)) {
     const column = ident(SOURCES[kind].column);
     const { rows: [row] } = await client.query<{ n: string }>(
       `${selectSql(schema, kind, 'count(*) AS n')} AND ${column} ~* '^mlflow-artifacts:(?!//[^/])'`);
     total += Number(row.n);
   }
-  return total;
+  return { total, unreadable };
 }

@@ -319,16 +319,40 @@ export async function startK8sStub(): Promise<K8sStub> {
           return;
         }
         if (!r.name) {
-          // A list: the objects under the collection path that match the labelSelector, in a <Kind>List.
-          let items: any[];
+          // A list: the objects under the collection path that match the labelSelector, in a <Kind>List, in the order
+          // of their keys (names), as etcd holds them. With `limit`, one page: at most that many items and, when more
+          // match, `metadata.continue`, an opaque token that `continue=` turns into the next page (the real API's
+          // token is base64 JSON naming the key to start at, as this one is).
+          const badRequest = (message: string) => send(res, 400, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'BadRequest', code: 400, message });
+          const limitParam = url.searchParams.get('limit');
+          const limit = limitParam === null ? 0 : Number(limitParam);
+          if (!Number.isInteger(limit) || limit < 0) return badRequest(`limit: Invalid value: ${JSON.stringify(limitParam)}: must be a non-negative integer`);
+          let start = '';
+          const token = url.searchParams.get('continue');
+          if (token) {
+            try {
+              const decoded = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
+              if (decoded.v !== 'meta.k8s.io/v1' || typeof decoded.start !== 'string') throw new Error('unknown shape');
+              start = decoded.start;
+            } catch {
+              return badRequest('continue key is not valid: illegal base64 data at input byte 0');
+            }
+          }
+          let matching: Array<[string, any]>;
           try {
             const selector = url.searchParams.get('labelSelector') ?? '';
-            items = [...objects].filter(([path]) => path.startsWith(`${r.path}/`)).map(([, o]) => o)
-              .filter((o) => matchesSelector(o.metadata?.labels ?? {}, selector));
+            matching = [...objects].filter(([path]) => path.startsWith(`${r.path}/`))
+              .map(([path, o]): [string, any] => [path.slice(r.path.length + 1), o])
+              .filter(([name, o]) => name >= start && matchesSelector(o.metadata?.labels ?? {}, selector))
+              .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
           } catch (err) {
-            return send(res, 400, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'BadRequest', code: 400, message: (err as Error).message });
+            return badRequest((err as Error).message);
           }
-          return send(res, 200, { kind: `${r.kind}List`, apiVersion: r.apiVersion, metadata: { resourceVersion: String(resourceVersion) }, items });
+          const page = limit > 0 ? matching.slice(0, limit) : matching;
+          const rest = limit > 0 ? matching[limit] : undefined;
+          const metadata: any = { resourceVersion: String(resourceVersion) };
+          if (rest) metadata.continue = Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv: resourceVersion, start: rest[0] })).toString('base64');
+          return send(res, 200, { kind: `${r.kind}List`, apiVersion: r.apiVersion, metadata, items: page.map(([, o]) => o) });
         }
         return current ? send(res, 200, current) : notFound();
       case 'POST': {

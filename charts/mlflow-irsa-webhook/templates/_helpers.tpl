@@ -112,6 +112,10 @@ that are set in the values, so the file validates against the same schema as val
 {{- if and (or $dbTls.caSecret.name $dbTls.caConfigMap.name) (eq .Values.database.sslMode "disable") -}}
 {{- fail "database.tls gives a CA certificate but database.sslMode is disable, which never uses it: use verify-full (or verify-ca), or remove the CA" -}}
 {{- end -}}
+{{- $doctorDb := .Values.tests.database -}}
+{{- if ne (empty $doctorDb.user) (empty $doctorDb.passwordSecret.name) -}}
+{{- fail (printf "tests.database.user (%q) and tests.database.passwordSecret.name (%q) go together: doctor's read-only login needs both, or neither for database.user's" $doctorDb.user $doctorDb.passwordSecret.name) -}}
+{{- end -}}
 {{- if .Values.hostNetwork -}}
 {{- $ports := dict "server.port" (int .Values.server.port) -}}
 {{- if $metricsPort }}{{ $_ := set $ports "server.metricsPort" $metricsPort }}{{ end -}}
@@ -275,7 +279,12 @@ key out of the config file, where the program's default (on) applies, so the cha
 
 {{/* The libpq environment of everything that reads the tracking database: the trigger Jobs and the doctor test. */}}
 {{- define "mlflow-irsa-webhook.pgEnv" -}}
-{{- $db := .Values.database -}}
+{{- include "mlflow-irsa-webhook.pgEnvAs" (dict "root" . "user" .Values.database.user "passwordSecret" .Values.database.passwordSecret) -}}
+{{- end -}}
+
+{{/* The same, logged in as another role: (dict "root" $ "user" USER "passwordSecret" (dict "name" … "key" …)). */}}
+{{- define "mlflow-irsa-webhook.pgEnvAs" -}}
+{{- $db := .root.Values.database -}}
 - name: PGHOST
   value: {{ $db.host | quote }}
 - name: PGPORT
@@ -283,17 +292,17 @@ key out of the config file, where the program's default (on) applies, so the cha
 - name: PGDATABASE
   value: {{ $db.name | quote }}
 - name: PGUSER
-  value: {{ $db.user | quote }}
+  value: {{ .user | quote }}
 - name: PGSSLMODE
   value: {{ $db.sslMode | quote }}
 - name: PGPASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $db.passwordSecret.name | quote }}
-      key: {{ $db.passwordSecret.key | quote }}
+      name: {{ .passwordSecret.name | quote }}
+      key: {{ .passwordSecret.key | quote }}
 {{- if or $db.tls.caSecret.name $db.tls.caConfigMap.name }}
 - name: PGSSLROOTCERT
-  value: {{ printf "%s/ca.crt" (include "mlflow-irsa-webhook.dbCaDir" .) | quote }}
+  value: {{ printf "%s/ca.crt" (include "mlflow-irsa-webhook.dbCaDir" .root) | quote }}
 {{- end }}
 {{- end -}}
 

@@ -44,9 +44,13 @@ export interface ServerConfig {
   readonly idleTimeoutSeconds: number;
   readonly drainSeconds: number;
   readonly maxConnections: number;
+  readonly maxConnectionsPerSource: number;
   readonly certReloadSeconds: number;
   /** 0: no plain-HTTP metrics listener */
   readonly metricsPort: number;
+  readonly metricsMaxConnections: number;
+  readonly metricsMaxConnectionsPerSource: number;
+  readonly metricsIdleTimeoutSeconds: number;
 }
 
 export interface ReconcileConfig {
@@ -183,6 +187,11 @@ function refine(raw: Record<string, any>): string[] {
   }
   if (raw.server.metricsPort === raw.server.port) {
     problems.push(`server.metricsPort: ${raw.server.metricsPort} must differ from server.port (the metrics listener is a second port; 0 turns it off)`);
+  }
+  for (const [perSource, total] of [['maxConnectionsPerSource', 'maxConnections'], ['metricsMaxConnectionsPerSource', 'metricsMaxConnections']]) {
+    if (raw.server[perSource] > raw.server[total]) {
+      problems.push(`server.${perSource}: ${raw.server[perSource]} must be <= server.${total} (${raw.server[total]}); a cap per client address above the total one caps nothing`);
+    }
   }
   if (raw.trigger.projectTag === raw.trigger.locationTag) {
     problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);

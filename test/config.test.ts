@@ -78,6 +78,7 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['expiration not an integer', { ...base, token: { expirationSeconds: '1h' } }, /^token\.expirationSeconds: "1h" must be integer/],
     ['unknown key', { ...base, rolArn: 'x' }, /^rolArn: unknown key; allowed keys here are roleArn, artifactsDestination/],
     ['unknown nested key', { ...base, token: { audiance: 'x' } }, /^token\.audiance: unknown key; allowed keys here are audience/],
+    ['__proto__ at the top (as a YAML or JSON parser makes it: an own key)', { ...base, ...JSON.parse('{"__proto__":{"logLevel":"debug"}}') }, /^__proto__: unknown key; allowed keys here are roleArn/],
     ['relative mountPath', { ...base, token: { mountPath: 'var/run' } }, /^token\.mountPath: "var\/run" is not valid/],
     ['bad namespace', { ...base, namespace: 'Domino_Platform' }, /^namespace: "Domino_Platform" is not valid/],
     ['removing our own env', { ...base, removeEnv: ['AWS_ROLE_ARN'] }, /^removeEnv: "AWS_ROLE_ARN" is set by the webhook itself/],

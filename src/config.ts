@@ -233,6 +233,17 @@ export function cannotRead(err: unknown): string {
   return `(file): cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
 }
 
+/**
+ * The config from an environment variable (--config-env NAME): the chart's hook Jobs and helm test Pod carry their config
+ * in their own spec, which a tenant who may edit ConfigMaps in their namespace cannot change between render and start.
+ */
+export function loadConfigEnv(name: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const source = `$${name}`;
+  const text = env[name];
+  if (text === undefined) throw new ConfigError(source, ['(environment): not set (--config-env names the environment variable that holds the config text)']);
+  return parseConfigText(text, source);
+}
+
 export function loadConfig(file: string): Config {
   let text: string;
   try {

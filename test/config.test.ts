@@ -187,6 +187,28 @@ t.test('the CLI exits 2 before listening, one line per problem', async (t) => {
   t.match(missingCert.stderr, /ENOENT.*none\.pem/);
 });
 
+t.test('--config-env NAME: the config text from an environment variable (the chart\'s hook Jobs carry it in their spec), validated the same', async (t) => {
+  const cli = (env: Record<string, string>, ...args: string[]) =>
+    spawnSync(process.execPath, [join(root, 'dist/cli.js'), ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
+  const provider = ['--oidc-provider', 'oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE'];
+  const text = readFileSync(exampleConfig, 'utf8');
+  const viaEnv = cli({ MLFLOW_IRSA_WEBHOOK_CONFIG: text }, 'iam-policy', '--config-env', 'MLFLOW_IRSA_WEBHOOK_CONFIG', ...provider);
+  const viaFile = cli({}, 'iam-policy', '--config', exampleConfig, ...provider);
+  t.equal(viaEnv.status, 0, viaEnv.stderr);
+  t.equal(viaEnv.stdout, viaFile.stdout, 'the same config as from the file');
+  const bad = cli({ CFG: 'roleArn: arn:aws:iam::1:role/x\nartifactsDestination: s3://bkt\n' }, 'serve', '--config-env', 'CFG');
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /^invalid config \$CFG:\n {2}- roleArn: "arn:aws:iam::1:role\/x" is not valid/, 'problems name the variable as the source');
+  const unset = cli({}, 'serve', '--config-env', 'NO_SUCH_CONFIG_VARIABLE');
+  t.equal(unset.status, 2);
+  t.match(unset.stderr, /^invalid config \$NO_SUCH_CONFIG_VARIABLE:\n {2}- \(environment\): not set/);
+  const both = cli({ CFG: text }, 'serve', '--config', exampleConfig, '--config-env', 'CFG');
+  t.equal(both.status, 2);
+  t.match(both.stderr, /serve: --config and --config-env are mutually exclusive/);
+  const withValues = cli({ CFG: text }, 'iam-policy', '--config-env', 'CFG', '--values', exampleConfig, ...provider);
+  t.match(withValues.stderr, /iam-policy: --config-env and --values are mutually exclusive/);
+});
+
 t.test('diff: the patch mechanism', async (t) => {
   const cases: Array<[string, any, any, any[]]> = [
     ['equal', { a: [1, { name: 'x' }] }, { a: [1, { name: 'x' }] }, []],

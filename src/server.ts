@@ -12,7 +12,7 @@ import { encodeReview, review } from './admission.js';
 import { decisionLogger, recordDecision } from './decision.js';
 import { buildMutators, type Mutators } from './mutators/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { certValidity, secureContextOptions, type KeyPair } from './tls.js';
+import { certValidity, pemBlocks, secureContextOptions, type KeyPair } from './tls.js';
 import { shown } from './mutators/json.js';
 import { parseJsonBody } from './json-body.js';
 import { limitConnections } from './connections.js';
@@ -168,6 +168,13 @@ export function buildServer(options: ServerOptions): WebhookServer {
 
   // also on the HTTPS port: the API server's service proxy (`kubectl get --raw .../proxy/readyz`) reaches them here
   addProbeRoutes(app, metrics, () => !draining);
+  // The certificate chain this port serves (public: every TLS client is shown it), for doctor, which reads it through
+  // the API server's service proxy and so needs no network path of its own to these pods.
+  let served = pemBlocks(options.tls.cert).join('\n');
+  app.get('/certificate', async (_req, reply) => {
+    reply.type('text/plain; charset=utf-8');
+    return `${served}\n`;
+  });
 
   /**
    * Stops accepting, then lets each connection end without a reset where its client could be writing: in-flight
@@ -214,6 +221,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     },
     setKeyPair(pair) {
       app.server.setSecureContext(secureContextOptions(pair, s.tlsMinVersion));
+      served = pemBlocks(pair.cert).join('\n');
       metrics.certNotAfter.set(certValidity(pair.cert).notAfter.getTime() / 1000);
       metrics.certReloads.inc({ result: 'ok' });
     },

@@ -108,6 +108,10 @@ t.test('a fixture over a real TLS socket, verified against the CA', async (t) =>
   t.equal(body.response.patchType, 'JSONPatch');
   t.equal(res.cert, fingerprint(pair.cert), 'the served certificate is the one on disk');
   await t.rejects(https(running.port, '/readyz', { ca: (await createCa('other-ca', 1)).cert }), /self.signed|unable to verify|certificate/i, 'a client trusting another CA refuses it');
+  // GET /certificate: what the port serves, as text, for doctor to read through the API server's service proxy
+  const served = await https(running.port, '/certificate', { ca: ca.cert });
+  t.equal(served.status, 200);
+  t.equal(fingerprint(served.body), fingerprint(pair.cert), 'GET /certificate answers the certificate the handshake shows');
 
   t.test('certificate files replaced on disk are served to new handshakes without a restart', async (t) => {
     const next = await createServingCert(['localhost'], 2, ca);
@@ -124,6 +128,7 @@ t.test('a fixture over a real TLS socket, verified against the CA', async (t) =>
       seen = await handshakeCert(running.port, ca.cert);
     }
     t.equal(seen, fingerprint(next.cert), 'new handshakes present the new certificate');
+    t.equal(fingerprint((await https(running.port, '/certificate', { ca: ca.cert })).body), fingerprint(next.cert), 'and GET /certificate answers it');
     const metrics = await https(running.port, '/metrics', { ca: ca.cert });
     t.match(metrics.body, /mlflow_irsa_webhook_cert_reloads_total\{result="ok"\} 1/);
     t.match(metrics.body, /mlflow_irsa_webhook_cert_reloads_total\{result="error"\} [1-9]/);

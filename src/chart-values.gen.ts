@@ -39,7 +39,7 @@ export const chartConfigDefaults: Record<string, unknown> = {
   "server": {
     "port": 8443,
     "drainSeconds": 5,
-    "metricsPort": 0
+    "metricsPort": 9090
   },
   "reconcile": {
     "enabled": true,

@@ -27,8 +27,10 @@ export class ValuesError extends ConfigError {
 export function mergeValues(a: HelmValues, b: HelmValues): HelmValues {
   const out: HelmValues = { ...a };
   for (const [key, value] of Object.entries(b)) {
-    const prev = out[key];
-    out[key] = isTable(value) && isTable(prev) ? mergeValues(prev, value) : value;
+    const prev = Object.hasOwn(out, key) ? out[key] : undefined;
+    // defined, not assigned: `out.__proto__ = value` would set the prototype and drop the key, which must be refused
+    // as unknown like any other (helm refuses it)
+    Object.defineProperty(out, key, { value: isTable(value) && isTable(prev) ? mergeValues(prev, value) : value, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

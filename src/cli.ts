@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Command-line entry: parses arguments, loads the one config, and hands over to the command's module.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, loadConfig, loadConfigEnv, type Config } from './config.js';
 import { COMMON_OPTIONS, UsageError, usageText, type CommandModule, type Values } from './command.js';
 import { version } from './version.js';
 
@@ -20,6 +20,7 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
 const COMMON_HELP = usageText('every command:', [
   ['--config, -c', 'the config file, YAML or JSON (the chart mounts it at /etc/mlflow-irsa-webhook/config.yaml)'],
   ['--values, -f', 'instead of --config: the Helm chart\'s values file(s), merged as Helm merges them, rendered as the chart renders the config'],
+  ['--config-env', 'instead of --config: the name of an environment variable holding the config text (the chart\'s hook Jobs and helm test carry it in their own spec)'],
   ['--help, -h', 'this text'],
 ]);
 
@@ -58,11 +59,16 @@ export function nearestCommand(name: string): string | undefined {
  */
 async function commandConfig(values: Values, valuesFiles: string[] | undefined): Promise<Config> {
   const configFile = values.config as string | undefined;
-  if (configFile !== undefined && valuesFiles !== undefined) {
-    throw new UsageError('--config and --values are mutually exclusive: give the program\'s config file, or the chart\'s values file(s) it is rendered from, not both');
+  const configEnv = values['config-env'] as string | undefined;
+  if (configFile !== undefined && configEnv !== undefined) {
+    throw new UsageError('--config and --config-env are mutually exclusive: give the config as a file or in an environment variable, not both');
+  }
+  if ((configFile ?? configEnv) !== undefined && valuesFiles !== undefined) {
+    throw new UsageError(`${configFile !== undefined ? '--config' : '--config-env'} and --values are mutually exclusive: give the program's config file, or the chart's values file(s) it is rendered from, not both`);
   }
   // loaded only here: the chart's schema and defaults are no part of `serve`'s start
   if (valuesFiles !== undefined) return (await import('./chart-values.js')).loadChartValues(valuesFiles);
+  if (configEnv !== undefined) return loadConfigEnv(configEnv);
   if (configFile === undefined) throw new UsageError('--config FILE or --values FILE is required');
   try {
     return loadConfig(configFile);

@@ -11,6 +11,7 @@ export type Values = Record<string, string | boolean | undefined>;
 /** The options cli.ts gives every command, before each command's own: where its config comes from. */
 export const COMMON_OPTIONS = {
   config: { type: 'string', short: 'c' },
+  'config-env': { type: 'string' },
   values: { type: 'string', short: 'f', multiple: true },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 

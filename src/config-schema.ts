@@ -134,8 +134,12 @@ export const configSchema = {
         idleTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600, default: 120, description: 'a kept-alive connection idle this long is closed; keep it above the API server\'s 90 s, so the caller closes first and never sends on a connection being closed' },
         drainSeconds: { type: 'number', minimum: 0, maximum: 300, default: 5, description: 'on SIGTERM, /readyz answers 503 this long before the listener closes' },
         maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'open connections at most (each TLS connection holds ~30 KiB); further ones are closed at once and counted' },
+        maxConnectionsPerSource: { type: 'integer', minimum: 1, maximum: 100000, default: 64, description: 'open connections from one client address at most, at or below maxConnections; one API server keeps up to 25 idle ones' },
         certReloadSeconds: { type: 'number', minimum: 0.05, maximum: 3600, default: 5, description: 'how often the cert and key files are checked for rotation' },
-        metricsPort: { type: 'integer', minimum: 0, maximum: 65535, default: 0, description: 'plain-HTTP port serving only GET /metrics, for Prometheus without the webhook\'s CA; 0 = off' },
+        metricsPort: { type: 'integer', minimum: 0, maximum: 65535, default: 0, description: 'plain-HTTP port serving GET /metrics, /healthz and /readyz (the kubelet\'s probes), for Prometheus without the webhook\'s CA; 0 = off' },
+        metricsMaxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 64, description: 'open connections to metricsPort at most; further ones are closed at once and counted' },
+        metricsMaxConnectionsPerSource: { type: 'integer', minimum: 1, maximum: 100000, default: 8, description: 'open connections to metricsPort from one client address at most, at or below metricsMaxConnections' },
+        metricsIdleTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 3600, default: 15, description: 'a kept-alive connection to metricsPort idle this long is closed (scrapers and probes send GETs, which clients retry)' },
       },
     },
     reconcile: {

@@ -53,9 +53,13 @@ export interface ServerConfig {
   readonly idleTimeoutSeconds: number;
   readonly drainSeconds: number;
   readonly maxConnections: number;
+  readonly maxConnectionsPerSource: number;
   readonly certReloadSeconds: number;
   /** 0: no plain-HTTP metrics listener */
   readonly metricsPort: number;
+  readonly metricsMaxConnections: number;
+  readonly metricsMaxConnectionsPerSource: number;
+  readonly metricsIdleTimeoutSeconds: number;
 }
 
 export interface ReconcileConfig {
@@ -228,6 +232,11 @@ function refine(raw: Record<string, any>): string[] {
       + `trigger.locationPolicy: ${show(policy)}; remove trigger.enforceLocations (helm upgrade --reuse-values keeps it from the earlier `
       + 'chart\'s defaults: add --set trigger.enforceLocations=null)');
   }
+  for (const [perSource, total] of [['maxConnectionsPerSource', 'maxConnections'], ['metricsMaxConnectionsPerSource', 'metricsMaxConnections']]) {
+    if (raw.server[perSource] > raw.server[total]) {
+      problems.push(`server.${perSource}: ${raw.server[perSource]} must be <= server.${total} (${raw.server[total]}); a cap per client address above the total one caps nothing`);
+    }
+  }
   if (raw.trigger.projectTag === raw.trigger.locationTag) {
     problems.push(`trigger.locationTag: ${show(raw.trigger.locationTag)} must differ from trigger.projectTag`);
   }
@@ -272,6 +281,17 @@ export function parseConfigText(text: string, source = '<inline>'): Config {
 /** The problem of a file that cannot be read, its error code (ENOENT, EACCES) rather than Node's whole message. */
 export function cannotRead(err: unknown): string {
   return `(file): cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+}
+
+/**
+ * The config from an environment variable (--config-env NAME): the chart's hook Jobs and helm test Pod carry their config
+ * in their own spec, which a tenant who may edit ConfigMaps in their namespace cannot change between render and start.
+ */
+export function loadConfigEnv(name: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const source = `$${name}`;
+  const text = env[name];
+  if (text === undefined) throw new ConfigError(source, ['(environment): not set (--config-env names the environment variable that holds the config text)']);
+  return parseConfigText(text, source);
 }
 
 export function loadConfig(file: string): Config {

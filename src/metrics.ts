@@ -9,7 +9,7 @@ export interface Metrics {
   readonly duration: Histogram<'outcome'>;
   readonly certReloads: Counter<'result'>;
   readonly certNotAfter: Gauge;
-  readonly connectionsDropped: Counter;
+  readonly connectionsDropped: Counter<'listener' | 'reason'>;
   readonly repairs: Counter<'object'>;
   readonly lastCheck: Gauge;
   readonly leader: Gauge;
@@ -59,7 +59,8 @@ export function createMetrics(defaults = true): Metrics {
     }),
     connectionsDropped: new Counter({
       name: 'mlflow_irsa_webhook_connections_dropped_total',
-      help: 'Connections closed on arrival because server.maxConnections were open',
+      help: 'Connections the server closed, by listener (webhook, metrics) and reason: total (the listener\'s connection cap was reached), per-source (the client address held its cap), no-request (no request within server.requestTimeoutSeconds)',
+      labelNames: ['listener', 'reason'],
       registers: [registry],
     }),
     repairs: new Counter({

@@ -114,7 +114,7 @@ export interface Running {
   readonly server: WebhookServer;
   readonly port: number;
   readonly reconciler?: Reconciler;
-  /** the plain-HTTP /metrics listener, when server.metricsPort is set */
+  /** the plain-HTTP listener (/metrics and the probes), when server.metricsPort is set */
   readonly metrics?: MetricsListener;
   stop(): Promise<void>;
 }
@@ -141,13 +141,17 @@ export async function serve(config: Config, opts: ServeOptions, logger: Logger =
   let metrics: MetricsListener | undefined;
   if (config.server.metricsPort > 0) {
     try {
-      metrics = await listenMetrics(server.metrics.registry, { host, port: config.server.metricsPort, requestTimeoutSeconds: config.server.requestTimeoutSeconds, idleTimeoutSeconds: config.server.idleTimeoutSeconds });
+      const s = config.server;
+      metrics = await listenMetrics(server.metrics, {
+        host, port: s.metricsPort, requestTimeoutSeconds: s.requestTimeoutSeconds, idleTimeoutSeconds: s.metricsIdleTimeoutSeconds,
+        maxConnections: s.metricsMaxConnections, maxConnectionsPerSource: s.metricsMaxConnectionsPerSource, ready: () => !server.draining, logger,
+      });
     } catch (err) {
       // the HTTPS listener would otherwise keep a process that failed to start alive
       await server.app.close();
       throw new Error(`server.metricsPort: ${cannotListen(host, config.server.metricsPort, err as NodeJS.ErrnoException).message}`);
     }
-    logger.info({ host, port: metrics.port }, 'listening (plain HTTP, GET /metrics only)');
+    logger.info({ host, port: metrics.port }, 'listening (plain HTTP: /metrics, /healthz, /readyz)');
   }
 
   let unwatch = () => {};

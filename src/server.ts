@@ -12,9 +12,11 @@ import { encodeReview, review } from './admission.js';
 import { decisionLogger, recordDecision } from './decision.js';
 import { buildMutators, type Mutators } from './mutators/index.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { certValidity, secureContextOptions, type KeyPair } from './tls.js';
+import { certValidity, pemBlocks, secureContextOptions, type KeyPair } from './tls.js';
 import { shown } from './mutators/json.js';
 import { parseJsonBody } from './json-body.js';
+import { limitConnections } from './connections.js';
+import { addProbeRoutes } from './metrics-listener.js';
 
 export interface ServerOptions {
   readonly config: Config;
@@ -61,8 +63,6 @@ const FRESH_GRACE_MS = 2000;
  * next request on it, and Go does not retry a POST it has begun to write: that request fails admission.
  */
 export const API_SERVER_IDLE_SECONDS = 90;
-/** A connection closed on arrival (server.maxConnections) is logged at most this often, with the count since. */
-const DROP_LOG_INTERVAL_MS = 60_000;
 
 function badRequest(message: string): FastifyError {
   return Object.assign(new Error(message), { statusCode: 400, code: 'BAD_REQUEST', name: 'BadRequest' }) as FastifyError;
@@ -98,18 +98,12 @@ export function buildServer(options: ServerOptions): WebhookServer {
   }
   metrics.certNotAfter.set(certValidity(options.tls.cert).notAfter.getTime() / 1000);
 
-  // Node closes connections past this at once, before the TLS handshake: each open one holds ~30 KiB.
-  app.server.maxConnections = s.maxConnections;
-  let lastDropLog = 0;
-  let droppedSince = 0;
-  app.server.on('drop', () => {
-    metrics.connectionsDropped.inc();
-    droppedSince++;
-    if (Date.now() - lastDropLog < DROP_LOG_INTERVAL_MS) return;
-    logger.warn({ maxConnections: s.maxConnections, dropped: droppedSince }, 'connections closed on arrival: server.maxConnections are open');
-    lastDropLog = Date.now();
-    droppedSince = 0;
-  });
+  // Node closes connections past the total cap at once, before the TLS handshake (each open one holds ~30 KiB); one
+  // address may hold maxConnectionsPerSource of them, and a connection must bring its first request within the request
+  // timeout of its handshake, so that one client cannot keep the API server out with connections it never uses.
+  limitConnections(app.server, {
+    listener: 'webhook', maxConnections: s.maxConnections, maxPerSource: s.maxConnectionsPerSource, firstRequestMs: timeoutMs, sessionEvent: 'secureConnection',
+  }, metrics, logger);
   const connections = new Set<TrackedSocket>();
   app.server.on('secureConnection', (socket: TrackedSocket) => {
     socket[kConnection] = { requests: 0 };
@@ -172,12 +166,14 @@ export function buildServer(options: ServerOptions): WebhookServer {
     return encodeReview(result.review);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) =>
-    draining ? reply.code(503).send({ status: 'draining' }) : { status: 'ready' });
-  app.get('/metrics', async (_req, reply) => {
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
+  // also on the HTTPS port: the API server's service proxy (`kubectl get --raw .../proxy/readyz`) reaches them here
+  addProbeRoutes(app, metrics, () => !draining);
+  // The certificate chain this port serves (public: every TLS client is shown it), for doctor, which reads it through
+  // the API server's service proxy and so needs no network path of its own to these pods.
+  let served = pemBlocks(options.tls.cert).join('\n');
+  app.get('/certificate', async (_req, reply) => {
+    reply.type('text/plain; charset=utf-8');
+    return `${served}\n`;
   });
 
   /**
@@ -225,6 +221,7 @@ export function buildServer(options: ServerOptions): WebhookServer {
     },
     setKeyPair(pair) {
       app.server.setSecureContext(secureContextOptions(pair, s.tlsMinVersion));
+      served = pemBlocks(pair.cert).join('\n');
       metrics.certNotAfter.set(certValidity(pair.cert).notAfter.getTime() / 1000);
       metrics.certReloads.inc({ result: 'ok' });
     },

@@ -34,7 +34,7 @@ const COMMANDS: Record<string, () => Promise<{ options: object; allowPositionals
 async function parseCommandLine(args: string[]) {
   const [command, ...rest] = args;
   const module = await COMMANDS[command]();
-  return parseArgs({ args: rest, options: { config: { type: 'string' }, ...module.options } as never, strict: true, allowPositionals: module.allowPositionals ?? false });
+  return parseArgs({ args: rest, options: { config: { type: 'string' }, 'config-env': { type: 'string' }, ...module.options } as never, strict: true, allowPositionals: module.allowPositionals ?? false });
 }
 
 function assertSecure(t: any, label: string, pod: Obj): void {
@@ -78,7 +78,7 @@ t.test('values.schema.json refuses missing or malformed required values with a c
     // there is no public image: without a repository the render stops and says what to set
     [['--set', 'roleArn=arn:aws:iam::111122223333:role/r', '--set', 'artifactsDestination=s3://my-bucket'], /image\.repository is required: set it to the repository you pushed this project's image to, e\.g\. --set image\.repository=/],
     [['-f', ciValues, '--set', 'image.repository='], /image\.repository is required/],
-    [['-f', ciValues, '--set', 'metrics.serviceMonitor.enabled=true'], /metrics\.serviceMonitor\.enabled needs server\.metricsPort \(e\.g\. 9090\)/],
+    [['-f', ciValues, '--set', 'server.metricsPort=0', '--set', 'metrics.serviceMonitor.enabled=true'], /metrics\.serviceMonitor\.enabled needs server\.metricsPort \(e\.g\. 9090\)/],
     [['-f', ciValues, '--set', 'server.metricsPort=8443'], /server\.metricsPort \(8443\) must differ from server\.port/],
     // a budget that allows no eviction blocks kubectl drain and node group upgrades of the node the pod runs on
     [['-f', ciValues, '--set', 'replicas=1'], /podDisruptionBudget\.minAvailable \(1\) must be below replicas \(1\): a budget that allows no eviction blocks kubectl drain/],
@@ -122,13 +122,18 @@ t.test('values.schema.json carries the program\'s config schema unchanged', asyn
   const check = await exec('node', [join(root, 'scripts/gen-chart-schema.mjs'), '--check']).then(() => 0, (e) => e.code as number);
   t.equal(check, 0, 'scripts/gen-chart-schema.mjs --check: generated files are current');
 
-  // values.yaml writes config defaults out for readers; they must be the defaults the program itself applies.
+  // values.yaml writes config defaults out for readers; they must be the defaults the program itself applies, except
+  // where the chart chooses otherwise on purpose (listed here): the metrics port is on, as the kubelet's probes use it.
   const values = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8'));
   const props = configSchema.properties as Record<string, any>;
+  const chartChoices: Record<string, unknown> = { 'server.metricsPort': 9090 };
   for (const key of Object.keys(props).filter((k) => k in values)) {
     const p = props[key];
     if (p.type === 'object') {
-      for (const [sub, v] of Object.entries(values[key])) t.same(v, p.properties[sub].default, `values.yaml ${key}.${sub} is the program's default`);
+      for (const [sub, v] of Object.entries(values[key])) {
+        const choice = `${key}.${sub}` in chartChoices;
+        t.same(v, choice ? chartChoices[`${key}.${sub}`] : p.properties[sub].default, `values.yaml ${key}.${sub} is ${choice ? 'the chart\'s own choice' : 'the program\'s default'}`);
+      }
     } else {
       t.same(values[key], p.default, `values.yaml ${key} is the program's default`);
     }
@@ -149,8 +154,20 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.equal(config.server.port, 8443);
     t.equal(config.trigger.locationPolicy, 'audit', 'the location policy audits by default');
     t.same(Object.keys(parseYaml(text)).filter((k) => !(k in configSchema.properties)), [], 'only config keys');
-    for (const hookCm of find(objects, 'ConfigMap', `${FULL}-hooks`)) t.equal(hookCm.data['config.yaml'], text, `hook copy in ${hookCm.metadata.namespace}`);
-    t.same(find(objects, 'ConfigMap', `${FULL}-hooks`).map((c) => c.metadata.namespace).sort(), [TARGET_NS, NS]);
+  });
+
+  t.test('the hook Jobs and the helm test carry the same config text in their own spec: no ConfigMap a tenant could edit before they start', async (t) => {
+    const text = one(objects, 'ConfigMap', FULL, NS).data['config.yaml'];
+    t.same(find(objects, 'ConfigMap').map((c) => `${c.metadata.namespace}/${c.metadata.name}`), [`${NS}/${FULL}`], 'one ConfigMap, the webhook\'s, in the release namespace');
+    const pods = [...find(objects, 'Job').map((j) => [j.metadata.name, podSpec(j)]), [`${FULL}-doctor`, one(objects, 'Pod', `${FULL}-doctor`).spec]] as Array<[string, Obj]>;
+    t.equal(pods.length, 6, 'five Jobs and the doctor');
+    for (const [name, pod] of pods) {
+      const c = pod.containers[0];
+      t.same(c.env[0], { name: 'MLFLOW_IRSA_WEBHOOK_CONFIG', value: text.replace(/\n$/, '') }, `${name}: the config file's text in its env`);
+      t.equal((await parseCommandLine(c.args)).values['config-env'], 'MLFLOW_IRSA_WEBHOOK_CONFIG', `${name}: read with --config-env`);
+      t.notOk((pod.volumes ?? []).some((v: Obj) => v.configMap), `${name}: no ConfigMap volume`);
+    }
+    t.same(parseConfigText(pods[0][1].containers[0].env[0].value), parseConfigText(text), 'the program reads the same config from it');
   });
 
   t.test('webhook Deployment: replicas, spread, probes, security, drain, config and TLS mounts', async (t) => {
@@ -175,9 +192,13 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       annotations: { 'meta.helm.sh/release-name': RELEASE, 'meta.helm.sh/release-namespace': NS },
     });
     t.equal(one(objects, 'ServiceAccount', FULL, NS).automountServiceAccountToken, false, 'no token for other pods that might use the ServiceAccount');
-    t.match(c.readinessProbe.httpGet, { path: '/readyz', port: 'https', scheme: 'HTTPS' });
-    t.match(c.livenessProbe.httpGet, { path: '/healthz', port: 'https', scheme: 'HTTPS' });
-    t.same(c.ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }]);
+    // the probes on the plain metrics port (on by default in the chart), which a client holding the HTTPS port cannot starve
+    t.same(c.readinessProbe.httpGet, { path: '/readyz', port: 'metrics', scheme: 'HTTP' });
+    t.same(c.livenessProbe.httpGet, { path: '/healthz', port: 'metrics', scheme: 'HTTP' });
+    t.same(c.ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }]);
+    t.equal(parseConfigText(one(objects, 'ConfigMap', FULL, NS).data['config.yaml']).server.metricsPort, 9090, 'where the webhook serves them');
+    const metricsOff = one(await render(['server.metricsPort=0']), 'Deployment', FULL, NS).spec.template.spec.containers[0];
+    t.same([metricsOff.readinessProbe.httpGet, metricsOff.livenessProbe.httpGet], [{ path: '/readyz', port: 'https', scheme: 'HTTPS' }, { path: '/healthz', port: 'https', scheme: 'HTTPS' }], 'with the metrics port off, on the HTTPS port');
     t.ok(pod.terminationGracePeriodSeconds > 5, 'grace period exceeds server.drainSeconds');
     const args = await parseCommandLine(c.args);
     t.same(args.values, { config: '/etc/mlflow-irsa-webhook/config.yaml', 'tls-cert': '/etc/mlflow-irsa-webhook-tls/tls.crt', 'tls-key': '/etc/mlflow-irsa-webhook-tls/tls.key' });
@@ -189,7 +210,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.same(pdb.spec.selector.matchLabels, d.spec.selector.matchLabels);
     t.equal(pdb.spec.minAvailable, 1);
     const svc = one(objects, 'Service', FULL, NS);
-    t.same(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' }]);
+    t.same(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' }, { name: 'metrics', port: 9090, targetPort: 'metrics', protocol: 'TCP' }]);
     t.same(svc.spec.selector, d.spec.selector.matchLabels);
   });
 
@@ -223,11 +244,17 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       // RBAC cannot restrict create by name; those rules are limited to Secrets and Leases in the release namespace.
       if (!(rule.verbs.length === 1 && rule.verbs[0] === 'create')) t.ok(rule.resourceNames?.length > 0, `${rule.role}: ${rule.verbs} by resourceNames`);
     }
+    // one identity per hook Job that calls the API, named like the Job, with that Job's rights only
+    const create = `${FULL}-bootstrap-cert-create`;
+    const patch = `${FULL}-bootstrap-cert-patch`;
+    const restart = `${FULL}-restart-target`;
     t.same(rules.map(({ role, ...r }) => [role, r]).sort(), [
-      [`ClusterRole//${FULL}-hooks`, { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [FULL], verbs: ['get', 'update'] }],
-      [`Role/${NS}/${FULL}-hooks`, { apiGroups: [''], resources: ['secrets'], resourceNames: [`${FULL}-tls`], verbs: ['get', 'update'] }],
-      [`Role/${NS}/${FULL}-hooks`, { apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
-      [`Role/${TARGET_NS}/${FULL}-hooks-restart`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
+      [`ClusterRole//${patch}`, { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [FULL], verbs: ['get', 'update'] }],
+      [`Role/${NS}/${patch}`, { apiGroups: [''], resources: ['secrets'], resourceNames: [`${FULL}-tls`], verbs: ['get'] }],
+      [`Role/${NS}/${create}`, { apiGroups: [''], resources: ['secrets'], resourceNames: [`${FULL}-tls`], verbs: ['get', 'update'] }],
+      [`Role/${NS}/${create}`, { apiGroups: [''], resources: ['secrets'], verbs: ['create'] }],
+      // the restart, and the dry runs of it by which restart-target waits for the webhook through the API server
+      [`Role/${TARGET_NS}/${restart}`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
       // the reconcile loop: list/watch by name work because it sends fieldSelector metadata.name=<name>
       [`Role/${TARGET_NS}/${FULL}-reconcile`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'list', 'watch', 'patch'] }],
       [`Role/${TARGET_NS}/${FULL}-reconcile`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get', 'list', 'watch', 'patch'] }],
@@ -237,29 +264,31 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     ].sort());
     const bindings = [...find(installed(objects), 'RoleBinding'), ...find(installed(objects), 'ClusterRoleBinding')];
     t.same(bindings.map((b) => `${b.kind}/${b.metadata.namespace ?? ''}/${b.metadata.name}`).sort(), [
-      `ClusterRoleBinding//${FULL}-hooks`, `RoleBinding/${NS}/${FULL}-hooks`, `RoleBinding/${TARGET_NS}/${FULL}-hooks-restart`,
+      `ClusterRoleBinding//${patch}`, `RoleBinding/${NS}/${create}`, `RoleBinding/${NS}/${patch}`, `RoleBinding/${TARGET_NS}/${restart}`,
       `RoleBinding/${TARGET_NS}/${FULL}-reconcile`, `RoleBinding/${NS}/${FULL}-reconcile-lease`,
     ].sort());
     for (const b of bindings) {
-      // the hooks' rights go to the hook Jobs' identity, the reconcile rights to the webhook pods' own
-      const sa = b.metadata.name.includes('-reconcile') ? FULL : `${FULL}-hooks`;
+      // each hook identity's rights go to its own ServiceAccount, the reconcile rights to the webhook pods' own
+      const sa = b.metadata.name.includes('-reconcile') ? FULL : b.metadata.name;
       t.same(b.subjects, [{ kind: 'ServiceAccount', name: sa, namespace: NS }], `${b.kind} ${b.metadata.name} binds ${sa} only`);
       t.ok(roles.some((r) => r.kind === b.roleRef.kind && r.metadata.name === b.roleRef.name && (r.metadata.namespace === b.metadata.namespace)), `${b.metadata.name} refers to a rendered role in its namespace`);
     }
-    // The hooks' identity exists before the pre-install Job and for every later phase that uses it.
-    const hookIdentity = [...roles, ...bindings].filter((o) => o.metadata.name.startsWith(`${FULL}-hooks`));
-    for (const o of [...hookIdentity, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS)]) {
-      t.equal(hook(o), 'pre-install,pre-upgrade,post-install,post-upgrade,post-rollback', `${o.kind} ${o.metadata.name} is a hook`);
-      t.ok(weight(o) < 0, `${o.kind} ${o.metadata.name} comes before the Jobs`);
+    // Each identity exists, before its Job, in exactly the phases its Job runs in, and goes when the phase ends
+    for (const job of [create, patch, restart]) {
+      const jobObject = one(objects, 'Job', job);
+      t.equal(podSpec(jobObject).serviceAccountName, job, `${job} runs as its own ServiceAccount`);
+      const identity = [...roles, ...bindings, ...find(objects, 'ServiceAccount')].filter((o) => o.metadata.name === job);
+      t.ok(identity.length >= 3, `${job}: a ServiceAccount, a role and its binding`);
+      for (const o of identity) {
+        t.equal(hook(o), hook(jobObject), `${o.kind} ${o.metadata.name}: the phases of its Job (${hook(jobObject)})`);
+        t.ok(weight(o) < weight(jobObject), `${o.kind} ${o.metadata.name} comes before its Job`);
+        t.equal(o.metadata.annotations['helm.sh/hook-delete-policy'], 'before-hook-creation,hook-succeeded', `${o.kind} ${o.metadata.name} goes when the phase ends`);
+      }
     }
     // A rollback to a revision rendered before the TLS Secret existed (the first install's has no caBundle, since the
-    // Secret is made by a pre-install hook) empties the caBundle: the patch Job runs again after a rollback, and the
-    // identity and the config copy it uses exist in that phase, before it.
-    const patchJob = jobNamed(objects, 'bootstrap-cert-patch');
-    t.ok(hook(patchJob).split(',').includes('post-rollback'), 'bootstrap-cert patch runs again after a rollback');
-    for (const o of [...hookIdentity, one(objects, 'ServiceAccount', `${FULL}-hooks`, NS), one(objects, 'ConfigMap', `${FULL}-hooks`, NS)]) {
-      t.ok(hook(o).split(',').includes('post-rollback') && weight(o) < weight(patchJob), `${o.kind} ${o.metadata.name} is there for it`);
-    }
+    // Secret is made by a pre-install hook) empties the caBundle: the patch Job runs again after a rollback, with its identity.
+    t.ok(hook(one(objects, 'Job', patch)).split(',').includes('post-rollback'), 'bootstrap-cert patch runs again after a rollback');
+    t.same(find(objects, 'ServiceAccount').map((o) => o.metadata.name).filter((n) => n.endsWith('-hooks')), [], 'no identity shared by the hook Jobs');
     // The webhook's own rights live as long as the release, not just a hook phase.
     for (const o of [...roles, ...bindings].filter((o) => o.metadata.name.includes('-reconcile'))) t.equal(hook(o), undefined, `${o.kind} ${o.metadata.name} is no hook`);
   });
@@ -267,7 +296,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
   t.test('helm test: doctor in a Pod beside the database Secret, with a read-only identity of its own that exists only for the test', async (t) => {
     const tests = objects.filter((o) => hook(o) === 'test');
     t.same(tests.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort(), [
-      `ClusterRole//${FULL}-doctor`, `ClusterRoleBinding//${FULL}-doctor`, `ConfigMap/${TARGET_NS}/${FULL}-doctor`, `Pod/${TARGET_NS}/${FULL}-doctor`,
+      `ClusterRole//${FULL}-doctor`, `ClusterRoleBinding//${FULL}-doctor`, `Pod/${TARGET_NS}/${FULL}-doctor`,
       `Role/${NS}/${FULL}-doctor-webhook`, `Role/${TARGET_NS}/${FULL}-doctor`, `RoleBinding/${NS}/${FULL}-doctor-webhook`, `RoleBinding/${TARGET_NS}/${FULL}-doctor`,
       `ServiceAccount/${TARGET_NS}/${FULL}-doctor`,
     ].sort());
@@ -284,6 +313,8 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       ['ClusterRole/', { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [FULL], verbs: ['get'] }],
       [`Role/${NS}`, { apiGroups: [''], resources: ['services'], resourceNames: [FULL], verbs: ['get'] }],
       [`Role/${NS}`, { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list'] }],
+      // the served certificate, read through the API server: doctor needs no network path to the webhook's pods
+      [`Role/${NS}`, { apiGroups: [''], resources: ['services/proxy'], resourceNames: [`https:${FULL}:443`], verbs: ['get'] }],
       [`Role/${NS}`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mlflow-irsa-webhook-reconcile'], verbs: ['get'] }],
       [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
       [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get'] }],
@@ -301,12 +332,10 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.equal(spec.serviceAccountName, `${FULL}-doctor`);
     t.equal(spec.automountServiceAccountToken, true);
     const parsed = await parseCommandLine(spec.containers[0].args);
-    t.same(parsed.values, { config: '/etc/mlflow-irsa-webhook/config.yaml', 'webhook-config': FULL, 'webhook-namespace': NS, 'tls-secret': `${FULL}-tls` }, 'flags doctor accepts');
-    t.equal(spec.volumes.find((v: Obj) => v.name === 'config').configMap.name, `${FULL}-doctor`);
-    t.equal(one(objects, 'ConfigMap', `${FULL}-doctor`, TARGET_NS).data['config.yaml'], one(objects, 'ConfigMap', FULL, NS).data['config.yaml'], 'the webhook\'s own config');
-    t.same(spec.containers[0].env, podSpec(jobNamed(objects, 'install-trigger')).containers[0].env, 'the database as the trigger Job reads it');
+    t.same(parsed.values, { 'config-env': 'MLFLOW_IRSA_WEBHOOK_CONFIG', 'webhook-config': FULL, 'webhook-namespace': NS, 'tls-secret': `${FULL}-tls` }, 'flags doctor accepts');
+    t.same(spec.containers[0].env, podSpec(jobNamed(objects, 'install-trigger')).containers[0].env, 'the webhook\'s own config, and the database as the trigger Job reads it');
     t.notOk(rules.some(([, r]) => r.resources.includes('secrets')), 'no rule on Secrets');
-    t.notOk(spec.volumes.some((v: Obj) => v.secret), 'no Secret volume (the password comes in by secretKeyRef, as for the trigger Job)');
+    t.notOk((spec.volumes ?? []).some((v: Obj) => v.secret), 'no Secret volume (the password comes in by secretKeyRef, as for the trigger Job)');
     const off = await render(['tests.enabled=false']);
     t.same(off.filter((o) => hook(o) === 'test'), [], 'tests.enabled=false renders none');
 
@@ -359,8 +388,7 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       t.equal(pod.restartPolicy, 'Never');
       assertSecure(t, j.metadata.name, pod);
       const parsed = await parseCommandLine(pod.containers[0].args);
-      t.equal(parsed.values.config, '/etc/mlflow-irsa-webhook/config.yaml', `${j.metadata.name}: flags parse with the command's own options`);
-      t.equal(pod.volumes.find((v: Obj) => v.name === 'config').configMap.name, `${FULL}-hooks`);
+      t.equal(parsed.values['config-env'], 'MLFLOW_IRSA_WEBHOOK_CONFIG', `${j.metadata.name}: flags parse with the command's own options`);
     }
     const create = await parseCommandLine(podSpec(jobNamed(objects, 'bootstrap-cert-create')).containers[0].args);
     t.same(create.positionals, ['create']);
@@ -370,17 +398,17 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.match(patch.values, { 'webhook-namespace': NS, 'tls-secret': `${FULL}-tls`, 'webhook-config': FULL });
     const restartPod = podSpec(jobNamed(objects, 'restart-target'));
     const restart = await parseCommandLine(restartPod.containers[0].args);
-    t.match(restart.values, { 'ca-file': '/etc/mlflow-irsa-webhook-ca/ca.crt', service: FULL, 'webhook-namespace': NS, wait: '180' });
-    t.same(restartPod.volumes.find((v: Obj) => v.name === 'ca').secret, { secretName: `${FULL}-tls`, items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    t.same(restart.values, { wait: '180', 'config-env': 'MLFLOW_IRSA_WEBHOOK_CONFIG' }, 'restart-target waits through the API server: no Service address, no CA file');
+    t.equal(restartPod.volumes, undefined, 'and mounts nothing');
     for (const name of ['bootstrap-cert-create', 'bootstrap-cert-patch', 'restart-target']) {
-      t.equal(podSpec(jobNamed(objects, name)).serviceAccountName, `${FULL}-hooks`, `${name} runs as the hooks' ServiceAccount`);
+      t.equal(podSpec(jobNamed(objects, name)).serviceAccountName, `${FULL}-${name}`, `${name} runs as its own ServiceAccount`);
     }
     for (const name of ['install-trigger', 'uninstall-trigger']) {
       const j = jobNamed(objects, name);
       t.equal(j.metadata.namespace, TARGET_NS, `${name} runs beside the database password Secret`);
       t.equal(podSpec(j).automountServiceAccountToken, false, `${name} has no API token`);
       t.notOk(podSpec(j).serviceAccountName);
-      const env = Object.fromEntries(podSpec(j).containers[0].env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+      const env = Object.fromEntries(podSpec(j).containers[0].env.slice(1).map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
       t.same(env, {
         PGHOST: 'mlflow-postgresql.domino-platform.svc', PGPORT: '5432', PGDATABASE: 'mlflow', PGUSER: 'mlflow', PGSSLMODE: 'prefer',
         PGPASSWORD: { secretKeyRef: { name: 'mlflow-postgresql', key: 'postgresql-password' } },
@@ -420,7 +448,7 @@ t.test('other renders', async (t) => {
     t.ok(mwc.webhooks.every((w: Obj) => w.clientConfig.caBundle === undefined));
     t.same(find(certManager, 'Job').map((j) => j.metadata.name).filter((n) => n.includes('bootstrap-cert')), []);
     t.notOk(find(installed(certManager), 'ClusterRole').length, 'no cluster-wide rights when cert-manager injects the CA');
-    t.same(find(certManager, 'Role').map((r) => r.metadata.name).filter((n) => n.includes('-hooks')), [`${FULL}-hooks-restart`]);
+    t.same(find(installed(certManager), 'Role').map((r) => r.metadata.name).filter((n) => !n.includes('-reconcile')), [`${FULL}-restart-target`], 'only the restart Job\'s identity');
     t.equal(podSpec(one(certManager, 'Deployment', FULL, NS)).volumes.find((v: Obj) => v.name === 'tls').secret.secretName, serving.spec.secretName);
 
     validateAll(t, ownIssuer);
@@ -431,10 +459,11 @@ t.test('other renders', async (t) => {
   t.test('trigger Jobs off: none rendered, no hook ConfigMap in the target namespace', async (t) => {
     validateAll(t, noTrigger);
     t.same(find(noTrigger, 'Job').map((j) => j.metadata.name).sort(), [`${FULL}-bootstrap-cert-create`, `${FULL}-bootstrap-cert-patch`, `${FULL}-restart-target`]);
-    t.same(find(installed(noTrigger), 'ConfigMap').map((c) => c.metadata.namespace), [NS, NS]);
+    t.same(find(noTrigger, 'ConfigMap').map((c) => c.metadata.namespace), [NS]);
+    t.same(find(noTrigger, 'Job').concat(find(noTrigger, 'Pod')).map((o) => o.metadata.namespace).filter((n) => n === TARGET_NS), [], 'nothing of the chart runs in the target namespace');
     const doctor = one(noTrigger, 'Pod', `${FULL}-doctor`);
     t.equal(doctor.metadata.namespace, NS, 'without the trigger checks, the doctor runs in the release namespace, where helm test --logs finds it');
-    t.equal(doctor.spec.containers[0].env, undefined, 'and has no database environment');
+    t.same(doctor.spec.containers[0].env.map((e: Obj) => e.name), ['MLFLOW_IRSA_WEBHOOK_CONFIG'], 'and has no database environment');
   });
 
   t.test('matchConditions off (clusters before 1.28): none rendered, the namespace scope stays', async (t) => {
@@ -448,8 +477,8 @@ t.test('other renders', async (t) => {
   t.test('failurePolicy Fail, no restart Job, cert-manager: no hook identity at all', async (t) => {
     validateAll(t, failClosed);
     t.ok(one(failClosed, 'MutatingWebhookConfiguration', FULL).webhooks.every((w: Obj) => w.failurePolicy === 'Fail'));
-    const hooksIdentity = [...find(failClosed, 'Role'), ...find(failClosed, 'RoleBinding'), ...find(failClosed, 'ClusterRole'), ...find(failClosed, 'ServiceAccount')]
-      .filter((o) => o.metadata.name.startsWith(`${FULL}-hooks`));
+    const hooksIdentity = [...find(installed(failClosed), 'Role'), ...find(installed(failClosed), 'RoleBinding'), ...find(installed(failClosed), 'ClusterRole'),
+      ...find(installed(failClosed), 'ClusterRoleBinding'), ...find(installed(failClosed), 'ServiceAccount')].filter((o) => hook(o));
     t.same(hooksIdentity, []);
   });
 
@@ -458,8 +487,8 @@ t.test('other renders', async (t) => {
     const pod = podSpec(one(noReconcile, 'Deployment', FULL, NS));
     t.equal(pod.automountServiceAccountToken, false, 'the admission path never calls the API');
     t.equal(pod.containers[0].env, undefined);
-    t.same([...find(installed(noReconcile), 'Role'), ...find(installed(noReconcile), 'RoleBinding')].map((o) => o.metadata.name).filter((n) => !n.startsWith(`${FULL}-hooks`)), []);
-    t.same(one(noReconcile, 'Role', `${FULL}-doctor-webhook`, NS).rules.map((r: Obj) => r.resources[0]), ['services', 'endpointslices'], 'the doctor reads no Lease');
+    t.same([...find(installed(noReconcile), 'Role'), ...find(installed(noReconcile), 'RoleBinding')].map((o) => o.metadata.name).filter((n) => n.includes('-reconcile')), []);
+    t.same(one(noReconcile, 'Role', `${FULL}-doctor-webhook`, NS).rules.map((r: Obj) => r.resources[0]), ['services', 'endpointslices', 'services/proxy'], 'the doctor reads no Lease');
     t.same(find(noReconcile, 'Lease'), []);
     t.equal(parseConfigText(one(noReconcile, 'ConfigMap', FULL, NS).data['config.yaml']).reconcile.enabled, false, 'the loop is off in the config file too');
     // ...and the default render has all of it, so these assertions can fail
@@ -587,29 +616,24 @@ t.test('reachability: NetworkPolicy, hostNetwork and the container port', async 
   t.notOk(Object.entries(np.spec.podSelector.matchLabels).every(([k, v]) => restartPod[k] === v), 'and not the hook Jobs');
   t.same(np.spec.policyTypes, ['Ingress'], 'ingress only: the reconcile loop still reaches the API server');
   const https = [{ port: 'https', protocol: 'TCP' }];
-  t.same(np.spec.ingress.map((r: Obj) => r.ports), [https, https, https], 'the webhook\'s port only');
-  t.same(np.spec.ingress[0].from, [{ ipBlock: { cidr: '10.0.0.0/16' } }, { ipBlock: { cidr: '2600:1f14::/56' } }], 'the API server peers as given (IPv4 and IPv6)');
-  const fromRestart = np.spec.ingress[1].from[0].podSelector.matchLabels;
-  t.ok(Object.entries(fromRestart).every(([k, v]) => restartPod[k] === v), 'the restart Job may reach /readyz');
-  // the helm test doctor Pod runs beside the database Secret, in another namespace: it may reach the Service from there
-  const doctorPod = one(policy, 'Pod', `${FULL}-doctor`);
-  const fromDoctor = np.spec.ingress[2].from[0];
-  t.same(fromDoctor.namespaceSelector, { matchLabels: { 'kubernetes.io/metadata.name': doctorPod.metadata.namespace } }, 'from the doctor Pod\'s namespace');
-  t.ok(Object.entries(fromDoctor.podSelector.matchLabels).every(([k, v]) => doctorPod.metadata.labels[k] === v), 'the helm test doctor Pod may fetch the certificate');
-  t.notOk(Object.entries(fromDoctor.podSelector.matchLabels).every(([k, v]) => restartPod[k] === v), 'that rule does not admit the Jobs');
-  t.equal(np.spec.ingress.length, 3, 'no scrapers, no fourth rule');
-  const noTests = one(await render([...peers, 'tests.enabled=false']), 'NetworkPolicy', FULL, NS);
-  t.equal(noTests.spec.ingress.length, 2, 'no doctor rule without the helm test');
+  // no rule admits pods by labels (a tenant's pod can carry any labels in its namespace): the Jobs and helm test reach
+  // the webhook through the API server, the kubelet's probes come from the node
+  t.same(np.spec.ingress, [{ from: [{ ipBlock: { cidr: '10.0.0.0/16' } }, { ipBlock: { cidr: '2600:1f14::/56' } }], ports: https }], 'the API server peers as given (IPv4 and IPv6), to the webhook\'s port, and nothing else');
+  for (const objects of [policy, await render([...peers, 'tests.enabled=false', 'jobs.restart.enabled=false'])]) {
+    const rules = one(objects, 'NetworkPolicy', FULL, NS).spec.ingress;
+    const podPeers = rules.flatMap((r: Obj) => r.from).filter((peer: Obj) => peer.podSelector || peer.namespaceSelector);
+    t.same(podPeers, [], 'no peer chosen by pod or namespace labels');
+  }
   const withScrapers = one(scraped, 'NetworkPolicy', FULL, NS);
-  t.same(withScrapers.spec.ingress[3].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'metrics scrapers as given');
-  t.same(withScrapers.spec.ingress[3].ports, https, 'scrapers reach /metrics on the HTTPS port');
-  const plainMetrics = one(await render([...peers, 'networkPolicy.metricsScrapers[0].podSelector.matchLabels.app=prometheus', 'server.metricsPort=9090']), 'NetworkPolicy', FULL, NS);
-  t.same(plainMetrics.spec.ingress[3].ports, [...https, { port: 'metrics', protocol: 'TCP' }], 'and on the plain-HTTP metrics port when server.metricsPort is set');
+  t.same(withScrapers.spec.ingress[1].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'metrics scrapers as given');
+  t.same(withScrapers.spec.ingress[1].ports, [{ port: 'metrics', protocol: 'TCP' }], 'to the plain metrics port only: a scraper cannot take the HTTPS port\'s connections');
+  const metricsOff = one(await render([...peers, 'networkPolicy.metricsScrapers[0].podSelector.matchLabels.app=prometheus', 'server.metricsPort=0']), 'NetworkPolicy', FULL, NS);
+  t.same(metricsOff.spec.ingress[1].ports, https, 'and to the HTTPS port, where /metrics is, when the metrics port is off');
 
   validateAll(t, hostPort);
   const hd = one(hostPort, 'Deployment', FULL, NS);
   t.match(podSpec(hd), { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' });
-  t.same(podSpec(hd).containers[0].ports, [{ name: 'https', containerPort: 10260, protocol: 'TCP' }], 'the container port is server.port');
+  t.same(podSpec(hd).containers[0].ports, [{ name: 'https', containerPort: 10260, protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }], 'the container ports are server.port and server.metricsPort');
   t.equal(parseConfigText(one(hostPort, 'ConfigMap', FULL, NS).data['config.yaml']).server.port, 10260, 'and the webhook listens there');
   t.same(hd.spec.strategy.rollingUpdate, { maxUnavailable: 1, maxSurge: 0 }, 'no surge pod that could not share a node with an old one');
   t.same(d.spec.strategy.rollingUpdate, { maxUnavailable: 0, maxSurge: 1 }, 'surge in the pod network');
@@ -648,7 +672,7 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     return parseYaml(r.stdout).data.notes as string;
   };
   const metricsOn = ['--set', 'server.metricsPort=9090', '--set', 'metrics.serviceMonitor.enabled=true'];
-  const [notes, withPolicy, quiet, metrics, metricsNoApi, netpol, hostNet] = await Promise.all([
+  const [notes, withPolicy, quiet, metrics, metricsNoApi, netpol, hostNet, metricsOffNotes] = await Promise.all([
     notesFor(['--set', 'deployment=tracking']),
     notesFor(WITH_POLICY_API),
     notesFor(['--set', 'reconcile.enabled=false', '--set', 'validatingPolicy.enabled=false', '--set', 'tests.enabled=false']),
@@ -656,14 +680,16 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     notesFor(metricsOn),
     notesFor(['--set', 'networkPolicy.enabled=true', '--set', 'networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.0/16']),
     notesFor(['--set', 'hostNetwork=true', '--set', 'server.port=10260']),
+    notesFor(['--set', 'server.metricsPort=0']),
   ]);
-  t.notMatch(notes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
+  t.notMatch(metricsOffNotes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
+  t.match(notes, 'Metrics in plain HTTP on port 9090', 'the metrics port is on by default');
   t.match(metrics, `kubectl -n ${NS} port-forward svc/${FULL} 9090:9090`);
   t.match(metrics, `ServiceMonitor ${NS}/${FULL} has prometheus-operator scrape it`);
   t.match(metricsNoApi, 'The ServiceMonitor was NOT installed', 'says when the cluster lacks the CRD');
   t.match(notes, 'mlflow_irsa_webhook_serving_cert_not_after_timestamp_seconds - time() < 21 * 86400', 'the certificate expiry alert');
-  t.match(notes, 'increase(mlflow_irsa_webhook_connections_dropped_total[10m]) > 0');
-  t.match(notes, 'connections are being closed at server.maxConnections:');
+  t.match(notes, 'increase(mlflow_irsa_webhook_connections_dropped_total{reason!="no-request"}[10m]) > 0');
+  t.match(notes, 'connections are being closed at server.maxConnections or server.maxConnectionsPerSource');
   t.notMatch(notes, /NetworkPolicy|hostNetwork/, 'nothing about reachability options left off');
   t.match(netpol, `kubectl -n ${NS} get networkpolicy ${FULL} -o yaml`);
   t.match(hostNet, 'the webhook listens on port 10260 of each node it runs on');
@@ -789,14 +815,14 @@ t.test('hook Jobs fit the platform', async (t) => {
         t.same(pod.volumes.find((v: Obj) => v.name === 'db-ca'), { name: 'db-ca', ...source });
       }
       for (const name of ['bootstrap-cert-create', 'bootstrap-cert-patch', 'restart-target']) {
-        t.notOk(podSpec(jobNamed(objects, name)).volumes.some((v: Obj) => v.name === 'db-ca'), `${name} does not get it`);
+        t.notOk((podSpec(jobNamed(objects, name)).volumes ?? []).some((v: Obj) => v.name === 'db-ca'), `${name} does not get it`);
       }
     }
     for (const name of ['install-trigger', 'uninstall-trigger']) {
       t.notOk(podSpec(jobNamed(defaults, name)).containers[0].env.some((e: Obj) => e.name === 'PGSSLROOTCERT'), `${name}: no PGSSLROOTCERT by default`);
     }
     const doctorDefault = one(defaults, 'Pod', `${FULL}-doctor`).spec;
-    t.notOk(doctorDefault.containers[0].env.some((e: Obj) => e.name === 'PGSSLROOTCERT') || doctorDefault.volumes.some((v: Obj) => v.name === 'db-ca'), 'doctor: no CA by default');
+    t.notOk(doctorDefault.containers[0].env.some((e: Obj) => e.name === 'PGSSLROOTCERT') || (doctorDefault.volumes ?? []).some((v: Obj) => v.name === 'db-ca'), 'doctor: no CA by default');
     const refused = await Promise.all([
       helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=a', '--set', 'database.tls.caConfigMap.name=b']),
       helmRun(['template', RELEASE, chart, '-n', NS, '-f', ciValues, '--set', 'database.tls.caSecret.name=a', '--set', 'database.sslMode=disable']),

@@ -97,6 +97,7 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['expiration not an integer', { ...base, token: { expirationSeconds: '1h' } }, /^token\.expirationSeconds: "1h" must be integer/],
     ['unknown key', { ...base, rolArn: 'x' }, /^rolArn: unknown key; allowed keys here are roleArn, artifactsDestination/],
     ['unknown nested key', { ...base, token: { audiance: 'x' } }, /^token\.audiance: unknown key; allowed keys here are audience/],
+    ['__proto__ at the top (as a YAML or JSON parser makes it: an own key)', { ...base, ...JSON.parse('{"__proto__":{"logLevel":"debug"}}') }, /^__proto__: unknown key; allowed keys here are roleArn/],
     ['relative mountPath', { ...base, token: { mountPath: 'var/run' } }, /^token\.mountPath: "var\/run" is not valid/],
     ['another token volume on the EKS webhook\'s directory', { ...base, token: { volumeName: 'aws-user-token' } },
       /^token\.volumeName: "aws-user-token" with token\.mountPath "\/var\/run\/secrets\/eks\.amazonaws\.com\/serviceaccount" is not valid \(the EKS pod-identity webhook mounts its own volume aws-iam-token/],
@@ -200,7 +201,7 @@ t.test('one voice in the CLI: allowed values listed, the bucket rule stated, the
     [['serve', '--config', exampleConfig, '--kubeconfig', missing], {}, /serve: --kubeconfig .*missing-kubeconfig: cannot read it \(ENOENT\)/],
     [['serve', '--config', exampleConfig], { KUBECONFIG: missing }, /serve: .*missing-kubeconfig, named by \$KUBECONFIG, cannot be read \(ENOENT\)/],
     [['doctor', '--config', exampleConfig], { KUBECONFIG: missing }, /doctor: .*missing-kubeconfig, named by \$KUBECONFIG, cannot be read/],
-    [['restart-target', '--config', exampleConfig, '--ca-file', exampleConfig, '--ready-url', 'https://x/readyz', '--kubeconfig', missing], {}, /restart-target: --kubeconfig .*: cannot read it/],
+    [['restart-target', '--config', exampleConfig, '--kubeconfig', missing], {}, /restart-target: --kubeconfig .*: cannot read it/],
     [['bootstrap-cert', 'create', '--config', exampleConfig, '--webhook-namespace', 'n', '--tls-secret', 's', '--service', 's'], { KUBECONFIG: missing }, /bootstrap-cert: .*named by \$KUBECONFIG, cannot be read/],
   ];
   for (const [args, extra, message] of cases) {
@@ -253,6 +254,28 @@ t.test('the CLI exits 2 before listening, one line per problem', async (t) => {
   const missingCert = cli('serve', '--config', exampleConfig, '--port', '1', '--tls-cert', join(dir, 'none.pem'), '--tls-key', join(dir, 'none.key'));
   t.equal(missingCert.status, 1);
   t.match(missingCert.stderr, /ENOENT.*none\.pem/);
+});
+
+t.test('--config-env NAME: the config text from an environment variable (the chart\'s hook Jobs carry it in their spec), validated the same', async (t) => {
+  const cli = (env: Record<string, string>, ...args: string[]) =>
+    spawnSync(process.execPath, [join(root, 'dist/cli.js'), ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
+  const provider = ['--oidc-provider', 'oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE'];
+  const text = readFileSync(exampleConfig, 'utf8');
+  const viaEnv = cli({ MLFLOW_IRSA_WEBHOOK_CONFIG: text }, 'iam-policy', '--config-env', 'MLFLOW_IRSA_WEBHOOK_CONFIG', ...provider);
+  const viaFile = cli({}, 'iam-policy', '--config', exampleConfig, ...provider);
+  t.equal(viaEnv.status, 0, viaEnv.stderr);
+  t.equal(viaEnv.stdout, viaFile.stdout, 'the same config as from the file');
+  const bad = cli({ CFG: 'roleArn: arn:aws:iam::1:role/x\nartifactsDestination: s3://bkt\n' }, 'serve', '--config-env', 'CFG');
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /^invalid config \$CFG:\n {2}- roleArn: "arn:aws:iam::1:role\/x" is not valid/, 'problems name the variable as the source');
+  const unset = cli({}, 'serve', '--config-env', 'NO_SUCH_CONFIG_VARIABLE');
+  t.equal(unset.status, 2);
+  t.match(unset.stderr, /^invalid config \$NO_SUCH_CONFIG_VARIABLE:\n {2}- \(environment\): not set/);
+  const both = cli({ CFG: text }, 'serve', '--config', exampleConfig, '--config-env', 'CFG');
+  t.equal(both.status, 2);
+  t.match(both.stderr, /serve: --config and --config-env are mutually exclusive/);
+  const withValues = cli({ CFG: text }, 'iam-policy', '--config-env', 'CFG', '--values', exampleConfig, ...provider);
+  t.match(withValues.stderr, /iam-policy: --config-env and --values are mutually exclusive/);
 });
 
 t.test('diff: the patch mechanism', async (t) => {

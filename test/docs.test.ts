@@ -272,6 +272,7 @@ t.test('(g) the workspace snippet in docs/trigger.md, run by the real boto3: web
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout.trim(), 'eu-central-1 assume-role-with-web-identity https://sts.eu-central-1.amazonaws.com',
     'the region from AWS_REGION, web identity instead of the exported keys, and the regional STS endpoint');
+});
 
 t.test('(h) the docs say what proxied and the location rules do not separate, where they recommend them', async (t) => {
   const styles = read('docs/trigger.md').split('\n').find((l) => l.startsWith('| isolation between projects |'));

@@ -77,6 +77,8 @@ async function world(t: Test, opts: { certDays?: number; certNames?: string[] } 
   t.teardown(() => hook.app.close());
   const port = (hook.app.server.address() as { port: number }).port;
   stub.admission = { url: `https://localhost:${port}/mutate`, ca: ca.cert };
+  // the API server's service proxy reaches the webhook's pods as its admission calls do
+  stub.services = new Map([[`${NS}/${SVC}`, `https://localhost:${port}`]]);
   stub.issuer = ISSUER;
   const mwc = k8sFixture('mutatingwebhookconfiguration');
   for (const w of mwc.webhooks) w.clientConfig.caBundle = b64(ca.cert);
@@ -238,12 +240,18 @@ t.test('webhook.ca-bundle: verified against the Secret when the Service cannot b
   const w = await world(t);
   const unreachable = { resolveService: () => ({ host: '127.0.0.1', port: 1 }) };
   let r = await w.doctor(unreachable);
+  expectCheck(t, r.byId['webhook.ca-bundle'], 'pass', /verifies the certificate served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443 \(read through the API server's service proxy\)/,
+    undefined);
+  t.notOk(w.stub.requests.some((q) => q.path === P.secret), 'read through the API server, where the Service is out of reach: no Secret read');
+  // the service proxy finds no endpoints (an older webhook, or none ready) and the Service's address does not answer
+  w.stub.services = undefined;
+  r = await w.doctor(unreachable);
   expectCheck(t, r.byId['webhook.ca-bundle'], 'pass', /verifies the certificate in Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls/);
   t.ok(w.stub.requests.some((q) => q.method === 'GET' && q.path === P.secret), 'the Secret is the fallback');
 
   w.stub.failNext('GET', P.secret, 'status-forbidden');
   r = await w.doctor(unreachable);
-  expectCheck(t, r.byId['webhook.ca-bundle'], 'warn', /could not get the serving certificate .*not served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443 \(.*\), and Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls could not be read \(.*403 Forbidden/, /openssl verify/);
+  expectCheck(t, r.byId['webhook.ca-bundle'], 'warn', /could not get the serving certificate .*not served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443 \(through the API server's service proxy: .*503 ServiceUnavailable: no endpoints available for service "https:mlflow-irsa-webhook:443"; directly: .*\), and Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls could not be read \(.*403 Forbidden/, /openssl verify/);
   w.stub.failNext('GET', P.secret, 'status-forbidden');
   expectCheck(t, (await w.doctor(unreachable)).byId['webhook.certificate'], 'warn', /could not get the serving certificate/, /openssl x509/);
 
@@ -1035,8 +1043,8 @@ t.test('the CLI: exit 1 with deployment.template failing on an unmutated Deploym
   t.equal(r.code, 0, `a fully mutated setup: ${r.stdout}`);
   t.same(doc.checks.filter((c: any) => c.status === 'fail'), []);
   t.match(doc.summary, { fail: 0 });
-  // the CLI cannot resolve the Service's DNS name here, so the certificate came from the Secret
-  t.match(doc.checks.find((c: any) => c.id === 'webhook.ca-bundle').message, /in Secret mlflow-irsa-webhook\/mlflow-irsa-webhook-tls/);
+  // the CLI cannot resolve the Service's DNS name here: the certificate came through the API server's service proxy
+  t.match(doc.checks.find((c: any) => c.id === 'webhook.ca-bundle').message, /served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443 \(read through the API server's service proxy\)/);
 
   w.stub.seed(P.dep, k8sFixture('deployment-mlflow'));
   r = await doctor();
@@ -1096,7 +1104,9 @@ t.test('the helm test identity: doctor passes with exactly the rendered RBAC, an
   w.stub.seed(P.dep, dep);
   w.stub.seed('/api/v1/namespaces/domino-platform/configmaps/mlflow-env', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'mlflow-env', namespace: 'domino-platform' }, data: { GUNICORN_CMD_ARGS: '--workers 4' } });
   w.stub.rbac = rules;
-  const { results } = await w.doctor({ webhookConfig: flag('--webhook-config'), webhookNamespace: flag('--webhook-namespace'), tlsSecret: flag('--tls-secret') });
+  // doctor never connects to the webhook's pods itself (a NetworkPolicy admits the API server alone): the Service's
+  // address does not answer here, and every webhook check still passes, through the API server
+  const { results } = await w.doctor({ webhookConfig: flag('--webhook-config'), webhookNamespace: flag('--webhook-namespace'), tlsSecret: flag('--tls-secret'), resolveService: () => ({ host: '127.0.0.1', port: 1 }) });
   for (const r of results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy')) t.equal(r.status, 'pass', `${r.id} with the test's RBAC: ${r.message}`);
   const needed = rules.flatMap((rule, i) => rule.verbs.map((verb) => `${i} ${verb}`));
   t.same([...w.stub.rbacUsed].sort(), needed.sort(), 'every rule and verb is used: nothing granted that the checks do not read');

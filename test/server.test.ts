@@ -1,5 +1,5 @@
 // The server over real TLS sockets: a fixture posted through HTTPS, certificate reload from disk, SIGTERM draining.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request, type RequestOptions } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
@@ -108,6 +108,10 @@ t.test('a fixture over a real TLS socket, verified against the CA', async (t) =>
   t.equal(body.response.patchType, 'JSONPatch');
   t.equal(res.cert, fingerprint(pair.cert), 'the served certificate is the one on disk');
   await t.rejects(https(running.port, '/readyz', { ca: (await createCa('other-ca', 1)).cert }), /self.signed|unable to verify|certificate/i, 'a client trusting another CA refuses it');
+  // GET /certificate: what the port serves, as text, for doctor to read through the API server's service proxy
+  const served = await https(running.port, '/certificate', { ca: ca.cert });
+  t.equal(served.status, 200);
+  t.equal(fingerprint(served.body), fingerprint(pair.cert), 'GET /certificate answers the certificate the handshake shows');
 
   t.test('certificate files replaced on disk are served to new handshakes without a restart', async (t) => {
     const next = await createServingCert(['localhost'], 2, ca);
@@ -124,6 +128,7 @@ t.test('a fixture over a real TLS socket, verified against the CA', async (t) =>
       seen = await handshakeCert(running.port, ca.cert);
     }
     t.equal(seen, fingerprint(next.cert), 'new handshakes present the new certificate');
+    t.equal(fingerprint((await https(running.port, '/certificate', { ca: ca.cert })).body), fingerprint(next.cert), 'and GET /certificate answers it');
     const metrics = await https(running.port, '/metrics', { ca: ca.cert });
     t.match(metrics.body, /mlflow_irsa_webhook_cert_reloads_total\{result="ok"\} 1/);
     t.match(metrics.body, /mlflow_irsa_webhook_cert_reloads_total\{result="error"\} [1-9]/);
@@ -148,9 +153,9 @@ const freePort = () => new Promise<number>((resolve) => {
   const s = createNetServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)); });
 });
 
-function http(port: number, method: string, path: string): Promise<{ status: number; type?: string; body: string }> {
+function http(port: number, method: string, path: string, localAddress?: string): Promise<{ status: number; type?: string; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method, agent: false, localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body: Buffer.concat(chunks).toString() }));
@@ -160,9 +165,9 @@ function http(port: number, method: string, path: string): Promise<{ status: num
   });
 }
 
-t.test('server.metricsPort: plain HTTP that serves GET /metrics and nothing else, from the same registry', async (t) => {
+t.test('server.metricsPort: plain HTTP that serves GET /metrics (from the same registry) and the probes, and nothing else; /readyz turns 503 with the drain', async (t) => {
   const metricsPort = await freePort();
-  const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))), server: { drainSeconds: 0, metricsPort } });
+  const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(exampleConfig))), server: { drainSeconds: 0.5, metricsPort } });
   const running = await serve(config, { port: 0, host: '127.0.0.1' }, silent());
   let stopped = false;
   t.teardown(() => (stopped ? undefined : running.stop()));
@@ -178,13 +183,18 @@ t.test('server.metricsPort: plain HTTP that serves GET /metrics and nothing else
   t.match(res.body, `mlflow_irsa_webhook_build_info{version="${version}",node="${process.version}"} 1`);
   t.equal((await http(metricsPort, 'HEAD', '/metrics')).status, 200);
 
-  for (const [method, path] of [['POST', '/mutate'], ['GET', '/mutate'], ['GET', '/healthz'], ['GET', '/readyz'], ['POST', '/metrics'], ['GET', '/'], ['GET', '/metrics/x']]) {
+  t.same(await http(metricsPort, 'GET', '/healthz'), { status: 200, type: 'application/json; charset=utf-8', body: '{"status":"ok"}' }, 'the liveness probe');
+  t.same(await http(metricsPort, 'GET', '/readyz'), { status: 200, type: 'application/json; charset=utf-8', body: '{"status":"ready"}' }, 'the readiness probe');
+  for (const [method, path] of [['POST', '/mutate'], ['GET', '/mutate'], ['POST', '/metrics'], ['POST', '/readyz'], ['GET', '/'], ['GET', '/metrics/x']]) {
     t.equal((await http(metricsPort, method, path)).status, 404, `${method} ${path}: not served on the metrics port`);
   }
   await t.rejects(https(metricsPort, '/metrics', { rejectUnauthorized: false }), 'no TLS on the metrics port');
 
-  await running.stop();
+  const stopping = running.stop();
   stopped = true;
+  t.equal((await http(metricsPort, 'GET', '/readyz')).status, 503, 'draining: the readiness probe on the metrics port fails, as on the HTTPS port');
+  t.equal((await http(metricsPort, 'GET', '/healthz')).status, 200, 'while the liveness probe still passes');
+  await stopping;
   await t.rejects(http(metricsPort, 'GET', '/metrics'), /ECONNREFUSED/, 'closed with the server');
 });
 
@@ -442,7 +452,7 @@ t.test('dual stack: "::" (the default) answers IPv4 and IPv6; a kernel without I
 
 t.test('server.maxConnections: connections past the cap are closed on arrival, counted, and logged once', async (t) => {
   const log = capture();
-  const running = await serve(baseConfig({ maxConnections: 5 }), { port: 0, host: '127.0.0.1' }, log.logger);
+  const running = await serve(baseConfig({ maxConnections: 5, maxConnectionsPerSource: 5 }), { port: 0, host: '127.0.0.1' }, log.logger);
   t.teardown(() => running.stop());
   const open = await Promise.all(Array.from({ length: 5 }, () => new Promise<ReturnType<typeof connect>>((resolve, reject) => {
     const s = connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }, () => resolve(s));
@@ -455,11 +465,13 @@ t.test('server.maxConnections: connections past the cap are closed on arrival, c
     await new Promise((r) => setTimeout(r, 100));
     return (await https(running.port, '/metrics', { rejectUnauthorized: false })).body;
   })();
-  t.match(metrics, /^mlflow_irsa_webhook_connections_dropped_total 3$/m, 'each one counted');
+  t.match(metrics, /^mlflow_irsa_webhook_connections_dropped_total\{listener="webhook",reason="total"\} 3$/m, 'each one counted');
   t.equal(log.lines.filter((l) => l.msg === 'connections closed on arrival: server.maxConnections are open').length, 1, 'one warning, not one per connection');
-  t.match(log.lines.find((l) => l.msg.startsWith('connections closed')), { level: 'warn', maxConnections: 5, dropped: 1 });
+  t.match(log.lines.find((l) => l.msg.startsWith('connections closed')), { level: 'warn', listener: 'webhook', maxConnections: 5, dropped: 1, source: '127.0.0.1' });
   for (const s of open) s.destroy();
   t.equal(parseConfig({ roleArn: 'arn:aws:iam::111122223333:role/r', artifactsDestination: 's3://bkt' }).server.maxConnections, 1000, 'the default cap');
+  t.throws(() => baseConfig({ maxConnections: 5 }), { message: /server\.maxConnectionsPerSource: 64 must be <= server\.maxConnections \(5\)/ }, 'a cap per address above the total one is refused, naming both keys');
+  t.throws(() => baseConfig({ metricsMaxConnections: 4 }), { message: /server\.metricsMaxConnectionsPerSource: 8 must be <= server\.metricsMaxConnections \(4\)/ });
   t.notOk(log.lines.some((l) => l.msg.startsWith('server.idleTimeoutSeconds')), 'no idle-timeout warning at the default');
 });
 
@@ -512,7 +524,7 @@ t.test('server.idleTimeoutSeconds: a kept-alive connection outlives the request 
   const log = capture();
   const metricsPort = await freePort();
   // requestTimeoutSeconds 1 makes headersTimeout 1 s and the socket timeout 3 s: the idle connections must outlive both
-  const running = await serve(baseConfig({ requestTimeoutSeconds: 1, idleTimeoutSeconds: 4, metricsPort }), { port: 0, host: '127.0.0.1' }, log.logger);
+  const running = await serve(baseConfig({ requestTimeoutSeconds: 1, idleTimeoutSeconds: 4, metricsIdleTimeoutSeconds: 4, metricsPort }), { port: 0, host: '127.0.0.1' }, log.logger);
   t.teardown(() => running.stop());
   const tlsConn = speak(await connected(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }), 'secureConnect'));
   const plainConn = speak(await connected(connectTcp({ host: '127.0.0.1', port: metricsPort }), 'connect'));
@@ -529,9 +541,75 @@ t.test('server.idleTimeoutSeconds: a kept-alive connection outlives the request 
   t.ok(defaults > API_SERVER_IDLE_SECONDS, `the default (${defaults} s) outlasts the API server's idle timeout, so the API server closes first`);
 });
 
+/**
+ * Opens a connection from `localAddress` (TLS to the HTTPS port, plain TCP to the metrics port) and sends one keep-alive
+ * GET on it: 'held' when it is answered (the connection then stays open, idle), 'refused' when the server closed it
+ * first. The socket is kept open for the test's lifetime.
+ */
+async function occupy(t: Test, port: number, localAddress: string, secure: boolean): Promise<'held' | 'refused'> {
+  const socket = secure
+    ? connect({ host: '127.0.0.1', port, localAddress, rejectUnauthorized: false })
+    : connectTcp({ host: '127.0.0.1', port, localAddress });
+  t.teardown(() => { socket.destroy(); });
+  try {
+    await connected(socket, secure ? 'secureConnect' : 'connect');
+  } catch {
+    return 'refused';
+  }
+  const answer = await speak(socket).ask(secure ? '/healthz' : '/metrics');
+  return /^HTTP\/1\.1 200/.test(answer) ? 'held' : 'refused';
+}
+
+t.test('one client holding every connection it may take (attacker 127.0.0.1) does not keep another address (127.0.0.2) from /mutate, nor the kubelet from the probes on the metrics port', async (t) => {
+  const log = capture();
+  const metricsPort = await freePort();
+  const running = await serve(baseConfig({
+    maxConnections: 24, maxConnectionsPerSource: 6, requestTimeoutSeconds: 2,
+    metricsPort, metricsMaxConnections: 12, metricsMaxConnectionsPerSource: 3,
+  }), { port: 0, host: '127.0.0.1' }, log.logger);
+  t.teardown(() => running.stop());
+
+  // the attacker tries to take every slot of both listeners, each with a kept-alive request so the connection is idle, not silent
+  const webhookTries = await Promise.all(Array.from({ length: 24 }, () => occupy(t, running.port, '127.0.0.1', true)));
+  const metricsTries = await Promise.all(Array.from({ length: 12 }, () => occupy(t, metricsPort, '127.0.0.1', false)));
+  t.equal(webhookTries.filter((r) => r === 'held').length, 6, 'the HTTPS port lets one address hold maxConnectionsPerSource connections');
+  t.equal(metricsTries.filter((r) => r === 'held').length, 3, 'the metrics port lets it hold metricsMaxConnectionsPerSource');
+
+  // the API server, from its own address
+  const review = fixture('deployment-create').review;
+  const answer = await https(running.port, '/mutate', { rejectUnauthorized: false, localAddress: '127.0.0.2', body: JSON.stringify(review) });
+  t.equal(answer.status, 200, '/mutate is answered for the caller at 127.0.0.2');
+  t.match(JSON.parse(answer.body).response, { uid: review.request.uid, allowed: true, patchType: 'JSONPatch' }, 'with its patch');
+  // the kubelet, from the node's address
+  for (const path of ['/healthz', '/readyz']) {
+    t.equal((await http(metricsPort, 'GET', path, '127.0.0.3')).status, 200, `the kubelet's ${path} probe on the metrics port passes`);
+  }
+
+  const metrics = (await http(metricsPort, 'GET', '/metrics', '127.0.0.4')).body;
+  t.match(metrics, /^mlflow_irsa_webhook_connections_dropped_total\{listener="webhook",reason="per-source"\} 18$/m, 'each refusal counted by listener and reason');
+  t.match(metrics, /^mlflow_irsa_webhook_connections_dropped_total\{listener="metrics",reason="per-source"\} 9$/m);
+  t.match(log.lines.find((l) => l.listener === 'webhook' && l.msg === 'connections closed on arrival: this client address holds as many as it may'),
+    { level: 'warn', maxConnectionsPerSource: 6, source: '127.0.0.1' }, 'logged (once a minute at most) with the address and the key');
+});
+
+t.test('a connection that brings no request within server.requestTimeoutSeconds is closed; one that did stays open past it, for the idle timeout', async (t) => {
+  const running = await serve(baseConfig({ requestTimeoutSeconds: 1, idleTimeoutSeconds: 120 }), { port: 0, host: '127.0.0.1' }, silent());
+  t.teardown(() => running.stop());
+  const used = speak(await connected(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false }), 'secureConnect'));
+  t.match(await used.ask('/healthz'), /^HTTP\/1\.1 200/);
+  const silentSocket = await connected(connect({ host: '127.0.0.1', port: running.port, localAddress: '127.0.0.5', rejectUnauthorized: false }), 'secureConnect');
+  t.teardown(() => { silentSocket.destroy(); });
+  const silentConn = speak(silentSocket);
+  t.not(await silentConn.ended, 'error', 'the silent connection is closed by the server');
+  t.match(await used.ask('/healthz'), /^HTTP\/1\.1 200/, 'the connection that brought a request is still open after that: only the idle timeout closes it');
+  t.match((await https(running.port, '/metrics', { rejectUnauthorized: false })).body,
+    /^mlflow_irsa_webhook_connections_dropped_total\{listener="webhook",reason="no-request"\} 1$/m, 'counted as no-request');
+});
+
 t.test('drain in process: answers say Connection: close, idle kept-alive connections are ended, a request still arriving and a just-accepted connection are answered, a client that never closes is cut at the deadline', async (t) => {
   const log = capture();
-  const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 1 }), { port: 0, host: '127.0.0.1' }, log.logger);
+  // requestTimeoutSeconds 2: the just-accepted connection below sends its first request about 1 s after it opened
+  const running = await serve(baseConfig({ drainSeconds: 0.5, requestTimeoutSeconds: 2 }), { port: 0, host: '127.0.0.1' }, log.logger);
   const raw = async (allowHalfOpen = false) => {
     const socket = await connected(connect({ host: '127.0.0.1', port: running.port, rejectUnauthorized: false, allowHalfOpen } as ConnectionOptions), 'secureConnect');
     t.teardown(() => { socket.destroy(); });

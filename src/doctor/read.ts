@@ -25,7 +25,7 @@ import {
 } from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,
-  'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'readSecret' | 'readConfigMap' | 'readDeployment' | 'patchDeployment'
+  'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'proxyServiceGet' | 'readSecret' | 'readConfigMap' | 'readDeployment' | 'patchDeployment'
   | 'listReplicaSets' | 'listPods' | 'readServiceAccount' | 'readLease' | 'serviceAccountIssuer'>;
 
 export interface ReadOptions {
@@ -96,18 +96,25 @@ export function servedChain(host: string, port: number, servername: string, time
   });
 }
 
-/** The webhook's certificate: as served through its Service's DNS name (in the cluster), else from the TLS Secret. */
+/**
+ * The webhook's certificate: as its pods serve it, read through the API server's service proxy (the way the API server
+ * reaches them, so a NetworkPolicy that admits only the API server does not stand in the way); else over TLS through
+ * the Service's DNS name (doctor inside the cluster with an older webhook); else from the TLS Secret.
+ */
 async function readCertificate(o: ReadOptions, kube: DoctorApi, svc: { namespace: string; name: string; port: number }, timeoutMs: number, onTimeout: () => void): Promise<Read<ServingCertificate>> {
   const host = serviceHost(svc);
+  const proxied = await settle(withTimeout(kube.proxyServiceGet(svc.namespace, `https:${svc.name}:${svc.port}`, 'certificate'), timeoutMs, 'get the served certificate through the service proxy', onTimeout));
+  const proxiedChain = proxied.ok ? pemBlocks(proxied.value) : [];
+  if (proxiedChain.length > 0) return { ok: true, value: { source: `served at ${host}:${svc.port} (read through the API server's service proxy)`, chain: proxiedChain } };
   const target = o.resolveService?.(host, svc.port) ?? { host, port: svc.port };
   const served = await settle(servedChain(target.host, target.port, host, Math.min(timeoutMs, 5000)));
   if (served.ok && served.value.length > 0) return { ok: true, value: { source: `served at ${host}:${svc.port}`, chain: served.value } };
   const secret = await settle(withTimeout(kube.readSecret(o.webhookNamespace, o.tlsSecret), timeoutMs, `get secret ${o.webhookNamespace}/${o.tlsSecret}`, onTimeout));
   const where = `Secret ${o.webhookNamespace}/${o.tlsSecret}`;
-  const servedError = served.ok ? 'no certificate' : served.error;
-  if (!secret.ok) return { ok: false, error: `not served at ${host}:${svc.port} (${servedError}), and ${where} could not be read (${secret.error})` };
+  const notServed = `not served at ${host}:${svc.port} (through the API server's service proxy: ${proxied.ok ? 'no certificate' : proxied.error}; directly: ${served.ok ? 'no certificate' : served.error})`;
+  if (!secret.ok) return { ok: false, error: `${notServed}, and ${where} could not be read (${secret.error})` };
   const crt = secret.value.data?.['tls.crt'];
-  if (!crt) return { ok: false, error: `not served at ${host}:${svc.port} (${servedError}), and ${where} has no tls.crt` };
+  if (!crt) return { ok: false, error: `${notServed}, and ${where} has no tls.crt` };
   return { ok: true, value: { source: `in ${where}`, chain: pemBlocks(Buffer.from(crt, 'base64').toString('utf8')) } };
 }
 

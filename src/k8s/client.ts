@@ -94,6 +94,11 @@ export interface KubeClient {
   /** one page of the pods matching a label selector (`limit`, `continue`), each item reduced by `keep` as it arrives */
   listPods(namespace: string, page: ListRequest): Promise<ListPage>;
   listReplicaSets(namespace: string, page: ListRequest): Promise<ListPage>;
+  /**
+   * GET `path` of a Service's pods through the API server's service proxy (services/proxy, the name given as
+   * `https:<service>:<port>`), as text: the API server reaches the pods, the caller needs no network path to them.
+   */
+  proxyServiceGet(namespace: string, name: string, path: string): Promise<string>;
   /** the service-account token issuer from the API server's OIDC discovery document (/.well-known/openid-configuration) */
   serviceAccountIssuer(): Promise<string>;
   /**
@@ -264,6 +269,8 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
     readService: async (namespace, name) => plain(await call(`get service ${namespace}/${name}`, () => core.readNamespacedService({ namespace, name }))),
     listEndpointSlices: async (namespace, service) => items(await call(`list endpointslices in ${namespace}`, () =>
       discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` }))),
+    proxyServiceGet: (namespace, name, path) =>
+      call(`get services/proxy ${namespace}/${name}/${path}`, () => core.connectGetNamespacedServiceProxyWithPath({ namespace, name, path })),
     listPods: async (namespace, { labelSelector, limit, continue: token, keep }) =>
       page(await call(`list pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector, limit, _continue: token })), keep),
     listReplicaSets: async (namespace, { labelSelector, limit, continue: token, keep }) =>

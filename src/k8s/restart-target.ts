@@ -1,60 +1,51 @@
 // `restart-target`: restarts the mlflow Deployment, as `kubectl rollout restart` does, only when it still lacks the mutation.
-import { readFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
-import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
+import { intOption, usageText, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
-import { buildMutators, cannotMutate, planPatch, type JsonObject } from '../mutators/index.js';
-import { clientFromArgs, kubeconfigHelp, kubeconfigOption, requiredOption } from './args.js';
+import { buildMutators, cannotMutate, planPatch, type JsonObject, type Mutate } from '../mutators/index.js';
+import { clientFromArgs, kubeconfigHelp, kubeconfigOption } from './args.js';
 import { isNotFound, type KubeClient } from './client.js';
 
 export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
 
 export interface RestartOptions {
-  /** the webhook's readiness URL, reached through its Service as the API server reaches it */
-  readonly readyUrl: string;
-  /** PEM CA the webhook's serving certificate chains to */
-  readonly ca: string;
   readonly waitSeconds: number;
   /** the annotation value; kubectl writes the current time in RFC 3339 */
   readonly now?: () => Date;
+  /** the pause between two dry runs while the webhook is not answering yet */
+  readonly retryMs?: number;
 }
 
 export type RestartOutcome = 'absent' | 'already-mutated' | 'restarted';
 
-/** One GET of the readiness URL: the status code, or the connection error's message. */
-function probe(url: string, ca: string, timeoutMs: number): Promise<number | string> {
-  return new Promise((resolve) => {
-    // agent: false, a fresh connection per probe: a pooled one could outlive a webhook pod that is being replaced
-    const req = request(url, { method: 'GET', ca, timeout: timeoutMs, agent: false }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err) => resolve(err.message));
-    req.end();
-  });
-}
-
 /**
- * Polls the readiness URL until it answers 200 or `waitSeconds` pass. With failurePolicy Ignore, a restart sent before
- * the webhook answers would roll out an unmutated mlflow, so running out of time is an error, not a reason to go on.
+ * Sends the restart as a server-side dry run (stored nowhere) until the API server admits it with the mutation, or
+ * `waitSeconds` pass. That is the path the real restart takes: the API server calls the webhook and trusts its
+ * certificate. Asked through the API server, the Job needs no network path to the webhook pods (a NetworkPolicy can
+ * admit the API server alone) and no CA file. With failurePolicy Ignore, a restart sent before the webhook answers
+ * would roll out an unmutated mlflow, so running out of time is an error, not a reason to go on.
  */
-export async function waitForWebhook(url: string, ca: string, waitSeconds: number, log: Logger): Promise<void> {
-  const deadline = Date.now() + waitSeconds * 1000;
+export async function waitForWebhook(client: KubeClient, config: Config, patch: JsonObject, mutate: Mutate, o: RestartOptions, log: Logger): Promise<void> {
+  const deadline = Date.now() + o.waitSeconds * 1000;
   for (let attempt = 1; ; attempt++) {
-    const result = await probe(url, ca, 3000);
-    if (result === 200) {
-      log.info({ url, attempt }, 'webhook is ready');
-      return;
+    let reason: string;
+    try {
+      const admitted = await client.patchDeployment(config.namespace, config.deployment, patch, { dryRun: true });
+      const missing = planPatch(mutate, admitted).patch.length;
+      if (missing === 0) {
+        log.info({ attempt }, 'webhook is ready: a dry run of the restart was admitted with the mutation');
+        return;
+      }
+      reason = `the dry run was admitted without the mutation (${missing} changes missing): the API server does not reach the webhook yet`;
+    } catch (err) {
+      reason = (err as Error).message;
     }
-    const reason = typeof result === 'number' ? `HTTP ${result}` : result;
     if (Date.now() >= deadline) {
-      throw new Error(`webhook not ready at ${url} after ${waitSeconds} s (last answer: ${reason}); not restarting, since the restart would roll out without the mutation`);
+      throw new Error(`webhook not ready after ${o.waitSeconds} s (last dry run of the restart of Deployment ${config.namespace}/${config.deployment}: ${reason}); not restarting, since the restart would roll out without the mutation`);
     }
-    log.info({ url, attempt, reason }, 'webhook not ready yet; waiting');
-    await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
+    log.info({ attempt, reason }, 'webhook not ready yet; waiting');
+    await sleep(Math.min(o.retryMs ?? 1000, Math.max(0, deadline - Date.now())));
   }
 }
 
@@ -86,8 +77,8 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
     return 'already-mutated';
   }
   log.info({ ...where, missing: plan.patch.map((op) => `${op.op} ${op.path}`) }, 'Deployment lacks the mutation; restarting once the webhook answers');
-  await waitForWebhook(o.readyUrl, o.ca, o.waitSeconds, log);
   const { patch, restartedAt } = restartPatch((o.now ?? (() => new Date()))());
+  await waitForWebhook(client, config, patch, mutate, o, log);
   const admitted = await client.patchDeployment(config.namespace, config.deployment, patch);
   // The PATCH answer is the object as admitted, after the webhook ran: proof that the mutation went in.
   const after = planPatch(mutate, admitted);
@@ -99,46 +90,18 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
   return 'restarted';
 }
 
-export const usage = usageText('--config FILE --ca-file FILE (--service NAME --webhook-namespace NS | --ready-url URL) [--wait 180] [--kubeconfig FILE]', [
-  ['--ca-file', 'PEM CA of the webhook\'s serving certificate (ca.crt of its TLS Secret)'],
-  ['--service', 'the webhook Service; its /readyz is polled before the restart'],
-  ['--webhook-namespace', 'namespace of that Service (was --service-namespace)'],
-  ['--ready-url', 'an https:// readiness URL to poll instead of the Service\'s'],
-  ['--wait', 'seconds to wait for the webhook to answer; no restart is sent without it (default 180)'],
+export const usage = usageText('--config FILE [--wait 180] [--kubeconfig FILE]', [
+  ['--wait', 'seconds to wait until a dry run of the restart is admitted with the mutation; no restart is sent without it (default 180)'],
   kubeconfigHelp,
 ]);
-export const deprecatedOptions = { 'service-namespace': 'webhook-namespace' };
 export const options = {
-  'ca-file': { type: 'string' as const },
-  service: { type: 'string' as const },
-  'webhook-namespace': { type: 'string' as const },
-  'ready-url': { type: 'string' as const },
   wait: { type: 'string' as const },
   ...kubeconfigOption,
 };
 
-function readyUrlOf(values: CommandArgs['values']): string {
-  const url = stringOption(values, 'ready-url');
-  if (url !== undefined) {
-    if (!/^https:\/\/[^/]+\//.test(url)) throw new UsageError(`--ready-url: ${JSON.stringify(url)} must be an https:// URL with a path`);
-    return url;
-  }
-  const service = requiredOption(values, 'service', 'the webhook Service, whose /readyz is polled; or give --ready-url');
-  const namespace = requiredOption(values, 'webhook-namespace', 'namespace of the webhook Service');
-  return `https://${service}.${namespace}.svc/readyz`;
-}
-
 export async function run({ values, config }: CommandArgs): Promise<number> {
-  const readyUrl = readyUrlOf(values);
-  const caFile = requiredOption(values, 'ca-file', 'PEM CA of the webhook\'s serving certificate, e.g. ca.crt of its TLS Secret');
   const waitSeconds = intOption(values, 'wait', 0, 3600) ?? 180;
-  let ca: string;
-  try {
-    ca = readFileSync(caFile, 'utf8');
-  } catch (err) {
-    throw new UsageError(`--ca-file: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
   const log = createLogger(config.logLevel);
-  await restartTarget(await clientFromArgs(values), config, { readyUrl, ca, waitSeconds }, log);
+  await restartTarget(await clientFromArgs(values), config, { waitSeconds }, log);
   return 0;
 }

@@ -47,6 +47,8 @@ interface Route {
 
 // The kinds the commands touch, at the paths the real API serves them.
 const ROUTES: Array<{ re: RegExp; group: string; resource: string; kind: string; apiVersion: string; namespaced: boolean }> = [
+  // the service proxy subresource: GET .../services/<scheme>:<name>:<port>/proxy/<path>, RBAC resource services/proxy
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/]+)\/proxy(?:\/.*)?$/, group: '', resource: 'services/proxy', kind: 'ServiceProxy', apiVersion: 'v1', namespaced: true },
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/, group: '', resource: 'secrets', kind: 'Secret', apiVersion: 'v1', namespaced: true },
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/configmaps(?:\/([^/]+))?$/, group: '', resource: 'configmaps', kind: 'ConfigMap', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments(?:\/([^/]+))?$/, group: 'apps', resource: 'deployments', kind: 'Deployment', apiVersion: 'apps/v1', namespaced: true },
@@ -68,7 +70,7 @@ function route(pathname: string): Route | undefined {
     const m = r.re.exec(pathname);
     if (!m) continue;
     const [namespace, name] = r.namespaced ? [m[1], m[2]] : [undefined, m[1]];
-    return { group: r.group, resource: r.resource, kind: r.kind, apiVersion: r.apiVersion, namespace, name, path: pathname };
+    return { group: r.group, resource: r.resource, kind: r.kind, apiVersion: r.apiVersion, namespace, name: name === undefined ? undefined : decodeURIComponent(name), path: pathname };
   }
   return undefined;
 }
@@ -147,6 +149,12 @@ export interface K8sStub {
   readonly rbacUsed: Set<string>;
   /** the issuer /.well-known/openid-configuration names (unset: 404, as with the discovery endpoint off) */
   issuer?: string;
+  /**
+   * Backends of the service proxy (GET /api/v1/namespaces/<ns>/services/https:<name>:<port>/proxy/<path>), by
+   * "<namespace>/<name>": the base URL a request is forwarded to, over TLS without verifying the backend's certificate,
+   * as the real API server's service proxy does. A Service not listed answers 503, as one without endpoints does.
+   */
+  services?: Map<string, string>;
   /** open watch streams on this collection path */
   watching(collection: string): number;
   /** accepts the requests it matches but never answers them (an API server that hangs) */
@@ -280,6 +288,7 @@ export async function startK8sStub(): Promise<K8sStub> {
       const status = statusBody(failure.fixture, r.resource, r.group, r.name ?? body?.metadata?.name);
       return send(res, status.code, status);
     }
+    if (r.kind === 'ServiceProxy') return proxyToService(r, url, req.method ?? '', res);
     const current = r.name ? objects.get(r.path) : undefined;
     const notFound = () => send(res, 404, statusBody('status-not-found', r.resource, r.group, r.name));
 
@@ -391,6 +400,27 @@ export async function startK8sStub(): Promise<K8sStub> {
       default:
         return send(res, 405, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'MethodNotAllowed', code: 405 });
     }
+  }
+
+  /** The API server's service proxy: the Service's backend answers, status, content type and body passed through. */
+  function proxyToService(r: Route, url: URL, method: string, res: ServerResponse): void {
+    const service = /^(?:(https?):)?([^:]+)(?::(.+))?$/.exec(r.name ?? '')?.[2] ?? '';
+    const base = stub.services?.get(`${r.namespace}/${service}`);
+    if (method !== 'GET') return send(res, 405, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'MethodNotAllowed', code: 405 });
+    if (!base) {
+      return send(res, 503, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `no endpoints available for service "${r.name}"`, reason: 'ServiceUnavailable', code: 503 });
+    }
+    const path = url.pathname.slice(url.pathname.indexOf('/proxy') + '/proxy'.length) || '/';
+    const upstream = httpsRequest(`${base}${path}`, { method: 'GET', rejectUnauthorized: false }, (answer) => {
+      const chunks: Buffer[] = [];
+      answer.on('data', (c: Buffer) => chunks.push(c));
+      answer.on('end', () => {
+        res.writeHead(answer.statusCode ?? 502, { 'content-type': answer.headers['content-type'] ?? 'application/octet-stream' });
+        res.end(Buffer.concat(chunks));
+      });
+    });
+    upstream.on('error', (err) => send(res, 503, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `error trying to reach service: ${err.message}`, reason: 'ServiceUnavailable', code: 503 }));
+    upstream.end();
   }
 
   const server: Server = createServer({ cert: serving.cert, key: serving.key }, (req, res) => {

@@ -53,17 +53,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{- define "mlflow-irsa-webhook.hooksServiceAccount" -}}
-{{- printf "%s-hooks" (include "mlflow-irsa-webhook.fullname" .) -}}
+{{/*
+The environment variable that carries the config file's text in the hook Jobs and the helm test Pod (they run with
+--config-env): in their own spec, which a tenant who may edit ConfigMaps in their namespace cannot change between
+rendering and the start (a ConfigMap could be).
+*/}}
+{{- define "mlflow-irsa-webhook.configEnvName" -}}
+MLFLOW_IRSA_WEBHOOK_CONFIG
+{{- end -}}
+
+{{- define "mlflow-irsa-webhook.configEnv" -}}
+- name: {{ include "mlflow-irsa-webhook.configEnvName" . }}
+  value: {{ include "mlflow-irsa-webhook.config" . | quote }}
 {{- end -}}
 
 {{- define "mlflow-irsa-webhook.triggerNamespace" -}}
 {{- default .Values.namespace .Values.jobs.trigger.namespace -}}
-{{- end -}}
-
-{{/* Hook Jobs that talk to the Kubernetes API: bootstrap-cert (self-managed TLS) and restart-target. */}}
-{{- define "mlflow-irsa-webhook.apiHooks" -}}
-{{- if or (not .Values.certManager.enabled) .Values.jobs.restart.enabled -}}true{{- end -}}
 {{- end -}}
 
 {{/*
@@ -170,8 +175,10 @@ seccompProfile:
 
 {{/*
 Common spec of the hook Jobs; call with (dict "root" $ "name" ... "args" (list ...) ...), and optionally "env" (list of
-env entries), "serviceAccount", "namespace", and "mounts": a list of (dict "name" "mountPath" "volume"), each mounted
-read-only, where "volume" is the volume source (e.g. (dict "secret" (dict "secretName" ...))).
+env entries), "serviceAccount" (true: the Job's own, named like the Job; see hooks/rbac.yaml), "namespace", and
+"mounts": a list of (dict "name" "mountPath" "volume"), each mounted read-only, where "volume" is the volume source
+(e.g. (dict "secret" (dict "secretName" ...))). `--config-env` is appended to the args, and the config's text is the
+first entry of the Job's env.
 */}}
 {{- define "mlflow-irsa-webhook.hookJob" -}}
 {{- $root := .root -}}
@@ -209,7 +216,7 @@ spec:
     spec:
       restartPolicy: Never
       {{- if .serviceAccount }}
-      serviceAccountName: {{ .serviceAccount }}
+      serviceAccountName: {{ printf "%s-%s" (include "mlflow-irsa-webhook.fullname" $root) .name }}
       automountServiceAccountToken: true
       {{- else }}
       automountServiceAccountToken: false
@@ -233,37 +240,41 @@ spec:
           image: {{ include "mlflow-irsa-webhook.image" $root }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
           args:
-            {{- toYaml .args | nindent 12 }}
-          {{- with .env }}
+            {{- toYaml (concat .args (list "--config-env" (include "mlflow-irsa-webhook.configEnvName" $root))) | nindent 12 }}
           env:
+            {{- include "mlflow-irsa-webhook.configEnv" $root | nindent 12 }}
+            {{- with .env }}
             {{- toYaml . | nindent 12 }}
-          {{- end }}
+            {{- end }}
           securityContext:
             {{- include "mlflow-irsa-webhook.containerSecurityContext" $root | nindent 12 }}
           resources:
             {{- toYaml $root.Values.jobs.resources | nindent 12 }}
+          {{- with .mounts }}
           volumeMounts:
-            - name: config
-              mountPath: /etc/mlflow-irsa-webhook
-              readOnly: true
-            {{- range .mounts }}
+            {{- range . }}
             - name: {{ .name }}
               mountPath: {{ .mountPath }}
               readOnly: true
             {{- end }}
+          {{- end }}
+      {{- with .mounts }}
       volumes:
-        - name: config
-          configMap:
-            name: {{ printf "%s-hooks" (include "mlflow-irsa-webhook.fullname" $root) }}
-        {{- range .mounts }}
+        {{- range . }}
         - name: {{ .name }}
           {{- toYaml .volume | nindent 10 }}
         {{- end }}
+      {{- end }}
 {{- end -}}
 
-{{/* Hook annotations of the hook Jobs' identity: created before the Jobs of each phase, removed once it succeeds. */}}
+{{/*
+Hook annotations of one hook Job's identity (call with the Job's hook events): created before the Job in the phases it
+runs in, and removed when the phase ends. hook-succeeded: when the phase succeeds, and (Helm 3.18 and later,
+helm/helm#30673) also when a later hook of the phase, such as the Job, fails; Helm before 3.18 leaves the identity of a
+failed phase until the next run of that phase replaces it (before-hook-creation) and removes it.
+*/}}
 {{- define "mlflow-irsa-webhook.hookRbacAnnotations" -}}
-helm.sh/hook: pre-install,pre-upgrade,post-install,post-upgrade,post-rollback
+helm.sh/hook: {{ . }}
 helm.sh/hook-weight: "-10"
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end -}}
@@ -332,7 +343,7 @@ namespace, where `helm test --logs` finds its Pod. */}}
 {{- ternary (include "mlflow-irsa-webhook.triggerNamespace" .) .Release.Namespace .Values.jobs.trigger.enabled -}}
 {{- end -}}
 
-{{/* Hook annotations of the `helm test` Pod's identity and config: made before the Pod, removed once the test passes. */}}
+{{/* Hook annotations of the `helm test` Pod's identity: made before the Pod, removed once the test passes. */}}
 {{- define "mlflow-irsa-webhook.testRbacAnnotations" -}}
 helm.sh/hook: test
 helm.sh/hook-weight: "-10"

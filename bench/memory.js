@@ -391,7 +391,7 @@ export function memoryTable(m) {
   const out = [];
   const { mixes, chart } = m.settings;
   out.push(`\`serve\` with its reconcile loop (its own Lease held and renewed, a watch open on the mlflow Deployment, the first check done; ${m.settings.reconcile}) against the tests' API stand-in, and without it; every server of the table running at once. ` +
-    `"pod": Node sees the chart's memory limit (${f0(chart.limit)} MiB; request ${f0(chart.request)} MiB) as in a container, and sizes V8's heap from it (bench/memory.js, \`podWrapper\`); "no limit": as the bench's other figures are taken. ` +
+    `"pod": Node sees the chart's memory limit (${f0(chart.limit)} MiB) as in a container, and sizes V8's heap from it (bench/memory.js, \`podWrapper\`); "no limit": as the bench's other figures are taken. ` +
     `Idle: median RSS over the last third of ${m.settings.idleSeconds} s at rest, every loop leading. Under load: ${mixes.map((x) => `${x.label} (${(x.bodyBytes / 1024).toFixed(1)} KiB)`).join(', ')}, at ${m.settings.connections} connections, ${m.settings.rounds} interleaved rounds each${m.settings.pinned ? ', servers on CPU 1 and the load generator on CPU 0' : ''}; peak = VmHWM after them all (start-up included); after = RSS once settled (5 s). ` +
     `The image's Node is ${m.imageNode ?? 'not fetched (scripts/fetch-node.sh): this Node alone'}; the image starts Node with ${m.imageFlags.length ? m.imageFlags.map((f) => `\`${f}\``).join(' ') : 'no flags'}.`);
   out.push('');

@@ -414,7 +414,7 @@ export function memoryTable(m) {
   for (const [node, c] of Object.entries(m.importCost)) out.push(`| ${node} | ${[...cost(c.pod), ...cost(c.unconstrained)].join(' | ')} |`);
   const r = m.apiRequests;
   out.push('');
-  out.push(`The API stand-in saw, over the run: ${r.deploymentWatches} watches of the Deployment, ${r.deploymentReads} reads of it and ${r.deploymentPatches} patches (it rolled out mutated), ${r.serviceAccountReads} reads of the ServiceAccount and ${r.serviceAccountPatches} patch (its role annotation, by the first loop to lead), ${r.leaseUpdates} renewals of one loop's Lease.`);
+  out.push(`The API stand-in saw, over the run: ${r.deploymentWatches} watches of the Deployment (seeded as mutated), ${r.deploymentReads} reads of it and ${r.deploymentPatches} patches; ${r.serviceAccountReads} reads of the ServiceAccount (seeded without the role annotation) and ${r.serviceAccountPatches} patches; ${r.leaseUpdates} renewals of one loop's Lease.`);
   return out.join('\n');
 }
 

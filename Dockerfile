@@ -42,7 +42,7 @@ COPY package.json LICENSE ./
 USER 65532:65532
 EXPOSE 8443
 # Node sizes V8's heap from the container's memory limit: under 1 GiB (the chart's is 256Mi) the young generation gets
-# 1 MiB semi-spaces, and short-lived request objects are promoted and collected by full GCs: ~1.7x the CPU per Deployment
+# 1 MiB semi-spaces, and short-lived request objects are promoted and collected by full GCs: ~1.6x the CPU per Deployment
 # admission under load. 4 MiB ones cost ~5 MiB of RSS at rest and bring it back to the unconstrained figure
 # (bench/RESULTS.md, "Memory in a pod").
 ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli.js"]

@@ -1,7 +1,8 @@
 // `npm run bench`: the real webhook against a bare node:https ceiling, same run, same load: throughput, latency, RSS, start-up;
 // beside them two references that attribute the gap (a minimal fastify: the framework's own cost; bare node:https calling
 // this project's review(): our review work without server extras); the per-request pieces timed alone (bench/micro.js);
-// then the patch's cost against list size (bench/attacks.js), each size in a fresh process.
+// then the patch's cost against list size (bench/attacks.js), each size in a fresh process; then serve's memory with and
+// without its reconcile loop, under the chart's memory limit, and the cuts tried on it (bench/memory.js).
 // The headline is each ratio to the baseline: the machine is shared and noisy, so absolute figures drift between runs
 // while ratios taken side by side, in interleaved rounds, hold.
 import { execFileSync, fork, spawn } from 'node:child_process';
@@ -16,6 +17,7 @@ import { createServingCert } from '../dist/tls.js';
 import { buildMixes } from './mixes.js';
 import { listSizes, listSizeTable } from './attacks.js';
 import { microBench } from './micro.js';
+import { main as memoryMain, measureMemory, writeMemoryResults } from './memory.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -35,11 +37,11 @@ const COMPARE_DISTS = COMPARE_DIST ? COMPARE_DIST.split(',') : [];
 const WARN = process.env.BENCH_WARN === '1';
 // BENCH_CONNECTIONS=32 leaves out the 1-connection figures (an A/B run that only needs the throughput)
 const CONNECTIONS = process.env.BENCH_CONNECTIONS ? process.env.BENCH_CONNECTIONS.split(',').map(Number) : [1, 32];
-const LOADED = Math.max(...CONNECTIONS);
+export const LOADED = Math.max(...CONNECTIONS);
 // Every server on CPU 1 and the load generator on CPU 0 (as the issue's own figures were taken), so that a server's
 // helper threads (GC, TLS) cannot borrow the load generator's core and what is compared is work per core. BENCH_PIN=0 turns it off.
 const CORES = availableParallelism();
-const PIN = process.env.BENCH_PIN !== '0' && CORES >= 2 && existsSync('/usr/bin/taskset');
+export const PIN = process.env.BENCH_PIN !== '0' && CORES >= 2 && existsSync('/usr/bin/taskset');
 // A Node 22+ binary to measure start-up with as well (the image runs Node 24): BENCH_NODE_ALT, else the CI's cached one.
 const ALT_NODE = process.env.BENCH_NODE_ALT ?? (() => {
   const cache = join(root, '.cache');
@@ -88,9 +90,10 @@ async function answerTime(server, ca) {
 }
 
 /** Spawns a server and polls /readyz until the first 200; the time from spawn to that answer is its start-up. */
-export async function startServer(def, tls, { pin = false, node = process.execPath, env } = {}) {
+export async function startServer(def, tls, { pin = false, node = process.execPath, env, wrap = [] } = {}) {
   const port = await freePort();
-  const argv = [node, ...(def.nodeArgs ?? []), ...def.args, '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile];
+  // wrap: a command that execs the server in place (bench/memory.js's pod memory limit), so the pid stays the server's
+  const argv = [...wrap, node, ...(def.nodeArgs ?? []), ...def.args, '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile];
   // taskset execs node in its own process, so the pid stays the server's
   if (pin) argv.unshift('taskset', '-c', '1');
   // stdout is a pipe that a `cat` of its own drains, as a container runtime's shim reads a container's: each log line
@@ -270,10 +273,10 @@ function sidesFor(mix, defs) {
  * it told): ROUNDS rounds in which the order of servers alternates, so that drift in the machine's load falls on both
  * sides alike. Peak RSS (VmHWM) is read after each mix, so it is the peak up to and including that mix.
  */
-async function measureMix(mix, sides, servers, tls, load) {
+export async function measureMix(mix, sides, servers, tls, load, rounds = ROUNDS) {
   for (const side of sides) await checkAnswer(servers[side.key], mix, tls);
   const figures = {};
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? sides : [...sides].reverse();
     for (const side of order) {
       for (const connections of side.conns) {
@@ -532,8 +535,10 @@ function writeResultsMd(markdown) {
 }
 
 async function main() {
+  // BENCH_ONLY=memory: only bench/memory.js's part (serve's RSS with and without its reconcile loop, and the cuts tried)
+  if (process.env.BENCH_ONLY === 'memory') return memoryMain();
   const dir = mkdtempSync(join(tmpdir(), 'mlflow-irsa-bench-'));
-  // BENCH_SKIP=startup,micro,trigger,lists leaves those parts out (a quicker A/B run)
+  // BENCH_SKIP=startup,micro,trigger,lists,memory leaves those parts out (a quicker A/B run)
   const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
   const loadStart = loadavg();
   const load = loadClient({ pin: PIN });
@@ -574,6 +579,13 @@ async function main() {
       log('patch cost against list size');
       lists = await listSizes();
     }
+    // the memory part has servers of its own (with the reconcile loop, under the chart's memory limit); an A/B run of
+    // some mixes or builds leaves it out
+    let memory;
+    if (!skip.has('memory') && !ONLY && !COMPARE_DIST) {
+      log('memory: serve with and without its reconcile loop (bench/memory.js)');
+      memory = await measureMemory({ tls, dir, load, log });
+    }
     const results = {
       machine: {
         cores: CORES,
@@ -594,6 +606,7 @@ async function main() {
       micro,
       trigger,
       lists,
+      memory,
       elapsedSeconds: (Date.now() - started) / 1000,
     };
     const markdown = table(results);
@@ -605,6 +618,7 @@ async function main() {
     }
     writeFileSync(join(here, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     writeResultsMd(markdown);
+    if (memory) writeMemoryResults(memory, { json: false });
     log(`done in ${results.elapsedSeconds.toFixed(1)} s; wrote bench/results.json and bench/RESULTS.md`);
   } finally {
     load.close();

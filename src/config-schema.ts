@@ -28,6 +28,12 @@ export const configSchema = {
       pattern: roleArnPattern,
       description: 'IAM role MLflow assumes, arn:aws[-cn|-us-gov]:iam::<12-digit account>:role/[path/]name',
     },
+    credentials: {
+      type: 'string',
+      enum: ['irsa', 'pod-identity'],
+      default: 'irsa',
+      description: 'how MLflow gets the role: irsa (web identity: token volume, AWS_ROLE_ARN, the ServiceAccount\'s role-arn annotation) or pod-identity (an EKS Pod Identity association; the webhook removes the IRSA parts)',
+    },
     artifactsDestination: {
       type: 'string',
       pattern: s3UriPattern,

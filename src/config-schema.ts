@@ -28,16 +28,16 @@ export const configSchema = {
       pattern: roleArnPattern,
       description: 'IAM role MLflow assumes, arn:aws[-cn|-us-gov]:iam::<12-digit account>:role/[path/]name',
     },
+    artifactsDestination: {
+      type: 'string',
+      pattern: s3UriPattern,
+      description: 'S3 location for artifacts, s3://<bucket>[/prefix]; becomes MLFLOW_ARTIFACTS_DESTINATION',
+    },
     credentials: {
       type: 'string',
       enum: ['irsa', 'pod-identity'],
       default: 'irsa',
       description: 'how MLflow gets the role: irsa (web identity: token volume, AWS_ROLE_ARN, the ServiceAccount\'s role-arn annotation) or pod-identity (an EKS Pod Identity association; the webhook removes the IRSA parts)',
-    },
-    artifactsDestination: {
-      type: 'string',
-      pattern: s3UriPattern,
-      description: 'S3 location for artifacts, s3://<bucket>[/prefix]; becomes MLFLOW_ARTIFACTS_DESTINATION',
     },
     namespace: { type: 'string', pattern: dnsLabel, maxLength: 63, default: 'domino-platform', description: 'namespace of the MLflow Deployment and ServiceAccount' },
     deployment: { type: 'string', pattern: dnsSubdomain, maxLength: 253, default: 'mlflow', description: 'name of the MLflow Deployment' },

@@ -210,6 +210,23 @@ t.test('restart-target', async (t) => {
     t.same(requestLine(stub), [`GET ${deploymentPath}`]);
   });
 
+  t.test('credentials pod-identity: the IRSA-mutated Deployment is restarted once through a pod-identity webhook, which takes IRSA out', async (t) => {
+    const podIdentity = parseConfig({ ...JSON.parse(JSON.stringify(config)), credentials: 'pod-identity' });
+    const hook = buildServer({ config: podIdentity, tls: await createServingCert(['localhost'], 1, ca), logger: createLogger('silent') });
+    await hook.app.listen({ port: 0, host: 'localhost' });
+    t.teardown(() => hook.app.close());
+    const hookPort = (hook.app.server.address() as { port: number }).port;
+    const stub = await stubFor(t);
+    stub.admission = { url: `https://localhost:${hookPort}/mutate`, ca: ca.cert };
+    stub.seed(deploymentPath, k8sFixture('deployment-mlflow-mutated'));
+    const piOpts = { ...opts, readyUrl: `https://localhost:${hookPort}/readyz` };
+    t.equal(await restartTarget(await kubeClient(stub.kubeconfig), podIdentity, piOpts, capture().log), 'restarted', 'the IRSA shape lacks the pod-identity mutation');
+    const live = stub.object(deploymentPath);
+    t.same(planPatch(buildMutators(podIdentity).deployment, live).patch, [], 'the stored Deployment carries the pod-identity shape');
+    t.notOk(JSON.stringify(live.spec.template.spec).includes('AWS_WEB_IDENTITY_TOKEN_FILE'), 'no web identity left');
+    t.equal(await restartTarget(await kubeClient(stub.kubeconfig), podIdentity, piOpts, capture().log), 'already-mutated', 'a second run leaves it alone');
+  });
+
   t.test('no Deployment yet (404): nothing to restart', async (t) => {
     const stub = await stubFor(t);
     t.equal(await restartTarget(await kubeClient(stub.kubeconfig), config, opts, capture().log), 'absent');

@@ -80,6 +80,7 @@ export interface KubeClient {
   listEndpointSlices(namespace: string, service: string): Promise<JsonObject[]>;
   listPods(namespace: string, labelSelector: string): Promise<JsonObject[]>;
   listReplicaSets(namespace: string, labelSelector: string): Promise<JsonObject[]>;
+  readDaemonSet(namespace: string, name: string): Promise<JsonObject>;
   /** the service-account token issuer from the API server's OIDC discovery document (/.well-known/openid-configuration) */
   serviceAccountIssuer(): Promise<string>;
   /**
@@ -217,6 +218,7 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
     listPods: async (namespace, labelSelector) => items(await call(`list pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector }))),
     listReplicaSets: async (namespace, labelSelector) =>
       items(await call(`list replicasets in ${namespace}`, () => apps.listNamespacedReplicaSet({ namespace, labelSelector }))),
+    readDaemonSet: async (namespace, name) => plain(await call(`get daemonset ${namespace}/${name}`, () => apps.readNamespacedDaemonSet({ namespace, name }))),
     serviceAccountIssuer: async () => {
       const doc: unknown = await call('get /.well-known/openid-configuration', () => kc.makeApiClient(WellKnownApi).getServiceAccountIssuerOpenIDConfiguration());
       const parsed = typeof doc === 'string' ? JSON.parse(doc) : doc;

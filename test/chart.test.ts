@@ -218,6 +218,13 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       // create only to recreate a deleted Lease: the chart makes it, and RBAC cannot limit create by name
       [`Role/${NS}/${FULL}-reconcile-lease`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] }],
     ].sort());
+    // with credentials pod-identity the restart Job may also take IRSA's annotation off the one ServiceAccount
+    const podIdentity = await render(['credentials=pod-identity']);
+    validateAll(t, podIdentity);
+    t.same(one(podIdentity, 'Role', `${FULL}-hooks-restart`, TARGET_NS).rules, [
+      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] },
+    ]);
     const bindings = [...find(installed(objects), 'RoleBinding'), ...find(installed(objects), 'ClusterRoleBinding')];
     t.same(bindings.map((b) => `${b.kind}/${b.metadata.namespace ?? ''}/${b.metadata.name}`).sort(), [
       `ClusterRoleBinding//${FULL}-hooks`, `RoleBinding/${NS}/${FULL}-hooks`, `RoleBinding/${TARGET_NS}/${FULL}-hooks-restart`,
@@ -270,6 +277,8 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       [`Role/${NS}`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['mlflow-irsa-webhook-reconcile'], verbs: ['get'] }],
       [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] }],
       [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get'] }],
+      // deployment.credentials: the ConfigMaps the mlflow container names in envFrom, which only the Deployment knows
+      [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
       [`Role/${TARGET_NS}`, { apiGroups: [''], resources: ['pods'], verbs: ['list'] }],
       [`Role/${TARGET_NS}`, { apiGroups: ['apps'], resources: ['replicasets'], verbs: ['list'] }],
     ].sort(), 'no secrets, no writes but the dry-run patch on the one Deployment, lists only where a label selector is the only way');
@@ -289,6 +298,11 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.same(spec.containers[0].env, podSpec(jobNamed(objects, 'install-trigger')).containers[0].env, 'the database as the trigger Job reads it');
     t.notOk(rules.some(([, r]) => r.resources.includes('secrets')), 'no rule on Secrets');
     t.notOk(spec.volumes.some((v: Obj) => v.secret), 'no Secret volume (the password comes in by secretKeyRef, as for the trigger Job)');
+    // with credentials pod-identity, also the agent's DaemonSet, by name, in kube-system (doctor.test.ts uses it too)
+    const podIdentity = (await render(['credentials=pod-identity'])).filter((o) => hook(o) === 'test');
+    t.same(one(podIdentity, 'Role', `${FULL}-doctor-pod-identity`, 'kube-system').rules, [{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['eks-pod-identity-agent'], verbs: ['get'] }]);
+    t.same(one(podIdentity, 'RoleBinding', `${FULL}-doctor-pod-identity`, 'kube-system').subjects, [{ kind: 'ServiceAccount', name: `${FULL}-doctor`, namespace: TARGET_NS }]);
+    t.notOk(tests.some((o) => o.metadata.namespace === 'kube-system'), 'irsa: nothing in kube-system');
     const off = await render(['tests.enabled=false']);
     t.same(off.filter((o) => hook(o) === 'test'), [], 'tests.enabled=false renders none');
   });

@@ -265,6 +265,8 @@ t.test('loop: switching to pod-identity restarts an IRSA-mutated mlflow once and
   t.notOk('eks.amazonaws.com/role-arn' in annotations, 'the role annotation is gone');
   t.equal(annotations['meta.helm.sh/release-name'], 'mlflow', 'other annotations stay');
   t.ok(a.log.lines.some((l) => l.decision === 'annotate' && /IRSA's role-arn annotation/.test(l.reason)), 'the repair says why');
+  const at = (path: string) => w.stub.requests.findIndex((q) => q.method === 'PATCH' && q.path === path);
+  t.ok(at(SA) >= 0 && at(SA) < at(DEP), 'the ServiceAccount first: a pod started while it names a role would get web identity again');
 
   await a.r.checkNow();
   t.equal(w.patches().filter((q) => !q.path.includes('dryRun')).length, 1, 'no second restart');

@@ -221,8 +221,9 @@ export class Reconciler {
   private async check(seen?: JsonObject): Promise<void> {
     if (!this.elector.isLeader) return;
     try {
-      await this.checkDeployment(seen);
+      // the ServiceAccount first: with pod-identity, a pod restarted while it still names a role gets web identity again
       await this.checkServiceAccount();
+      await this.checkDeployment(seen);
       this.o.metrics.lastCheck.set(this.now() / 1000);
     } catch (err) {
       this.log.warn({ reason: (err as Error).message }, 'reconcile check failed; retrying at the next event or interval');

@@ -639,6 +639,12 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     notesFor(['--set', 'networkPolicy.enabled=true', '--set', 'networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.0/16']),
     notesFor(['--set', 'hostNetwork=true', '--set', 'server.port=10260']),
   ]);
+  const podIdentityNotes = await notesFor(['--set', 'credentials=pod-identity']);
+  t.match(podIdentityNotes, `aws eks list-pod-identity-associations --cluster-name <cluster> --namespace ${TARGET_NS} --service-account mlflow`, 'pod-identity: the association to look at');
+  t.match(podIdentityNotes, `kubectl -n ${TARGET_NS} exec deploy/mlflow -c mlflow -- env | grep -E`);
+  t.notMatch(podIdentityNotes, /carries the token volume/, 'and no IRSA check');
+  t.match(notes, /The ServiceAccount carries the role:[\s\S]*carries the token volume, mount and env/, 'irsa: the role annotation and the token');
+  t.notMatch(notes, /list-pod-identity-associations/);
   t.notMatch(notes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
   t.match(metrics, `kubectl -n ${NS} port-forward svc/${FULL} 9090:9090`);
   t.match(metrics, `ServiceMonitor ${NS}/${FULL} has prometheus-operator scrape it`);

@@ -3,6 +3,7 @@
 
 /** The chart's default values of the config keys, as values.yaml sets them. */
 export const chartConfigDefaults: Record<string, unknown> = {
+  "credentials": "irsa",
   "namespace": "domino-platform",
   "deployment": "mlflow",
   "container": "mlflow",
@@ -53,4 +54,4 @@ export const chartConfigDefaults: Record<string, unknown> = {
 };
 
 /** Every top-level key values.schema.json admits: the config keys and the chart's own. */
-export const chartValueKeys: readonly string[] = ["roleArn","artifactsDestination","namespace","deployment","container","serviceAccount","region","token","removeEnv","trigger","migration","server","reconcile","logLevel","global","nameOverride","fullnameOverride","image","imagePullSecrets","replicas","resources","terminationGracePeriodSeconds","podAnnotations","podLabels","nodeSelector","tolerations","affinity","priorityClassName","podDisruptionBudget","hostNetwork","networkPolicy","failurePolicy","matchConditions","validatingPolicy","metrics","tls","certManager","jobs","tests","database"];
+export const chartValueKeys: readonly string[] = ["roleArn","artifactsDestination","credentials","namespace","deployment","container","serviceAccount","region","token","removeEnv","trigger","migration","server","reconcile","logLevel","global","nameOverride","fullnameOverride","image","imagePullSecrets","replicas","resources","terminationGracePeriodSeconds","podAnnotations","podLabels","nodeSelector","tolerations","affinity","priorityClassName","podDisruptionBudget","hostNetwork","networkPolicy","failurePolicy","matchConditions","validatingPolicy","metrics","tls","certManager","jobs","tests","database"];

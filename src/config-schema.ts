@@ -33,6 +33,12 @@ export const configSchema = {
       pattern: s3UriPattern,
       description: 'S3 location for artifacts, s3://<bucket>[/prefix]; becomes MLFLOW_ARTIFACTS_DESTINATION',
     },
+    credentials: {
+      type: 'string',
+      enum: ['irsa', 'pod-identity'],
+      default: 'irsa',
+      description: 'how MLflow gets the role: irsa (web identity: token volume, AWS_ROLE_ARN, the ServiceAccount\'s role-arn annotation) or pod-identity (an EKS Pod Identity association; the webhook removes the IRSA parts)',
+    },
     namespace: { type: 'string', pattern: dnsLabel, maxLength: 63, default: 'domino-platform', description: 'namespace of the MLflow Deployment and ServiceAccount' },
     deployment: { type: 'string', pattern: dnsSubdomain, maxLength: 253, default: 'mlflow', description: 'name of the MLflow Deployment' },
     container: { type: 'string', pattern: dnsLabel, maxLength: 63, default: 'mlflow', description: 'container in the Deployment that gets the token mount and env' },

@@ -10,6 +10,10 @@ import {
   LENGTH_REASON, MAX_LOCATION_LENGTH, defaultAllowedPrefix, hasDotSegment, locationPath, projectBase, withSlash, type LocationStyle,
 } from './artifact-location.js';
 import { deepFreeze } from './mutators/json.js';
+import { POD_IDENTITY_ENV, type CredentialsMode } from './mutators/overrides.js';
+
+/** How MLflow gets its role: IRSA's web identity, or an EKS Pod Identity association. */
+export type { CredentialsMode };
 
 export type TriggerMode = 'project-id' | 'custom-location';
 
@@ -78,6 +82,7 @@ export interface MigrationConfig {
 
 export interface Config {
   readonly roleArn: string;
+  readonly credentials: CredentialsMode;
   /** without a trailing slash */
   readonly artifactsDestination: string;
   readonly namespace: string;
@@ -218,6 +223,9 @@ function refine(raw: Record<string, any>): string[] {
   }
   for (const name of raw.removeEnv as string[]) {
     if (OWNED_ENV.includes(name)) problems.push(`removeEnv: ${show(name)} is set by the webhook itself and cannot also be removed`);
+    if (raw.credentials === 'pod-identity' && POD_IDENTITY_ENV.includes(name)) {
+      problems.push(`removeEnv: ${show(name)} cannot be removed with credentials pod-identity (EKS's webhook puts it in the pod, and Pod Identity's credentials need it)`);
+    }
   }
   if (raw.reconcile.maxRestartIntervalSeconds < raw.reconcile.minRestartIntervalSeconds) {
     problems.push(`reconcile.maxRestartIntervalSeconds: ${raw.reconcile.maxRestartIntervalSeconds} must be >= reconcile.minRestartIntervalSeconds (${raw.reconcile.minRestartIntervalSeconds})`);

@@ -262,6 +262,13 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
       // create only to recreate a deleted Lease: the chart makes it, and RBAC cannot limit create by name
       [`Role/${NS}/${FULL}-reconcile-lease`, { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] }],
     ].sort());
+    // with credentials pod-identity the restart Job may also take IRSA's annotation off the one ServiceAccount
+    const podIdentity = await render(['credentials=pod-identity']);
+    validateAll(t, podIdentity);
+    t.same(one(podIdentity, 'Role', `${FULL}-restart-target`, TARGET_NS).rules, [
+      { apiGroups: ['apps'], resources: ['deployments'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['serviceaccounts'], resourceNames: ['mlflow'], verbs: ['get', 'patch'] },
+    ]);
     const bindings = [...find(installed(objects), 'RoleBinding'), ...find(installed(objects), 'ClusterRoleBinding')];
     t.same(bindings.map((b) => `${b.kind}/${b.metadata.namespace ?? ''}/${b.metadata.name}`).sort(), [
       `ClusterRoleBinding//${patch}`, `RoleBinding/${NS}/${create}`, `RoleBinding/${NS}/${patch}`, `RoleBinding/${TARGET_NS}/${restart}`,
@@ -336,6 +343,11 @@ t.test('default render (self-managed TLS, trigger and restart Jobs on)', async (
     t.same(spec.containers[0].env, podSpec(jobNamed(objects, 'install-trigger')).containers[0].env, 'the webhook\'s own config, and the database as the trigger Job reads it');
     t.notOk(rules.some(([, r]) => r.resources.includes('secrets')), 'no rule on Secrets');
     t.notOk((spec.volumes ?? []).some((v: Obj) => v.secret), 'no Secret volume (the password comes in by secretKeyRef, as for the trigger Job)');
+    // with credentials pod-identity, also the agent's DaemonSet, by name, in kube-system (doctor.test.ts uses it too)
+    const podIdentity = (await render(['credentials=pod-identity'])).filter((o) => hook(o) === 'test');
+    t.same(one(podIdentity, 'Role', `${FULL}-doctor-pod-identity`, 'kube-system').rules, [{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['eks-pod-identity-agent'], verbs: ['get'] }]);
+    t.same(one(podIdentity, 'RoleBinding', `${FULL}-doctor-pod-identity`, 'kube-system').subjects, [{ kind: 'ServiceAccount', name: `${FULL}-doctor`, namespace: TARGET_NS }]);
+    t.notOk(tests.some((o) => o.metadata.namespace === 'kube-system'), 'irsa: nothing in kube-system');
     const off = await render(['tests.enabled=false']);
     t.same(off.filter((o) => hook(o) === 'test'), [], 'tests.enabled=false renders none');
 
@@ -682,6 +694,12 @@ t.test('NOTES.txt renders the verification commands for the values given', async
     notesFor(['--set', 'hostNetwork=true', '--set', 'server.port=10260']),
     notesFor(['--set', 'server.metricsPort=0']),
   ]);
+  const podIdentityNotes = await notesFor(['--set', 'credentials=pod-identity']);
+  t.match(podIdentityNotes, `aws eks list-pod-identity-associations --cluster-name <cluster> --namespace ${TARGET_NS} --service-account mlflow`, 'pod-identity: the association to look at');
+  t.match(podIdentityNotes, `kubectl -n ${TARGET_NS} exec deploy/mlflow -c mlflow -- env | grep -E`);
+  t.notMatch(podIdentityNotes, /carries the token volume/, 'and no IRSA check');
+  t.match(notes, /The ServiceAccount carries the role:[\s\S]*carries the token volume, mount and env/, 'irsa: the role annotation and the token');
+  t.notMatch(notes, /list-pod-identity-associations/);
   t.notMatch(metricsOffNotes, /Metrics in plain HTTP/, 'nothing about a metrics port that is off');
   t.match(notes, 'Metrics in plain HTTP on port 9090', 'the metrics port is on by default');
   t.match(metrics, `kubectl -n ${NS} port-forward svc/${FULL} 9090:9090`);

@@ -34,6 +34,7 @@ t.test('defaults fill every optional key and the result is frozen', async (t) =>
     logLevel: 'info',
   });
   t.equal(c.region, undefined);
+  t.equal(c.credentials, 'irsa', 'IRSA unless told otherwise: what earlier versions did');
   t.equal(c.trigger.defaultArtifactRoot, undefined, 'no default root: install-trigger derives it');
   t.notOk('enforceLocations' in c.trigger, 'the deprecated key is not made up');
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.token) && Object.isFrozen(c.removeEnv), 'deeply frozen');
@@ -71,6 +72,8 @@ t.test('valid variants are accepted', async (t) => {
     t.same(problems({ ...base, artifactsDestination: dest }), [], dest);
   }
   t.same(problems({ ...base, region: 'us-gov-west-1', token: { expirationSeconds: 600 }, removeEnv: [] }), []);
+  t.same(problems({ ...base, credentials: 'pod-identity' }), [], 'pod-identity');
+  t.same(problems({ ...base, removeEnv: ['AWS_CONTAINER_CREDENTIALS_FULL_URI'] }), [], 'with IRSA, removing the container provider\'s variable is the operator\'s choice');
   t.same(problems({ ...base, token: { volumeName: 'aws-user-token', mountPath: '/var/run/secrets/mlflow/aws' } }), [], 'another volume name on a directory of its own');
   t.same(problems(parseConfigText(JSON.stringify(base))), [], 'JSON is accepted (JSON is YAML)');
   t.same(parseConfig({ ...base, migration: { completedFrom: ['s3://domino-blobs-mlflow/mlflow/', 's3://old-bucket'] } }).migration.completedFrom,
@@ -105,6 +108,9 @@ t.test('each invalid value is reported with key, value and rule, all at once', a
     ['bad namespace', { ...base, namespace: 'Domino_Platform' }, /^namespace: "Domino_Platform" is not valid/],
     ['removing our own env', { ...base, removeEnv: ['AWS_ROLE_ARN'] }, /^removeEnv: "AWS_ROLE_ARN" is set by the webhook itself/],
     ['bad env name', { ...base, removeEnv: ['A B'] }, /^removeEnv\.0: "A B" is not valid/],
+    ['unknown credentials mode', { ...base, credentials: 'kiam' }, /^credentials: "kiam" is not one of "irsa", "pod-identity" \(how MLflow gets the role: irsa .* or pod-identity/],
+    ['removing what Pod Identity needs', { ...base, credentials: 'pod-identity', removeEnv: ['AWS_CONFIG_FILE', 'AWS_CONTAINER_CREDENTIALS_FULL_URI'] },
+      /^removeEnv: "AWS_CONTAINER_CREDENTIALS_FULL_URI" cannot be removed with credentials pod-identity \(EKS's webhook puts it in the pod/],
     ['bad region', { ...base, region: 'uswest2' }, /^region: "uswest2" is not valid/],
     ['bad trigger mode', { ...base, trigger: { mode: 'both' } }, /^trigger\.mode: "both" is not one of "project-id", "custom-location"/],
     ['tag with a quote', { ...base, trigger: { projectTag: "x'; drop table experiments; --" } }, /^trigger\.projectTag: .* is not valid/],

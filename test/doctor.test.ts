@@ -48,7 +48,11 @@ const P = {
   sa: '/api/v1/namespaces/domino-platform/serviceaccounts/mlflow',
   rs: (name: string) => `/apis/apps/v1/namespaces/domino-platform/replicasets/${name}`,
   pod: (name: string) => `/api/v1/namespaces/domino-platform/pods/${name}`,
+  agent: '/apis/apps/v1/namespaces/kube-system/daemonsets/eks-pod-identity-agent',
 };
+
+/** The example config with credentials from an EKS Pod Identity association. */
+const podIdentity = parseConfig({ ...JSON.parse(JSON.stringify(config)), credentials: 'pod-identity' });
 
 const quiet = () => createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -66,13 +70,19 @@ interface World {
   doctor(over?: Partial<ReadOptions> & { config?: Config; now?: number; keepLease?: boolean }): Promise<{ byId: Record<string, CheckResult>; results: CheckResult[]; facts: DoctorFacts }>;
 }
 
-/** A fully working installation: every check passes. Tests break one thing each. */
-async function world(t: Test, opts: { certDays?: number; certNames?: string[] } = {}): Promise<World> {
+/**
+ * A fully working installation: every check passes. Tests break one thing each. With a pod-identity config, the
+ * installation as it stands after the move from IRSA: the Deployment restarted without IRSA, its new pod as EKS's
+ * webhook admitted it for the association, the ServiceAccount without a role, the agent add-on ready.
+ */
+async function world(t: Test, opts: { certDays?: number; certNames?: string[]; config?: Config } = {}): Promise<World> {
+  const worldConfig = opts.config ?? config;
+  const pi = worldConfig.credentials === 'pod-identity';
   const stub = await startK8sStub();
   t.teardown(() => stub.close());
   const ca = await createCa('mlflow-irsa-webhook-ca', 3650);
   const pair = await createServingCert(opts.certNames ?? [...serviceDnsNames(SVC, NS), 'localhost'], opts.certDays ?? 365, ca);
-  const hook = buildServer({ config, tls: pair, logger: quiet(), metrics: createMetrics(false) });
+  const hook = buildServer({ config: worldConfig, tls: pair, logger: quiet(), metrics: createMetrics(false) });
   await hook.app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => hook.app.close());
   const port = (hook.app.server.address() as { port: number }).port;
@@ -88,10 +98,12 @@ async function world(t: Test, opts: { certDays?: number; certNames?: string[] } 
   stub.seed(P.secret, { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: `${SVC}-tls`, namespace: NS }, data: { 'tls.crt': b64(pair.cert), 'tls.key': b64(pair.key), 'ca.crt': b64(ca.cert) } });
   const lease = k8sFixture('lease');
   stub.seed(P.lease, { ...lease, spec: { ...lease.spec, holderIdentity: 'mlflow-irsa-webhook-6d9f7c5b8-h2k4m', renewTime: micro(Date.now() - 3000), acquireTime: micro(Date.now() - 600_000) } });
-  stub.seed(P.dep, k8sFixture('deployment-mlflow-mutated'));
-  stub.seed(P.sa, annotatedServiceAccount());
-  for (const name of ['replicaset-mlflow', 'replicaset-mlflow-mutated']) stub.seed(P.rs(k8sFixture(name).metadata.name), k8sFixture(name));
-  stub.seed(P.pod(k8sFixture('pod-mlflow-mutated').metadata.name), k8sFixture('pod-mlflow-mutated'));
+  stub.seed(P.dep, k8sFixture(pi ? 'deployment-mlflow-pod-identity' : 'deployment-mlflow-mutated'));
+  stub.seed(P.sa, pi ? k8sFixture('serviceaccount-mlflow') : annotatedServiceAccount());
+  for (const name of ['replicaset-mlflow', 'replicaset-mlflow-mutated', ...(pi ? ['replicaset-mlflow-pod-identity'] : [])]) stub.seed(P.rs(k8sFixture(name).metadata.name), k8sFixture(name));
+  const pod = k8sFixture(pi ? 'pod-mlflow-pod-identity' : 'pod-mlflow-mutated');
+  stub.seed(P.pod(pod.metadata.name), pod);
+  stub.seed(P.agent, k8sFixture('daemonset-eks-pod-identity-agent'));
   const kube = await kubeClient(stub.kubeconfig);
   const renewLease = () => {
     const l = stub.object(P.lease);
@@ -101,7 +113,7 @@ async function world(t: Test, opts: { certDays?: number; certNames?: string[] } 
     stub, ca, pair, port, renewLease,
     async doctor(over = {}) {
       if (!over.keepLease) renewLease();
-      const cfg = over.config ?? config;
+      const cfg = over.config ?? worldConfig;
       const { facts } = await readFacts({
         config: cfg, kube, logger: quiet(), webhookConfig: SVC, webhookNamespace: NS, tlsSecret: `${SVC}-tls`,
         resolveService: (host, p) => (host === HOST && p === 443 ? { host: '127.0.0.1', port } : { host, port: p }),
@@ -118,6 +130,10 @@ function annotatedServiceAccount() {
   return { ...sa, metadata: { ...sa.metadata, annotations: { ...sa.metadata.annotations, ...serviceAccountPlan(config).annotations } } };
 }
 
+/** The checks a working installation passes without a database or a trust policy (irsa needs no Pod Identity agent). */
+const kubernetesChecks = (results: CheckResult[], cfg: Config = config) =>
+  results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy' && !(cfg.credentials === 'irsa' && x.id === 'pod-identity.agent'));
+
 /** Asserts one check's status and message (and that a warn or fail carries a fix). */
 function expectCheck(t: Test, r: CheckResult | undefined, status: string, message: RegExp, fix?: RegExp): void {
   t.ok(r, 'the check ran');
@@ -133,7 +149,8 @@ function expectCheck(t: Test, r: CheckResult | undefined, status: string, messag
 t.test('the check list: stable ids in dependency order, each needing only earlier checks', async (t) => {
   t.same(CHECKS.map((c) => c.id), [
     'kubernetes.api', 'webhook.configuration', 'webhook.ca-bundle', 'webhook.certificate', 'webhook.endpoints', 'admission.dry-run',
-    'deployment.template', 'deployment.rollout', 'deployment.credentials', 'deployment.arguments', 'pods.current', 'pods.old-replicasets', 'serviceaccount.annotation',
+    'deployment.template', 'deployment.rollout', 'deployment.credentials', 'deployment.arguments', 'pods.current', 'pods.old-replicasets', 'pods.credentials',
+    'serviceaccount.annotation', 'pod-identity.agent',
     'trigger.connection', 'trigger.installed', 'trigger.function', 'trigger.deferred', 'trigger.location-policy', 'trigger.legacy', 'trigger.drift',
     'migration.artifacts', 'iam.trust-policy', 'reconcile.lease',
   ]);
@@ -157,7 +174,10 @@ t.test('a working installation: every Kubernetes check passes, the dry run store
   const w = await world(t);
   const before = w.stub.object(P.dep).metadata.resourceVersion;
   const { results, byId } = await w.doctor();
-  for (const r of results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy')) t.equal(r.status, 'pass', `${r.id}: ${r.message}`);
+  for (const r of kubernetesChecks(results)) t.equal(r.status, 'pass', `${r.id}: ${r.message}`);
+  expectCheck(t, byId['pod-identity.agent'], 'skip', /credentials irsa: no Pod Identity agent needed/);
+  expectCheck(t, byId['pods.credentials'], 'pass', /1 pod of ReplicaSet mlflow-5b8f9c7d6e carry no Pod Identity credentials beside web identity: botocore uses IRSA/);
+  t.notOk(w.stub.requests.some((q) => q.path.includes('daemonsets')), 'irsa: the agent is not read');
   expectCheck(t, byId['kubernetes.api'], 'pass', /v1\.31\.4/);
   expectCheck(t, byId['webhook.configuration'], 'pass', /sends deployments and serviceaccounts in domino-platform to mlflow-irsa-webhook\/mlflow-irsa-webhook:443\/mutate \(failurePolicy Ignore\)/);
   expectCheck(t, byId['webhook.ca-bundle'], 'pass', /caBundle \(mlflow-irsa-webhook-ca\) verifies the certificate served at mlflow-irsa-webhook\.mlflow-irsa-webhook\.svc:443/);
@@ -537,6 +557,89 @@ t.test('serviceaccount.annotation: unannotated, another role, missing', async (t
   expectCheck(t, (await w.doctor()).byId['serviceaccount.annotation'], 'fail', /ServiceAccount domino-platform\/mlflow not found/);
 });
 
+t.test('credentials pod-identity: the installation after the move passes every Kubernetes check, the dry run probing the destination', async (t) => {
+  const w = await world(t, { config: podIdentity });
+  const { results, byId } = await w.doctor();
+  for (const r of kubernetesChecks(results, podIdentity)) t.equal(r.status, 'pass', `${r.id}: ${r.message}`);
+  expectCheck(t, byId['deployment.template'], 'pass', /carries the AWS env, and no IRSA token or web identity \(credentials pod-identity\)/);
+  expectCheck(t, byId['pods.current'], 'pass', /1 pod of ReplicaSet mlflow-6d4f8b9c7a carry the AWS env, no IRSA token or web identity/);
+  expectCheck(t, byId['pods.credentials'], 'pass', /1 pod of ReplicaSet mlflow-6d4f8b9c7a carry Pod Identity's AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE and no web identity: botocore uses Pod Identity/);
+  expectCheck(t, byId['serviceaccount.annotation'], 'pass', /ServiceAccount domino-platform\/mlflow names no IAM role/);
+  expectCheck(t, byId['pod-identity.agent'], 'pass', /DaemonSet kube-system\/eks-pod-identity-agent is ready on 3 nodes/);
+  expectCheck(t, byId['admission.dry-run'], 'pass', /comes back mutated/);
+  t.match(w.stub.requests.find((q) => q.method === 'PATCH')?.body, [{ op: 'test', value: 'MLFLOW_ARTIFACTS_DESTINATION' }, { op: 'remove' }], 'the probe is an entry the pod-identity mutation writes');
+
+  // the Deployment as IRSA left it, before the restart: the template lacks the pod-identity mutation
+  w.stub.seed(P.dep, k8sFixture('deployment-mlflow-mutated'));
+  expectCheck(t, (await w.doctor()).byId['deployment.template'], 'fail', /lacks the mutation \(remove volume aws-iam-token, remove volumeMount aws-iam-token, remove env AWS_ROLE_ARN, remove env AWS_WEB_IDENTITY_TOKEN_FILE\)/,
+    /rollout restart deployment\/mlflow/);
+});
+
+t.test('pods.credentials: which credentials botocore finds in the running pods, in either mode', async (t) => {
+  const w = await world(t, { config: podIdentity });
+  const piPod = k8sFixture('pod-mlflow-pod-identity');
+  const at = P.pod(piPod.metadata.name);
+  const withEnv = (edit: (env: any[]) => any[]) => {
+    const pod = structuredClone(piPod);
+    pod.spec.containers[0].env = edit(pod.spec.containers[0].env);
+    w.stub.seed(at, pod);
+  };
+  // the ServiceAccount still named a role when the pod started: EKS's webhook gave it web identity too
+  withEnv((env) => [...env, { name: 'AWS_ROLE_ARN', value: 'arn:aws:iam::111122223333:role/sw-mlflow-full-access' }, { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: '/var/run/secrets/eks.amazonaws.com/serviceaccount/token' }]);
+  expectCheck(t, (await w.doctor()).byId['pods.credentials'], 'fail',
+    /1 of 1 pod of ReplicaSet mlflow-6d4f8b9c7a \(mlflow-6d4f8b9c7a-h7v2x\) carry web identity \(AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE\), which botocore uses before Pod Identity's credentials: mlflow still runs on IRSA/,
+    /kubectl -n domino-platform rollout restart deployment\/mlflow/);
+  // no association when it started: EKS's webhook added nothing
+  withEnv((env) => env.filter((e) => !e.name.startsWith('AWS_CONTAINER_')));
+  expectCheck(t, (await w.doctor()).byId['pods.credentials'], 'fail',
+    /\(mlflow-6d4f8b9c7a-h7v2x\) lack AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: EKS found no Pod Identity association for domino-platform\/mlflow when they started, so botocore finds no credentials/,
+    /^aws eks list-pod-identity-associations --cluster-name <cluster> --namespace domino-platform --service-account mlflow/);
+  w.stub.seed(at, undefined);
+  expectCheck(t, (await w.doctor()).byId['pods.credentials'], 'skip', /no running pod of the current ReplicaSet/);
+
+  // irsa: an association made while the IRSA mutation is in place gives the pod both; botocore keeps using IRSA
+  const irsa = await world(t);
+  const both = k8sFixture('pod-mlflow-mutated');
+  both.spec.containers[0].env.push(...piPod.spec.containers[0].env.filter((e: any) => e.name.startsWith('AWS_CONTAINER_')));
+  irsa.stub.seed(P.pod(both.metadata.name), both);
+  expectCheck(t, (await irsa.doctor()).byId['pods.credentials'], 'warn',
+    /carry both web identity \(AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE\) and Pod Identity's AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: botocore uses web identity, so IRSA and arn:aws:iam::111122223333:role\/sw-mlflow-full-access/,
+    /aws eks list-pod-identity-associations .*Choosing IRSA or Pod Identity/);
+  irsa.stub.seed(P.pod(both.metadata.name), undefined);
+  irsa.stub.failNext('GET', '/api/v1/namespaces/domino-platform/pods?labelSelector=app.kubernetes.io%2Finstance%3Dmlflow%2Capp.kubernetes.io%2Fname%3Dmlflow&limit=25', 'status-forbidden');
+  expectCheck(t, (await irsa.doctor()).byId['pods.credentials'], 'fail', /could not list pods: .*403/, /kubectl auth can-i list pods -n domino-platform/);
+});
+
+t.test('pod-identity.agent: ready, partly ready, on no node, missing; skipped with irsa', async (t) => {
+  const w = await world(t, { config: podIdentity });
+  const agent = k8sFixture('daemonset-eks-pod-identity-agent');
+  w.stub.seed(P.agent, { ...agent, status: { ...agent.status, numberReady: 2, numberAvailable: 2 } });
+  expectCheck(t, (await w.doctor()).byId['pod-identity.agent'], 'warn', /is ready on 2 of 3 nodes: an mlflow pod on another node gets no credentials/,
+    /^kubectl -n kube-system rollout status daemonset\/eks-pod-identity-agent$/);
+  w.stub.seed(P.agent, { ...agent, status: { ...agent.status, numberReady: 0, numberAvailable: 0 } });
+  expectCheck(t, (await w.doctor()).byId['pod-identity.agent'], 'fail', /is ready on none of its 3 nodes/);
+  w.stub.seed(P.agent, { ...agent, status: { desiredNumberScheduled: 0, numberReady: 0 } });
+  expectCheck(t, (await w.doctor()).byId['pod-identity.agent'], 'fail', /runs on no node/, /describe daemonset eks-pod-identity-agent/);
+  w.stub.seed(P.agent, undefined);
+  expectCheck(t, (await w.doctor()).byId['pod-identity.agent'], 'fail', /DaemonSet kube-system\/eks-pod-identity-agent not found: the EKS Pod Identity Agent add-on is not installed/,
+    /^aws eks create-addon --cluster-name <cluster> --addon-name eks-pod-identity-agent$/);
+  await w.stub.pause();
+  expectCheck(t, (await w.doctor()).byId['pod-identity.agent'], 'skip', /needs kubernetes\.api, which failed/);
+  await w.stub.resume();
+});
+
+t.test('serviceaccount.annotation with credentials pod-identity: a role annotation fails, naming the role, with the command that removes it', async (t) => {
+  const w = await world(t, { config: podIdentity });
+  w.stub.seed(P.sa, annotatedServiceAccount());
+  expectCheck(t, (await w.doctor()).byId['serviceaccount.annotation'], 'fail',
+    /ServiceAccount domino-platform\/mlflow carries eks\.amazonaws\.com\/role-arn and eks\.amazonaws\.com\/sts-regional-endpoints: while it names "arn:aws:iam::111122223333:role\/sw-mlflow-full-access", EKS gives the pods web identity, which botocore uses before Pod Identity/,
+    /^kubectl -n domino-platform annotate serviceaccount mlflow eks\.amazonaws\.com\/role-arn- eks\.amazonaws\.com\/sts-regional-endpoints-$/);
+  const sa = k8sFixture('serviceaccount-mlflow');
+  sa.metadata.annotations['eks.amazonaws.com/sts-regional-endpoints'] = 'true';
+  w.stub.seed(P.sa, sa);
+  expectCheck(t, (await w.doctor()).byId['serviceaccount.annotation'], 'fail', /carries eks\.amazonaws\.com\/sts-regional-endpoints: IRSA's, unused with Pod Identity/);
+});
+
 t.test('reconcile.lease: fresh, stale, unheld, missing, or reconcile off', async (t) => {
   const w = await world(t);
   const lease = w.stub.object(P.lease);
@@ -567,7 +670,7 @@ t.test('migration.artifacts: the destination the webhook replaced warns until mi
   expectCheck(t, byId['migration.artifacts'], 'warn',
     /^Deployment domino-platform\/mlflow records the artifacts destination the webhook replaced, "s3:\/\/domino-blobs-mlflow\/mlflow": artifacts stored through MLflow's proxy before the switch load only once copied to s3:\/\/sw-domino-project-based-mlflow; the copy is not marked done in migration\.completedFrom$/,
     /^mlflow-irsa-webhook migrate-artifacts --config config\.yaml > migrate-artifacts\.sh  # review, run it, then add "s3:\/\/domino-blobs-mlflow\/mlflow" to migration\.completedFrom$/);
-  t.same(results.filter((r) => r.status !== 'pass' && !r.id.startsWith('trigger.') && r.id !== 'iam.trust-policy').map((r) => r.id), ['migration.artifacts'], 'a warning, nothing else changes');
+  t.same(results.filter((r) => (r.status === 'warn' || r.status === 'fail') && !r.id.startsWith('trigger.') && r.id !== 'iam.trust-policy').map((r) => r.id), ['migration.artifacts'], 'a warning, nothing else changes');
 
   // the operator's marker lives in the config: a Domino re-apply of the Deployment (annotation and all) cannot undo it
   const done = (completedFrom: string[]) => parseConfig({ ...JSON.parse(JSON.stringify(config)), migration: { completedFrom } });
@@ -615,11 +718,15 @@ t.test('iam.trust-policy: each case in test/fixtures/doctor/trust', async (t) =>
     const policyFile = join(tmp, file);
     writeFileSync(policyFile, JSON.stringify(c.policy));
     w.stub.issuer = c.issuer ?? undefined;
-    const cfg = c.config ? parseConfig({ ...JSON.parse(JSON.stringify(config)), ...c.config }) : config;
+    const pi = c.credentials === 'pod-identity';
+    const base = pi ? podIdentity : config;
+    const cfg = c.config ? parseConfig({ ...JSON.parse(JSON.stringify(base)), ...c.config }) : base;
     const r = (await w.doctor({ config: cfg, trustPolicyFile: policyFile, ...(c.oidcProvider && { oidcProvider: c.oidcProvider }) })).byId['iam.trust-policy'];
     t.equal(r.status, c.expect.status, `${file} (${c.about}): ${r.message}`);
     t.match(r.message, new RegExp(c.expect.message), `${file}: message`);
-    if (r.status !== 'pass') t.match(r.fix ?? '', /mlflow-irsa-webhook iam-policy --config config\.yaml --oidc-provider \S+ --format aws-cli|aws eks describe-cluster|aws iam get-role/, `${file}: fix`);
+    const fix = pi ? /^mlflow-irsa-webhook iam-policy --config config\.yaml --cluster-name <cluster> --output aws-cli > role\.sh && sh role\.sh$/
+      : /mlflow-irsa-webhook iam-policy --config config\.yaml --oidc-provider \S+ --output aws-cli|aws eks describe-cluster|aws iam get-role/;
+    if (r.status !== 'pass') t.match(r.fix ?? '', fix, `${file}: fix`);
   }
   w.stub.issuer = ISSUER;
   const notJson = join(tmp, 'broken.json');
@@ -1107,7 +1214,7 @@ t.test('the helm test identity: doctor passes with exactly the rendered RBAC, an
   // doctor never connects to the webhook's pods itself (a NetworkPolicy admits the API server alone): the Service's
   // address does not answer here, and every webhook check still passes, through the API server
   const { results } = await w.doctor({ webhookConfig: flag('--webhook-config'), webhookNamespace: flag('--webhook-namespace'), tlsSecret: flag('--tls-secret'), resolveService: () => ({ host: '127.0.0.1', port: 1 }) });
-  for (const r of results.filter((x) => !x.id.startsWith('trigger.') && x.id !== 'iam.trust-policy')) t.equal(r.status, 'pass', `${r.id} with the test's RBAC: ${r.message}`);
+  for (const r of kubernetesChecks(results)) t.equal(r.status, 'pass', `${r.id} with the test's RBAC: ${r.message}`);
   const needed = rules.flatMap((rule, i) => rule.verbs.map((verb) => `${i} ${verb}`));
   t.same([...w.stub.rbacUsed].sort(), needed.sort(), 'every rule and verb is used: nothing granted that the checks do not read');
 
@@ -1115,6 +1222,27 @@ t.test('the helm test identity: doctor passes with exactly the rendered RBAC, an
   w.stub.rbac = rules.filter((r) => r.namespace !== undefined);
   const denied = (await w.doctor()).byId['webhook.configuration'];
   expectCheck(t, denied, 'fail', /may not read MutatingWebhookConfiguration mlflow-irsa-webhook: .*403 Forbidden/);
+});
+
+t.test('the helm test identity with credentials pod-identity: a Role in kube-system for the agent\'s DaemonSet, and every rule used', async (t) => {
+  const objects = await render(['fullnameOverride=mlflow-irsa-webhook', 'credentials=pod-identity']);
+  const roles = objects.filter((o) => (o.kind === 'Role' || o.kind === 'ClusterRole') && o.metadata.name.startsWith('mlflow-irsa-webhook-doctor'));
+  t.same(roles.map((r) => `${r.kind}/${r.metadata.namespace ?? ''}/${r.metadata.name}`).sort(), ['ClusterRole//mlflow-irsa-webhook-doctor',
+    'Role/domino-platform/mlflow-irsa-webhook-doctor', 'Role/kube-system/mlflow-irsa-webhook-doctor-pod-identity', 'Role/mlflow-irsa-webhook/mlflow-irsa-webhook-doctor-webhook']);
+  const rules: RbacRule[] = roles.flatMap((r) => r.rules.map((rule: RbacRule) => ({ ...rule, namespace: r.metadata.namespace })));
+  const w = await world(t, { config: podIdentity });
+  const dep = k8sFixture('deployment-mlflow-pod-identity');
+  dep.spec.template.spec.containers[0].envFrom = [{ configMapRef: { name: 'mlflow-env' } }];
+  w.stub.seed(P.dep, dep);
+  w.stub.seed('/api/v1/namespaces/domino-platform/configmaps/mlflow-env', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'mlflow-env', namespace: 'domino-platform' }, data: { GUNICORN_CMD_ARGS: '--workers 4' } });
+  w.stub.rbac = rules;
+  const { results } = await w.doctor();
+  for (const r of kubernetesChecks(results, podIdentity)) t.equal(r.status, 'pass', `${r.id} with the test's RBAC: ${r.message}`);
+  const needed = rules.flatMap((rule, i) => rule.verbs.map((verb) => `${i} ${verb}`));
+  t.same([...w.stub.rbacUsed].sort(), needed.sort(), 'every rule and verb is used, the agent\'s DaemonSet too');
+  w.stub.rbac = rules.filter((r) => r.namespace !== 'kube-system');
+  expectCheck(t, (await w.doctor()).byId['pod-identity.agent'], 'fail', /may not read DaemonSet kube-system\/eks-pod-identity-agent: .*403 Forbidden/,
+    /^kubectl auth can-i get daemonset\/eks-pod-identity-agent -n kube-system$/);
 });
 
 t.test('certificate fixes follow who manages the certificate: cert-manager, else the chart\'s Jobs', async (t) => {

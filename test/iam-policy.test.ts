@@ -5,14 +5,14 @@ import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
 import { loadConfig, parseConfig, parseConfigText, type Config } from '../src/config.js';
 import { UsageError } from '../src/command.js';
 import { loadChartValues, renderChartConfig } from '../src/chart-values.js';
 import { ACTION_CALLS, iamPlan, normaliseOidcProvider, options as iamOptions, parseRoleArn, renderJson, splitS3Uri, type IamPlan, type PolicyDocument } from '../src/iam-policy.js';
 import { root } from './helpers/fixtures.js';
 import { chart, helmRun } from './helpers/chart.js';
-import { allowAll, identityPolicyErrors, judgePermissions, judgeTrust, permissionCases, sessionArn, subjectOf, trustCases, type IamCase, type Subject, type Verdict } from './helpers/iam-eval.js';
+import { allowAll, identityPolicyErrors, judgePermissions, judgeTrust, permissionCases, podIdentityTrustCases, sessionArn, subjectOf, trustCases, type IamCase, type Subject, type Verdict } from './helpers/iam-eval.js';
 
 const cli = join(root, 'dist/cli.js');
 const dir = join(root, 'test/fixtures/iam');
@@ -33,6 +33,24 @@ const cases: GoldenCase[] = readdirSync(dir).filter((f) => f.endsWith('.json')).
 const tmp = mkdtempSync(join(tmpdir(), 'iam-policy-test-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 
+// a stand-in `aws` on PATH (plain sh, so it costs no node start-up) that records, per call, its arguments one a line
+// and copies the documents its file:// arguments point at
+const bin = join(tmp, 'bin');
+mkdirSync(bin);
+writeFileSync(join(bin, 'aws'), [
+  '#!/bin/sh',
+  'n=$(ls "$AWS_RECORD" | wc -l); call="$AWS_RECORD/$n"; mkdir "$call"',
+  'printf \'%s\\n\' "$@" > "$call/args"',
+  'for a in "$@"; do case "$a" in file://*) cp "${a#file://}" "$call/";; esac; done',
+  // as AWS answers: get-role fails for a role that does not exist; the lists print what AWS_INLINE/AWS_ATTACHED hold;
+  // the association list prints AWS_ASSOCIATIONS' ids (text output of an empty list: nothing), describe its role and
+  // whether its session tags are off
+  'case "$2" in get-role) [ -n "${AWS_ROLE_EXISTS:-}" ] || exit 254; printf \'%s\\n\' "${AWS_TRUST:-}";; list-role-policies) printf \'%s\\n\' "${AWS_INLINE:-}";; list-attached-role-policies) printf \'%s\\n\' "${AWS_ATTACHED:-}";;',
+  '  list-pod-identity-associations) printf \'%s\\n\' "${AWS_ASSOCIATIONS:-}";; describe-pod-identity-association) printf \'%s\\t%s\\n\' "$AWS_ASSOCIATION_ROLE" "${AWS_ASSOCIATION_TAGS_OFF:-False}";; esac',
+  '',
+].join('\n'));
+chmodSync(join(bin, 'aws'), 0o755);
+
 function configFile(c: GoldenCase): string {
   if (typeof c.config === 'string') return join(root, c.config);
   const file = join(tmp, `${c.name}.config.json`);
@@ -42,7 +60,9 @@ function configFile(c: GoldenCase): string {
 
 const configOf = (c: GoldenCase): Config => (typeof c.config === 'string' ? loadConfig(join(root, c.config)) : parseConfig(c.config));
 const argOf = (c: GoldenCase, flag: string) => { const i = c.args.indexOf(flag); return i < 0 ? undefined : c.args[i + 1]; };
-const planOf = (c: GoldenCase): IamPlan => iamPlan(configOf(c), argOf(c, '--oidc-provider')!, { prefix: argOf(c, '--prefix'), kmsKeyArn: argOf(c, '--kms-key-arn') });
+const planOf = (c: GoldenCase): IamPlan => iamPlan(configOf(c), argOf(c, '--oidc-provider'), {
+  prefix: argOf(c, '--prefix'), kmsKeyArn: argOf(c, '--kms-key-arn'), credentials: argOf(c, '--credentials') as IamPlan['credentials'] | undefined, clusterName: argOf(c, '--cluster-name'),
+});
 
 function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -70,9 +90,14 @@ t.test('documents equal the hand-written expectations', async (t) => {
       const plan = planOf(c);
       t.same(JSON.parse(renderJson(plan)), c.expected, c.about);
       checkGrammar(t, plan.permissionsPolicy);
-      const cond = plan.trustPolicy.Statement[0].Condition!;
-      t.same(Object.keys(cond), ['StringEquals'], 'exact matching only (no StringLike wildcard on sub)');
-      t.same(Object.keys(cond.StringEquals).sort(), [`${plan.oidcProvider}:aud`, `${plan.oidcProvider}:sub`], 'both aud and sub are pinned');
+      t.equal(plan.trustPolicy.Statement.length, (plan.credentials === 'pod-identity' ? 1 : 0) + (plan.oidcProvider ? 1 : 0), 'a statement for each mode the plan trusts');
+      for (const st of plan.trustPolicy.Statement) {
+        const cond = st.Condition!;
+        t.same(Object.keys(cond), ['StringEquals'], 'exact matching only (no StringLike wildcard on sub or a tag)');
+        const pinned = 'Federated' in st.Principal! ? [`${plan.oidcProvider}:aud`, `${plan.oidcProvider}:sub`]
+          : ['aws:RequestTag/kubernetes-namespace', 'aws:RequestTag/kubernetes-service-account', 'aws:SourceAccount'];
+        t.same(Object.keys(cond.StringEquals).sort(), pinned.sort(), `pinned: ${pinned.join(', ')}`);
+      }
     });
   }
 });
@@ -87,13 +112,15 @@ async function judgeAll(s: Subject, trust: object, permissions: object, cases: I
   return Promise.all(cases.map((c) => (c.request.action.startsWith('sts:') ? judgeTrust(s, trust, c.request) : judgePermissions(s, permissions, c.request))));
 }
 
-const casesOf = (s: Subject) => [...trustCases(s), ...permissionCases(s)];
+const casesOf = (s: Subject) => [...trustCases(s), ...podIdentityTrustCases(s), ...permissionCases(s)];
 
 t.test('judged by an IAM policy evaluator: every call MLflow and boto3 make is allowed, every neighbour denied', async (t) => {
   const subjects: Array<[string, IamPlan, Config]> = cases.map((c) => [c.name, planOf(c), configOf(c)]);
   for (const files of valuesSets) {
     const config = loadChartValues(files);
-    subjects.push([`--values ${files.map((f) => f.slice(root.length)).join(' ')}`, iamPlan(config, 'oidc.eks.eu-central-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF'), config]);
+    const name = `--values ${files.map((f) => f.slice(root.length)).join(' ')}`;
+    subjects.push([name, iamPlan(config, 'oidc.eks.eu-central-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF'), config]);
+    subjects.push([`${name} --credentials pod-identity`, iamPlan(config, undefined, { credentials: 'pod-identity' }), config]);
   }
   const counts = { allow: 0, deny: 0 };
   for (const [name, plan, config] of subjects) {
@@ -108,7 +135,7 @@ t.test('judged by an IAM policy evaluator: every call MLflow and boto3 make is a
       });
     });
   }
-  t.ok(counts.allow >= 90 && counts.deny >= 300, `evaluated ${counts.allow} allowed and ${counts.deny} denied cases over ${subjects.length} configurations`);
+  t.ok(counts.allow >= 120 && counts.deny >= 600, `evaluated ${counts.allow} allowed and ${counts.deny} denied cases over ${subjects.length} configurations`);
   t.comment(`evaluated ${counts.allow} allowed and ${counts.deny} denied cases over ${subjects.length} configurations`);
 });
 
@@ -145,20 +172,6 @@ t.test('ListBucketMultipartUploads has no s3:prefix to confine it, so a prefixed
 });
 
 t.test('the CLI prints the same JSON, and the aws-cli script creates exactly these documents', async (t) => {
-  // a stand-in `aws` on PATH (plain sh, so it costs no node start-up) that records, per call, its arguments one a line
-  // and copies the documents its file:// arguments point at
-  const bin = join(tmp, 'bin');
-  mkdirSync(bin);
-  writeFileSync(join(bin, 'aws'), [
-    '#!/bin/sh',
-    'n=$(ls "$AWS_RECORD" | wc -l); call="$AWS_RECORD/$n"; mkdir "$call"',
-    'printf \'%s\\n\' "$@" > "$call/args"',
-    'for a in "$@"; do case "$a" in file://*) cp "${a#file://}" "$call/";; esac; done',
-    // as AWS answers: get-role fails for a role that does not exist; the lists print what AWS_INLINE/AWS_ATTACHED hold
-    'case "$2" in get-role) [ -n "${AWS_ROLE_EXISTS:-}" ] || exit 254; printf \'%s\\n\' "${AWS_TRUST:-}";; list-role-policies) printf \'%s\\n\' "${AWS_INLINE:-}";; list-attached-role-policies) printf \'%s\\n\' "${AWS_ATTACHED:-}";; esac',
-    '',
-  ].join('\n'));
-  chmodSync(join(bin, 'aws'), 0o755);
 
   const outputs = await Promise.all(cases.map((c) => Promise.all([
     runCli(['iam-policy', '--config', configFile(c), ...c.args]),
@@ -179,17 +192,27 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
         resolve({ code: err ? Number(err.code) : 0, stderr }));
     });
     t.equal(ran.code, 0, `${c.name}: the script runs (${ran.stderr})`);
-    const calls = readdirSync(record).sort().map((n) => {
+    const calls = readdirSync(record).sort((a, b) => Number(a) - Number(b)).map((n) => {
       const at = (f: string) => join(record, n, f);
       const args = readFileSync(at('args'), 'utf8').split('\n').slice(0, -1);
       const files = Object.fromEntries(readdirSync(join(record, n)).filter((f) => f.endsWith('.json')).map((f) => [`file://${f}`, JSON.parse(readFileSync(at(f), 'utf8'))]));
       return { args, files };
     });
     const role = c.expected.role;
-    t.same(calls.map((x) => x.args.slice(0, 2).join(' ')), ['iam get-role', 'iam create-role', 'iam put-role-policy', 'iam list-role-policies', 'iam list-attached-role-policies'],
-      `${c.name}: a new role: create-role then put-role-policy, then the role's other policies listed`);
+    const association = c.expected.association;
+    t.same(calls.map((x) => x.args.slice(0, 2).join(' ')), ['iam get-role', 'iam create-role', 'iam put-role-policy', 'iam list-role-policies', 'iam list-attached-role-policies',
+      ...(association ? ['eks list-pod-identity-associations', 'eks create-pod-identity-association'] : [])],
+      `${c.name}: a new role: create-role then put-role-policy, then the role's other policies listed${association ? ', then the association looked up and made' : ''}`);
     t.same(calls[1].args, ['iam', 'create-role', '--role-name', role.name, '--path', role.path, '--assume-role-policy-document', 'file://trust-policy.json',
-      '--description', 'MLflow artifacts in S3 via IRSA (mlflow-irsa-webhook)'], `${c.name}: role name and path from roleArn`);
+      '--description', `MLflow artifacts in S3 via ${association ? 'EKS Pod Identity' : 'IRSA'} (mlflow-irsa-webhook)`], `${c.name}: role name and path from roleArn`);
+    if (association) {
+      const { clusterName, namespace, serviceAccount, roleArn } = association;
+      t.same(calls[5].args, ['eks', 'list-pod-identity-associations', '--cluster-name', clusterName, '--namespace', namespace, '--service-account', serviceAccount,
+        '--query', 'associations[].associationId', '--output', 'text'], `${c.name}: the association of our ServiceAccount looked up first`);
+      t.same(calls[6].args, ['eks', 'create-pod-identity-association', '--cluster-name', clusterName, '--namespace', namespace, '--service-account', serviceAccount,
+        '--role-arn', roleArn], `${c.name}: then made, for our ServiceAccount and role`);
+      t.equal(calls[6].args.join(' '), c.expected.commands.at(-1).replace(/^aws /, ''), `${c.name}: the command the JSON names`);
+    }
     t.same(calls[1].files['file://trust-policy.json'], c.expected.trustPolicy, `${c.name}: create-role gets the trust policy`);
     t.same(calls[2].args.slice(2, 6), ['--role-name', role.name, '--policy-name', c.expected.policyName]);
     t.same(calls[2].files['file://s3-policy.json'], c.expected.permissionsPolicy, `${c.name}: put-role-policy gets the S3 policy`);
@@ -228,6 +251,90 @@ t.test('the CLI prints the same JSON, and the aws-cli script creates exactly the
     `  attached arn:aws:iam::aws:policy/AmazonS3FullAccess: aws iam detach-role-policy --role-name ${role} --policy-arn arn:aws:iam::aws:policy/AmazonS3FullAccess`,
     '',
   ].join('\n'), 'the other policies named, each with the command that removes it');
+
+  // Pod Identity: an association of our ServiceAccount that exists already is not made again; one naming another role,
+  // or with its session tags off (the trust policy's tag conditions then deny it), is named with the commands that fix it
+  const pi = cases.findIndex((x) => x.name === 'pod-identity');
+  const piScript = join(tmp, 'pod-identity-existing.sh');
+  writeFileSync(piScript, outputs[pi][1].stdout);
+  const ours = cases[pi].expected.association.roleArn;
+  const runPi = async (extra: Record<string, string>) => {
+    const rec = mkdtempSync(join(tmp, 'pod-identity-calls-'));
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile('sh', [piScript], { env: { ...process.env, AWS_RECORD: rec, PATH: `${bin}:${process.env.PATH}`, ...extra } }, (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
+    });
+    const eks = readdirSync(rec).sort((x, y) => Number(x) - Number(y)).map((n) => readFileSync(join(rec, n, 'args'), 'utf8').split('\n').slice(0, -1)).filter((x) => x[0] === 'eks');
+    return { ...r, eks };
+  };
+  const fix = (call: string, tail: string) => `  aws eks ${call} --cluster-name domino-green --association-id a-4f2c9e${tail}`;
+  let r = await runPi({ AWS_ASSOCIATIONS: 'a-4f2c9e', AWS_ASSOCIATION_ROLE: ours });
+  t.equal(r.code, 0, r.stderr);
+  t.same(r.eks.map((x) => x[1]), ['list-pod-identity-associations', 'describe-pod-identity-association'], 'ours exists: looked up and described, not made again');
+  t.same(r.eks[1].slice(2, 6), ['--cluster-name', 'domino-green', '--association-id', 'a-4f2c9e']);
+  t.equal(r.stderr, `the Pod Identity association a-4f2c9e of domino-platform/mlflow in cluster domino-green exists, with role ${ours}\n`);
+  r = await runPi({ AWS_ASSOCIATIONS: 'a-4f2c9e', AWS_ASSOCIATION_ROLE: 'arn:aws:iam::111122223333:role/old-mlflow-role' });
+  t.same(r.eks.map((x) => x[1]), ['list-pod-identity-associations', 'describe-pod-identity-association'], 'another role: nothing made or changed');
+  t.equal(r.stderr, [
+    `the Pod Identity association a-4f2c9e of domino-platform/mlflow in cluster domino-green names another role, arn:aws:iam::111122223333:role/old-mlflow-role; point it at ${ours}, or delete it and run this script again:`,
+    fix('update-pod-identity-association', ` --role-arn ${ours}`),
+    fix('delete-pod-identity-association', ''),
+    '',
+  ].join('\n'), 'the association named, with the commands that point it at our role or delete it');
+  r = await runPi({ AWS_ASSOCIATIONS: 'a-4f2c9e', AWS_ASSOCIATION_ROLE: ours, AWS_ASSOCIATION_TAGS_OFF: 'True' });
+  t.equal(r.stderr, [
+    'the Pod Identity association a-4f2c9e of domino-platform/mlflow in cluster domino-green has its session tags off, so the trust policy\'s conditions deny it; turn them on:',
+    fix('update-pod-identity-association', ' --no-disable-session-tags'),
+    '',
+  ].join('\n'), 'session tags off: named with the command that turns them on');
+  r = await runPi({ AWS_ASSOCIATIONS: 'None' });
+  t.same(r.eks.map((x) => x[1]), ['list-pod-identity-associations', 'create-pod-identity-association'], 'the CLI\'s "None" for no association: made');
+});
+
+t.test('--credentials and --cluster-name: the mode from the config unless given, and bad combinations refused with exit 2', async (t) => {
+  const example = join(root, 'examples/config.yaml');
+  const piConfig = join(tmp, 'pod-identity-config.yaml');
+  writeFileSync(piConfig, `${readFileSync(example, 'utf8')}\ncredentials: pod-identity\n`);
+  const [fromConfig, fromFlag] = await Promise.all([
+    runCli(['iam-policy', '--config', piConfig, '--cluster-name', 'domino-green']),
+    runCli(['iam-policy', '--config', example, '--credentials', 'pod-identity', '--cluster-name', 'domino-green']),
+  ]);
+  t.equal(fromConfig.code, 0, fromConfig.stderr);
+  t.same(fromConfig, fromFlag, 'credentials: pod-identity in the config is --credentials pod-identity');
+  const back = await runCli(['iam-policy', '--config', piConfig, '--credentials', 'irsa', '--oidc-provider', PROVIDER]);
+  t.same(JSON.parse(back.stdout), cases.find((c) => c.name === 'procedure-example')!.expected, '--credentials irsa beats the config, and gives the irsa document unchanged');
+  const bad: Array<[string[], RegExp]> = [
+    [['--config', example, '--credentials', 'kiam'], /iam-policy: --credentials "kiam" is not one of irsa, pod-identity/],
+    [['--config', piConfig, '--format', 'aws-cli'], /iam-policy: --cluster-name is required with credentials pod-identity and --output aws-cli: the script makes the Pod Identity association/],
+    [['--config', piConfig, '--cluster-name', 'blue green'], /iam-policy: --cluster-name "blue green" is not an EKS cluster name \(1 to 100 letters, digits, - and _/],
+    [['--config', example, '--oidc-provider', PROVIDER, '--cluster-name', 'domino-green'], /iam-policy: --cluster-name names the cluster of a Pod Identity association, which credentials irsa has none of/],
+    [['--config', example], /iam-policy: --oidc-provider is required with credentials irsa/],
+  ];
+  const ran = await Promise.all(bad.map(([args]) => runCli(['iam-policy', ...args])));
+  bad.forEach(([args, message], i) => {
+    t.equal(ran[i].code, 2, `${args.slice(2).join(' ')} → exit 2`);
+    t.match(ran[i].stderr, message);
+    t.equal(ran[i].stdout, '', 'nothing on stdout');
+  });
+  // a role path may hold any printable character: the script quotes the ARN, and prints it without evaluating it
+  const odd = join(tmp, 'odd-role.yaml');
+  const oddRole = 'arn:aws:iam::111122223333:role/team$(touch${IFS}pwned)`touch${IFS}pwned`\\c"x\'/mlflow';
+  writeFileSync(odd, stringify({ roleArn: oddRole, artifactsDestination: 's3://sw-domino-project-based-mlflow', credentials: 'pod-identity' }));
+  const oddScript = await runCli(['iam-policy', '--config', odd, '--cluster-name', 'domino-green', '--format', 'aws-cli']);
+  t.equal(oddScript.code, 0, oddScript.stderr);
+  const work = mkdtempSync(join(tmp, 'odd-'));
+  writeFileSync(join(work, 'create-role.sh'), oddScript.stdout);
+  const oddRun = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile('sh', ['create-role.sh'], { cwd: work, env: { ...process.env, AWS_RECORD: mkdtempSync(join(tmp, 'odd-calls-')), PATH: `${bin}:${process.env.PATH}`, AWS_ASSOCIATIONS: 'a-1', AWS_ASSOCIATION_ROLE: 'arn:aws:iam::111122223333:role/old' } },
+      (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
+  });
+  t.equal(oddRun.code, 0, oddRun.stderr);
+  t.ok(oddRun.stderr.includes(`point it at ${oddRole}, or delete it`), 'the ARN printed as it is');
+  t.ok(oddRun.stderr.includes(`--association-id a-1 --role-arn ${oddRole}\n`));
+  t.same(readdirSync(work), ['create-role.sh'], 'nothing in it ran');
+
+  const noCluster = await runCli(['iam-policy', '--config', piConfig]);
+  t.equal(noCluster.code, 0, 'the JSON needs no cluster');
+  t.notOk('association' in JSON.parse(noCluster.stdout), 'and then names no association');
 });
 
 t.test('a malformed OIDC provider, prefix or KMS key is refused with exit 2 naming the value and the rule', async (t) => {

@@ -213,6 +213,34 @@ t.test('restart-target', async (t) => {
     t.same(requestLine(stub), [`GET ${deploymentPath}`]);
   });
 
+  t.test('credentials pod-identity: the IRSA-mutated Deployment is restarted once through a pod-identity webhook, which takes IRSA out', async (t) => {
+    const podIdentity = parseConfig({ ...JSON.parse(JSON.stringify(config)), credentials: 'pod-identity' });
+    const hook = buildServer({ config: podIdentity, tls: await createServingCert(['localhost'], 1, ca), logger: createLogger('silent') });
+    await hook.app.listen({ port: 0, host: 'localhost' });
+    t.teardown(() => hook.app.close());
+    const hookPort = (hook.app.server.address() as { port: number }).port;
+    const stub = await stubFor(t);
+    stub.admission = { url: `https://localhost:${hookPort}/mutate`, ca: ca.cert };
+    stub.seed(deploymentPath, k8sFixture('deployment-mlflow-mutated'));
+    // the ServiceAccount as IRSA mode annotated it: while it names the role, EKS's webhook gives new pods web identity
+    const saPath = '/api/v1/namespaces/domino-platform/serviceaccounts/mlflow';
+    const sa = k8sFixture('serviceaccount-mlflow');
+    stub.seed(saPath, { ...sa, metadata: { ...sa.metadata, annotations: { ...sa.metadata.annotations, 'eks.amazonaws.com/role-arn': config.roleArn, 'eks.amazonaws.com/sts-regional-endpoints': 'true' } } });
+    const piOpts = opts;
+    t.equal(await restartTarget(await kubeClient(stub.kubeconfig), podIdentity, piOpts, capture().log), 'restarted', 'the IRSA shape lacks the pod-identity mutation');
+    t.same(requestLine(stub), [`GET ${deploymentPath}`, `PATCH ${deploymentPath}?dryRun=All application/strategic-merge-patch+json`, `GET ${saPath}`,
+      `PATCH ${saPath} application/merge-patch+json`, `PATCH ${deploymentPath} application/strategic-merge-patch+json`],
+    'the webhook answers the dry run, then the role annotation comes off the ServiceAccount, then the restart');
+    t.same(stub.requests[3].body, { metadata: { annotations: { 'eks.amazonaws.com/role-arn': null, 'eks.amazonaws.com/sts-regional-endpoints': null } } });
+    t.same(stub.object(saPath).metadata.annotations, sa.metadata.annotations, 'other annotations stay');
+    const live = stub.object(deploymentPath);
+    t.same(planPatch(buildMutators(podIdentity).deployment, live).patch, [], 'the stored Deployment carries the pod-identity shape');
+    t.notOk(JSON.stringify(live.spec.template.spec).includes('AWS_WEB_IDENTITY_TOKEN_FILE'), 'no web identity left');
+    const before = stub.requests.length;
+    t.equal(await restartTarget(await kubeClient(stub.kubeconfig), podIdentity, piOpts, capture().log), 'already-mutated', 'a second run leaves it alone');
+    t.same(requestLine(stub).slice(before), [`GET ${deploymentPath}`], 'and reads nothing else');
+  });
+
   t.test('no Deployment yet (404): nothing to restart', async (t) => {
     const stub = await stubFor(t);
     t.equal(await restartTarget(await kubeClient(stub.kubeconfig), config, opts, capture().log), 'absent');

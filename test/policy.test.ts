@@ -13,7 +13,7 @@ import { isCelError, run } from '@bufbuild/cel';
 import { stringify } from 'yaml';
 import { parseConfigText, type Config } from '../src/config.js';
 import { deploymentPlan, mutateDeployment } from '../src/mutators/deployment.js';
-import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
+import { admissionFixtures, exampleConfig, fixture, root } from './helpers/fixtures.js';
 import { find, FULL, NS, one, render, TARGET_NS, validateAll, WITH_POLICY_API, type Obj } from './helpers/chart.js';
 
 interface Validation { expression: string; message: string }
@@ -94,14 +94,21 @@ t.test('chart defaults with examples/config.yaml as the values: the recorded fix
       /container "mlflow" lacks env AWS_ROLE_ARN="arn:aws:iam::111122223333:role\/sw-mlflow-full-access"/,
       /container "mlflow" lacks env AWS_WEB_IDENTITY_TOKEN_FILE="\/var\/run\/secrets\/eks.amazonaws.com\/serviceaccount\/token"/,
       /container "mlflow" lacks env MLFLOW_ARTIFACTS_DESTINATION="s3:\/\/sw-domino-project-based-mlflow"/,
-      /container "mlflow" still has env AWS_CONFIG_FILE, which the webhook removes/,
+      ...config.removeEnv.map((name) => new RegExp(`container "mlflow" still has env ${name}, which the webhook removes`)),
     ]);
+    t.ok(config.removeEnv.includes('AWS_CONFIG_FILE'), 'the procedure\'s AWS_CONFIG_FILE among them');
   });
 
-  t.test('the unmutated Deployment fails every validation', async (t) => {
+  t.test('the unmutated Deployment fails every validation but those for removeEnv names it never had', async (t) => {
     const original = unmutated();
     t.ok(matches(policy, original), 'it is the target');
-    t.same(failing(policy, original), policy.spec.validations.map((v: Validation) => v.message));
+    const carried = new Set(container(original, 'mlflow').env.map((e: Obj) => e.name));
+    const expected = policy.spec.validations.map((v: Validation) => v.message).filter((m: string) => {
+      const removed = /still has env (\S+),/.exec(m)?.[1];
+      return removed === undefined || carried.has(removed);
+    });
+    t.ok(expected.some((m: string) => m.includes('still has env AWS_CONFIG_FILE,')), 'Domino\'s AWS_CONFIG_FILE is among them');
+    t.same(failing(policy, original), expected);
   });
 
   t.test('without the target container, every container check fails and the pod-level ones still hold', async (t) => {
@@ -154,7 +161,8 @@ t.test('other values: every value is an escaped CEL string, and the policy accep
   t.equal(config.artifactsDestination, 's3://sw-domino-project-based-mlflow/team', 'the loader strips the slash');
 
   const { object: mutated, warnings } = mutateDeployment(unmutated(), deploymentPlan(config));
-  t.same(warnings, []);
+  t.match(warnings, [/removed env AWS_CONFIG_FILE from container "mlflow"/], 'the one removal is named');
+  t.equal(warnings.length, 1);
   specify(t, policy, config, mutated);
   t.same(failing(policy, unmutated()), policy.spec.validations.map((v: Validation) => v.message).filter((m: string) => !m.includes('AWS_PROFILE')),
     'the unmutated Deployment fails every validation but the one for AWS_PROFILE, which it never had');
@@ -166,4 +174,38 @@ t.test('other values: every value is an escaped CEL string, and the policy accep
   env.value = env.value.replace('\\', '\\\\');
   t.same(failing(policy, edited).length, 1, 'a doubled backslash is another role');
   t.notMatch(policy.spec.validations.map((v: Validation) => v.message).join(''), /\n/, 'no line break in any message');
+});
+
+t.test('credentials pod-identity: the webhook\'s answers pass; IRSA left in the container fails, each part with its message', async (t) => {
+  const { policy, config } = await policyFor(t, [exampleConfig, join(root, 'test/fixtures/admission/pod-identity/config.yaml')]);
+  t.equal(config.credentials, 'pod-identity');
+  const messages = policy.spec.validations.map((v: Validation) => v.message);
+  t.notOk(messages.some((m: string) => /lacks volume|lacks the volumeMount|lacks env AWS_/.test(m)), 'no IRSA part is required');
+  const answers = admissionFixtures('pod-identity').filter((f) => f.review.request?.resource?.resource === 'deployments' && f.patched);
+  t.ok(answers.length >= 4, 'the pod-identity fixtures hold target Deployments');
+  for (const f of answers) t.same(failing(policy, f.patched), [], `${f.name}: the webhook's answer passes`);
+
+  // what IRSA mode left, before the webhook's pod-identity answer: exactly the IRSA parts fail
+  const irsa = fixture('deployment-update-irsa-mutated', 'pod-identity').review.request.object;
+  t.same(failing(policy, irsa), messages.filter((m: string) => /still mounts IRSA's token|still has env AWS_(ROLE_ARN|WEB_IDENTITY_TOKEN_FILE),/.test(m)), 'the IRSA-mutated Deployment fails for its token mount and web identity');
+
+  const mutated = fixture('deployment-create', 'pod-identity').patched;
+  const c = (d: Obj) => container(d, config.container);
+  const cases: Array<[string, string, (d: Obj) => void]> = [
+    ['destination missing', 'lacks env MLFLOW_ARTIFACTS_DESTINATION=', (d) => { c(d).env = c(d).env.filter((e: Obj) => e.name !== 'MLFLOW_ARTIFACTS_DESTINATION'); }],
+    ['AWS_ROLE_ARN back', 'still has env AWS_ROLE_ARN,', (d) => { c(d).env.push({ name: 'AWS_ROLE_ARN', value: config.roleArn }); }],
+    ['AWS_WEB_IDENTITY_TOKEN_FILE back', 'still has env AWS_WEB_IDENTITY_TOKEN_FILE,', (d) => { c(d).env.push({ name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: `${config.token.mountPath}/token` }); }],
+    ['the manual procedure\'s token mount', 'still mounts IRSA\'s token', (d) => { c(d).volumeMounts.push({ name: 'aws-user-token', mountPath: `${config.token.mountPath}/` }); }],
+    ['our token volume mounted elsewhere', 'still mounts IRSA\'s token', (d) => { c(d).volumeMounts.push({ name: config.token.volumeName, mountPath: '/tmp/token' }); }],
+    ...config.removeEnv.map((name): [string, string, (d: Obj) => void] => [`${name} present`, `still has env ${name},`, (d) => { c(d).env.push({ name, value: 'x' }); }]),
+  ];
+  for (const [part, names, edit] of cases) {
+    const copy = structuredClone(mutated);
+    edit(copy);
+    const expected = messages.filter((m: string) => m.includes(names));
+    t.equal(expected.length, 1, `${part}: exactly one validation message says "${names}"`);
+    t.same(failing(policy, copy), expected, `${part}: fails with "${expected[0]}"`);
+  }
+  // a sidecar's own mount of the token volume is no concern of the policy (the webhook keeps that volume)
+  t.same(failing(policy, fixture('deployment-update-sidecar-mounts-token', 'pod-identity').patched), []);
 });

@@ -110,13 +110,15 @@ const loopConfig = parseConfig({
   server: { drainSeconds: 0 },
 });
 
-async function world(t: Test, opts: { webhook?: boolean } = {}) {
+async function world(t: Test, opts: { webhook?: boolean; config?: typeof loopConfig } = {}) {
+  const config = opts.config ?? loopConfig;
+  const worldMutators = opts.config ? buildMutators(config) : mutators;
   const stub = await startK8sStub();
   t.teardown(() => stub.close());
   if (opts.webhook !== false) {
     const ca = await createCa('webhook-ca', 1);
     const pair = await createServingCert(['localhost'], 1, ca);
-    const hook = buildServer({ config: loopConfig, tls: pair, logger: quiet(), metrics: createMetrics(false) });
+    const hook = buildServer({ config, tls: pair, logger: quiet(), metrics: createMetrics(false) });
     await hook.app.listen({ port: 0, host: '127.0.0.1' });
     t.teardown(() => hook.app.close());
     stub.admission = { url: `https://localhost:${(hook.app.server.address() as any).port}/mutate`, ca: ca.cert };
@@ -131,7 +133,7 @@ async function world(t: Test, opts: { webhook?: boolean } = {}) {
   const make = (identity: string, extra: Partial<ReconcilerOptions> = {}) => {
     const log = logSink();
     const metrics = createMetrics(false);
-    const r = new Reconciler({ config: loopConfig, mutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook', checkTimeoutMs: 1000, ...extra });
+    const r = new Reconciler({ config, mutators: worldMutators, api: client, logger: log.logger, metrics, identity, leaseNamespace: 'mlflow-irsa-webhook', checkTimeoutMs: 1000, ...extra });
     t.teardown(() => r.stop());
     return { r, log, metrics };
   };
@@ -260,6 +262,39 @@ t.test('loop: a 409 on the restart patch is retried; the ServiceAccount is re-an
   t.same(sa[0].body, { metadata: { annotations: serviceAccountPlan(loopConfig).annotations } });
   t.equal(w.stub.object(SA).metadata.annotations['meta.helm.sh/release-name'], 'mlflow', 'other annotations stay');
   t.match(await a.metrics.registry.metrics(), /repairs_total\{object="serviceaccount"\} 1/);
+});
+
+t.test('loop: switching to pod-identity restarts an IRSA-mutated mlflow once and takes the role annotation off its ServiceAccount', async (t) => {
+  const podIdentity = parseConfig({ ...JSON.parse(JSON.stringify(loopConfig)), credentials: 'pod-identity' });
+  const w = await world(t, { config: podIdentity });
+  // as the irsa mode left them: the mutated Deployment (the seeded ServiceAccount carries the IRSA annotations)
+  w.stub.seed(DEP, k8sFixture('deployment-mlflow-mutated'));
+  t.equal(lacksMutation(buildMutators(podIdentity).deployment, w.stub.object(DEP)), true, 'the IRSA shape lacks the pod-identity mutation');
+  const a = w.make('pod-a');
+  await a.r.checkNow();
+  const restarts = w.patches().filter((q) => !q.path.includes('dryRun'));
+  t.equal(restarts.length, 1, 'one restart');
+  const live = w.stub.object(DEP);
+  t.equal(lacksMutation(buildMutators(podIdentity).deployment, live), false, 'the restarted Deployment carries the pod-identity shape');
+  const mlflow = live.spec.template.spec.containers.find((c: any) => c.name === 'mlflow');
+  t.same(mlflow.env.filter((e: any) => /^AWS_(ROLE_ARN|WEB_IDENTITY_TOKEN_FILE)$/.test(e.name)), [], 'no web identity left');
+  t.notOk(live.spec.template.spec.volumes.some((v: any) => v.name === 'aws-iam-token'), 'no token volume');
+  t.ok(a.log.lines.some((l) => /restarted: the new pod template carries the mutation/.test(l.msg)));
+
+  const sa = w.patches(SA);
+  t.equal(sa.length, 1, 'one ServiceAccount repair');
+  t.equal(sa[0].contentType, 'application/merge-patch+json');
+  t.same(sa[0].body, { metadata: { annotations: { 'eks.amazonaws.com/role-arn': null, 'eks.amazonaws.com/sts-regional-endpoints': null } } }, 'a merge patch that removes exactly those two');
+  const annotations = w.stub.object(SA).metadata.annotations;
+  t.notOk('eks.amazonaws.com/role-arn' in annotations, 'the role annotation is gone');
+  t.equal(annotations['meta.helm.sh/release-name'], 'mlflow', 'other annotations stay');
+  t.ok(a.log.lines.some((l) => l.decision === 'annotate' && /IRSA's role-arn annotation/.test(l.reason)), 'the repair says why');
+  const at = (path: string) => w.stub.requests.findIndex((q) => q.method === 'PATCH' && q.path === path);
+  t.ok(at(SA) >= 0 && at(SA) < at(DEP), 'the ServiceAccount first: a pod started while it names a role would get web identity again');
+
+  await a.r.checkNow();
+  t.equal(w.patches().filter((q) => !q.path.includes('dryRun')).length, 1, 'no second restart');
+  t.equal(w.patches(SA).length, 1, 'no second ServiceAccount patch');
 });
 
 t.test('loop: a webhook the API server cannot reach yet gets a dry-run rehearsal, not a restart', async (t) => {

@@ -97,7 +97,8 @@ async function startServe(what: string, server: Record<string, unknown>, pair: {
   const port = await freePort();
   const config = writeConfig({ server, logLevel: 'info' });
   const p = runCli(what, ['serve', '--config', config, '--port', String(port), '--host', '127.0.0.1', '--tls-cert', pair.cert, '--tls-key', pair.key]);
-  const lines = () => p.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  // complete lines only: a read of the child's stdout may end in the middle of one (a burst over the pipe's buffer)
+  const lines = () => p.stdout().split('\n').slice(0, -1).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what}: serve did not report listening:\n${p.stdout()}${p.stderr()}`)), 30_000);
     const check = () => {

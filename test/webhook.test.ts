@@ -8,7 +8,7 @@ import { createLogger, lazyChildLogger } from '../src/log.js';
 import { decisionLogger, pinoDecisionLogger } from '../src/decision.js';
 import { createMetrics } from '../src/metrics.js';
 import { createServingCert, type KeyPair } from '../src/tls.js';
-import { admissionFixtures, exampleConfig, fixture } from './helpers/fixtures.js';
+import { admissionFixtures, exampleConfig, fixture, fixtureFolders } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
 import { cowArbitraries, edit } from './helpers/cow-edits.js';
 import { validateK8s } from './helpers/k8s-schema.js';
@@ -65,13 +65,15 @@ t.before(async () => {
   pair = await createServingCert(['localhost'], 1);
 });
 
-t.test('recorded AdmissionReview fixtures', async (t) => {
-  const { s } = server();
-  t.teardown(() => s.app.close());
-  const cases = admissionFixtures();
-  t.ok(cases.length >= 15, `fixtures found: ${cases.length}`);
-  for (const c of cases) {
-    t.test(c.name, async (t) => {
+t.test('recorded AdmissionReview fixtures, each folder answered with its own config', async (t) => {
+  const folders = fixtureFolders();
+  t.same(folders.map((f) => f.folder), ['', 'pod-identity'], 'the top folder (examples/config.yaml) and one a config');
+  for (const { folder, configFile } of folders) {
+    const { s } = server({ cfg: loadConfig(configFile) });
+    t.teardown(() => s.app.close());
+    const cases = admissionFixtures(folder);
+    t.ok(cases.length >= (folder ? 7 : 15), `${folder || 'top folder'}: fixtures found: ${cases.length}`);
+    for (const c of cases) await t.test(`${folder ? `${folder}/` : ''}${c.name}`, async (t) => {
       const req = c.review.request;
       const { status, body } = await post(s, c.review);
       t.equal(status, 200);
@@ -146,6 +148,52 @@ t.test('goldens say what the issue asks, independent of the code under test', as
   t.equal(sa['eks.amazonaws.com/role-arn'], config.roleArn);
   t.equal(sa['eks.amazonaws.com/sts-regional-endpoints'], 'true');
   t.equal(sa['example.com/owner'], 'platform-team', 'other annotations stay');
+});
+
+t.test('pod-identity goldens say what the issue asks: no IRSA left, the destination and region set, sidecars excluded', async (t) => {
+  const TOKEN_DIR = '/var/run/secrets/eks.amazonaws.com/serviceaccount';
+  const WEB_IDENTITY = ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE'];
+  const dir = (p: string) => p.replace(/\/+$/, '');
+  const deployments = ['deployment-create', 'deployment-update-irsa-mutated', 'deployment-update-manual-procedure', 'deployment-update-sidecar-mounts-token'];
+  for (const name of deployments) {
+    const c = fixture(name, 'pod-identity');
+    const before = c.review.request.object.spec.template.spec;
+    const pod = c.patched.spec.template.spec;
+    const all = [...pod.containers, ...(pod.initContainers ?? [])];
+    const mlflow = pod.containers.find((x: any) => x.name === 'mlflow');
+    const env = Object.fromEntries(mlflow.env.map((e: any) => [e.name, e.value]));
+    t.equal(env.MLFLOW_ARTIFACTS_DESTINATION, 's3://sw-domino-project-based-mlflow', `${name}: the destination`);
+    t.same([env.AWS_REGION, env.AWS_DEFAULT_REGION], ['us-west-2', 'us-west-2'], `${name}: the region, in the variable botocore reads too`);
+    for (const v of [...WEB_IDENTITY, 'AWS_CONFIG_FILE']) t.notOk(v in env, `${name}: no ${v} in mlflow`);
+    // EKS's own webhook injects Pod Identity's variables into the pod; the Deployment must not carry them
+    for (const v of ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE']) t.notOk(v in env, `${name}: ${v} left to EKS's webhook`);
+    t.notOk(all.some((x: any) => (x.env ?? []).some((e: any) => WEB_IDENTITY.includes(e.name))), `${name}: no container carries web identity`);
+    t.notOk((mlflow.volumeMounts ?? []).some((m: any) => dir(m.mountPath) === TOKEN_DIR || m.name === 'aws-iam-token'), `${name}: no IRSA token mount in mlflow`);
+    const volumes = new Set((pod.volumes ?? []).map((v: any) => v.name));
+    for (const x of all) for (const m of x.volumeMounts ?? []) t.ok(volumes.has(m.name), `${name}: ${x.name}'s mount ${m.name} has its volume`);
+    const mounted = new Set(all.flatMap((x: any) => (x.volumeMounts ?? []).map((m: any) => m.name)));
+    const tokens = (pod.volumes ?? []).filter((v: any) => v.projected?.sources?.some((src: any) => src.serviceAccountToken?.audience === 'sts.amazonaws.com'));
+    t.ok(tokens.every((v: any) => mounted.has(v.name)), `${name}: an STS token volume is left only where another container still mounts it`);
+    t.equal(c.patched.spec.template.metadata.annotations['eks.amazonaws.com/skip-containers'], 'nginx-auth,wait-for-postgres', `${name}: EKS's webhook leaves every container but mlflow alone`);
+    for (const x of pod.containers.filter((x: any) => x.name !== 'mlflow')) t.same(x, before.containers.find((y: any) => y.name === x.name), `${name}: ${x.name} untouched`);
+  }
+  const irsa = fixture('deployment-update-irsa-mutated', 'pod-identity');
+  t.ok(irsa.warnings.some((w) => /removed env AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE\b.*before Pod Identity/.test(w)), 'the web identity removed, and why, in a warning');
+  t.ok(irsa.warnings.some((w) => /removed volume "aws-iam-token"/.test(w)) && irsa.warnings.some((w) => /removed volumeMount "aws-iam-token"/.test(w)), 'the token volume and mount, each named');
+  t.notOk(fixture('deployment-update-manual-procedure', 'pod-identity').patched.spec.template.spec.volumes.some((v: any) => v.name === 'aws-user-token'), 'the manual procedure\'s token volume goes with its mount');
+  const sidecar = fixture('deployment-update-sidecar-mounts-token', 'pod-identity');
+  t.ok(sidecar.patched.spec.template.spec.volumes.some((v: any) => v.name === 'aws-user-token'), 'a token volume a sidecar still mounts stays, or the API server would refuse the pod');
+  t.ok(sidecar.warnings.some((w) => /kept volume "aws-user-token"/.test(w)), 'and a warning says so');
+
+  const annotations = (name: string) => fixture(name, 'pod-identity').patched.metadata.annotations ?? {};
+  for (const name of ['serviceaccount-create', 'serviceaccount-update', 'serviceaccount-update-irsa-annotated']) {
+    t.notOk('eks.amazonaws.com/role-arn' in annotations(name), `${name}: no role-arn annotation (EKS would inject web identity)`);
+    t.notOk('eks.amazonaws.com/sts-regional-endpoints' in annotations(name), `${name}: nor regional STS`);
+  }
+  t.equal(annotations('serviceaccount-update')['example.com/owner'], 'platform-team', 'other annotations stay');
+  t.match(fixture('serviceaccount-update', 'pod-identity').warnings, [/removed eks\.amazonaws\.com\/role-arn "arn:aws:iam::111122223333:role\/old-mlflow-role"/], 'the removed role is named');
+  t.match(fixture('serviceaccount-update-irsa-annotated', 'pod-identity').warnings, [/role\/sw-mlflow-full-access" and eks\.amazonaws\.com\/sts-regional-endpoints/]);
+  t.same(fixture('serviceaccount-create', 'pod-identity').warnings, [], 'nothing to remove, nothing said');
 });
 
 t.test('patches are minimal and use JSON-pointer escaping', async (t) => {

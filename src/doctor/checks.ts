@@ -7,13 +7,13 @@ import { installedDifferences, type Aspect, type Installed, type Legacy } from '
 import { expectedFingerprints } from '../db/fingerprint.js';
 import type { PolicySurvey, ResolvedPolicy } from '../db/policy.js';
 import { AUDIT_TABLE_NAME, POLICY_TRIGGER_NAME } from '../db/sql.js';
-import { parseRoleArn, shellQuote, trustPolicy } from '../iam-policy.js';
+import { NAMESPACE_TAG, parseRoleArn, POD_IDENTITY_SERVICE, podIdentityTrustPolicy, SERVICE_ACCOUNT_TAG, shellQuote, trustPolicy, type RoleRef } from '../iam-policy.js';
 import { cannotMutate, planPatch, type JsonObject, type Mutate, type Mutators } from '../mutators/index.js';
 import { isObject, jsonEqual } from '../mutators/json.js';
-import { ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
+import { REGIONAL_STS_ANNOTATION, ROLE_ARN_ANNOTATION, serviceAccountPlan } from '../mutators/service-account.js';
 import { lacksMutation, rolloutInProgress } from '../reconcile/decide.js';
-import { ROLE_ARN_ENV, SKIP_CONTAINERS_ANNOTATION } from '../mutators/deployment.js';
-import { destinationFlags, overridingKeys, removalReason, type EnvSource } from '../mutators/overrides.js';
+import { deploymentPlan, probeEnv, SKIP_CONTAINERS_ANNOTATION } from '../mutators/deployment.js';
+import { destinationFlags, overridingKeys, POD_IDENTITY_ENV, removalReason, WEB_IDENTITY_ENV, type EnvSource } from '../mutators/overrides.js';
 import { daysLeft, EXPIRY_WARN_DAYS, pemBlocks } from '../tls.js';
 import { judgeMigration } from './migration.js';
 
@@ -108,7 +108,12 @@ export interface DoctorFacts {
   readonly trust?: TrustFacts;
   /** undefined: reconcile.enabled is false */
   readonly lease?: Read<LeaseFacts>;
+  /** the EKS Pod Identity Agent's DaemonSet; undefined: credentials irsa (not read) */
+  readonly podIdentityAgent?: Read<JsonObject>;
 }
+
+/** The DaemonSet of EKS's Pod Identity Agent add-on, which serves Pod Identity's credentials on every node. */
+export const POD_IDENTITY_AGENT = { namespace: 'kube-system', name: 'eks-pod-identity-agent' } as const;
 
 export interface DoctorContext {
   readonly config: Config;
@@ -152,6 +157,7 @@ export const GROUP_TITLES: Readonly<Record<string, string>> = {
   deployment: 'mlflow Deployment',
   pods: 'Running pods',
   serviceaccount: 'mlflow ServiceAccount',
+  'pod-identity': 'EKS Pod Identity',
   trigger: 'Tracking-database trigger',
   migration: 'Artifacts from the replaced destination',
   iam: 'IAM trust policy',
@@ -375,22 +381,21 @@ function judgeEndpoints(f: DoctorFacts, c: DoctorContext): Verdict {
 
 // ---- the API server really calls it -----------------------------------------------------------------------------
 
-/** The env entry the dry run removes from a mutated Deployment: it comes back only if the webhook puts it back. */
-export const DRY_RUN_PROBE_ENV = ROLE_ARN_ENV;
-
 /**
  * The JSON patch of doctor's dry run: a no-op for a Deployment without the mutation, else the removal of one env
- * entry the webhook owns (guarded by a test op). Either way, the answer carries the mutation only if the webhook ran.
+ * entry the webhook owns (the first it writes: AWS_ROLE_ARN with irsa, MLFLOW_ARTIFACTS_DESTINATION with
+ * pod-identity), guarded by a test op. Either way, the answer carries the mutation only if the webhook ran.
  */
 export function dryRunPatch(deployment: JsonObject, config: Config): JsonObject[] {
+  const probe = probeEnv(deploymentPlan(config));
   const containers = list(obj(obj(obj(deployment.spec).template).spec).containers);
   const at = containers.findIndex((x) => x.name === config.container);
   if (at < 0) return [];
   const env = Array.isArray(containers[at].env) ? containers[at].env : [];
-  const i = env.findIndex((e) => isObject(e) && e.name === DRY_RUN_PROBE_ENV);
+  const i = env.findIndex((e) => isObject(e) && e.name === probe);
   if (i < 0) return [];
   const path = `/spec/template/spec/containers/${at}/env/${i}`;
-  return [{ op: 'test', path: `${path}/name`, value: DRY_RUN_PROBE_ENV }, { op: 'remove', path }];
+  return [{ op: 'test', path: `${path}/name`, value: probe }, { op: 'remove', path }];
 }
 
 function judgeDryRun(f: DoctorFacts, c: DoctorContext): Verdict {
@@ -454,7 +459,8 @@ function judgeTemplate(f: DoctorFacts, c: DoctorContext): Verdict {
     return fail(`${what}'s pod template lacks the mutation (${short(missingParts(c.mutators.deployment, f.deployment.value, c.config.container))}): it rolled out while the webhook was not called`,
       sh`kubectl -n ${namespace} rollout restart deployment/${deployment}`);
   }
-  return pass(`${what}'s pod template carries the token volume, its mount and the AWS env`);
+  return pass(c.config.credentials === 'irsa' ? `${what}'s pod template carries the token volume, its mount and the AWS env`
+    : `${what}'s pod template carries the AWS env, and no IRSA token or web identity (credentials pod-identity)`);
 }
 
 /** The configured container of a Deployment (or of a pod as a template), {} when it has none. */
@@ -482,7 +488,7 @@ function judgeCredentials(f: DoctorFacts, c: DoctorContext): Verdict {
     }
     const names = overridingKeys(source, keys.value, removeEnv);
     if (names.length === 0) continue;
-    found.push(`${what} brings ${names.join(', ')} (${removalReason(names[0])})`);
+    found.push(`${what} brings ${names.join(', ')} (${removalReason(names[0], c.config.credentials)})`);
     fixes.push(`kubectl -n ${namespace} edit ${resource} ${shellQuote(source.name)}`);
   }
   if (found.length > 0) {
@@ -639,7 +645,52 @@ function currentPodsVerdict(f: DoctorFacts, c: DoctorContext): Verdict {
     return fail(`${bad.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} lack the mutation (${str(meta(first).name)}: ${short(missingParts(c.mutators.deployment, asTemplate(first), c.config.container))})`,
       sh`kubectl -n ${namespace} delete pod ${bad.map((p) => str(meta(p).name) ?? '?')}`);
   }
-  return pass(`${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry the token volume, one mount on ${c.config.token.mountPath}, the AWS env and none of ${c.config.removeEnv.join(', ') || '(removeEnv)'}`);
+  const removeEnv = c.config.removeEnv.join(', ') || '(removeEnv)';
+  return pass(c.config.credentials === 'irsa'
+    ? `${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry the token volume, one mount on ${c.config.token.mountPath}, the AWS env and none of ${removeEnv}`
+    : `${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry the AWS env, no IRSA token or web identity, and none of ${removeEnv}`);
+}
+
+/** The env names of the configured container of a pod. */
+const envNames = (pod: JsonObject, container: string): Set<string> =>
+  new Set(list(containerOf(asTemplate(pod), container).env).map((e) => str(e.name)).filter((n): n is string => n !== undefined));
+const podNames = (pods: readonly JsonObject[]) => short(pods.map((p) => str(meta(p).name) ?? '?'));
+
+/**
+ * Which credentials botocore finds in the running mlflow pods: web identity (IRSA, before the container provider in
+ * its chain) or the container credentials EKS's webhook adds for a Pod Identity association.
+ */
+function judgePodCredentials(f: DoctorFacts, c: DoctorContext): Verdict {
+  const { namespace, deployment, serviceAccount, container, roleArn } = c.config;
+  const r = podReads(f);
+  if (!r.value) return fail(r.error!, canI('list', 'pods', namespace));
+  const { current, currentPods } = r.value;
+  if (!current || currentPods.length === 0) return skip('no running pod of the current ReplicaSet (see pods.current)');
+  const rsName = str(meta(current).name);
+  const web = (p: JsonObject) => WEB_IDENTITY_ENV.some((n) => envNames(p, container).has(n));
+  const podIdentity = (p: JsonObject) => POD_IDENTITY_ENV.every((n) => envNames(p, container).has(n));
+  const associations = `aws eks list-pod-identity-associations --cluster-name <cluster> --namespace ${namespace} --service-account ${serviceAccount}`;
+  const webNames = WEB_IDENTITY_ENV.join(', ');
+  const piNames = POD_IDENTITY_ENV.join(', ');
+  if (c.config.credentials === 'irsa') {
+    const both = currentPods.filter((p) => web(p) && podIdentity(p));
+    if (both.length > 0) {
+      return warn(`${both.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} (${podNames(both)}) carry both web identity (${webNames}) and Pod Identity's ${piNames}: botocore uses web identity, so IRSA and ${roleArn}; a Pod Identity association for ${namespace}/${serviceAccount} exists beside it`,
+        `${associations}  # delete it, or move to it: credentials pod-identity (docs/operator-guide.md, "Choosing IRSA or Pod Identity")`);
+    }
+    return pass(`${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry no Pod Identity credentials beside web identity: botocore uses IRSA`);
+  }
+  const withWeb = currentPods.filter(web);
+  if (withWeb.length > 0) {
+    return fail(`${withWeb.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} (${podNames(withWeb)}) carry web identity (${webNames}), which botocore uses before Pod Identity's credentials: mlflow still runs on IRSA`,
+      `kubectl -n ${namespace} rollout restart deployment/${deployment}  # once serviceaccount.annotation passes: EKS adds web identity while the ServiceAccount names a role`);
+  }
+  const without = currentPods.filter((p) => !podIdentity(p));
+  if (without.length > 0) {
+    return fail(`${without.length} of ${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} (${podNames(without)}) lack ${piNames}: EKS found no Pod Identity association for ${namespace}/${serviceAccount} when they started, so botocore finds no credentials`,
+      `${associations}  # create it (iam-policy --credentials pod-identity --output aws-cli), then: kubectl -n ${namespace} rollout restart deployment/${deployment}`);
+  }
+  return pass(`${plural(currentPods.length, 'pod')} of ReplicaSet ${rsName} carry Pod Identity's ${piNames} and no web identity: botocore uses Pod Identity`);
 }
 
 function judgeOldPods(f: DoctorFacts, c: DoctorContext): Verdict {
@@ -660,14 +711,48 @@ function oldPodsVerdict(f: DoctorFacts, c: DoctorContext): Verdict {
 function judgeServiceAccount(f: DoctorFacts, c: DoctorContext): Verdict {
   const { namespace, serviceAccount } = c.config;
   const what = `ServiceAccount ${namespace}/${serviceAccount}`;
-  const annotations = serviceAccountPlan(c.config).annotations;
-  const fix = sh`kubectl -n ${namespace} annotate serviceaccount ${serviceAccount} ${Object.entries(annotations).map(([k, v]) => `${k}=${v}`)} --overwrite`;
+  const { annotations, remove } = serviceAccountPlan(c.config);
+  const fix = `kubectl -n ${namespace} annotate serviceaccount ${serviceAccount} ${[...Object.entries(annotations).map(([k, v]) => shellQuote(`${k}=${v}`)), ...remove.map((k) => `${k}-`)].join(' ')}`
+    + `${remove.length === 0 ? ' --overwrite' : ''}`;
   if (!f.serviceAccount.ok) return unreadable(f.serviceAccount, what, fail(`${what} not found`, sh`kubectl -n ${namespace} get serviceaccounts`), 'get', `serviceaccount/${serviceAccount}`, namespace);
-  if (lacksMutation(c.mutators.serviceAccount, f.serviceAccount.value)) {
-    const now = obj(meta(f.serviceAccount.value).annotations)[ROLE_ARN_ANNOTATION];
+  const sa = f.serviceAccount.value;
+  const now = obj(meta(sa).annotations)[ROLE_ARN_ANNOTATION];
+  if (c.config.credentials === 'pod-identity') {
+    if (lacksMutation(c.mutators.serviceAccount, sa)) {
+      const stands = remove.filter((k) => Object.hasOwn(obj(meta(sa).annotations), k));
+      const why = now === undefined ? 'IRSA\'s, unused with Pod Identity' : `while it names ${JSON.stringify(now)}, EKS gives the pods web identity, which botocore uses before Pod Identity`;
+      return fail(`${what} carries ${stands.join(' and ')}: ${why}`, fix);
+    }
+    return pass(`${what} names no IAM role (${ROLE_ARN_ANNOTATION}, ${REGIONAL_STS_ANNOTATION}): the Pod Identity association does`);
+  }
+  if (lacksMutation(c.mutators.serviceAccount, sa)) {
     return fail(`${what} lacks ${Object.keys(annotations).join(' and ')} as configured (${ROLE_ARN_ANNOTATION} is ${now === undefined ? 'not set' : JSON.stringify(now)})`, fix);
   }
   return pass(`${what} is annotated with ${c.config.roleArn}${c.config.region ? ' and regional STS endpoints' : ''}`);
+}
+
+// ---- EKS Pod Identity --------------------------------------------------------------------------------------------
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+function judgeAgent(f: DoctorFacts, c: DoctorContext): Verdict {
+  if (c.config.credentials === 'irsa') return skip('credentials irsa: no Pod Identity agent needed');
+  const { namespace, name } = POD_IDENTITY_AGENT;
+  const what = `DaemonSet ${namespace}/${name}`;
+  const read = f.podIdentityAgent ?? { ok: false as const, error: 'not read' };
+  const addon = `aws eks create-addon --cluster-name <cluster> --addon-name ${name}`;
+  if (!read.ok) {
+    return unreadable(read, what, fail(`${what} not found: the EKS Pod Identity Agent add-on is not installed, so no pod gets Pod Identity's credentials`, addon),
+      'get', `daemonset/${name}`, namespace);
+  }
+  const status = obj(read.value.status);
+  const desired = num(status.desiredNumberScheduled);
+  const ready = num(status.numberReady);
+  const rollout = `kubectl -n ${namespace} rollout status daemonset/${name}`;
+  if (desired === 0) return fail(`${what} runs on no node: no pod gets Pod Identity's credentials`, `kubectl -n ${namespace} describe daemonset ${name}`);
+  if (ready === 0) return fail(`${what} is ready on none of its ${plural(desired, 'node')}: no pod gets Pod Identity's credentials`, rollout);
+  if (ready < desired) return warn(`${what} is ready on ${ready} of ${plural(desired, 'node')}: an mlflow pod on another node gets no credentials`, rollout);
+  return pass(`${what} is ready on ${plural(desired, 'node')}`);
 }
 
 // ---- the trigger -------------------------------------------------------------------------------------------------
@@ -772,12 +857,59 @@ function policyDocument(raw: unknown): JsonObject | undefined {
   return isObject(doc) && doc.Statement !== undefined ? doc : undefined;
 }
 
+/** The strings of a policy element that may be one string or a list. */
+const strings = (v: unknown): string[] => asList(v).filter((x): x is string => typeof x === 'string');
+
+/**
+ * The trust policy for Pod Identity: a statement that lets pods.eks.amazonaws.com call both sts:AssumeRole and
+ * sts:TagSession (AssumeRole with session tags needs both), only with our namespace's and ServiceAccount's session
+ * tags (without them any association in the account may use the role), and on behalf of the role's own account.
+ */
+function judgePodIdentityTrust(doc: JsonObject, role: RoleRef, c: DoctorContext): Verdict {
+  const fix = `${CLI} iam-policy --config ${shellQuote(c.configFile)} --cluster-name <cluster> --output aws-cli > role.sh && sh role.sh`;
+  const allows = list(asList(doc.Statement)).filter((s) => s.Effect === 'Allow');
+  const statements = allows.filter((s) => strings(obj(s.Principal).Service).includes(POD_IDENTITY_SERVICE));
+  const irsa = [...new Set(allows.flatMap((s) => strings(obj(s.Principal).Federated)).map((arn) => arn.replace(/^arn:[^:]+:iam::\d+:oidc-provider\//, '')))];
+  const alsoIrsa = irsa.length > 0 ? `; it also trusts ${irsa.join(', ')} (IRSA): remove that statement once no cluster uses IRSA for this role` : '';
+  if (statements.length === 0) return fail(`no statement trusts ${POD_IDENTITY_SERVICE}, so EKS Pod Identity cannot assume ${role.name}${irsa.length > 0 ? ` (it trusts ${irsa.join(', ')}: IRSA only)` : ''}`, fix);
+  const want = obj(podIdentityTrustPolicy(role, c.config).Statement[0].Condition).StringEquals as Record<string, string>;
+  const problems: string[] = [];
+  for (const s of statements) {
+    const actions = strings(s.Action);
+    const missing = ['sts:AssumeRole', 'sts:TagSession'].filter((a) => !actions.includes(a) && !actions.includes('sts:*'));
+    const equals = obj(obj(s.Condition).StringEquals);
+    const like = obj(obj(s.Condition).StringLike);
+    const unmet = [NAMESPACE_TAG, SERVICE_ACCOUNT_TAG].filter((key) => {
+      const values = strings(equals[key]);
+      return values.length === 0 || values.some((v) => v !== want[key]);
+    });
+    const source = strings(equals['aws:SourceAccount']);
+    const wrongSource = source.length > 0 && source.some((a) => a !== role.account);
+    if (missing.length === 0 && unmet.length === 0 && !wrongSource) {
+      const allowed = `the trust policy lets EKS Pod Identity assume ${role.name} for ${c.config.namespace}/${c.config.serviceAccount} only`;
+      if (source.length === 0) {
+        return warn(`${allowed}, but not only on behalf of account ${role.account} (no aws:SourceAccount condition, which AWS recommends against a confused deputy)${alsoIrsa}`, fix);
+      }
+      return pass(`${allowed}, on behalf of account ${role.account}${alsoIrsa}`);
+    }
+    const said = [
+      ...missing.map((a) => `${a} is not allowed${a === 'sts:TagSession' ? ' (Pod Identity assumes the role with session tags, which needs it)' : ''}`),
+      ...unmet.map((key) => `${key} must equal ${want[key]}${like[key] !== undefined ? ' (a StringLike pattern is broader than the one value)' : `, is ${JSON.stringify(equals[key] ?? null)}`}`),
+      ...(wrongSource ? [`aws:SourceAccount must be ${role.account}, is ${JSON.stringify(equals['aws:SourceAccount'])}`] : []),
+    ];
+    problems.push(said.join('; '));
+  }
+  const anyAssociation = problems.some((p) => p.includes(`${NAMESPACE_TAG} must equal`) && p.includes(`${SERVICE_ACCOUNT_TAG} must equal`));
+  return fail(`${POD_IDENTITY_SERVICE}: ${problems.join(' / ')}${anyAssociation ? ' (without the tag conditions any association in the account may use the role)' : ''}`, fix);
+}
+
 function judgeTrust(f: DoctorFacts, c: DoctorContext): Verdict {
   const role = parseRoleArn(c.config.roleArn);
   if (!f.trust) return skip(`no --trust-policy given (aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json)`);
   if (!f.trust.policy.ok) return fail(f.trust.policy.error, sh`aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
   const doc = policyDocument(f.trust.policy.value);
   if (!doc) return fail('the --trust-policy file is not an IAM policy document (no Statement)', sh`aws iam get-role --role-name ${role.name} --query Role.AssumeRolePolicyDocument > trust.json`);
+  if (c.config.credentials === 'pod-identity') return judgePodIdentityTrust(doc, role, c);
   const allows = list(asList(doc.Statement)).filter((s) => s.Effect === 'Allow'
     && asList(s.Action).some((a) => a === 'sts:AssumeRoleWithWebIdentity' || a === 'sts:*'));
   const federated = (s: JsonObject) => asList(obj(s.Principal).Federated).filter((v): v is string => typeof v === 'string');
@@ -785,7 +917,7 @@ function judgeTrust(f: DoctorFacts, c: DoctorContext): Verdict {
   const known = f.trust.provider.ok ? f.trust.provider.value : undefined;
   // without the cluster's own issuer, judge the policy against the providers it names (and say so)
   const candidates = known ? [known.value] : providersIn;
-  const script = (provider: Words) => sh`${CLI} iam-policy --config ${c.configFile} --oidc-provider ${provider} --format aws-cli  # then: aws iam update-assume-role-policy --role-name ${role.name} --policy-document file://trust-policy.json`;
+  const script = (provider: Words) => sh`${CLI} iam-policy --config ${c.configFile} --oidc-provider ${provider} --output aws-cli  # then: aws iam update-assume-role-policy --role-name ${role.name} --policy-document file://trust-policy.json`;
   const fixFor = script(known?.value ?? providersIn[0] ?? new Verbatim('<the cluster\'s OIDC issuer>'));
   if (candidates.length === 0) return fail('no statement allows sts:AssumeRoleWithWebIdentity for an OIDC provider', fixFor);
   const problems: string[] = [];
@@ -857,7 +989,9 @@ export const CHECKS: readonly CheckDefinition[] = [
   check('deployment.arguments', judgeArguments, ['kubernetes.api']),
   check('pods.current', judgeCurrentPods, ['deployment.template']),
   check('pods.old-replicasets', judgeOldPods, ['deployment.template']),
+  check('pods.credentials', judgePodCredentials, ['deployment.template']),
   check('serviceaccount.annotation', judgeServiceAccount, ['kubernetes.api']),
+  check('pod-identity.agent', judgeAgent, ['kubernetes.api']),
   check('trigger.connection', judgeConnection),
   check('trigger.installed', judgeInstalled, ['trigger.connection']),
   check('trigger.function', judgeFunction, ['trigger.installed']),

@@ -20,13 +20,13 @@ import { isObject } from '../mutators/json.js';
 import type { JsonObject } from '../mutators/index.js';
 import { envSources } from '../mutators/overrides.js';
 import {
-  containerOf, deploymentSelector, dryRunPatch, podFields, replicaSetFields, serviceHost, webhookService,
+  containerOf, deploymentSelector, POD_IDENTITY_AGENT, dryRunPatch, podFields, replicaSetFields, serviceHost, webhookService,
   type DatabaseFacts, type DoctorFacts, type Drift, type LeaseFacts, type Listing, type Read, type ServingCertificate, type TrustFacts,
 } from './checks.js';
 
 export type DoctorApi = Pick<KubeClient,
   'version' | 'readWebhookConfig' | 'readService' | 'listEndpointSlices' | 'proxyServiceGet' | 'readSecret' | 'readConfigMap' | 'readDeployment' | 'patchDeployment'
-  | 'listReplicaSets' | 'listPods' | 'readServiceAccount' | 'readLease' | 'serviceAccountIssuer'>;
+  | 'listReplicaSets' | 'listPods' | 'readServiceAccount' | 'readLease' | 'serviceAccountIssuer' | 'readDaemonSet'>;
 
 export interface ReadOptions {
   readonly config: Config;
@@ -197,6 +197,8 @@ async function readTrust(o: ReadOptions, file: string, kube: DoctorApi | undefin
     },
   ));
   if (o.oidcProvider) return { policy, provider: { ok: true, value: { value: o.oidcProvider, source: '--oidc-provider' } } };
+  // Pod Identity's trust names the EKS service, not the cluster's issuer
+  if (o.config.credentials === 'pod-identity') return { policy, provider: { ok: false, error: 'not needed with credentials pod-identity' } };
   if (!kube) return { policy, provider: { ok: false, error: 'no --oidc-provider, and the API server cannot be asked' } };
   const provider = await settle(withTimeout(kube.serviceAccountIssuer(), timeoutMs, 'get /.well-known/openid-configuration', onTimeout).then((issuer) => {
     try {
@@ -267,7 +269,8 @@ async function readAll(o: ReadOptions, onTimeout: () => void): Promise<DoctorFac
     return { api, webhookConfig: noApi, deployment: noApi, serviceAccount: noApi, ...(config.reconcile.enabled && { lease: noApi }), database: await database, trust: await trust };
   }
   const { namespace, deployment: name } = config;
-  const [webhookConfig, deployment, serviceAccount, lease] = await Promise.all([
+  const { namespace: agentNamespace, name: agentName } = POD_IDENTITY_AGENT;
+  const [webhookConfig, deployment, serviceAccount, lease, podIdentityAgent] = await Promise.all([
     k('get mutatingwebhookconfiguration', async () => JSON.parse(JSON.stringify(await kube.readWebhookConfig(o.webhookConfig))) as JsonObject),
     k('get deployment', () => kube.readDeployment(namespace, name)),
     k('get serviceaccount', () => kube.readServiceAccount(namespace, config.serviceAccount)),
@@ -277,6 +280,7 @@ async function readAll(o: ReadOptions, onTimeout: () => void): Promise<DoctorFac
         return { holder: l.record.holderIdentity, renewTime: l.record.renewTime, leaseDurationSeconds: l.record.leaseDurationSeconds };
       })
       : undefined,
+    config.credentials === 'pod-identity' ? k('get daemonset', () => kube.readDaemonSet(agentNamespace, agentName)) : undefined,
   ]);
   const svc = webhookConfig.ok ? webhookService(webhookConfig.value) : undefined;
   const limits = o.listLimits ?? LIST_LIMITS;
@@ -299,7 +303,7 @@ async function readAll(o: ReadOptions, onTimeout: () => void): Promise<DoctorFac
     api, webhookConfig, deployment, serviceAccount,
     ...(service && { service }), ...(endpointSlices && { endpointSlices }), ...(certificate && { certificate }),
     ...(dryRun && { dryRun }), ...(replicaSets && { replicaSets }), ...(pods && { pods }), ...(envSources && { envSources }),
-    ...(lease && { lease }),
+    ...(lease && { lease }), ...(podIdentityAgent && { podIdentityAgent }),
     database: await database,
     trust: await trust,
   };

@@ -99,6 +99,7 @@ export interface KubeClient {
    * `https:<service>:<port>`), as text: the API server reaches the pods, the caller needs no network path to them.
    */
   proxyServiceGet(namespace: string, name: string, path: string): Promise<string>;
+  readDaemonSet(namespace: string, name: string): Promise<JsonObject>;
   /** the service-account token issuer from the API server's OIDC discovery document (/.well-known/openid-configuration) */
   serviceAccountIssuer(): Promise<string>;
   /**
@@ -275,6 +276,7 @@ export async function kubeClient(kubeconfig?: string): Promise<KubeClient> {
       page(await call(`list pods in ${namespace}`, () => core.listNamespacedPod({ namespace, labelSelector, limit, _continue: token })), keep),
     listReplicaSets: async (namespace, { labelSelector, limit, continue: token, keep }) =>
       page(await call(`list replicasets in ${namespace}`, () => apps.listNamespacedReplicaSet({ namespace, labelSelector, limit, _continue: token })), keep),
+    readDaemonSet: async (namespace, name) => plain(await call(`get daemonset ${namespace}/${name}`, () => apps.readNamespacedDaemonSet({ namespace, name }))),
     serviceAccountIssuer: async () => {
       const doc: unknown = await call('get /.well-known/openid-configuration', () => kc.makeApiClient(WellKnownApi).getServiceAccountIssuerOpenIDConfiguration());
       const parsed = typeof doc === 'string' ? JSON.parse(doc) : doc;

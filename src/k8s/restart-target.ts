@@ -1,9 +1,12 @@
-// `restart-target`: restarts the mlflow Deployment, as `kubectl rollout restart` does, only when it still lacks the mutation.
+// `restart-target`: restarts the mlflow Deployment, as `kubectl rollout restart` does, only when it still lacks the mutation
+// (with credentials pod-identity, after taking IRSA's role annotation off the ServiceAccount).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.js';
 import { intOption, usageText, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
 import { buildMutators, cannotMutate, planPatch, type JsonObject, type Mutate } from '../mutators/index.js';
+import { serviceAccountPlan, serviceAccountRepair } from '../mutators/service-account.js';
+import { lacksMutation } from '../reconcile/decide.js';
 import { clientFromArgs, kubeconfigHelp, kubeconfigOption } from './args.js';
 import { isNotFound, type KubeClient } from './client.js';
 
@@ -58,17 +61,37 @@ export function restartPatch(at: Date): { patch: JsonObject; restartedAt: string
   return { patch: { spec: { template: { metadata: { annotations: { [RESTARTED_AT]: restartedAt } } } } }, restartedAt };
 }
 
-export async function restartTarget(client: KubeClient, config: Config, o: RestartOptions, log: Logger): Promise<RestartOutcome> {
-  const where = { namespace: config.namespace, deployment: config.deployment };
-  let deployment;
+/** The object, or undefined (after `absent` said so) when it does not exist. */
+async function present(read: () => Promise<JsonObject>, absent: () => void): Promise<JsonObject | undefined> {
   try {
-    deployment = await client.readDeployment(config.namespace, config.deployment);
+    return await read();
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    log.warn(where, 'Deployment not found; nothing to restart (the webhook mutates it when it is created)');
-    return 'absent';
+    absent();
+    return undefined;
   }
-  const mutate = buildMutators(config).deployment;
+}
+
+/**
+ * pod-identity: the ServiceAccount without IRSA's annotations before any restart. While it names a role, EKS's webhook
+ * gives every new pod web identity, which botocore uses before Pod Identity, so a restart first would start mlflow on
+ * IRSA again. The reconcile loop repairs it too, but the restart must not race it.
+ */
+async function clearRoleAnnotation(client: KubeClient, config: Config, mutate: Mutate, log: Logger): Promise<void> {
+  const where = { namespace: config.namespace, serviceAccount: config.serviceAccount };
+  const sa = await present(() => client.readServiceAccount(config.namespace, config.serviceAccount), () => log.info(where, 'ServiceAccount not found; nothing to take off it'));
+  if (!sa || !lacksMutation(mutate, sa)) return;
+  await client.patchServiceAccount(config.namespace, config.serviceAccount, serviceAccountRepair(serviceAccountPlan(config)));
+  log.info(where, 'took IRSA\'s role annotation off the ServiceAccount before the restart (credentials pod-identity)');
+}
+
+export async function restartTarget(client: KubeClient, config: Config, o: RestartOptions, log: Logger): Promise<RestartOutcome> {
+  const where = { namespace: config.namespace, deployment: config.deployment };
+  const deployment = await present(() => client.readDeployment(config.namespace, config.deployment),
+    () => log.warn(where, 'Deployment not found; nothing to restart (the webhook mutates it when it is created)'));
+  if (!deployment) return 'absent';
+  const mutators = buildMutators(config);
+  const mutate = mutators.deployment;
   const plan = planPatch(mutate, deployment);
   // The mutator hands back the original with a warning when it cannot apply (no such container): a restart would not help.
   if (cannotMutate(plan)) throw new Error(`Deployment cannot be mutated: ${plan.warnings.join('; ')}`);
@@ -79,6 +102,7 @@ export async function restartTarget(client: KubeClient, config: Config, o: Resta
   log.info({ ...where, missing: plan.patch.map((op) => `${op.op} ${op.path}`) }, 'Deployment lacks the mutation; restarting once the webhook answers');
   const { patch, restartedAt } = restartPatch((o.now ?? (() => new Date()))());
   await waitForWebhook(client, config, patch, mutate, o, log);
+  if (config.credentials === 'pod-identity') await clearRoleAnnotation(client, config, mutators.serviceAccount, log);
   const admitted = await client.patchDeployment(config.namespace, config.deployment, patch);
   // The PATCH answer is the object as admitted, after the webhook ran: proof that the mutation went in.
   const after = planPatch(mutate, admitted);

@@ -1,10 +1,12 @@
-// Makes the MLflow Deployment's pod template use IRSA: projected token volume, mount and env on one container. Pure.
+// Makes the MLflow Deployment's pod template use the configured credentials: for IRSA the projected token volume, its
+// mount and the web-identity env on one container; for EKS Pod Identity none of them (those of an earlier IRSA mutation
+// removed), since EKS's own webhook wires Pod Identity into the pod. Both set the destination and the region. Pure.
 import { posix } from 'node:path';
-import type { Config } from '../config.js';
+import type { Config, CredentialsMode } from '../config.js';
 import { cut, isObject, jsonEqual, shown, text, type Json, type JsonObject } from './json.js';
 import { constant } from '../patch.js';
 import type { MutationResult } from './index.js';
-import { destinationFlags, envSources, removalReason } from './overrides.js';
+import { destinationFlags, envSources, removalReason, WEB_IDENTITY_ENV, WEB_IDENTITY_REASON } from './overrides.js';
 
 /** The entries one list must hold, each a constant() shared by every mutated copy, and where to find each by name. */
 interface Desired {
@@ -14,16 +16,20 @@ interface Desired {
 
 /** Everything the mutation writes, derived once from the config. */
 export interface DeploymentPlan {
+  readonly credentials: CredentialsMode;
   readonly container: string;
+  /** irsa: the token volume; pod-identity: none */
   readonly volumes: Desired;
   readonly mounts: Desired;
-  /** the token's mount, and its directory normalised once here rather than per request */
+  /** IRSA's token mount (the one irsa writes, the one pod-identity removes), and its directory normalised once here */
   readonly mount: JsonObject;
   readonly mountDir: string;
   /** the directory's last segment: a path that normalises to mountDir contains it (see displaces) */
   readonly mountLeaf: string;
   readonly env: Desired;
   readonly removeEnv: ReadonlySet<string>;
+  /** pod-identity: the web-identity env, removed wherever it stands in the container; irsa: none */
+  readonly webIdentityEnv: ReadonlySet<string>;
   /** MLFLOW_ARTIFACTS_DESTINATION as the webhook sets it, without a trailing slash */
   readonly destination: string;
 }
@@ -49,16 +55,17 @@ export const SKIP_CONTAINERS_ANNOTATION = 'eks.amazonaws.com/skip-containers';
 
 export const DESTINATION_ENV = 'MLFLOW_ARTIFACTS_DESTINATION';
 
-/** The env entry that carries the IAM role: the first the mutation writes. */
+/** The env entry that carries the IAM role with IRSA: the first the mutation writes. */
 export const ROLE_ARN_ENV = 'AWS_ROLE_ARN';
 
 export function deploymentPlan(config: Config): DeploymentPlan {
   const { token } = config;
-  const env: JsonObject[] = [
+  const irsa = config.credentials === 'irsa';
+  const env: JsonObject[] = irsa ? [
     { name: ROLE_ARN_ENV, value: config.roleArn },
     { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: posix.join(token.mountPath, 'token') },
-    { name: DESTINATION_ENV, value: config.artifactsDestination },
-  ];
+  ] : [];
+  env.push({ name: DESTINATION_ENV, value: config.artifactsDestination });
   if (config.region) {
     env.push(
       { name: 'AWS_REGION', value: config.region },
@@ -66,26 +73,32 @@ export function deploymentPlan(config: Config): DeploymentPlan {
       { name: 'AWS_STS_REGIONAL_ENDPOINTS', value: 'regional' },
     );
   }
-  const mounts = desired([{ name: token.volumeName, mountPath: token.mountPath, readOnly: true }]);
+  const mount = constant({ name: token.volumeName, mountPath: token.mountPath, readOnly: true });
   const mountDir = normPath(token.mountPath) as string;
+  const volume: JsonObject = {
+    name: token.volumeName,
+    projected: {
+      defaultMode: token.defaultMode,
+      sources: [{ serviceAccountToken: { audience: token.audience, expirationSeconds: token.expirationSeconds, path: 'token' } }],
+    },
+  };
   return {
+    credentials: config.credentials,
     container: config.container,
-    volumes: desired([{
-      name: token.volumeName,
-      projected: {
-        defaultMode: token.defaultMode,
-        sources: [{ serviceAccountToken: { audience: token.audience, expirationSeconds: token.expirationSeconds, path: 'token' } }],
-      },
-    }]),
-    mounts,
-    mount: mounts.entries[0],
+    volumes: desired(irsa ? [volume] : []),
+    mounts: desired(irsa ? [mount] : []),
+    mount,
     mountDir,
     mountLeaf: mountDir.slice(mountDir.lastIndexOf('/') + 1),
     env: desired(env),
     removeEnv: new Set(config.removeEnv),
+    webIdentityEnv: new Set(irsa ? [] : WEB_IDENTITY_ENV),
     destination: config.artifactsDestination,
   };
 }
+
+/** The env entry doctor's dry run takes away to see the webhook put it back: the first the mutation writes. */
+export const probeEnv = (plan: DeploymentPlan): string => plan.env.entries[0].name as string;
 
 /**
  * One pass over a list: entries `drop` names are left out, each desired entry takes the place of the first entry of
@@ -149,11 +162,63 @@ export function unchanged(original: JsonObject, warning: string): MutationResult
 /** How many names a warning lists before it says "and N more". */
 const NAMES_SHOWN = 3;
 
-/** Whether a mount of another volume sits on the token's directory; normalises only a path that could be it. */
-function displaces(m: Json, plan: DeploymentPlan): boolean {
-  if (!isObject(m) || m.name === plan.mount.name) return false;
-  const p = m.mountPath;
+/** Whether a mount path is the token's directory; normalises only a path that could be it. */
+function onTokenDir(p: Json | undefined, plan: DeploymentPlan): boolean {
   return p === plan.mountDir || (typeof p === 'string' && p.includes(plan.mountLeaf) && normPath(p) === plan.mountDir);
+}
+
+/** irsa: a mount of another volume on the token's directory, which would make the pod invalid beside ours. */
+function displaces(m: Json, plan: DeploymentPlan): boolean {
+  return isObject(m) && m.name !== plan.mount.name && onTokenDir(m.mountPath, plan);
+}
+
+/** pod-identity: any mount of IRSA's token, ours by its volume name or another (the manual procedure's) on its directory. */
+function holdsToken(m: Json, plan: DeploymentPlan): boolean {
+  return isObject(m) && (m.name === plan.mount.name || onTokenDir(m.mountPath, plan));
+}
+
+/** The names of the volumes mounted by any container or init container of the pod, ours as it will be. */
+function mountedVolumes(podSpec: JsonObject, at: number, mounts: readonly Json[]): Set<Json> {
+  const names = new Set<Json>();
+  for (const key of ['containers', 'initContainers'] as const) {
+    const list = podSpec[key];
+    if (!Array.isArray(list)) continue;
+    list.forEach((c, i) => {
+      const own = key === 'containers' && i === at ? mounts : isObject(c) && Array.isArray(c.volumeMounts) ? c.volumeMounts : [];
+      for (const m of own) if (isObject(m)) names.add(m.name);
+    });
+  }
+  return names;
+}
+
+/**
+ * pod-identity: the volumes to leave out, IRSA's token volume and those whose mounts were removed, each only when no
+ * container mounts it any more (a volume still mounted must stay, or the API server refuses the pod); warnings say which.
+ */
+function tokenVolumes(volumesNow: readonly Json[], podSpec: JsonObject, at: number, mounts: readonly Json[], removedMounts: readonly Json[], plan: DeploymentPlan,
+  warnings: string[], where: () => string): Json[] {
+  const candidates = new Set<Json>([plan.mount.name, ...removedMounts]);
+  if (!volumesNow.some((v) => candidates.has(nameOf(v) ?? null))) return volumesNow as Json[];
+  const mounted = mountedVolumes(podSpec, at, mounts);
+  const removed: string[] = [];
+  const kept: string[] = [];
+  const volumes = rebuild(volumesNow, plan.volumes, (v) => {
+    const name = nameOf(v);
+    if (name === undefined || !candidates.has(name)) return false;
+    if (mounted.has(name)) {
+      kept.push(shown(name));
+      return false;
+    }
+    removed.push(shown(name));
+    return true;
+  });
+  if (removed.length > 0) {
+    warnings.push(`${where()}: removed ${removed.length === 1 ? `volume ${removed[0]}` : `${removed.length} volumes (${listed(removed)})`}, which held IRSA's token and no container mounts any more`);
+  }
+  if (kept.length > 0) {
+    warnings.push(`${where()}: kept ${kept.length === 1 ? `volume ${kept[0]}` : `${kept.length} volumes (${listed(kept)})`} of IRSA's token: another container still mounts it`);
+  }
+  return volumes;
 }
 
 /** Items for a warning: the first NAMES_SHOWN, then "and N more". */
@@ -243,25 +308,31 @@ export function mutateDeployment(original: JsonObject, plan: DeploymentPlan, old
   }
   const warnings: string[] = [];
 
-  const volumes = rebuild(volumesNow, plan.volumes);
-  // A mount of another volume on our directory (the manual procedure's aws-user-token) would make the pod invalid.
+  const irsa = plan.credentials === 'irsa';
+  // irsa: a mount of another volume on our directory (the manual procedure's aws-user-token) would make the pod
+  // invalid; pod-identity: every mount of IRSA's token goes.
   const displaced: Json[] = [];
   const mounts = rebuild(mountsNow, plan.mounts, (m) => {
-    const other = displaces(m, plan);
-    if (other) displaced.push((m as JsonObject).name);
-    return other;
+    const drop = irsa ? displaces(m, plan) : holdsToken(m, plan);
+    if (drop) displaced.push((m as JsonObject).name);
+    return drop;
   });
   if (displaced.length > 0) {
     const names = listed(displaced.map((n) => shown(n)));
     const what = displaced.length === 1 ? `volumeMount ${names}` : `${displaced.length} volumeMounts (${names})`;
-    warnings.push(`${where()}: removed ${what} of container "${plan.container}", which used the token's mountPath ${plan.mount.mountPath}`);
+    warnings.push(irsa
+      ? `${where()}: removed ${what} of container "${plan.container}", which used the token's mountPath ${plan.mount.mountPath}`
+      : `${where()}: removed ${what} of container "${plan.container}": ${displaced.length === 1 ? 'it' : 'they'} held IRSA's token (on ${plan.mount.mountPath}), which Pod Identity does not use`);
   }
+  const volumes = irsa ? rebuild(volumesNow, plan.volumes) : tokenVolumes(volumesNow, podSpec, at, mounts, displaced, plan, warnings, where);
   // Removed names grouped by their reason, in the order they stood: one warning a reason.
   const removed = new Map<string, string[]>();
   const env = rebuild(envNow, plan.env, (e) => {
     const name = nameOf(e);
-    if (typeof name !== 'string' || !plan.removeEnv.has(name)) return false;
-    const reason = removalReason(name);
+    if (typeof name !== 'string') return false;
+    const web = plan.webIdentityEnv.has(name);
+    if (!web && !plan.removeEnv.has(name)) return false;
+    const reason = web ? WEB_IDENTITY_REASON : removalReason(name, plan.credentials);
     const names = removed.get(reason) ?? [];
     if (!names.includes(name)) names.push(name);
     removed.set(reason, names);

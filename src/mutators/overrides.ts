@@ -1,32 +1,51 @@
 // What in MLflow's container can take the artifacts' credentials or destination away from the webhook's: env botocore
-// reads before web identity (or that breaks it), and MLflow flags that beat MLFLOW_ARTIFACTS_DESTINATION. Pure: the
+// reads before the mode's credentials (or that breaks them), and MLflow flags that beat MLFLOW_ARTIFACTS_DESTINATION. Pure: the
 // mutator warns with it, doctor judges with it, and the config's default removeEnv is its list.
 import { isObject, type Json, type JsonObject } from './json.js';
 
-/** Why botocore's credential chain lets a variable decide before (or instead of) IRSA's web identity. */
-const STATIC_KEYS = 'botocore uses keys from the environment before web identity, so IRSA would not be used';
-const PROFILE = 'it names a profile: one missing from the pod fails every S3 call (ProfileNotFound), one with a role_arn is assumed before web identity';
-const FILES = 'a profile in that file (role_arn, credential_process, keys) would decide before or instead of web identity';
+/** The credentials each mode relies on, as botocore's chain knows them, and the mode's name in messages. */
+const PROVIDERS = {
+  irsa: { provider: 'web identity', mode: 'IRSA' },
+  'pod-identity': { provider: 'Pod Identity\'s container credentials', mode: 'Pod Identity' },
+} as const;
 
-/** Every env name that beats or breaks web identity in botocore, with the reason; the default removeEnv. */
-export const CREDENTIAL_OVERRIDES: Readonly<Record<string, string>> = Object.freeze({
-  AWS_ACCESS_KEY_ID: STATIC_KEYS,
-  AWS_SECRET_ACCESS_KEY: STATIC_KEYS,
-  AWS_SESSION_TOKEN: STATIC_KEYS,
-  // botocore's older name for the session token, still read
-  AWS_SECURITY_TOKEN: STATIC_KEYS,
-  AWS_PROFILE: PROFILE,
-  AWS_DEFAULT_PROFILE: PROFILE,
-  AWS_CONFIG_FILE: FILES,
-  AWS_SHARED_CREDENTIALS_FILE: FILES,
-});
+export type CredentialsMode = keyof typeof PROVIDERS;
 
-export const DEFAULT_REMOVE_ENV: readonly string[] = Object.keys(CREDENTIAL_OVERRIDES);
-
-/** The reason a removed variable is named with: its override reason, or the operator's own list. */
-export function removalReason(name: string): string {
-  return CREDENTIAL_OVERRIDES[name] ?? 'it is listed in removeEnv';
+/** Why botocore's credential chain lets each variable decide before (or instead of) the mode's credentials. */
+function overrides(mode: CredentialsMode): Readonly<Record<string, string>> {
+  const { provider, mode: name } = PROVIDERS[mode];
+  const staticKeys = `botocore uses keys from the environment before ${provider}, so ${name} would not be used`;
+  const profile = `it names a profile: one missing from the pod fails every S3 call (ProfileNotFound), one with a role_arn is assumed before ${provider}`;
+  const files = `a profile in that file (role_arn, credential_process, keys) would decide before or instead of ${provider}`;
+  return Object.freeze({
+    AWS_ACCESS_KEY_ID: staticKeys,
+    AWS_SECRET_ACCESS_KEY: staticKeys,
+    AWS_SESSION_TOKEN: staticKeys,
+    // botocore's older name for the session token, still read
+    AWS_SECURITY_TOKEN: staticKeys,
+    AWS_PROFILE: profile,
+    AWS_DEFAULT_PROFILE: profile,
+    AWS_CONFIG_FILE: files,
+    AWS_SHARED_CREDENTIALS_FILE: files,
+  });
 }
+
+const REASONS: Readonly<Record<CredentialsMode, Readonly<Record<string, string>>>> = { irsa: overrides('irsa'), 'pod-identity': overrides('pod-identity') };
+
+/** Every env name that beats or breaks the mode's credentials in botocore (the same in both modes); the default removeEnv. */
+export const DEFAULT_REMOVE_ENV: readonly string[] = Object.keys(REASONS.irsa);
+
+/** The reason a removed variable is named with: its override reason in this mode, or the operator's own list. */
+export function removalReason(name: string, mode: CredentialsMode = 'irsa'): string {
+  return REASONS[mode][name] ?? 'it is listed in removeEnv';
+}
+
+/** IRSA's web identity in the environment, which botocore reads before Pod Identity's container credentials. */
+export const WEB_IDENTITY_ENV: readonly string[] = ['AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE'];
+export const WEB_IDENTITY_REASON = `botocore reads web identity from the environment before ${PROVIDERS['pod-identity'].provider}, so IRSA would still be used`;
+
+/** What EKS's webhook puts in each container of a pod whose ServiceAccount has a Pod Identity association. */
+export const POD_IDENTITY_ENV: readonly string[] = ['AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'];
 
 /** MLflow server arguments that take the artifact destination away from MLFLOW_ARTIFACTS_DESTINATION. */
 const DESTINATION_FLAGS: Readonly<Record<string, string>> = {

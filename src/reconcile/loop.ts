@@ -8,7 +8,7 @@ import type { Mutators, JsonObject } from '../mutators/index.js';
 import type { LeaseMetadata } from '../k8s/client.js';
 import { isConflict, isForbidden, isNotFound, retryOnConflict, type KubeClient } from '../k8s/client.js';
 import { restartPatch } from '../k8s/restart-target.js';
-import { serviceAccountPlan } from '../mutators/service-account.js';
+import { serviceAccountPlan, serviceAccountRepair } from '../mutators/service-account.js';
 import { decideRepair, initialRepairState, lacksMutation, rolloutInProgress, type RepairState } from './decide.js';
 import { LeaseElector } from './lease.js';
 
@@ -45,7 +45,8 @@ export class Reconciler {
   private checking?: Promise<void>;
   private started = false;
   private stopped = false;
-  private readonly annotations: Readonly<Record<string, string>>;
+  /** the ServiceAccount's repair, from the mutation's own plan: our annotations set, IRSA's removed in pod-identity */
+  private readonly saRepair: JsonObject;
   private lastLeaseError?: string;
   /** what the loop last acted on: leading (watch running, checks acting) or not */
   private leading = false;
@@ -54,7 +55,7 @@ export class Reconciler {
 
   constructor(private readonly o: ReconcilerOptions) {
     this.now = o.now ?? Date.now;
-    this.annotations = serviceAccountPlan(o.config).annotations;
+    this.saRepair = serviceAccountRepair(serviceAccountPlan(o.config));
     this.log = o.logger.child({ component: 'reconcile' });
     this.elector = new LeaseElector(o.api, {
       namespace: o.leaseNamespace,
@@ -220,8 +221,9 @@ export class Reconciler {
   private async check(seen?: JsonObject): Promise<void> {
     if (!this.elector.isLeader) return;
     try {
-      await this.checkDeployment(seen);
+      // the ServiceAccount first: with pod-identity, a pod restarted while it still names a role gets web identity again
       await this.checkServiceAccount();
+      await this.checkDeployment(seen);
       this.o.metrics.lastCheck.set(this.now() / 1000);
     } catch (err) {
       this.log.warn({ reason: (err as Error).message }, 'reconcile check failed; retrying at the next event or interval');
@@ -274,8 +276,10 @@ export class Reconciler {
     const where = { object: `serviceaccount ${namespace}/${name}` };
     const live = await this.readLive(() => this.o.api.readServiceAccount(namespace, name), where);
     if (!live || !lacksMutation(this.o.mutators.serviceAccount, live)) return;
-    this.log.info({ ...where, decision: 'annotate', reason: 'the role-arn annotation is missing or names another role' }, 'reconcile decision');
-    await this.o.api.patchServiceAccount(namespace, name, { metadata: { annotations: { ...this.annotations } } });
+    const reason = this.o.config.credentials === 'irsa' ? 'the role-arn annotation is missing or names another role'
+      : 'it carries IRSA\'s role-arn annotation, whose web identity botocore would use before Pod Identity';
+    this.log.info({ ...where, decision: 'annotate', reason }, 'reconcile decision');
+    await this.o.api.patchServiceAccount(namespace, name, structuredClone(this.saRepair));
     this.o.metrics.repairs.inc({ object: 'serviceaccount' });
   }
 

@@ -15,7 +15,7 @@ export interface IamRequest {
   readonly action: string;
   readonly resource: string;
   readonly context?: Readonly<Record<string, string>>;
-  /** who asks: the role's session for S3 and KMS, the token's OIDC provider for the trust policy */
+  /** who asks: the role's session for S3 and KMS, the token's OIDC provider or the EKS service for the trust policy */
   readonly principal: string;
 }
 
@@ -33,8 +33,9 @@ export interface Subject {
   readonly bucket: string;
   /** the object prefix the policy grants, "" for the whole bucket */
   readonly prefix: string;
-  /** host/path of the OIDC provider */
-  readonly provider: string;
+  readonly credentials: 'irsa' | 'pod-identity';
+  /** host/path of the OIDC provider the plan trusts; undefined for a pod-identity plan without one */
+  readonly provider?: string;
   readonly audience: string;
   readonly namespace: string;
   readonly serviceAccount: string;
@@ -48,6 +49,7 @@ export const subjectOf = (plan: IamPlan, config: Config): Subject => ({
   roleName: plan.role.name,
   bucket: plan.bucket,
   prefix: plan.objectPrefix,
+  credentials: plan.credentials,
   provider: plan.oidcProvider,
   audience: config.token.audience,
   namespace: config.namespace,
@@ -59,8 +61,22 @@ const providerArn = (s: Subject, provider: string) => `arn:${s.partition}:iam::$
 /** The role's session as MLflow's boto3 holds it after AssumeRoleWithWebIdentity. */
 export const sessionArn = (s: Subject) => `arn:${s.partition}:sts::${s.account}:assumed-role/${s.roleName}/botocore-session-1767225600`;
 
-/** Who may assume the role: the configured ServiceAccount's token with the configured audience, and nobody else. */
+/** A cluster's OIDC provider for the IRSA requests of a plan that trusts none (pod-identity without --oidc-provider). */
+const SOME_PROVIDER = 'oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE';
+
+/** Every case denied: for the mode a plan does not trust. */
+const allDenied = (cases: IamCase[]): IamCase[] => cases.map((c) => ({ ...c, expect: 'deny' }));
+
+/**
+ * Who may assume the role with IRSA: the configured ServiceAccount's token with the configured audience, and nobody
+ * else; and nobody at all when the plan trusts no OIDC provider.
+ */
 export function trustCases(s: Subject): IamCase[] {
+  const cases = webIdentityCases({ ...s, provider: s.provider ?? SOME_PROVIDER });
+  return s.provider === undefined ? allDenied(cases) : cases;
+}
+
+function webIdentityCases(s: Subject & { provider: string }): IamCase[] {
   const sub = (ns: string, sa: string) => `system:serviceaccount:${ns}:${sa}`;
   const otherProvider = s.provider.replace(/\/id\/.*$/, `/id/${'0F'.repeat(16)}`);
   const otherNamespace = s.namespace === 'default' ? 'kube-system' : 'default';
@@ -81,6 +97,43 @@ export function trustCases(s: Subject): IamCase[] {
     { expect: 'deny', request: token('trust.other-audience', 'the ServiceAccount\'s default API token (audience https://kubernetes.default.svc)', { sub: sub(s.namespace, s.serviceAccount), aud: 'https://kubernetes.default.svc' }) },
     { expect: 'deny', request: { id: 'trust.iam-user', what: 'an IAM user of the account (sts:AssumeRole)', action: 'sts:AssumeRole', resource: s.roleArn, principal: `arn:${s.partition}:iam::${s.account}:user/someone` } },
   ];
+}
+
+/**
+ * Who may assume the role with EKS Pod Identity: the EKS service, for an association of the configured namespace and
+ * ServiceAccount (the session tags it passes) in the role's own account, both actions it calls (AssumeRole with tags,
+ * so TagSession too); and nobody at all when the plan is for IRSA.
+ */
+export function podIdentityTrustCases(s: Subject): IamCase[] {
+  const otherNamespace = s.namespace === 'default' ? 'kube-system' : 'default';
+  const otherAccount = s.account === '444455556666' ? '777788889999' : '444455556666';
+  const request = (id: string, what: string, action: string, tags: { ns?: string; sa?: string; account?: string }, principal = 'pods.eks.amazonaws.com'): IamRequest => ({
+    id,
+    what,
+    action,
+    resource: s.roleArn,
+    principal,
+    context: {
+      ...(tags.ns !== undefined && { 'aws:RequestTag/kubernetes-namespace': tags.ns }),
+      ...(tags.sa !== undefined && { 'aws:RequestTag/kubernetes-service-account': tags.sa }),
+      ...(tags.account !== undefined && { 'aws:SourceAccount': tags.account }),
+    },
+  });
+  const ours = { ns: s.namespace, sa: s.serviceAccount, account: s.account };
+  const cases: IamCase[] = [];
+  for (const action of ['sts:AssumeRole', 'sts:TagSession']) {
+    const a = action.slice(4);
+    cases.push(
+      { expect: 'allow', request: request(`pod-identity.${a}.mlflow`, `${action} by EKS Pod Identity for ${s.namespace}/${s.serviceAccount}`, action, ours) },
+      { expect: 'deny', request: request(`pod-identity.${a}.other-namespace`, 'an association of a ServiceAccount of the same name in another namespace', action, { ...ours, ns: otherNamespace }) },
+      { expect: 'deny', request: request(`pod-identity.${a}.other-service-account`, 'an association of another ServiceAccount of the namespace', action, { ...ours, sa: 'default' }) },
+      { expect: 'deny', request: request(`pod-identity.${a}.name-extension`, 'a ServiceAccount whose name only starts with the configured one', action, { ...ours, sa: `${s.serviceAccount}-debug` }) },
+      { expect: 'deny', request: request(`pod-identity.${a}.other-account`, 'on behalf of another account (a confused deputy)', action, { ...ours, account: otherAccount }) },
+      { expect: 'deny', request: request(`pod-identity.${a}.no-session-tags`, 'an association with its session tags off', action, { account: s.account }) },
+      { expect: 'deny', request: request(`pod-identity.${a}.other-service`, 'another service with the same tags (ec2.amazonaws.com)', action, ours, 'ec2.amazonaws.com') },
+    );
+  }
+  return s.credentials === 'pod-identity' ? cases : allDenied(cases);
 }
 
 /** What the role's session may do: every call MLflow and boto3 make for artifacts, and none of their neighbours. */
@@ -230,5 +283,5 @@ export const identityPolicyErrors = (policy: object) => validateIdentityPolicy(p
  */
 export const allowAll = {
   permissions: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:*', 'kms:*'], Resource: '*' }] },
-  trust: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: '*', Action: ['sts:AssumeRoleWithWebIdentity', 'sts:AssumeRole'] }] },
+  trust: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: '*', Action: ['sts:AssumeRoleWithWebIdentity', 'sts:AssumeRole', 'sts:TagSession'] }] },
 };

@@ -57,6 +57,7 @@ const ROUTES: Array<{ re: RegExp; group: string; resource: string; kind: string;
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/services(?:\/([^/]+))?$/, group: '', resource: 'services', kind: 'Service', apiVersion: 'v1', namespaced: true },
   { re: /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/, group: '', resource: 'pods', kind: 'Pod', apiVersion: 'v1', namespaced: true },
   { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/replicasets(?:\/([^/]+))?$/, group: 'apps', resource: 'replicasets', kind: 'ReplicaSet', apiVersion: 'apps/v1', namespaced: true },
+  { re: /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/daemonsets(?:\/([^/]+))?$/, group: 'apps', resource: 'daemonsets', kind: 'DaemonSet', apiVersion: 'apps/v1', namespaced: true },
   { re: /^\/apis\/discovery\.k8s\.io\/v1\/namespaces\/([^/]+)\/endpointslices(?:\/([^/]+))?$/, group: 'discovery.k8s.io', resource: 'endpointslices', kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
   {
     re: /^\/apis\/admissionregistration\.k8s\.io\/v1\/mutatingwebhookconfigurations(?:\/([^/]+))?$/,

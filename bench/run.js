@@ -517,21 +517,16 @@ export function table(results) {
   return out.join('\n');
 }
 
-/**
- * Replaces the generated part of bench/RESULTS.md (between the markers) and keeps the hand-written profile notes; the
- * README's Performance section carries the same markers and gets the same table, so it always shows a real run.
- */
+/** Replaces the generated part of bench/RESULTS.md (between the markers) and keeps the hand-written notes around it. */
 function writeResultsMd(markdown) {
   const begin = '<!-- bench:begin (written by npm run bench) -->';
   const end = '<!-- bench:end -->';
   const block = `${begin}\n${markdown}\n${end}`;
-  for (const file of [join(here, 'RESULTS.md'), join(here, '..', 'README.md')]) {
-    const current = existsSync(file) ? readFileSync(file, 'utf8') : `# Benchmark results\n\n${begin}\n${end}\n`;
-    const i = current.indexOf(begin);
-    const j = current.indexOf(end);
-    if (i >= 0 && j > i) writeFileSync(file, current.slice(0, i) + block + current.slice(j + end.length));
-    else if (file.endsWith('RESULTS.md')) writeFileSync(file, `${current.trimEnd()}\n\n${block}\n`);
-  }
+  const file = join(here, 'RESULTS.md');
+  const current = existsSync(file) ? readFileSync(file, 'utf8') : `# Benchmark results\n\n${begin}\n${end}\n`;
+  const i = current.indexOf(begin);
+  const j = current.indexOf(end);
+  writeFileSync(file, i >= 0 && j > i ? current.slice(0, i) + block + current.slice(j + end.length) : `${current.trimEnd()}\n\n${block}\n`);
 }
 
 async function main() {

@@ -309,13 +309,6 @@ t.test('diff: the patch mechanism', async (t) => {
   t.same(applyStrict(a, diff(a, b)), b, 'arbitrary list edits apply strictly to the target');
 });
 
-t.test('the README\'s config reference is the schema\'s', async (t) => {
-  const { readFileSync } = await import('node:fs');
-  const { configReferenceTable } = await import('../src/config-reference.js');
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  t.ok(readme.includes(`<!-- config-reference:start -->\n${configReferenceTable()}\n<!-- config-reference:end -->`), 'run `npm run docs` after changing src/config-schema.ts');
-});
-
 t.test('the precompiled validator is the schema\'s', async (t) => {
   // scripts/gen-config-validator.mjs reads dist/config-schema.js, which `npm test` builds first
   const r = spawnSync(process.execPath, [join(root, 'scripts/gen-config-validator.mjs'), '--check'], { encoding: 'utf8', timeout: 30_000 });

@@ -10,9 +10,10 @@ import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './run.js';
 import { parseArgs } from 'node:util';
+import { loadModule } from './dist.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fixtureReview = () => JSON.parse(readFileSync(join(root, 'test/fixtures/admission/deployment-create.json'), 'utf8'));
@@ -20,7 +21,7 @@ const TOKEN_PATH = '/var/run/secrets/eks.amazonaws.com/serviceaccount';
 const MiB = 2 ** 20;
 
 const distOf = (dir) => resolve(dir ?? process.env.BENCH_COMPARE_DIST ?? join(root, 'dist'));
-const load = (dist, module) => import(pathToFileURL(join(dist, module)).href);
+const load = loadModule;
 
 /** VmRSS and VmHWM of a process in MiB (Linux). */
 function memory(pid = 'self') {

@@ -6,9 +6,10 @@
 import { fork } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildMixes } from './mixes.js';
+import { loadModule } from './dist.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const self = fileURLToPath(import.meta.url);
@@ -46,7 +47,7 @@ function measure(cases) {
   return Object.fromEntries(live.map((c) => [c.key, median(samples.get(c.key))]));
 }
 
-const load = (dist, module) => import(pathToFileURL(join(dist, module)).href).catch(() => ({}));
+const load = (dist, module) => loadModule(dist, module).catch(() => ({}));
 
 async function child({ dist, compareDist, mixIds }) {
   const secureJson = (await import('secure-json-parse')).default;

@@ -13,7 +13,7 @@ import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { createServingCert } from '../dist/tls.js';
+import { createServingCert } from '../dist/webhook/tls.js';
 import { buildMixes } from './mixes.js';
 import { listSizes, listSizeTable } from './attacks.js';
 import { microBench } from './micro.js';

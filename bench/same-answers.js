@@ -6,16 +6,17 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
 import { cowArbitraries, edit } from '../test/helpers/cow-edits.js';
+import { loadModule } from './dist.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { dist: { type: 'string' }, runs: { type: 'string' } } });
 if (!values.dist) throw new Error('usage: node bench/same-answers.js --dist DIR [--runs N]');
 const RUNS = Number(values.runs ?? 20000);
-const load = (dist, module) => import(pathToFileURL(join(resolve(dist), module)).href);
+const load = (dist, module) => loadModule(resolve(dist), module);
 const builds = await Promise.all([join(root, 'dist'), values.dist].map(async (dist) => ({
   patch: await load(dist, 'patch.js'),
   admission: await load(dist, 'admission.js'),

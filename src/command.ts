@@ -1,6 +1,6 @@
 // The contract between cli.ts and each command module, and the argument helpers they share.
 import type { ParseArgsConfig } from 'node:util';
-import type { Config } from './config.js';
+import type { Config } from './config/config.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';

@@ -4,9 +4,9 @@
 // The documents are built by pure functions from (config, credentials, OIDC provider, prefix, KMS key) so tests compare
 // them with hand-written expectations and judge them with an IAM policy evaluator; printing (JSON or a shell script) is
 // a separate step.
-import { hasDotSegment, s3Location, withSlash } from './artifact-location.js';
+import { hasDotSegment, s3Location, withSlash } from './config/artifact-location.js';
 import { stringOption, UsageError, type CommandArgs } from './command.js';
-import type { Config, CredentialsMode } from './config.js';
+import type { Config, CredentialsMode } from './config/config.js';
 
 export const POLICY_VERSION = '2012-10-17';
 /** The inline policy's name on the role; put-role-policy overwrites a policy of the same name, so reruns are idempotent. */

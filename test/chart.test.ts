@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { configSchema } from '../src/config-schema.js';
-import { parseConfigText } from '../src/config.js';
+import { configSchema } from '../src/config/schema.js';
+import { parseConfigText } from '../src/config/config.js';
 import { parseLeaseMetadata } from '../src/reconcile/lease.js';
 import { root } from './helpers/fixtures.js';
 import { chart, ciValues, find, FULL, helmRun, NS, one, RELEASE, render, TARGET_NS, validateAll, WITH_POLICY_API, WITH_SERVICE_MONITOR_API, type Obj } from './helpers/chart.js';
@@ -24,7 +24,7 @@ const podSpec = (o: Obj) => o.spec.template.spec;
 
 // Command modules by CLI command name, to check that every rendered command line parses with the program's own options.
 const COMMANDS: Record<string, () => Promise<{ options: object; allowPositionals?: boolean }>> = {
-  serve: () => import('../src/serve.js'),
+  serve: () => import('../src/webhook/serve.js'),
   'bootstrap-cert': () => import('../src/k8s/bootstrap-cert.js'),
   'restart-target': () => import('../src/k8s/restart-target.js'),
   'install-trigger': () => import('../src/db/command.js'),

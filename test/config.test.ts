@@ -4,9 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAX_LOCATION_LENGTH, mlflowDefaultPrefix } from '../src/artifact-location.js';
-import { ConfigError, loadConfig, parseConfig, parseConfigText } from '../src/config.js';
-import { diff } from '../src/patch.js';
+import { MAX_LOCATION_LENGTH, mlflowDefaultPrefix } from '../src/config/artifact-location.js';
+import { ConfigError, loadConfig, parseConfig, parseConfigText } from '../src/config/config.js';
+import { diff } from '../src/webhook/patch.js';
 import { applyStrict } from './helpers/strict-patch.js';
 import { exampleConfig, root } from './helpers/fixtures.js';
 
@@ -310,7 +310,7 @@ t.test('diff: the patch mechanism', async (t) => {
 });
 
 t.test('the precompiled validator is the schema\'s', async (t) => {
-  // scripts/gen-config-validator.mjs reads dist/config-schema.js, which `npm test` builds first
+  // scripts/gen-config-validator.mjs reads dist/config/schema.js, which `npm test` builds first
   const r = spawnSync(process.execPath, [join(root, 'scripts/gen-config-validator.mjs'), '--check'], { encoding: 'utf8', timeout: 30_000 });
-  t.equal(r.status, 0, `run \`npm run gen:validator\` after changing src/config-schema.ts: ${r.stderr}`);
+  t.equal(r.status, 0, `run \`npm run gen:validator\` after changing src/config/schema.ts: ${r.stderr}`);
 });

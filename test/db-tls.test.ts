@@ -11,7 +11,7 @@ import pg from 'pg';
 import { TriggerError, withDatabase } from '../src/db/connect.js';
 import { DatabaseTlsError, planConnection, SSL_MODES, type SslMode } from '../src/db/ssl.js';
 import { createLogger } from '../src/log.js';
-import { createCa, createServingCert } from '../src/tls.js';
+import { createCa, createServingCert } from '../src/webhook/tls.js';
 import { FULL, one, render, TARGET_NS, type Obj } from './helpers/chart.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { startPostgres, type TestPostgres } from './helpers/pg.js';

@@ -6,9 +6,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
-import { loadConfig, parseConfig, parseConfigText, type Config } from '../src/config.js';
+import { loadConfig, parseConfig, parseConfigText, type Config } from '../src/config/config.js';
 import { UsageError } from '../src/command.js';
-import { loadChartValues, renderChartConfig } from '../src/chart-values.js';
+import { loadChartValues, renderChartConfig } from '../src/config/chart-values.js';
 import { ACTION_CALLS, iamPlan, normaliseOidcProvider, options as iamOptions, parseRoleArn, renderJson, splitS3Uri, type IamPlan, type PolicyDocument } from '../src/iam-policy.js';
 import { root } from './helpers/fixtures.js';
 import { chart, helmRun } from './helpers/chart.js';
@@ -487,7 +487,7 @@ t.test('the chart data --values uses is current, --help lists every option, the 
   const check = await new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile(process.execPath, [join(root, 'scripts/gen-chart-values.mjs'), '--check'], (err, _out, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
   });
-  t.equal(check.code, 0, `src/chart-values.gen.ts matches the chart's values.yaml and values.schema.json ${check.stderr}`);
+  t.equal(check.code, 0, `src/config/chart-values.gen.ts matches the chart's values.yaml and values.schema.json ${check.stderr}`);
 
   const help = await runCli(['iam-policy', '--help']);
   t.equal(help.code, 0);

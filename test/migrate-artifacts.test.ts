@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { run as runCommand } from '../src/migrate/command.js';
 import { destination, destinationProblem, dispose, escaped, overlaps, PrefixSet, renderAwsCli, UNMAPPED_REASONS } from '../src/migrate/plan.js';
 import { PREVIOUS_DESTINATION_ANNOTATION } from '../src/mutators/deployment.js';

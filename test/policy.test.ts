@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCelError, run } from '@bufbuild/cel';
 import { stringify } from 'yaml';
-import { parseConfigText, type Config } from '../src/config.js';
+import { parseConfigText, type Config } from '../src/config/config.js';
 import { deploymentPlan, mutateDeployment } from '../src/mutators/deployment.js';
 import { admissionFixtures, exampleConfig, fixture, root } from './helpers/fixtures.js';
 import { find, FULL, NS, one, render, TARGET_NS, validateAll, WITH_POLICY_API, type Obj } from './helpers/chart.js';

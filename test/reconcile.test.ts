@@ -1,12 +1,12 @@
 // Specification of the self-healing decisions: needs repair?, rollout in progress?, and the restart backoff.
 import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
-import { loadConfig, parseConfig } from '../src/config.js';
-import { buildServer } from '../src/server.js';
-import { serve } from '../src/serve.js';
+import { loadConfig, parseConfig } from '../src/config/config.js';
+import { buildServer } from '../src/webhook/server.js';
+import { serve } from '../src/webhook/serve.js';
 import { createLogger } from '../src/log.js';
-import { createMetrics } from '../src/metrics.js';
-import { createCa, createServingCert } from '../src/tls.js';
+import { createMetrics } from '../src/webhook/metrics.js';
+import { createCa, createServingCert } from '../src/webhook/tls.js';
 import { kubeClient } from '../src/k8s/client.js';
 import { Reconciler, type ReconcilerOptions } from '../src/reconcile/loop.js';
 import { LeaseElector, parseLeaseMetadata } from '../src/reconcile/lease.js';

@@ -73,7 +73,7 @@ t.test('Dockerfile: Node 24 LTS pinned by digest, build stages on the builder\'s
   // one V8 flag: a 4 MiB young generation whatever the memory limit (bench/RESULTS.md, "Memory in a pod")
   t.same(final.entrypoint, ['node', '--max-semi-space-size=4', 'dist/cli.js']);
   t.equal(final.cmd![0], 'serve');
-  const serve = await import('../src/serve.js');
+  const serve = await import('../src/webhook/serve.js');
   const parsed = parseArgs({ args: final.cmd!.slice(1), options: { config: { type: 'string' }, ...serve.options }, strict: true });
   t.ok(parsed.values.config && parsed.values['tls-cert'] && parsed.values['tls-key'], 'CMD flags parse with serve\'s options');
 });

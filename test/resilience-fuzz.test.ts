@@ -10,14 +10,14 @@ import fc from 'fast-check';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Writable } from 'node:stream';
-import { loadConfig } from '../src/config.js';
-import { buildServer, type WebhookServer } from '../src/server.js';
+import { loadConfig } from '../src/config/config.js';
+import { buildServer, type WebhookServer } from '../src/webhook/server.js';
 import { createLogger } from '../src/log.js';
-import { createMetrics } from '../src/metrics.js';
-import { createServingCert } from '../src/tls.js';
+import { createMetrics } from '../src/webhook/metrics.js';
+import { createServingCert } from '../src/webhook/tls.js';
 import { admissionFixtures, exampleConfig } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
-import { LIMITS } from '../src/admission.js';
+import { LIMITS } from '../src/webhook/admission.js';
 import { checkProperty, FIXED_SEED, propertySeeds } from './helpers/property.js';
 
 // a real full collection between the heap readings, so the margin can be small

@@ -11,8 +11,8 @@ import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { createCa, createServingCert, type KeyPair } from '../src/tls.js';
-import { parseConfig } from '../src/config.js';
+import { createCa, createServingCert, type KeyPair } from '../src/webhook/tls.js';
+import { parseConfig } from '../src/config/config.js';
 import { exampleConfig, fixture, root } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
 

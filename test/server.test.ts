@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { loadConfig, parseConfig } from '../src/config.js';
-import { serve } from '../src/serve.js';
-import { API_SERVER_IDLE_SECONDS } from '../src/server.js';
+import { loadConfig, parseConfig } from '../src/config/config.js';
+import { serve } from '../src/webhook/serve.js';
+import { API_SERVER_IDLE_SECONDS } from '../src/webhook/server.js';
 import { createLogger, TurnBufferedDestination } from '../src/log.js';
-import { createCa, createServingCert, daysLeft, TLS12_CIPHERS, watchKeyPair, type KeyPair } from '../src/tls.js';
+import { createCa, createServingCert, daysLeft, TLS12_CIPHERS, watchKeyPair, type KeyPair } from '../src/webhook/tls.js';
 import { version } from '../src/version.js';
-import { listenDualStack } from '../src/serve.js';
+import { listenDualStack } from '../src/webhook/serve.js';
 import { exampleConfig, fixture, root } from './helpers/fixtures.js';
 
 const silent = () => createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
@@ -202,8 +202,8 @@ t.test('serve loads fastify\'s schema compilers (ajv, fast-json-stringify) on ne
   const metricsPort = await freePort();
   const dist = (m: string) => pathToFileURL(join(root, 'dist', m)).href;
   const code = `import { createRequire } from 'node:module';
-    import { loadConfig, parseConfig } from '${dist('config.js')}';
-    import { serve } from '${dist('serve.js')}';
+    import { loadConfig, parseConfig } from '${dist('config/config.js')}';
+    import { serve } from '${dist('webhook/serve.js')}';
     import { createLogger } from '${dist('log.js')}';
     const config = parseConfig({ ...JSON.parse(JSON.stringify(loadConfig(${JSON.stringify(exampleConfig)}))), reconcile: { enabled: false }, server: { drainSeconds: 0, metricsPort: ${metricsPort} } });
     const running = await serve(config, { port: 0, host: '127.0.0.1' }, createLogger('silent'));
@@ -428,7 +428,7 @@ t.test('dual stack: "::" (the default) answers IPv4 and IPv6; a kernel without I
   // A kernel without IPv6 cannot be had here: the first listen on "::" fails as it would there (EAFNOSUPPORT), the
   // fallback then listens for real.
   const fallback = capture();
-  const { buildServer } = await import('../src/server.js');
+  const { buildServer } = await import('../src/webhook/server.js');
   const s = buildServer({ config, tls: await createServingCert(['localhost'], 1), logger: fallback.logger });
   t.teardown(() => s.app.close());
   const tried: string[] = [];

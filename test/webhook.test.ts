@@ -1,13 +1,13 @@
 // Specification of /mutate: every recorded AdmissionReview fixture against its golden object, and every bad input.
 import t from 'tap';
 import { Writable } from 'node:stream';
-import { loadConfig, parseConfig } from '../src/config.js';
-import { buildServer, type WebhookServer } from '../src/server.js';
+import { loadConfig, parseConfig } from '../src/config/config.js';
+import { buildServer, type WebhookServer } from '../src/webhook/server.js';
 import { buildMutators, type Mutators } from '../src/mutators/index.js';
 import { createLogger, lazyChildLogger } from '../src/log.js';
-import { decisionLogger, pinoDecisionLogger } from '../src/decision.js';
-import { createMetrics } from '../src/metrics.js';
-import { createServingCert, type KeyPair } from '../src/tls.js';
+import { decisionLogger, pinoDecisionLogger } from '../src/webhook/decision.js';
+import { createMetrics } from '../src/webhook/metrics.js';
+import { createServingCert, type KeyPair } from '../src/webhook/tls.js';
 import { admissionFixtures, exampleConfig, fixture, fixtureFolders } from './helpers/fixtures.js';
 import { applyStrict } from './helpers/strict-patch.js';
 import { cowArbitraries, edit } from './helpers/cow-edits.js';
@@ -15,10 +15,10 @@ import { validateK8s } from './helpers/k8s-schema.js';
 import { checkProperty } from './helpers/property.js';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { constant, diff, encodedDiff, PatchLimitError, type Operation } from '../src/patch.js';
-import { boundWarnings, encodeReview, LIMITS, REVIEW_REPLY_SCHEMA, review, SUPPORTED_VERSIONS, type AdmissionResponse } from '../src/admission.js';
+import { constant, diff, encodedDiff, PatchLimitError, type Operation } from '../src/webhook/patch.js';
+import { boundWarnings, encodeReview, LIMITS, REVIEW_REPLY_SCHEMA, review, SUPPORTED_VERSIONS, type AdmissionResponse } from '../src/webhook/admission.js';
 import { createRequire } from 'node:module';
-import { parseJson } from '../src/json-body.js';
+import { parseJson } from '../src/webhook/json-body.js';
 import secureJson from 'secure-json-parse';
 
 const config = loadConfig(exampleConfig);

@@ -1,7 +1,7 @@
 // --backfill: the rule applied to experiments that carried the tag before the install, in short batches after it has
 // committed; its SQL (also doctor's drift count and --dry-run's) is built on ruleSql, so it cannot disagree with the trigger.
 import type pg from 'pg';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import type { Logger } from '../log.js';
 import { transaction } from './connect.js';
 import { BACKFILL_BATCH_SIZE, RULED_TAG_ROW, lit, refusalMessageSql, ruleSql, triggerSql } from './sql.js';

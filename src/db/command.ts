@@ -1,6 +1,6 @@
 // The `install-trigger` command: prints the SQL (--dry-run), or installs / uninstalls the trigger in MLflow's tracking database.
 import { intOption, stringOption, usageText, UsageError, type CommandArgs, type Values } from '../command.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { createLogger } from '../log.js';
 import { TriggerError, transaction, withDatabase } from './connect.js';
 import { installTrigger, missingTables, uninstallTrigger } from './install.js';

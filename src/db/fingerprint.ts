@@ -3,7 +3,7 @@
 // as soon as one rule, literal or statement differs), or of the audit table's shape. installedDifferences (install.ts)
 // compares with it.
 import { createHash } from 'node:crypto';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { AUDIT_COLUMNS, functionBody, tagTestBody, type Policy } from './sql.js';
 
 /** sha256 of the text with every run of whitespace made one space, first 16 hex digits. */

@@ -1,7 +1,7 @@
 // Installs, reads back and removes our trigger in one locked transaction, backfills in short batches after it, and reports the manual procedure's trigger if it is still there.
 import type pg from 'pg';
-import type { LocationStyle } from '../artifact-location.js';
-import type { Config, LocationPolicyMode, TriggerMode } from '../config.js';
+import type { LocationStyle } from '../config/artifact-location.js';
+import type { Config, LocationPolicyMode, TriggerMode } from '../config/config.js';
 import type { Logger } from '../log.js';
 import { backfill, type Backfill } from './backfill.js';
 import { TriggerError, transaction } from './connect.js';

@@ -2,8 +2,8 @@
 // experiment 0 alone (never from newer experiments, which any MLflow user can shape), and the survey of experiments
 // whose location it refuses, each with the setting that would admit it.
 import type pg from 'pg';
-import { MAX_LOCATION_LENGTH, mlflowDefaultPrefix } from '../artifact-location.js';
-import { ConfigError, parseConfig, type Config } from '../config.js';
+import { MAX_LOCATION_LENGTH, mlflowDefaultPrefix } from '../config/artifact-location.js';
+import { ConfigError, parseConfig, type Config } from '../config/config.js';
 import { printable, quotedPrintable } from '../printable.js';
 import { DEFAULT_EXPERIMENT_ID, POLICY_OFF, configuredPrefix, policyOf, policySurveySql, triggerSql, type JudgingPolicy, type Policy } from './sql.js';
 

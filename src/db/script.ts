@@ -1,6 +1,6 @@
 // The psql script --dry-run prints: exactly the transactions an install (and its backfill) or an uninstall runs, headed
 // by comment lines saying which policy it installs and what the location policy's survey found.
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import type { PolicySurvey } from './policy.js';
 import { backfillSql } from './backfill.js';
 import { BACKFILL_BATCH_SIZE, POLICY_OFF, installStatements, preamble, uninstallStatements, type Policy } from './sql.js';

@@ -1,8 +1,8 @@
 // Builds the trigger's SQL from the config: the rule as SQL expressions (one definition, used by the trigger function, --backfill and
 // doctor), the function, the two deferred constraint triggers, and the backfill batches; every configured value quoted by pg.
 import pg from 'pg';
-import { LENGTH_REASON, MAX_LOCATION_LENGTH, mlflowDefaultPrefix, projectBase, withSlash } from '../artifact-location.js';
-import type { Config, LocationPolicyMode, TriggerConfig } from '../config.js';
+import { LENGTH_REASON, MAX_LOCATION_LENGTH, mlflowDefaultPrefix, projectBase, withSlash } from '../config/artifact-location.js';
+import type { Config, LocationPolicyMode, TriggerConfig } from '../config/config.js';
 
 /** Our objects' names; anything else in the database is not ours to change. */
 export const FUNCTION_NAME = 'mlflow_irsa_artifact_location';

@@ -11,7 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { checkServerIdentity, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { pemBlocks } from '../tls.js';
+import { pemBlocks } from '../webhook/tls.js';
 import pg from 'pg';
 import type { Logger } from '../log.js';
 

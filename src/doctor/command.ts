@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { stringOption, UsageError, usageText, type CommandArgs } from '../command.js';
 import { databaseUrlOption } from '../db/command.js';
 import { findCredentials, kubeconfigHelp, kubeconfigOption, noCredentials } from '../k8s/args.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { createLogger } from '../log.js';
 import { normaliseOidcProvider, parseRoleArn } from '../iam-policy.js';
 import { buildMutators } from '../mutators/index.js';

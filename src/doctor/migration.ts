@@ -1,7 +1,7 @@
 // doctor's migration check: the artifacts destination the webhook replaced (recorded on the mlflow Deployment) and
 // whether the operator has marked its copy done (migration.completedFrom, in the config, where a Domino re-apply of
 // mlflow cannot undo it). Pure, like every check: the Deployment and the count come from read.ts.
-import { stripSlash } from '../config.js';
+import { stripSlash } from '../config/config.js';
 import { shellQuote } from '../iam-policy.js';
 import { isObject } from '../mutators/json.js';
 import { PREVIOUS_DESTINATION_ANNOTATION } from '../mutators/deployment.js';

@@ -3,10 +3,10 @@
 // Every failure becomes a `Read` that says why, for the checks to judge; nothing here decides pass or fail.
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
-import { pemBlocks } from '../tls.js';
+import { pemBlocks } from '../webhook/tls.js';
 import { X509Certificate } from 'node:crypto';
 import type pg from 'pg';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import type { Logger } from '../log.js';
 import type { KubeClient, ListPage, ListRequest } from '../k8s/client.js';
 import { transaction, withDatabase } from '../db/connect.js';

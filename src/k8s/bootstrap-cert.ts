@@ -3,7 +3,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import { intOption, usageText, UsageError, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
-import { createCa, createServingCert, daysLeft } from '../tls.js';
+import { createCa, createServingCert, daysLeft } from '../webhook/tls.js';
 import { clientFromArgs, kubeconfigHelp, kubeconfigOption, requiredOption } from './args.js';
 import { isNotFound, retryOnConflict, type KubeClient } from './client.js';
 

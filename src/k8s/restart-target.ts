@@ -1,7 +1,7 @@
 // `restart-target`: restarts the mlflow Deployment, as `kubectl rollout restart` does, only when it still lacks the mutation
 // (with credentials pod-identity, after taking IRSA's role annotation off the ServiceAccount).
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { intOption, usageText, type CommandArgs } from '../command.js';
 import { createLogger, type Logger } from '../log.js';
 import { buildMutators, cannotMutate, planPatch, type JsonObject, type Mutate } from '../mutators/index.js';

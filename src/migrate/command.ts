@@ -3,7 +3,7 @@
 // the database references from one destination to the other (plan.ts), or the plan as JSON.
 import { pino } from 'pino';
 import { stringOption, usageText, UsageError, type CommandArgs, type Values } from '../command.js';
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { databaseUrlOption } from '../db/command.js';
 import { withDatabase } from '../db/connect.js';
 import { transaction } from '../db/install.js';

@@ -6,9 +6,9 @@
 // path (urlparse, leading "/" stripped) and joins it to its *current* MLFLOW_ARTIFACTS_DESTINATION; the netloc of
 // mlflow-artifacts://host/path only tells the client which server to ask. So mlflow-artifacts:/<path> and
 // mlflow-artifacts:///<path> are <destination>/<path> here, and mlflow-artifacts://<host>/<path> is another server's.
-import { hasDotSegment, locationPath } from '../artifact-location.js';
-import { s3UriPattern } from '../config-schema.js';
-import { bucketProblem } from '../config.js';
+import { hasDotSegment, locationPath } from '../config/artifact-location.js';
+import { s3UriPattern } from '../config/schema.js';
+import { bucketProblem } from '../config/config.js';
 import { shellQuote, splitS3Uri } from '../iam-policy.js';
 
 /** Where a reference is read from: `<table>.<column>` (trace_tags.value only under the key mlflow.artifactLocation). */

@@ -2,9 +2,9 @@
 // mount and the web-identity env on one container; for EKS Pod Identity none of them (those of an earlier IRSA mutation
 // removed), since EKS's own webhook wires Pod Identity into the pod. Both set the destination and the region. Pure.
 import { posix } from 'node:path';
-import type { Config, CredentialsMode } from '../config.js';
+import type { Config, CredentialsMode } from '../config/config.js';
 import { cut, isObject, jsonEqual, shown, text, type Json, type JsonObject } from './json.js';
-import { constant } from '../patch.js';
+import { constant } from '../webhook/patch.js';
 import type { MutationResult } from './index.js';
 import { destinationFlags, envSources, removalReason, WEB_IDENTITY_ENV, WEB_IDENTITY_REASON } from './overrides.js';
 

@@ -1,9 +1,9 @@
 // Which mutator owns which object: the routing table from (group, version, kind, namespace, name) to a pure mutation.
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { deploymentPlan, mutateDeployment } from './deployment.js';
 import { mutateServiceAccount, serviceAccountPlan } from './service-account.js';
 import type { JsonObject } from './json.js';
-import { encodedDiff, type Operation } from '../patch.js';
+import { encodedDiff, type Operation } from '../webhook/patch.js';
 
 export type { Json, JsonObject } from './json.js';
 

@@ -1,9 +1,9 @@
 // The MLflow ServiceAccount's annotations for the configured credentials. Pure. IRSA: the IAM role (and regional STS
 // when a region is set). EKS Pod Identity: neither, since while the role annotation stands, EKS's webhook gives every
 // pod of the ServiceAccount web identity, which botocore uses before Pod Identity's credentials.
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import { isObject, shown, type JsonObject } from './json.js';
-import { constant } from '../patch.js';
+import { constant } from '../webhook/patch.js';
 import { describeMeta, unchanged } from './deployment.js';
 import type { MutationResult } from './index.js';
 

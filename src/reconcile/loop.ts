@@ -1,9 +1,9 @@
 // The reconcile loop inside `serve`: while this replica leads, it watches (and polls) the target Deployment and
 // ServiceAccount and repairs what rolled out without the mutation. Decisions come from decide.ts; this file only
 // schedules, calls the API and logs.
-import type { Config } from '../config.js';
+import type { Config } from '../config/config.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../webhook/metrics.js';
 import type { Mutators, JsonObject } from '../mutators/index.js';
 import type { LeaseMetadata } from '../k8s/client.js';
 import { isConflict, isForbidden, isNotFound, retryOnConflict, type KubeClient } from '../k8s/client.js';

@@ -2,7 +2,7 @@
 // test-only dependency): each call MLflow and boto3 make, and each neighbour that must stay denied, is a request.
 import { runSimulation, runUnsafeSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { createValidatedPolicy, validateIdentityPolicy, validateTrustPolicy } from '@cloud-copilot/iam-policy';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/config/config.js';
 import type { IamPlan, PolicyDocument } from '../../src/iam-policy.js';
 
 export type Verdict = 'allow' | 'deny';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import fastJsonPatch from 'fast-json-patch';
 import { stringify } from 'yaml';
-import { createCa, createServingCert } from '../../src/tls.js';
+import { createCa, createServingCert } from '../../src/webhook/tls.js';
 import { root } from './fixtures.js';
 
 const fixtureDir = join(root, 'test/fixtures/k8s');

@@ -1,6 +1,6 @@
 // Prometheus metrics of the admission path, on a registry of their own so that each server (and test) starts at zero.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { version } from './version.js';
+import { version } from '../version.js';
 
 export interface Metrics {
   readonly registry: Registry;

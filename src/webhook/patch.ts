@@ -10,7 +10,7 @@
 // are skipped at once (`a === b`), so a mutator that copies only along the paths it writes pays for those paths; list
 // entries are paired through a Map in O(n + m), never through a table of n × m cells.
 import type { Operation } from 'fast-json-patch';
-import { deepFreeze, jsonString, NEEDS_ESCAPE } from './mutators/json.js';
+import { deepFreeze, jsonString, NEEDS_ESCAPE } from '../mutators/json.js';
 
 export type { Operation };
 

@@ -1,18 +1,18 @@
 // The `serve` command: config → TLS → server → listen, then certificate watching and SIGTERM draining.
-import type { Config } from './config.js';
-import { intOption, stringOption, usageText, UsageError, type CommandArgs } from './command.js';
-import { createLogger, TurnBufferedDestination, type Logger } from './log.js';
+import type { Config } from '../config/config.js';
+import { intOption, stringOption, usageText, UsageError, type CommandArgs } from '../command.js';
+import { createLogger, TurnBufferedDestination, type Logger } from '../log.js';
 import { buildServer, type WebhookServer } from './server.js';
 import { listenMetrics, type MetricsListener } from './metrics-listener.js';
-import { version } from './version.js';
+import { version } from '../version.js';
 import { certValidity, createServingCert, readKeyPair, watchKeyPair, type KeyPair } from './tls.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Reconciler } from './reconcile/loop.js';
-import type { LeaseMetadata } from './k8s/client.js';
-import { findCredentials, kubeconfigOption, noCredentials, type ClusterCredentials } from './k8s/args.js';
-import { LEASE_METADATA_ENV, parseLeaseMetadata } from './reconcile/lease.js';
+import type { Reconciler } from '../reconcile/loop.js';
+import type { LeaseMetadata } from '../k8s/client.js';
+import { findCredentials, kubeconfigOption, noCredentials, type ClusterCredentials } from '../k8s/args.js';
+import { LEASE_METADATA_ENV, parseLeaseMetadata } from '../reconcile/lease.js';
 
 export interface ServeOptions {
   port?: number;
@@ -50,7 +50,7 @@ async function startReconciler(config: Config, opts: ServeOptions, server: Webho
   }
   logger.info({ credentials: credentials.from }, 'reconcile loop: cluster credentials');
   const [{ kubeClient }, { Reconciler }, { buildMutators }] = await Promise.all([
-    import('./k8s/client.js'), import('./reconcile/loop.js'), import('./mutators/index.js'),
+    import('../k8s/client.js'), import('../reconcile/loop.js'), import('../mutators/index.js'),
   ]);
   const reconciler = new Reconciler({
     config,

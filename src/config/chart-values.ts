@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { cannotRead, ConfigError, parseConfig, type Config } from './config.js';
-import { isObject as isTable } from './mutators/json.js';
-import { configSchema } from './config-schema.js';
+import { isObject as isTable } from '../mutators/json.js';
+import { configSchema } from './schema.js';
 import { chartConfigDefaults, chartValueKeys } from './chart-values.gen.js';
 
 export type HelmValues = Record<string, unknown>;

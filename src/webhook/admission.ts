@@ -1,7 +1,7 @@
 // AdmissionReview in, AdmissionReview out: checks the envelope, routes to a mutator, derives the JSON patch, echoes uid and version.
 import { PatchLimitError, type Operation } from './patch.js';
-import { planPatch, type Mutators, type JsonObject } from './mutators/index.js';
-import { cut, isObject, shown, text } from './mutators/json.js';
+import { planPatch, type Mutators, type JsonObject } from '../mutators/index.js';
+import { cut, isObject, shown, text } from '../mutators/json.js';
 
 export const SUPPORTED_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 const OPERATIONS = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);

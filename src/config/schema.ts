@@ -1,7 +1,7 @@
 // The one schema of the config file: config.ts validates with it, and the Helm chart's values.schema.json is generated from it.
 // Patterns stay RE2-compatible (no look-around) because Helm checks values.schema.json with Go's regexp;
 // rules a plain pattern cannot say live in config.ts `refine`.
-import { DEFAULT_REMOVE_ENV } from './mutators/overrides.js';
+import { DEFAULT_REMOVE_ENV } from '../mutators/overrides.js';
 
 const dnsLabel = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const dnsSubdomain = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';

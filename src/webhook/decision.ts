@@ -1,7 +1,7 @@
 // What one review's decision leaves behind: its log line and its metrics, the two per-request costs besides the review.
 import { pino, type Logger } from 'pino';
 import { loggable, type Decision } from './admission.js';
-import { jsonString } from './mutators/json.js';
+import { jsonString } from '../mutators/json.js';
 import type { Metrics } from './metrics.js';
 
 /**

@@ -5,12 +5,12 @@ import type { ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 // The schema in config-schema.ts, compiled ahead of time by ajv (allErrors, useDefaults, verbose): loading ajv and
 // compiling at start-up cost ~110 ms of every command's start. `npm run gen:validator` rewrites it; a test checks it.
-import validate from './config-validator.gen.js';
+import validate from './validator.gen.js';
 import {
   LENGTH_REASON, MAX_LOCATION_LENGTH, defaultAllowedPrefix, hasDotSegment, locationPath, projectBase, withSlash, type LocationStyle,
 } from './artifact-location.js';
-import { deepFreeze } from './mutators/json.js';
-import { POD_IDENTITY_ENV, type CredentialsMode } from './mutators/overrides.js';
+import { deepFreeze } from '../mutators/json.js';
+import { POD_IDENTITY_ENV, type CredentialsMode } from '../mutators/overrides.js';
 
 /** How MLflow gets its role: IRSA's web identity, or an EKS Pod Identity association. */
 export type { CredentialsMode };

@@ -17,6 +17,9 @@
 // (e) Every `helm <subcommand> ...` uses only flags that the real helm binary's `helm <subcommand> --help` lists.
 // (f) The manual uninstall the operator guide gives for `helm uninstall --no-hooks` runs the SQL `install-trigger` prints,
 //     and names each object that SQL drops.
+// (g) The workspace snippet runs under the real boto3. (h) The docs say what proxied does not separate.
+// (i) One home per topic: the README within 1,500 words with both local commands on its first screen, the config table
+//     in the chart README alone, and no sentence of twelve words or more in two files.
 // (g) What the controls do not do is said where they are recommended: the location styles table has a row on isolation
 //     between projects, and every doc that offers `proxied` as the answer to workspace credentials says that it
 //     separates no projects; no doc says the trigger keeps a user from another project's prefix.
@@ -293,4 +296,30 @@ t.test('(h) the docs say what proxied and the location rules do not separate, wh
     t.match(passage, /every (MLflow user|project's artifacts)|nothing separates projects/, `${file}: it says proxied separates no projects`);
   }
   for (const file of DOCS) t.notMatch(prose(read(file)), /(refuses|stops|prevents)[^.]*another project's prefix/, `${file}: claims no wall between projects`);
+});
+
+t.test('(i) one home per topic: the README is a first screen, the config table stands once, no sentence is told twice', async (t) => {
+  const readme = read('README.md');
+  const words = prose(readme).split(/\s+/).filter(Boolean).length + (readme.match(/^```[\s\S]*?^```/gm) ?? []).join(' ').split(/\s+/).length;
+  t.ok(words <= 1500, `README.md: ${words} words (at most 1,500)`);
+  const firstScreen = readme.split('\n').slice(0, 40).join('\n');
+  t.match(firstScreen, /npm ci && npm start/, 'the first screen has the webhook running locally');
+  t.match(firstScreen, /npm ci && npm test/, 'and the test command');
+  // the config keys' reference is the chart README's generated values table, and only there
+  const tables = DOCS.filter((f) => /^\| *key *\| *type *\| *default *\|/im.test(read(f)));
+  t.same(tables, ['charts/mlflow-irsa-webhook/README.md'], 'the config table lives in one place');
+  // a sentence of twelve words or more said in two files is a topic explained twice: say it once and link to it
+  const seen = new Map<string, string>();
+  const repeated: string[] = [];
+  for (const file of DOCS.filter((f) => f !== 'CHANGELOG.md')) {
+    const text = prose(read(file)).split('\n').filter((l) => !/^\s*(\||#)/.test(l)).join(' ').replace(/\s+/g, ' ');
+    for (const sentence of text.split(/(?<=[.!?])\s+(?=[A-Z`*[])/)) {
+      const s = sentence.trim();
+      if (s.split(' ').length < 12) continue;
+      const first = seen.get(s);
+      if (first !== undefined && first !== file) repeated.push(`${first} and ${file}: ${s.slice(0, 100)}`);
+      else seen.set(s, file);
+    }
+  }
+  t.same(repeated, [], 'no sentence stands in two files');
 });

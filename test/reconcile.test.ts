@@ -525,6 +525,14 @@ t.test('Lease: a leader that loses it to another holder logs it, drops the gauge
   t.match(await a.metrics.registry.metrics(), /reconcile_leader 1/);
   const lease = w.stub.object(LEASE);
   w.stub.seed(LEASE, { ...lease, metadata: { ...lease.metadata, resourceVersion: '99999' }, spec: { ...lease.spec, holderIdentity: 'pod-c', renewTime: new Date().toISOString().replace('Z', '000Z') } });
+  // pod-c stays alive from here on (it renews, as a live holder does), so however slow the machine, its claim never
+  // lapses and a takeover by pod-a would be a bug, not the election working
+  const podCRenews = () => {
+    const l = w.stub.object(LEASE);
+    if (l.spec.holderIdentity === 'pod-c') w.stub.seed(LEASE, { ...l, spec: { ...l.spec, renewTime: new Date().toISOString().replace('Z', '000Z') } });
+  };
+  const renewing = setInterval(podCRenews, 100);
+  t.teardown(() => clearInterval(renewing));
   await until('the loss to be logged', () => a.log.lines.some((l) => /lost the Lease/.test(l.msg)));
   const lost = a.log.lines.find((l) => /lost the Lease/.test(l.msg));
   t.equal(lost.level, 'warn');
@@ -533,15 +541,9 @@ t.test('Lease: a leader that loses it to another holder logs it, drops the gauge
   t.match(await a.metrics.registry.metrics(), /reconcile_leader 0/);
   await until('the watch to stop', () => w.stub.watching('/apis/apps/v1/namespaces/domino-platform/deployments') === 0);
   w.stub.seed(DEP, k8sFixture('deployment-mlflow'));
-  // the loop still runs as a follower: three more Lease rounds (one every 2/3 s) span more than a poll interval (1 s).
-  // pod-c stays alive meanwhile (it renews, as a live holder does), so however slow the machine, its claim never
-  // lapses and a takeover by pod-a would be a bug, not the election working
+  // the loop still runs as a follower: three more Lease rounds (one every 2/3 s) span more than a poll interval (1 s)
   const mark = w.stub.requests.length;
-  const podCRenews = () => {
-    const l = w.stub.object(LEASE);
-    if (l.spec.holderIdentity === 'pod-c') w.stub.seed(LEASE, { ...l, spec: { ...l.spec, renewTime: new Date().toISOString().replace('Z', '000Z') } });
-  };
-  await until('three more Lease rounds', () => { podCRenews(); return since(w.stub, mark, 'GET', LEASE) >= 3; });
+  await until('three more Lease rounds', () => since(w.stub, mark, 'GET', LEASE) >= 3);
   t.equal(since(w.stub, mark, 'GET', DEP), 0, 'no longer reading the Deployment');
   t.equal(w.patches().length, 0, 'no longer acting');
   t.equal(w.stub.object(LEASE).spec.holderIdentity, 'pod-c', 'pod-c\'s fresh claim is respected');

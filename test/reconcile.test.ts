@@ -529,9 +529,12 @@ t.test('Lease: a leader that loses it to another holder logs it, drops the gauge
   // lapses and a takeover by pod-a would be a bug, not the election working
   const podCRenews = () => {
     const l = w.stub.object(LEASE);
-    if (l.spec.holderIdentity === 'pod-c') w.stub.seed(LEASE, { ...l, spec: { ...l.spec, renewTime: new Date().toISOString().replace('Z', '000Z') } });
+    // a renewal as the API server stores it: a new resourceVersion, which is what a follower watches for
+    if (l.spec.holderIdentity === 'pod-c') {
+      w.stub.seed(LEASE, { ...l, metadata: { ...l.metadata, resourceVersion: String(Number(l.metadata.resourceVersion) + 1) }, spec: { ...l.spec, renewTime: new Date().toISOString().replace('Z', '000Z') } });
+    }
   };
-  const renewing = setInterval(podCRenews, 100);
+  const renewing = setInterval(podCRenews, 250);
   t.teardown(() => clearInterval(renewing));
   await until('the loss to be logged', () => a.log.lines.some((l) => /lost the Lease/.test(l.msg)));
   const lost = a.log.lines.find((l) => /lost the Lease/.test(l.msg));

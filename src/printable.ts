@@ -2,8 +2,17 @@
 // script's comment line: control characters, line and paragraph separators and bidirectional overrides become visible
 // escapes, so the text can neither drive the terminal, hide or reorder what follows, nor end a `--` comment.
 
-/** C0 and C1 controls, DEL, U+2028/U+2029, the bidirectional marks and overrides, and the backslash that starts an escape. */
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\\]/g;
+/** The C0 controls (ESC, CR, LF, BEL…), as a regular-expression character range. */
+export const C0_CONTROLS = '\\u0000-\\u001f';
+/**
+ * What else a terminal acts on instead of showing, as a character range: DEL, the C1 controls (CSI and OSC as single
+ * characters), the bidirectional overrides, embeddings, isolates and marks, and the Unicode line and paragraph separators.
+ * The one definition: doctor's report escapes these too.
+ */
+export const BEYOND_C0 = '\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
+
+/** Those, and the backslash that starts an escape. */
+const UNSAFE = new RegExp(`[${C0_CONTROLS}${BEYOND_C0}\\\\]`, 'g');
 
 /** The text with every unsafe character written as \xHH or \u{HHHH} (and "\" as "\\"), so that the escape is unambiguous. */
 export function printable(text: string): string {

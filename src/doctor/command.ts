@@ -10,6 +10,7 @@ import { normaliseOidcProvider, parseRoleArn } from '../iam-policy.js';
 import { buildMutators } from '../mutators/index.js';
 import { CHECKS, exitCode, GROUP_TITLES, runChecks, summarise, type CheckResult, type Summary } from './checks.js';
 import { readFacts, type ReadOptions } from './read.js';
+import { BEYOND_C0, C0_CONTROLS } from '../printable.js';
 
 export const DEFAULT_WEBHOOK_CONFIG = 'mlflow-irsa-webhook';
 export const DEFAULT_WEBHOOK_NAMESPACE = 'mlflow-irsa-webhook';
@@ -71,13 +72,8 @@ export const outputSchema = {
   },
 } as const;
 
-/**
- * What a terminal would act on instead of showing, besides the C0 controls (ESC, CR, LF, BEL…): DEL, the C1 controls
- * (CSI and OSC as single characters), the bidirectional overrides, embeddings, isolates and marks, and the Unicode
- * line and paragraph separators.
- */
-const BEYOND_C0 = '\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
-const TERMINAL_CONTROLS = new RegExp(`[\\u0000-\\u001f${BEYOND_C0}]`, 'g');
+/** What a terminal acts on instead of showing (printable.ts holds the one definition). */
+const TERMINAL_CONTROLS = new RegExp(`[${C0_CONTROLS}${BEYOND_C0}]`, 'g');
 /** those JSON.stringify leaves as they are */
 const JSON_UNESCAPED_CONTROLS = new RegExp(`[${BEYOND_C0}]`, 'g');
 const SHORT_ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r' };
